@@ -1,0 +1,1 @@
+"""Models: GGUF facts, memory estimates, the local library (and later catalog and hub)."""

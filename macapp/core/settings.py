@@ -1,0 +1,53 @@
+"""User settings persisted as a small JSON file in the data dir (atomic writes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from macapp.core import paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    """Everything the user can set; unknown keys in the file are ignored, missing ones default."""
+
+    model_dirs: list[str] = field(default_factory=list)
+    include_lm_studio: bool = True
+    default_ctx: int = 8192
+    kv_type: str = "f16"
+    window_geometry: str = ""
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Settings:
+        path = path or paths.settings_file()
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            # A broken settings file must not stop the app; keep it for the user to inspect.
+            log.warning("ignoring unreadable settings %s: %s", path, exc)
+            return cls()
+        if not isinstance(raw, dict):
+            return cls()
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in raw.items():
+            if key in known and isinstance(value, type(getattr(cls(), key))):
+                values[key] = value
+        return cls(**values)
+
+    def save(self, path: Path | None = None) -> None:
+        path = path or paths.settings_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(asdict(self), fh, indent=2)
+        os.replace(tmp, path)
