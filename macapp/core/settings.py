@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 class Settings:
     """Everything the user can set; unknown keys in the file are ignored, missing ones default."""
 
-    model_dirs: list[str] = field(default_factory=list)
+    model_dirs: list[str] = field(default_factory=list)  # folders scanned for .gguf files
+    model_files: list[str] = field(default_factory=list)  # single files added by drag and drop
     include_lm_studio: bool = True
     default_ctx: int = 8192
     kv_type: str = "f16"

@@ -70,6 +70,7 @@ class ModelFacts:
     kind: str  # "instruct" | "base" | "unknown"
     kind_reason: str
     tokenizer_model: str
+    n_merges: int = 0  # BPE merges (llama.cpp keeps a lookup table of them)
     quant_from_filename: QuantName | None = None
     gguf_version: int = 3
     warnings: list[str] = field(default_factory=list)
@@ -91,6 +92,12 @@ def _int(meta: dict[str, Any], key: str, default: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return default
     return int(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, ArrayInfo):
+        return value.count
+    return len(value) if isinstance(value, list) else 0
 
 
 def _per_layer(meta: dict[str, Any], key: str, n_layer: int, default: int) -> list[int]:
@@ -167,7 +174,7 @@ def facts_from_header(header: GGUFHeader, path: str, file_name: str) -> ModelFac
     tokens = meta.get("tokenizer.ggml.tokens")
     vocab = _int(meta, f"{arch}.vocab_size")
     if not vocab:
-        vocab = tokens.count if isinstance(tokens, ArrayInfo) else len(tokens) if isinstance(tokens, list) else 0
+        vocab = _count(tokens)
     embd = header.tensor("token_embd.weight")
     if not vocab and embd is not None and len(embd.shape) == 2:
         vocab = embd.shape[1]
@@ -211,6 +218,7 @@ def facts_from_header(header: GGUFHeader, path: str, file_name: str) -> ModelFac
         output_bytes=out_tensor.n_bytes if out_tensor else 0, tied_embeddings=tied,
         has_chat_template=has_template, kind=kind, kind_reason=reason,
         tokenizer_model=str(meta.get("tokenizer.ggml.model", "")),
+        n_merges=_count(meta.get("tokenizer.ggml.merges")),
         quant_from_filename=parse_quant_name(file_name), gguf_version=header.version, warnings=warnings,
     )
 

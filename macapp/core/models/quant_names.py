@@ -59,4 +59,4 @@ def parse_quant_name(file_name: str) -> QuantName | None:
     else:
         variant = None
         family = "legacy"
-    return QuantName(name, bits, family, _VARIANTS.get(variant or "", None))
+    return QuantName(name, bits, family, _VARIANTS.get(variant or ""))

@@ -1,0 +1,80 @@
+"""This machine: OS, chip, memory and the budget a model must fit in (``macapp doctor``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from typing import Any
+
+from macapp.core.hardware import apple
+
+BACKENDS = ("llama-cpp-python", "mlx", "mlx-lm", "gguf", "huggingface_hub", "chromadb", "PySide6-Essentials")
+
+
+@dataclass(frozen=True)
+class Hardware:
+    os: str
+    machine: str
+    chip: str
+    cpu_count: int
+    total_bytes: int
+    available_bytes: int
+    gpu: str  # "metal" on Apple Silicon, "cpu" elsewhere
+    gpu_working_set_bytes: int | None
+    wired_limit_mb: int | None
+    budget_bytes: int  # what a model (weights + KV + compute) may use
+    budget_rule: str  # how the budget was chosen, in words
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_apple_silicon() -> bool:
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def detect() -> Hardware:
+    """Probe this machine (a few milliseconds; sysctl and mlx only on a Mac)."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    system = f"{platform.system()} {platform.release()}"
+    if is_apple_silicon():
+        mac = apple.probe_mac(vm.available)
+        working_set = apple.gpu_working_set(mac)
+        return Hardware(
+            os=f"macOS {platform.mac_ver()[0]}", machine=platform.machine(), chip=mac.chip,
+            cpu_count=os.cpu_count() or 1, total_bytes=mac.total_bytes or vm.total,
+            available_bytes=vm.available, gpu="metal", gpu_working_set_bytes=working_set,
+            wired_limit_mb=mac.wired_limit_mb, budget_bytes=apple.gpu_budget(mac),
+            budget_rule="min(Metal working set, available memory)",
+        )
+    return Hardware(
+        os=system, machine=platform.machine(), chip=_cpu_name(), cpu_count=os.cpu_count() or 1,
+        total_bytes=vm.total, available_bytes=vm.available, gpu="cpu", gpu_working_set_bytes=None,
+        wired_limit_mb=None, budget_bytes=vm.available, budget_rule="available memory (no Metal here)",
+    )
+
+
+def backend_versions() -> dict[str, str | None]:
+    """Installed versions of the heavy backends, read from package metadata (nothing imported)."""
+    out: dict[str, str | None] = {}
+    for name in BACKENDS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out

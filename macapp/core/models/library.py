@@ -1,0 +1,230 @@
+"""The local model library: GGUF files in the Hugging Face cache, folders the user added,
+single files dropped on the window, and LM Studio's models folder when present.
+
+A model is named by a file path or a library id (``org/repo/file.gguf`` for the HF cache,
+``lmstudio:publisher/repo/file.gguf``, or ``local:<path>``). Bad files stay in the list with a
+readable reason instead of facts. Facts are cached by (path, size, mtime) so a large library
+lists quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from macapp.core import paths
+from macapp.core.errors import UserError
+from macapp.core.models.facts import ModelFacts, facts_from_header, read_facts
+from macapp.core.models.gguf_header import GGUFError, read_header_from_path
+from macapp.core.models.quant_names import QuantName
+from macapp.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<idx>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
+_SKIP = re.compile(r"mmproj|\.imatrix", re.I)  # vision projectors and importance matrices
+MAX_SCAN_DEPTH = 6
+
+
+@dataclass
+class LibraryEntry:
+    """One model in the library: its facts, or the reason it cannot be used."""
+
+    id: str
+    path: str
+    source: str  # hf-cache | folder | lm-studio | file
+    facts: ModelFacts | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+def _split_parts(path: Path) -> list[Path] | None:
+    m = _SPLIT.match(path.name)
+    if not m:
+        return None
+    count = int(m.group("count"))
+    return [path.with_name(f"{m.group('stem')}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+
+
+def model_facts(path: str | os.PathLike[str]) -> ModelFacts:
+    """Facts of a model file; a split model (``-00001-of-00003.gguf``) is read as one model."""
+    p = Path(path)
+    parts = _split_parts(p)
+    if not parts:
+        return read_facts(p)
+    missing = [x.name for x in parts if not x.exists()]
+    if missing:
+        raise GGUFError(f"{p.name} is part of a split model, but {', '.join(missing[:3])} is missing")
+    first = read_header_from_path(parts[0])
+    for part in parts[1:]:
+        first.tensors.extend(read_header_from_path(part).tensors)
+    first.file_size = sum(x.stat().st_size for x in parts)
+    first._by_name = {}
+    return facts_from_header(first, str(parts[0]), parts[0].name)
+
+
+class FactsCache:
+    """Facts keyed by (path, size, mtime) in a small JSON file: re-read only changed files."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or paths.cache_dir() / "gguf-facts.json"
+        try:
+            self._data: dict[str, dict] = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._data = {}
+        self._dirty = False
+
+    @staticmethod
+    def _key(path: Path) -> str:
+        st = path.stat()
+        return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+
+    def get(self, path: Path) -> ModelFacts:
+        key = self._key(path)
+        cached = self._data.get(key)
+        if cached is not None:
+            try:
+                return _facts_from_json(cached)
+            except (TypeError, KeyError):
+                pass  # an older cache layout: read again
+        facts = model_facts(path)
+        self._data[key] = facts.to_json()
+        self._dirty = True
+        return facts
+
+    def save(self) -> None:
+        if self._dirty:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._data), encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._dirty = False
+
+
+def _facts_from_json(data: dict) -> ModelFacts:
+    data = dict(data)
+    q = data.get("quant_from_filename")
+    if q:
+        q = dict(q)
+        q.pop("description", None)
+        data["quant_from_filename"] = QuantName(**q)
+    return ModelFacts(**data)
+
+
+def _scan_folder(root: Path, depth: int = 0) -> Iterator[Path]:
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=True) and depth < MAX_SCAN_DEPTH:
+            yield from _scan_folder(Path(entry.path), depth + 1)
+        elif entry.name.lower().endswith(".gguf") and not _SKIP.search(entry.name):
+            parts = _split_parts(Path(entry.path))
+            if parts and parts[0].name != entry.name:
+                continue  # list a split model once, by its first part
+            yield Path(entry.path)
+
+
+def _hf_cache_models(cache: Path) -> Iterator[tuple[str, Path]]:
+    """(``org/repo/file``, path) for every GGUF in the newest snapshot of each cached repo."""
+    if not cache.is_dir():
+        return
+    for repo_dir in sorted(cache.glob("models--*")):
+        repo_id = repo_dir.name[len("models--"):].replace("--", "/")
+        snapshots = [s for s in (repo_dir / "snapshots").glob("*") if s.is_dir()]
+        seen: set[str] = set()
+        for snap in sorted(snapshots, key=lambda s: s.stat().st_mtime, reverse=True):
+            for path in _scan_folder(snap):
+                rel = path.relative_to(snap).as_posix()
+                if rel not in seen and path.exists():  # a symlink whose blob is gone is skipped
+                    seen.add(rel)
+                    yield f"{repo_id}/{rel}", path
+
+
+def iter_model_files(settings: Settings | None = None) -> Iterator[tuple[str, str, Path]]:
+    """(id, source, path) for every GGUF the library knows, without reading any header."""
+    settings = settings or Settings.load()
+    seen: set[str] = set()
+
+    def once(ident: str, source: str, path: Path) -> Iterator[tuple[str, str, Path]]:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            yield ident, source, path
+
+    for ident, path in _hf_cache_models(paths.hf_hub_cache()):
+        yield from once(ident, "hf-cache", path)
+    for folder in settings.model_dirs:
+        for path in _scan_folder(Path(folder).expanduser()):
+            yield from once(f"local:{path}", "folder", path)
+    for file in settings.model_files:
+        path = Path(file).expanduser()
+        if path.exists():
+            yield from once(f"local:{path}", "file", path)
+    lms = paths.lm_studio_models_dir() if settings.include_lm_studio else None
+    if lms:
+        for path in _scan_folder(lms):
+            yield from once(f"lmstudio:{path.relative_to(lms).as_posix()}", "lm-studio", path)
+
+
+def list_library(settings: Settings | None = None) -> list[LibraryEntry]:
+    """Every model in the library with its facts (or the reason it is unusable)."""
+    cache = FactsCache()
+    entries = []
+    for ident, source, path in iter_model_files(settings):
+        entries.append(load_entry(ident, source, path, cache))
+    cache.save()
+    return entries
+
+
+def load_entry(ident: str, source: str, path: Path, cache: FactsCache | None = None) -> LibraryEntry:
+    entry = LibraryEntry(ident, str(path), source)
+    try:
+        entry.facts = cache.get(path) if cache else model_facts(path)
+    except UserError as exc:
+        entry.error = exc.message
+    except OSError as exc:
+        entry.error = f"cannot read {path.name}: {exc.strerror or exc}"
+    return entry
+
+
+def add_model_file(path: str | os.PathLike[str], settings: Settings | None = None) -> LibraryEntry:
+    """Add one .gguf file (drag and drop) to the library; returns its entry (facts or reason)."""
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise UserError(f"{p} is not a file")
+    if p.suffix.lower() != ".gguf":
+        raise UserError(f"{p.name} is not a .gguf file", hint="Orchard runs GGUF models")
+    settings = settings or Settings.load()
+    if str(p) not in settings.model_files:
+        settings.model_files.append(str(p))
+        settings.save()
+    return load_entry(f"local:{p}", "file", p)
+
+
+def resolve_model(ref: str, settings: Settings | None = None) -> Path:
+    """A path, or a library id (or a unique file name in the library) -> the model's path."""
+    p = Path(ref).expanduser()
+    if p.exists():
+        if p.is_dir():
+            raise UserError(f"{ref} is a folder; name a .gguf file")
+        return p
+    candidates = []
+    for ident, _source, path in iter_model_files(settings):
+        if ref in (ident, path.name, ident.split(":", 1)[-1]):
+            candidates.append(path)
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        raise UserError(f"{ref!r} matches {len(candidates)} models", hint="use the full library id (macapp models)")
+    raise UserError(f"no model {ref!r}: not a file and not in the library", hint="see `macapp models`")
