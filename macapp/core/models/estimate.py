@@ -26,7 +26,7 @@ KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "f32": 4.0, "q4_0": 18 / 32
 TIGHT_MARGIN = 0.10  # "tight" = within 10% of the budget
 
 # Calibrated on llama.cpp CPU runs (see bench/estimate_accuracy.py and the issue note).
-_OVERHEAD_BASE = 3.7 * MiB
+_OVERHEAD_BASE = 2.4 * MiB
 _OVERHEAD_PER_TOKEN = 165  # vocab tables, per token in the vocabulary
 _OVERHEAD_PER_MERGE = 120  # BPE merge ranks
 _OVERHEAD_PER_CELL = 2450  # per context cell up to 1024 (sampler/batch state)
@@ -110,11 +110,13 @@ def compute_bytes(facts: ModelFacts, settings: RuntimeSettings) -> int:
     weight_types = set(facts.tensor_types) - {"F32"}
     work = t * max(facts.n_embd, _ffn_width(facts)) * 2 if weight_types else 0  # src1 conversion
     if settings.backend == "metal":
-        # Metal allocates the whole reserved buffer: logits for a full ubatch included.
+        # Metal allocates the whole reserved buffer: the largest phase of the worst-case graph,
+        # including logits for a full ubatch.
+        mask = k * t * (2 if settings.flash_attn else 4)
         logits = facts.vocab_size * t * 4 + 2 * et
-        ffn = _FFN_BUFFERS * ft + 4 * et
-        attn = k * t * 2 if settings.flash_attn else k * t * (4 * h + 4) + _ATTN_EMBD_BUFFERS * et
-        return int(max(logits, ffn, attn) + (k * t * 2 if settings.flash_attn else 0))
+        ffn = _FFN_BUFFERS * ft + 4 * et + mask
+        attn = mask + (4 * et if settings.flash_attn else k * t * 4 * h + _ATTN_EMBD_BUFFERS * et)
+        return int(max(logits, ffn, attn))
     if settings.flash_attn:
         mask = k * t * 2 * 1.19
         return int(_COMPUTE_BASE + _EMBD_BUFFERS * et + _FFN_BUFFERS * ft + mask + work)

@@ -139,6 +139,10 @@ class _Cursor:
     def fail(self, what: str) -> GGUFError:
         return GGUFError(f"{self.src.name} is not a valid GGUF file: {what}")
 
+    def too_many(self, what: str, count: int, unit: str) -> GGUFError:
+        return self.fail(f"{what} claims {count} {unit}, more than the rest of the file holds "
+                         f"(truncated or corrupt)")
+
     def need(self, n: int, what: str) -> None:
         if n > self.src.size - self.pos:
             raise self.fail(
@@ -202,7 +206,7 @@ def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0) -> Any:
     if item_type in _SCALARS:
         size = _SCALARS[item_type][1]
         if count > cur.remaining // size:
-            raise cur.fail(f"array {key!r} claims {count} items, more than the file can hold")
+            raise cur.too_many(f"array {key!r}", count, "items")
         if count > DECODE_NUMERIC_UP_TO:
             cur.skip(count * size, f"array {key}")
             return ArrayInfo(item_type, count)
@@ -212,7 +216,7 @@ def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0) -> Any:
         return data.tolist()
     if item_type == _STRING:
         if count > cur.remaining // 8:
-            raise cur.fail(f"array {key!r} claims {count} strings, more than the file can hold")
+            raise cur.too_many(f"array {key!r}", count, "strings")
         if count > DECODE_STRINGS_UP_TO:
             for _ in range(count):
                 cur.skip_string(f"item of {key}")
@@ -220,7 +224,7 @@ def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0) -> Any:
         return [cur.string(f"item of {key}") for _ in range(count)]
     if item_type == _ARRAY:
         if count > cur.remaining // 12:
-            raise cur.fail(f"array {key!r} claims {count} arrays, more than the file can hold")
+            raise cur.too_many(f"array {key!r}", count, "arrays")
         return [_read_value(cur, _ARRAY, key, depth + 1) for _ in range(count)]  # rare
     raise cur.fail(f"array {key!r} has unknown item type {item_type}")
 
@@ -256,10 +260,14 @@ def read_header(source: ByteSource, *, chunk: int = 1 << 16, max_header_bytes: i
     version = _check_magic(cur)
     n_tensors = cur.u64("tensor count")
     n_kv = cur.u64("metadata count")
-    if n_tensors > MAX_TENSORS or n_tensors > cur.remaining // 24:
-        raise cur.fail(f"it claims {n_tensors} tensors, more than any model (or the file) could hold")
-    if n_kv > MAX_KV or n_kv > cur.remaining // 13:
-        raise cur.fail(f"it claims {n_kv} metadata entries, more than any model (or the file) could hold")
+    if n_tensors > MAX_TENSORS:
+        raise cur.fail(f"it claims {n_tensors} tensors, more than any real model has")
+    if n_tensors > cur.remaining // 24:
+        raise cur.too_many("the header", n_tensors, "tensors")
+    if n_kv > MAX_KV:
+        raise cur.fail(f"it claims {n_kv} metadata entries, more than any real model has")
+    if n_kv > cur.remaining // 13:
+        raise cur.too_many("the header", n_kv, "metadata entries")
 
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):

@@ -1,0 +1,1 @@
+"""``macapp`` command line: thin adapters over macapp.core (argparse; rich for tables)."""

@@ -1,0 +1,60 @@
+"""Entry point of the ``macapp`` command. Exit codes: 0 ok, 1 user error, 2 usage, 130 cancelled."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from macapp import __version__
+from macapp.core.errors import Cancelled, UserError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from macapp.cli import doctor, models
+
+    parser = argparse.ArgumentParser(
+        prog="macapp",
+        description="Orchard: run open-weight LLMs locally on a Mac, chat with your PDFs, LoRA-tune.",
+        epilog="MODEL is a path to a .gguf file or a library id (see `macapp models`).",
+    )
+    parser.add_argument("--version", action="version", version=f"Orchard {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    gui = sub.add_parser("gui", help="open the window (the default)")
+    gui.set_defaults(handler=_gui)
+    doctor.register(sub)
+    models.register(sub)
+    return parser
+
+
+def _gui(args: argparse.Namespace) -> int:
+    from macapp.ui.app import run_gui
+
+    return run_gui(sys.argv[:1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv or ["gui"])
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handler: Handler = getattr(args, "handler", _gui)
+    try:
+        return handler(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `macapp models | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

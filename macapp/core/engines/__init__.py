@@ -1,0 +1,1 @@
+"""Inference engines (llama.cpp now; MLX and remote engines arrive with their issues)."""

@@ -1,0 +1,1 @@
+"""Orchard's desktop window (PySide6). Thin: views call ``macapp.core`` through one Worker type."""

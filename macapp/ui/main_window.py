@@ -1,0 +1,160 @@
+"""The main window: a sidebar of pages (Models, Chat, Documents, Tuning) beside a page stack."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from macapp.core.settings import Settings
+from macapp.ui.format import format_bytes
+from macapp.ui.models_page import ModelsPage
+from macapp.ui.worker import running_workers
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDERS = {
+    "Chat": ("Chat with a model on this Mac",
+             "Conversations that never leave your machine, saved and searchable.",
+             "Chat arrives with the chat issue."),
+    "Documents": ("Ask your PDFs",
+                  "Add documents to a collection, then ask questions and get answers with page citations.",
+                  "Documents arrive with the documents issue."),
+    "Tuning": ("Teach a model your style",
+               "LoRA-tune a model on your own examples and export the adapter as GGUF.",
+               "Tuning arrives with the tuning issue."),
+}
+
+
+def placeholder_page(title: str, body: str, note: str) -> QWidget:
+    """A calm page saying what will live here."""
+    page = QWidget()
+    lay = QVBoxLayout(page)
+    lay.setContentsMargins(48, 48, 48, 48)
+    lay.addStretch(2)
+    for text, name in ((title, "placeholderTitle"), (body, "placeholderBody"), (note, "muted")):
+        label = QLabel(text)
+        label.setObjectName(name)
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setWordWrap(True)
+        lay.addWidget(label)
+    lay.addStretch(3)
+    return page
+
+
+class MainWindow(QMainWindow):
+    """Orchard's window. The library scan starts once the window has painted."""
+
+    def __init__(self, settings: Settings | None = None, on_first_paint: Callable[[], None] | None = None):
+        super().__init__()
+        self.setWindowTitle("Orchard")
+        self.setMinimumSize(QSize(880, 560))
+        self._settings = settings or Settings.load()
+        self._on_first_paint = on_first_paint
+        self._painted = False
+        self.first_paint_time: float | None = None
+
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
+        self.sidebar.setFixedWidth(184)
+        self.sidebar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.pages = QStackedWidget()
+        self.models_page = ModelsPage(self._settings)
+        self.models_page.hardwareDetected.connect(self._show_hardware)
+        self._add_page("Models", self.models_page)
+        for name, texts in PLACEHOLDERS.items():
+            self._add_page(name, placeholder_page(*texts))
+        self.sidebar.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.sidebar.setCurrentRow(0)
+
+        brand = QLabel("Orchard")
+        brand.setObjectName("brand")
+        side = QWidget()
+        side.setObjectName("sidePanel")
+        side_lay = QVBoxLayout(side)
+        side_lay.setContentsMargins(0, 16, 0, 12)
+        side_lay.setSpacing(8)
+        side_lay.addWidget(brand)
+        side_lay.addWidget(self.sidebar, 1)
+        self.machine_label = QLabel("")
+        self.machine_label.setObjectName("machine")
+        self.machine_label.setWordWrap(True)
+        side_lay.addWidget(self.machine_label)
+
+        central = QWidget()
+        lay = QHBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(side)
+        lay.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+        self._restore_geometry()
+
+    def _add_page(self, name: str, page: QWidget) -> None:
+        item = QListWidgetItem(name)
+        item.setSizeHint(QSize(160, 36))
+        self.sidebar.addItem(item)
+        self.pages.addWidget(page)
+
+    def show_page(self, name: str) -> None:
+        for row in range(self.sidebar.count()):
+            if self.sidebar.item(row).text() == name:
+                self.sidebar.setCurrentRow(row)
+                return
+        raise KeyError(name)
+
+    def _show_hardware(self, hw) -> None:
+        where = "GPU (Metal)" if hw.gpu == "metal" else "CPU"
+        self.machine_label.setText(f"{hw.chip}\n{format_bytes(hw.total_bytes)} memory · runs on {where}\n"
+                                   f"Model budget {format_bytes(hw.budget_bytes)}")
+        self.machine_label.setToolTip(hw.budget_rule)
+
+    # --- first paint and start-up work ----------------------------------------------------------
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            self.first_paint_time = time.time()
+            if self._on_first_paint is not None:
+                self._on_first_paint()
+            QTimer.singleShot(0, self.models_page.start_scan)  # after the frame reaches the screen
+
+    # --- geometry --------------------------------------------------------------------------------
+    def _restore_geometry(self) -> None:
+        saved = self._settings.window_geometry
+        if saved:
+            try:
+                if self.restoreGeometry(QByteArray(base64.b64decode(saved, validate=True))):
+                    return
+            except ValueError:
+                log.warning("ignoring unreadable window geometry")
+        self.resize(1180, 760)
+
+    def geometry_text(self) -> str:
+        return base64.b64encode(bytes(self.saveGeometry().data())).decode("ascii")
+
+    def closeEvent(self, event) -> None:
+        for worker in running_workers():
+            worker.cancel()
+        try:
+            settings = Settings.load()  # fresh: workers may have added files meanwhile
+            settings.window_geometry = self.geometry_text()
+            settings.save()
+        except OSError as exc:
+            log.warning("could not save the window geometry: %s", exc)
+        super().closeEvent(event)

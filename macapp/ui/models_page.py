@@ -1,0 +1,439 @@
+"""The Models page: the local library, what each model needs, and adding models.
+
+The library scan and the hardware probe run in a Worker after the window has painted; files
+dropped on the page (or picked with "Add model…") are added in a Worker too, one row at a time.
+A file that cannot be used gets a row that says why; nothing here opens a popup on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QItemSelectionModel, QSortFilterProxyModel, Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from macapp.core.errors import UserError
+from macapp.ui.format import format_bytes
+from macapp.ui.library_table import SORT_ROLE, Column, LibraryTableModel, MemoryDelegate
+from macapp.ui.model_details import KV_TYPES, ModelDetails
+from macapp.ui.worker import Worker, error_text
+
+if TYPE_CHECKING:
+    from macapp.core.hardware import Hardware
+    from macapp.core.models.estimate import MemoryEstimate, RuntimeSettings
+    from macapp.core.models.library import LibraryEntry
+    from macapp.core.settings import Settings
+
+log = logging.getLogger(__name__)
+EMPTY_TEXT = "No models yet.\nDrop .gguf files here, or use Add model… or Add folder…"
+
+
+@dataclass
+class LibraryScan:
+    """What the background scan found: library entries and (first time only) this machine."""
+
+    entries: list[LibraryEntry]
+    hardware: Hardware | None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file that was not added, and why (yielded by ``add_files`` instead of raising)."""
+
+    path: str
+    message: str
+
+
+def scan_library(detect_hardware: bool) -> LibraryScan:
+    """Worker function: probe the machine (once) and read the library's model headers."""
+    from macapp.core.models.library import list_library
+
+    hardware = None
+    if detect_hardware:
+        from macapp.core.hardware import detect
+
+        try:
+            hardware = detect()
+        except Exception:  # the library is still worth showing without a budget
+            log.exception("hardware detection failed")
+    return LibraryScan(list_library(), hardware)
+
+
+def add_files(paths: list[str]) -> Iterator[LibraryEntry | Rejected]:
+    """Worker generator: add each file to the library, yielding its entry or why it was refused."""
+    from macapp.core.models.library import add_model_file
+
+    for path in paths:
+        try:
+            yield add_model_file(path)
+        except UserError as exc:
+            yield Rejected(path, exc.message)
+
+
+class Notice(QWidget):
+    """One inline message under the header (replaces the previous one; never a popup)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("notice")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(12, 6, 6, 6)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+
+class ModelsPage(QWidget):
+    """Table of local models, details of the selected one, and the ways to add models."""
+
+    hardwareDetected = Signal(object)  # Hardware
+    scanFinished = Signal()
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self._settings = settings
+        self._hardware: Hardware | None = None
+        self._runtime: dict[str, RuntimeSettings] = {}
+        self._scan_signals: object = None
+        self._scanning = False
+        self._adds_running = 0
+        self._rejected: list[Rejected] = []
+        self._added_while_scanning: list[LibraryEntry] = []
+
+        root = QVBoxLayout(self)
+        root.setContentsMargins(24, 18, 24, 18)
+        root.setSpacing(12)
+        root.addLayout(self._build_header())
+        self.notice = Notice()
+        root.addWidget(self.notice)
+
+        self.table_model = LibraryTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.table_model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = self._build_table()
+        self.empty_label = QLabel("Scanning your models…")
+        self.empty_label.setObjectName("emptyState")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.list_stack = QStackedWidget()
+        self.list_stack.addWidget(self.empty_label)
+        self.list_stack.addWidget(self.table)
+
+        self.details = ModelDetails()
+        self.details.show_placeholder("Select a model to see what it needs.")
+        self.details.runtimeChanged.connect(self._on_runtime_changed)
+        details_scroll = QScrollArea()
+        details_scroll.setObjectName("detailsScroll")
+        details_scroll.setWidget(self.details)
+        details_scroll.setWidgetResizable(True)
+        details_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.setChildrenCollapsible(False)
+        splitter.addWidget(self.list_stack)
+        splitter.addWidget(details_scroll)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 360])
+        root.addWidget(splitter, 1)
+
+        self.drop_overlay = QLabel("Drop .gguf files to add them", self)
+        self.drop_overlay.setObjectName("dropOverlay")
+        self.drop_overlay.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.drop_overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.drop_overlay.hide()
+
+    def _build_header(self) -> QHBoxLayout:
+        header = QHBoxLayout()
+        title = QLabel("Models")
+        title.setObjectName("pageTitle")
+        self.status_label = QLabel("Scanning…")
+        self.status_label.setObjectName("muted")
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_folder_button.setToolTip("Scan a folder (and its subfolders) for .gguf models")
+        self.add_folder_button.clicked.connect(self._choose_folder)
+        self.add_model_button = QPushButton("Add model…")
+        self.add_model_button.setObjectName("primary")
+        self.add_model_button.setToolTip("Add .gguf files — or drop them anywhere on this page")
+        self.add_model_button.clicked.connect(self._choose_files)
+        header.addWidget(title)
+        header.addSpacing(12)
+        header.addWidget(self.status_label, 0, Qt.AlignmentFlag.AlignBottom)
+        header.addStretch(1)
+        header.addWidget(self.add_folder_button)
+        header.addWidget(self.add_model_button)
+        return header
+
+    def _build_table(self) -> QTableView:
+        table = QTableView()
+        table.setModel(self.proxy)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setAlternatingRowColors(True)
+        table.setShowGrid(False)
+        table.setSortingEnabled(True)
+        table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep the library's order until asked
+        table.setWordWrap(False)
+        table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        table.verticalHeader().hide()
+        table.verticalHeader().setDefaultSectionSize(30)
+        table.setItemDelegateForColumn(Column.MEMORY, MemoryDelegate(table))
+        head = table.horizontalHeader()
+        head.setHighlightSections(False)
+        head.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        head.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        head.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
+        head.setSectionResizeMode(Column.STATUS, QHeaderView.ResizeMode.Interactive)
+        head.resizeSection(Column.STATUS, 150)
+        head.setMinimumSectionSize(60)
+        table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        return table
+
+    # --- scanning ------------------------------------------------------------------------------
+    @property
+    def scanning(self) -> bool:
+        return self._scanning
+
+    @property
+    def hardware(self) -> Hardware | None:
+        return self._hardware
+
+    def start_scan(self) -> Worker:
+        """Re-read the library (and probe the machine the first time) in a worker."""
+        self._scanning = True
+        self._added_while_scanning = []
+        self.status_label.setText("Scanning…")
+        if self.table_model.rowCount() == 0:
+            self.empty_label.setText("Scanning your models…")
+            self.list_stack.setCurrentWidget(self.empty_label)
+        worker = Worker(scan_library, self._hardware is None)
+        self._scan_signals = worker.signals  # only the newest scan's answer counts
+        worker.signals.returned.connect(self._on_scanned)
+        worker.signals.errored.connect(self._on_scan_failed)
+        return worker.start()
+
+    def _on_scanned(self, scan: LibraryScan) -> None:
+        if self.sender() is not self._scan_signals:
+            return
+        self._scanning = False
+        if scan.hardware is not None:
+            self._set_hardware(scan.hardware)
+        current = self.details.entry
+        entries = list(scan.entries)
+        self.table_model.set_entries(entries, {e.id: self._estimate(e) for e in entries})
+        for entry in self._added_while_scanning:
+            self.table_model.upsert(entry, self._estimate(entry))
+        self._update_status()
+        self._select(current.path if current else None)
+        self.scanFinished.emit()
+
+    def _on_scan_failed(self, exc: BaseException) -> None:
+        if self.sender() is not self._scan_signals:
+            return
+        self._scanning = False
+        self.notice.show_message(f"Could not read the model library. {error_text(exc)}")
+        self._update_status()
+        self.scanFinished.emit()
+
+    def _set_hardware(self, hardware: Hardware) -> None:
+        self._hardware = hardware
+        backend = "metal" if hardware.gpu == "metal" else "cpu"
+        self._runtime = {k: replace(r, backend=backend) for k, r in self._runtime.items()}
+        self.hardwareDetected.emit(hardware)
+
+    def _update_status(self) -> None:
+        if self._scanning:
+            return  # the scan's answer will update the status
+        entries = self.table_model.entries()
+        n = len(entries)
+        bad = sum(1 for e in entries if e.error)
+        parts = [f"{n} model{'s' if n != 1 else ''}"]
+        if bad:
+            parts.append(f"{bad} unusable")
+        if self._hardware is not None:
+            parts.append(f"budget {format_bytes(self._hardware.budget_bytes)}")
+        self.status_label.setText(" · ".join(parts))
+        if n:
+            self.list_stack.setCurrentWidget(self.table)
+        else:
+            self.empty_label.setText(EMPTY_TEXT)
+            self.list_stack.setCurrentWidget(self.empty_label)
+            self.details.show_placeholder("Models you add appear here with what they need to run.")
+
+    # --- estimates -----------------------------------------------------------------------------
+    @property
+    def budget(self) -> int | None:
+        return self._hardware.budget_bytes if self._hardware else None
+
+    def runtime_for(self, entry: LibraryEntry) -> RuntimeSettings | None:
+        """The context length and KV type this entry is estimated with (None for unusable files)."""
+        if entry.facts is None:
+            return None
+        if entry.id not in self._runtime:
+            from macapp.core.models.estimate import RuntimeSettings
+
+            kv = self._settings.kv_type if self._settings.kv_type in KV_TYPES else "f16"
+            backend = "metal" if self._hardware is not None and self._hardware.gpu == "metal" else "cpu"
+            n_ctx = max(1, min(self._settings.default_ctx, entry.facts.context_length))
+            self._runtime[entry.id] = RuntimeSettings(n_ctx=n_ctx, kv_type=kv, backend=backend)
+        return self._runtime[entry.id]
+
+    def _estimate(self, entry: LibraryEntry) -> MemoryEstimate | None:
+        runtime = self.runtime_for(entry)
+        if runtime is None:
+            return None
+        from macapp.core.models.estimate import estimate_memory
+
+        try:
+            return estimate_memory(entry.facts, runtime, self.budget)
+        except (ValueError, ZeroDivisionError, IndexError):  # odd header values: show the row without it
+            log.exception("cannot estimate %s", entry.path)
+            return None
+
+    def _on_runtime_changed(self, entry_id: str, runtime: RuntimeSettings, estimate: MemoryEstimate) -> None:
+        self._runtime[entry_id] = runtime
+        self.table_model.set_estimate(entry_id, estimate)
+
+    # --- selection -----------------------------------------------------------------------------
+    def _on_current_changed(self, current, _previous) -> None:
+        if not current.isValid():
+            return
+        entry = self.table_model.entry(self.proxy.mapToSource(current).row())
+        self.details.show_entry(entry, self.runtime_for(entry), self.budget)
+
+    def select_row(self, source_row: int) -> None:
+        index = self.proxy.mapFromSource(self.table_model.index(source_row, 0))
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(index)
+
+    def _select(self, path: str | None) -> None:
+        if self.table_model.rowCount() == 0:
+            return
+        row = self.table_model.row_of_path(path) if path else None
+        self.select_row(row if row is not None else self.proxy.mapToSource(self.proxy.index(0, 0)).row())
+
+    # --- adding --------------------------------------------------------------------------------
+    def add_files(self, paths: list[str]) -> Worker:
+        """Add model files in a worker; rows appear as each header is read."""
+        self._adds_running += 1
+        worker = Worker(add_files, [str(p) for p in paths])
+        worker.signals.yielded.connect(self._on_added)
+        worker.signals.errored.connect(self._on_add_failed)
+        worker.signals.finished.connect(self._after_adding)
+        return worker.start()
+
+    def _on_added(self, item: LibraryEntry | Rejected) -> None:
+        if isinstance(item, Rejected):
+            self._rejected.append(item)
+            return
+        if self._scanning:
+            self._added_while_scanning.append(item)
+        row = self.table_model.upsert(item, self._estimate(item))
+        self.list_stack.setCurrentWidget(self.table)
+        self.select_row(row)
+
+    def _on_add_failed(self, exc: BaseException) -> None:
+        self.notice.show_message(error_text(exc))
+
+    def _after_adding(self) -> None:
+        self._adds_running -= 1
+        self._update_status()
+        if self._adds_running:
+            return  # one notice for overlapping drops
+        rejected, self._rejected = self._rejected, []
+        if len(rejected) == 1:
+            self.notice.show_message(f"Not added: {rejected[0].message}.")
+        elif rejected:
+            names = ", ".join(Path(r.path).name for r in rejected[:5]) + (" …" if len(rejected) > 5 else "")
+            self.notice.show_message(f"{len(rejected)} files were not added (Orchard adds .gguf model files): {names}")
+
+    def add_folder(self, folder: str) -> Worker:
+        """Remember ``folder`` in Settings.model_dirs and rescan."""
+        from macapp.core.settings import Settings
+
+        settings = Settings.load()
+        folder = str(Path(folder).expanduser())
+        if folder not in settings.model_dirs:
+            settings.model_dirs.append(folder)
+            settings.save()
+        self._settings.model_dirs = list(settings.model_dirs)
+        return self.start_scan()
+
+    def _choose_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add models", str(Path.home()),
+                                                "GGUF models (*.gguf);;All files (*)")
+        if paths:
+            self.add_files(paths)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of models", str(Path.home()))
+        if folder:
+            self.add_folder(folder)
+
+    # --- drag and drop -------------------------------------------------------------------------
+    @staticmethod
+    def _local_files(event: QDropEvent | QDragEnterEvent | QDragMoveEvent) -> list[str]:
+        mime = event.mimeData()
+        if mime is None or not mime.hasUrls():
+            return []
+        return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._local_files(event):
+            event.acceptProposedAction()
+            self.drop_overlay.setGeometry(self.rect().adjusted(8, 8, -8, -8))
+            self.drop_overlay.raise_()
+            self.drop_overlay.show()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if self._local_files(event):
+            event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event) -> None:
+        self.drop_overlay.hide()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self.drop_overlay.hide()
+        files = self._local_files(event)
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        QTimer.singleShot(0, lambda: self.add_files(files))  # let the drag source return first
