@@ -5,6 +5,10 @@ one JSON line: RSS before the load, the peak RSS while loading and filling the c
 (Linux ``VmHWM``, reset after imports via ``/proc/self/clear_refs``), the difference, and the
 buffers llama.cpp logged (model, KV, compute, output). Weights are read without mmap so every
 weight byte is resident, as on a Mac where Metal maps the whole file.
+
+The measurement runs in a worker process whose stderr (llama.cpp's log) goes to a temp file;
+the log is parsed for the buffer sizes. If the worker fails (a Python error, an abort in
+llama.cpp, a signal), the tail of that log is printed to the real stderr and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -13,8 +17,20 @@ import argparse
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
+
+LOG_TAIL_LINES = 25
+
+
+class ProbeError(RuntimeError):
+    """The worker failed; ``log_tail`` holds the last lines of its llama.cpp log."""
+
+    def __init__(self, message: str, log_tail: str):
+        super().__init__(message)
+        self.log_tail = log_tail
 
 
 def _status_kb(field: str) -> int:
@@ -36,52 +52,82 @@ def parse_buffers(log: str) -> dict[str, float]:
     return out
 
 
-def probe(model: str, ctx: int, kv_type: str, flash_attn: bool, n_batch: int, n_threads: int) -> dict:
-    import llama_cpp  # noqa: F401  (import cost is part of the baseline, not the model)
+def _measure(model: str, ctx: int, kv_type: str, flash_attn: bool, n_batch: int, n_threads: int) -> dict:
+    """The worker: load, fill the context, report RSS figures (llama.cpp logs to our stderr)."""
+    import llama_cpp  # noqa: F401  (import costs are part of the baseline, not the model)
+    import numpy as np
 
-    log_fd, log_path = tempfile.mkstemp(suffix=".log")
-    saved = os.dup(2)
-    os.dup2(log_fd, 2)
+    # Load exactly as the app does (same settings object the estimate reads).
+    from macapp.core.engines.llama_loader import open_llama
+    from macapp.core.models.estimate import RuntimeSettings
+
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset VmHWM to the current RSS
+    before = _status_kb("VmRSS") * 1024
+    settings = RuntimeSettings(n_ctx=ctx, n_batch=n_batch, n_ubatch=n_batch, kv_type=kv_type,
+                               flash_attn=flash_attn)
+    llm = open_llama(model, settings, use_mmap=False, n_threads=n_threads, verbose=True, seed=0)
+    after_load = _status_kb("VmRSS") * 1024
+    n_ctx = llm.n_ctx()  # llama.cpp pads the cache to 256 cells; the Python side holds ``ctx`` tokens
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(261, llm.n_vocab(), size=min(ctx, n_ctx) - 1).tolist()
+    llm.eval(tokens)
+    after_fill = _status_kb("VmRSS") * 1024
+    peak = _status_kb("VmHWM") * 1024
+    llm.close()  # its teardown logs go to the worker's log, not the caller's terminal
+    return {"model": model, "ctx": ctx, "n_ctx": n_ctx, "kv_type": kv_type, "flash_attn": flash_attn,
+            "rss_before": before, "rss_after_load": after_load, "rss_after_fill": after_fill, "peak": peak,
+            "delta": peak - before}
+
+
+def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def probe(model: str, ctx: int, kv_type: str = "f16", flash_attn: bool = True, n_batch: int = 512,
+          n_threads: int = 2, timeout: float | None = None) -> dict:
+    """Measure ``model`` at ``ctx`` in a fresh worker process; raise ProbeError if it fails."""
+    args = [sys.executable, os.path.abspath(__file__), "--worker", model, "--ctx", str(ctx), "--kv-type", kv_type,
+            "--n-batch", str(n_batch), "--threads", str(n_threads)] + (["--flash-attn"] if flash_attn else [])
+    with tempfile.TemporaryFile(mode="w+", suffix=".log") as log_file:
+        try:
+            proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=log_file, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            log_file.seek(0)
+            raise ProbeError(f"memprobe worker timed out after {timeout:g} s", _tail(log_file.read())) from exc
+        log_file.seek(0)
+        log = log_file.read()
+    if proc.returncode != 0:
+        how = (f"killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
+               else f"exit code {proc.returncode}")
+        raise ProbeError(f"memprobe worker failed ({how}) on {model} ctx={ctx}", _tail(log))
     try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # reset VmHWM to the current RSS
-        before = _status_kb("VmRSS") * 1024
-        from llama_cpp import GGML_TYPE_F16, GGML_TYPE_Q8_0, Llama
-
-        kv = {"f16": GGML_TYPE_F16, "q8_0": GGML_TYPE_Q8_0}[kv_type]
-        llm = Llama(model_path=model, n_ctx=ctx, n_batch=n_batch, n_ubatch=n_batch, use_mmap=False,
-                    flash_attn=flash_attn, type_k=kv, type_v=kv, n_threads=n_threads, verbose=True,
-                    seed=0)
-        after_load = _status_kb("VmRSS") * 1024
-        import numpy as np
-
-        n_vocab = llm.n_vocab()
-        rng = np.random.default_rng(0)
-        tokens = rng.integers(261, n_vocab, size=llm.n_ctx() - 1).tolist()
-        llm.eval(tokens)
-        peak = _status_kb("VmHWM") * 1024
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(log_fd)
-    with open(log_path) as fh:
-        log = fh.read()
-    os.unlink(log_path)
-    return {"model": model, "ctx": ctx, "n_ctx": llm.n_ctx(), "kv_type": kv_type, "flash_attn": flash_attn,
-            "rss_before": before, "rss_after_load": after_load, "peak": peak, "delta": peak - before,
-            "logged": parse_buffers(log)}
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError) as exc:
+        raise ProbeError(f"memprobe worker printed no result: {proc.stdout[-200:]!r}", _tail(log)) from exc
+    result["logged"] = parse_buffers(log)
+    return result
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("--ctx", type=int, default=2048)
-    ap.add_argument("--kv-type", default="f16")
+    ap.add_argument("--kv-type", default="f16", choices=["f16", "q8_0"])
     ap.add_argument("--flash-attn", action="store_true")
     ap.add_argument("--n-batch", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    print(json.dumps(probe(a.model, a.ctx, a.kv_type, a.flash_attn, a.n_batch, a.threads)))
+    if a.worker:
+        print(json.dumps(_measure(a.model, a.ctx, a.kv_type, a.flash_attn, a.n_batch, a.threads)), flush=True)
+        return
+    try:
+        result = probe(a.model, a.ctx, a.kv_type, a.flash_attn, a.n_batch, a.threads)
+    except ProbeError as exc:
+        print(f"memprobe: {exc}; last lines of its log:\n{exc.log_tail}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
