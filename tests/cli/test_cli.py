@@ -1,0 +1,95 @@
+"""The ``macapp`` command as a user runs it: JSON contracts, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def macapp(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "macapp.cli.main", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_inspect_json_keys(tiny_models):
+    run = macapp("inspect", str(tiny_models["gqa_f16"]), "--json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    for key in ("architecture", "parameters", "vocab_size", "context_length", "n_layer", "n_head", "n_head_kv",
+                "head_dim", "quantization", "file_size", "has_chat_template"):
+        assert key in data, key
+    assert (data["n_head"], data["n_head_kv"], data["quantization"]) == (4, 1, "F16")
+
+
+def test_inspect_human(tiny_models):
+    run = macapp("inspect", str(tiny_models["gqa_f16"]))
+    assert run.returncode == 0
+    assert "GQA" in run.stdout and "4 query, 1 key/value" in run.stdout
+
+
+def test_estimate_json_and_budget(tiny_models):
+    run = macapp("estimate", str(tiny_models["gqa_q8_bigvocab"]), "--ctx", "2048", "--budget", "1G", "--json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["budget_bytes"] == 1024**3 and data["verdict"] == "fits" and data["max_ctx_that_fits"] == 4096
+    assert data["total_bytes"] == sum(data[k] for k in ("weights_bytes", "kv_cache_bytes", "compute_bytes",
+                                                          "overhead_bytes"))
+    small = json.loads(macapp("estimate", str(tiny_models["gqa_q8_bigvocab"]), "--ctx", "4096", "--budget",
+                              str(data["total_bytes"]), "--json").stdout)
+    assert small["verdict"] == "too_big" and 0 < small["max_ctx_that_fits"] < 4096
+    q8 = json.loads(macapp("estimate", str(tiny_models["gqa_q8_bigvocab"]), "--ctx", "2048", "--kv-type", "q8_0",
+                           "--budget", "1G", "--json").stdout)
+    assert q8["kv_cache_bytes"] < data["kv_cache_bytes"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 5000, b"GGUF\x07\x00\x00\x00" + b"\x00" * 64])
+def test_bad_model_is_one_line_exit_1(tmp_path, content):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(content)
+    for command in ("inspect", "estimate"):
+        run = macapp(command, str(bad))
+        assert run.returncode == 1
+        assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1, run.stderr
+        assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_missing_model_and_usage_errors(tmp_path, tiny_models):
+    run = macapp("inspect", str(tmp_path / "nope.gguf"))
+    assert run.returncode == 1 and "no model" in run.stderr
+    assert macapp("estimate", str(tiny_models["mha_f32"]), "--kv-type", "q4").returncode == 2
+    assert macapp("estimate", str(tiny_models["mha_f32"]), "--budget", "lots").returncode == 2
+    run = macapp("estimate", str(tiny_models["mha_f32"]), "--ctx", "999999")
+    assert run.returncode == 1 and "longer than the model's context" in run.stderr
+
+
+def test_doctor_json():
+    data = json.loads(macapp("doctor", "--json").stdout)
+    assert data["budget_bytes"] > 0 and data["total_bytes"] >= data["available_bytes"]
+    assert data["paths"]["data"] == os.environ["MACAPP_HOME"]
+    assert data["backends"]["llama-cpp-python"]
+
+
+def test_models_lists_folder_and_reasons(tmp_path, tiny_models):
+    from macapp.core.settings import Settings
+
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "good.gguf").write_bytes(tiny_models["mha_f32"].read_bytes())
+    (folder / "half.gguf").write_bytes(tiny_models["mha_f32"].read_bytes()[:300_000])
+    Settings(model_dirs=[str(folder)]).save()
+    data = json.loads(macapp("models", "--json").stdout)
+    by_name = {os.path.basename(e["path"]): e for e in data}
+    assert by_name["good.gguf"]["facts"]["parameters"] > 0 and by_name["good.gguf"]["error"] is None
+    assert "truncated" in by_name["half.gguf"]["error"]
+    human = macapp("models")
+    assert human.returncode == 0 and "good.gguf" in human.stdout and "truncated" in human.stdout
+
+
+def test_help_lists_commands():
+    out = macapp("--help").stdout
+    for command in ("doctor", "inspect", "estimate", "models", "gui"):
+        assert command in out

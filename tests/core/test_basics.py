@@ -1,0 +1,56 @@
+"""paths, settings, progress and errors."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from macapp.core import paths
+from macapp.core.errors import Cancelled, UserError
+from macapp.core.progress import CancelToken, Progress
+from macapp.core.settings import Settings
+from macapp.core.units import format_bytes, format_count, parse_bytes
+
+
+def test_macapp_home_override(isolated_home):
+    assert paths.data_dir() == isolated_home
+    assert paths.logs_dir().parent == isolated_home
+    assert paths.hf_hub_cache() == isolated_home / "hf-cache"
+
+
+def test_settings_round_trip_and_bad_file(isolated_home):
+    s = Settings(model_dirs=["/x"], default_ctx=4096)
+    s.save()
+    assert Settings.load() == s
+    paths.settings_file().write_text("{not json")
+    assert Settings.load() == Settings()
+    paths.settings_file().write_text('{"default_ctx": "big", "model_dirs": ["/y"], "unknown": 1}')
+    loaded = Settings.load()
+    assert loaded.default_ctx == Settings().default_ctx and loaded.model_dirs == ["/y"]
+
+
+def test_cancel_token_across_threads():
+    token = CancelToken()
+    threading.Timer(0.05, token.cancel).start()
+    assert token.wait(2.0) is True
+    with pytest.raises(Cancelled):
+        token.raise_if_cancelled()
+    assert Progress("download", 5, 10).fraction == 0.5
+    assert Progress("scan").fraction is None
+
+
+def test_user_error_text():
+    assert str(UserError("model too big", hint="try a smaller quant")) == "model too big (try a smaller quant)"
+
+
+def test_units():
+    assert format_bytes(1536) == "1.5 KB"
+    assert format_bytes(4_920_000_000) == "4.9 GB"
+    assert format_count(7_241_732_096) == "7.2 B"
+    assert format_count(136_000) == "136 K"
+    assert parse_bytes("16G") == 16 * 1024**3
+    assert parse_bytes("8 GiB") == 8 * 1024**3
+    assert parse_bytes("123") == 123
+    with pytest.raises(ValueError):
+        parse_bytes("lots")
