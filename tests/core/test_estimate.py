@@ -59,6 +59,23 @@ def test_estimate_matches_llama_cpp(tiny_models, name, kv, flash_attn):
     assert abs(est.total_bytes - measured["delta"]) < abs(sum(logged.values()) - measured["delta"])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("ctx", [1024, 4096])
+def test_sliding_window_kv_matches_llama_cpp(tmp_path, ctx):
+    from tests.fixtures.tiny_gguf import write_tiny_gguf
+
+    model = write_tiny_gguf(tmp_path / "gemma2.gguf", arch="gemma2", n_embd=128, n_head=4, n_head_kv=2, n_ff=256,
+                            n_layer=4, sliding_window=512, ctx=8192)
+    facts = read_facts(model)
+    assert facts.sliding_window == 512 and facts.swa_layers == [True, False, True, False]
+    measured = probe(model, ctx, "f16", True)
+    est = estimate_memory(facts, RuntimeSettings(n_ctx=ctx))
+    assert est.kv_cache_bytes == measured["logged"]["KV"]  # SWA layers keep window + ubatch cells
+    full = estimate_memory(facts, RuntimeSettings(n_ctx=ctx, swa_full=True))
+    assert (full.kv_cache_bytes > est.kv_cache_bytes) == (ctx > 1024)
+    assert est.total_bytes == pytest.approx(measured["delta"], rel=0.10)
+
+
 def test_kv_cache_formula_gqa_and_types(tiny_models):
     facts = read_facts(tiny_models["gqa_f16"])  # 4 heads, 1 KV head, head dim 32, 2 layers
     s = RuntimeSettings(n_ctx=1000)

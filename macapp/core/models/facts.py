@@ -181,7 +181,8 @@ def facts_from_header(header: GGUFHeader, path: str, file_name: str) -> ModelFac
 
     ctx = _int(meta, f"{arch}.context_length")
     if ctx <= 0 or ctx > 1 << 24:
-        raise GGUFError(f"{file_name} is not a usable model: its context length is {meta.get(f'{arch}.context_length')!r}")
+        found = meta.get(f"{arch}.context_length")
+        raise GGUFError(f"{file_name} is not a usable model: its context length is {found!r}")
 
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
@@ -196,7 +197,10 @@ def facts_from_header(header: GGUFHeader, path: str, file_name: str) -> ModelFac
     tied = output is None
     out_tensor = output or embd
     ftype = meta.get("general.file_type")
-    quant = FILE_TYPES.get(ftype, f"type{ftype}") if isinstance(ftype, int) else (counts.most_common(1)[0][0] if counts else "?")
+    if isinstance(ftype, int):
+        quant = FILE_TYPES.get(ftype, f"type{ftype}")
+    else:  # older files: name the quantization after the type holding the most bytes
+        quant = max(sizes, key=sizes.__getitem__) if sizes else "?"
     template = meta.get("tokenizer.chat_template")
     has_template = isinstance(template, str) and bool(template.strip())
     kind, reason = _kind(meta, file_name, has_template)
