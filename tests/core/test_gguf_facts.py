@@ -72,7 +72,8 @@ def test_reader_works_on_a_byte_source_and_reads_only_the_header(tiny_models):
     local = read_facts(path)
     assert remote.to_json() | {"path": ""} == local.to_json() | {"path": ""}
     header = read_header_from_path(path)
-    assert source.bytes_read < header.data_offset + 70_000  # header (+ one read-ahead chunk), not the weights
+    # the header plus a few 64 KiB read-ahead chunks, never the weights
+    assert source.bytes_read < header.data_offset + 3 * 65536 < source.size // 4
 
 
 def test_kind_from_metadata(tmp_path):

@@ -34,6 +34,7 @@ DECODE_STRINGS_UP_TO = 1 << 10
 _SCALARS = {0: ("B", 1), 1: ("b", 1), 2: ("H", 2), 3: ("h", 2), 4: ("I", 4), 5: ("i", 4),
             6: ("f", 4), 7: ("?", 1), 10: ("Q", 8), 11: ("q", 8), 12: ("d", 8)}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 _NUMPY_CODES = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?",
                 10: "<u8", 11: "<i8", 12: "<f8"}
 
@@ -186,9 +187,24 @@ class _Cursor:
         self.need(n, what)
         return self.take(n, what).decode("utf-8", errors="replace")
 
-    def skip_string(self, what: str) -> None:
-        n = self.u64(f"length of {what}")
-        self.skip(n, what)
+    def skip_strings(self, count: int, what: str) -> None:
+        """Skip ``count`` length-prefixed strings (a vocabulary) in one tight loop over big windows."""
+        unpack = _U64.unpack_from
+        size, pos = self.src.size, self.pos
+        window, start = b"", pos
+        for _ in range(count):
+            off = pos - start
+            if off + 8 > len(window):
+                window, start, off = self.src.read(pos, min(size - pos, self.chunk)), pos, 0
+                if len(window) < 8:
+                    self.pos = pos
+                    self.need(8, what)
+            pos += 8 + unpack(window, off)[0]
+            if pos > size:
+                self.pos = size
+                raise self.fail(f"{what} runs past the end of the file (truncated or corrupt)")
+        self.pos = pos
+        self.need(0, what)
 
 
 def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0) -> Any:
@@ -218,8 +234,7 @@ def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0) -> Any:
         if count > cur.remaining // 8:
             raise cur.too_many(f"array {key!r}", count, "strings")
         if count > DECODE_STRINGS_UP_TO:
-            for _ in range(count):
-                cur.skip_string(f"item of {key}")
+            cur.skip_strings(count, f"array {key}")
             return ArrayInfo(item_type, count)
         return [cur.string(f"item of {key}") for _ in range(count)]
     if item_type == _ARRAY:
