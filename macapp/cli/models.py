@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from macapp.cli.output import console, key_values, print_json
-from macapp.core.units import format_bytes, format_count, parse_bytes
+from macapp.core.units import format_bytes, format_params, parse_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +53,7 @@ def inspect_cmd(args: argparse.Namespace) -> int:
             else f"key {facts.key_length}, value {facts.value_length}")
     rows = [
         ("Architecture", facts.architecture),
-        ("Parameters", f"{format_count(facts.parameters)} ({facts.parameters:,})"),
+        ("Parameters", f"{format_params(facts.parameters)} ({facts.parameters:,})"),
         ("Vocabulary", f"{facts.vocab_size:,} tokens ({facts.tokenizer_model or 'unknown'} tokenizer)"),
         ("Context length", f"{facts.context_length:,}"),
         ("Layers", str(facts.n_layer)),
@@ -141,7 +141,7 @@ def models_cmd(args: argparse.Namespace) -> int:
         if f is None:
             table.add_row(e.id, "", "", "", "", f"[red]{e.error}[/red]")
         else:
-            table.add_row(e.id, format_count(f.parameters), f.quantization, f"{f.context_length:,}",
+            table.add_row(e.id, format_params(f.parameters), f.quantization, f"{f.context_length:,}",
                           format_bytes(f.file_size), e.source)
     console().print(table)
     return 0

@@ -1,37 +1,65 @@
-"""Human-readable sizes and counts, shared by the CLI and the GUI."""
+"""Numbers as people read them (CLI and GUI): ``1.2 GB``, ``7.2 B`` parameters, ``32,000`` tokens.
+
+Bytes use powers of 1024 with the short names (GB, MB) that macOS shows for memory, so a
+budget of "16 GB" reads the way Activity Monitor reports RAM.
+"""
 
 from __future__ import annotations
 
 import re
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*$", re.I)
+_BYTE_UNITS = ("bytes", "KB", "MB", "GB", "TB")
+_COUNT_UNITS = ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K"))
 
 
-def format_bytes(n: float | None) -> str:
-    """1536 -> '1.5 KB' (decimal units, as macOS Finder shows sizes)."""
+def _short(value: float) -> str:
+    """One decimal below 10, none above: 7.2, 13, 136."""
+    return f"{value:.1f}" if value < 9.95 else f"{value:.0f}"
+
+
+def format_bytes(n: int | float | None) -> str:
+    """``1288490188`` -> ``"1.2 GB"``; ``None`` -> ``"—"``."""
     if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+        return "—"
+    value = float(n)
+    if abs(value) < 1024:
+        return f"{int(value)} bytes"
+    for unit in _BYTE_UNITS[1:]:
+        value /= 1024
+        if abs(value) < 1023.5 or unit == _BYTE_UNITS[-1]:
+            return f"{_short(value)} {unit}"
+    raise AssertionError("unreachable")
 
 
-def format_count(n: int | None) -> str:
-    """7_241_732_096 -> '7.2 B'; 136_000 -> '136 K'."""
+def format_params(n: int | None) -> str:
+    """Parameter counts: ``7_241_732_096`` -> ``"7.2 B"``, ``136_448`` -> ``"136 K"``."""
     if n is None:
-        return "-"
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            value = n / div
-            return f"{value:.1f} {suffix}" if value < 100 else f"{value:.0f} {suffix}"
+        return "—"
+    for size, unit in _COUNT_UNITS:
+        if n >= size * 0.9995:
+            return f"{_short(n / size)} {unit}"
     return str(n)
 
 
+def format_count(n: int | None) -> str:
+    """Exact counts with thousands separators: ``32000`` -> ``"32,000"``."""
+    return "—" if n is None else f"{n:,}"
+
+
+def format_percent(fraction: float | None) -> str:
+    if fraction is None:
+        return "—"
+    pct = fraction * 100
+    if 0 < pct < 0.05:
+        return "<0.1%"
+    return f"{pct:.1f}%" if pct < 9.95 else f"{pct:.0f}%"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.I)
+
+
 def parse_bytes(text: str) -> int:
-    """'16G', '16 GB', '8GiB', '123456' -> bytes (K/M/G/T are binary, like RAM sizes)."""
+    """``16G``, ``16 GB``, ``8GiB``, ``123456`` -> bytes (K/M/G/T are powers of 1024, like RAM)."""
     m = _SIZE.match(text)
     if not m:
         raise ValueError(f"not a size: {text!r} (try 16G or a number of bytes)")

@@ -41,7 +41,14 @@ def process_start_time() -> tuple[float, str]:
 
 
 def run_gui(argv: list[str]) -> int:
-    """Open Orchard's window and run the event loop; returns the exit code."""
+    """Open Orchard's window and run the event loop; returns the exit code.
+
+    Args:
+        argv: the arguments after ``macapp gui``: Qt's own options (``-platform offscreen``...)
+            and the hidden ``--exit-after-paint``; no program name.
+    """
+    if argv and sys.argv and argv[0] == sys.argv[0]:
+        argv = argv[1:]  # tolerate a caller that passes the program name too
     exit_after_paint = EXIT_FLAG in argv or os.environ.get("MACAPP_EXIT_AFTER_PAINT") == "1"
     qt_args = [a for a in argv if a != EXIT_FLAG]
 

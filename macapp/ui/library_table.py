@@ -6,11 +6,11 @@ import os
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from macapp.ui.format import format_bytes, format_count, format_params, format_percent
+from macapp.core.units import format_bytes, format_count, format_params, format_percent
 from macapp.ui.memory_bar import VERDICT_WORDS, paint_bar, verdict_color
 
 if TYPE_CHECKING:
@@ -37,8 +37,13 @@ class Column(IntEnum):
 
 HEADERS = {
     Column.NAME: "Name", Column.PARAMETERS: "Parameters", Column.VOCAB: "Vocabulary", Column.CONTEXT: "Context",
-    Column.QUANT: "Quantization", Column.SIZE: "File size", Column.KIND: "Kind", Column.MEMORY: "Memory",
+    Column.QUANT: "Quant", Column.SIZE: "Size", Column.KIND: "Kind", Column.MEMORY: "Memory",
     Column.STATUS: "Status",
+}
+# Widest values a column usually shows; the page sizes the columns from them.
+COLUMN_SAMPLES = {
+    Column.PARAMETERS: "888.8 M", Column.VOCAB: "888,888", Column.CONTEXT: "888,888", Column.QUANT: "IQ2_XXS",
+    Column.SIZE: "88.8 GB", Column.KIND: "Instruct", Column.MEMORY: "88888888 888.8 MB",
 }
 _RIGHT = {Column.PARAMETERS, Column.VOCAB, Column.CONTEXT, Column.SIZE}
 ERROR_COLOR = "#c0392b"
@@ -48,9 +53,17 @@ def _real(path: str) -> str:
     return os.path.realpath(path)
 
 
+def short_reason(entry: LibraryEntry) -> str:
+    """The error without the file name it starts with (the row already shows the name)."""
+    reason = entry.error or ""
+    if reason.startswith(entry.name + " "):
+        reason = "File" + reason[len(entry.name):]
+    return reason
+
+
 def status_text(entry: LibraryEntry, estimate: MemoryEstimate | None) -> str:
     if entry.error:
-        return f"Unusable: {entry.error}"
+        return f"⚠ {short_reason(entry)}"
     if estimate is None or estimate.verdict is None:
         return "Ready"
     return VERDICT_WORDS[estimate.verdict]
@@ -64,7 +77,9 @@ def estimate_tooltip(estimate: MemoryEstimate) -> str:
         f"total {format_bytes(estimate.total_bytes)}",
     ]
     if estimate.budget_bytes:
-        lines[-1] += f" of a {format_bytes(estimate.budget_bytes)} budget"
+        share = format_percent(estimate.gpu_bytes / estimate.budget_bytes)
+        budget = format_bytes(estimate.budget_bytes)
+        lines[-1] += f": {share} of the {budget} budget ({VERDICT_WORDS[estimate.verdict]})"
     return "\n".join(lines)
 
 
@@ -214,6 +229,18 @@ class LibraryTableModel(QAbstractTableModel):
         return None
 
 
+class ElideDelegate(QStyledItemDelegate):
+    """Elide a column's text in its own way (names in the middle, reasons at the end)."""
+
+    def __init__(self, mode: Qt.TextElideMode, parent=None):
+        super().__init__(parent)
+        self._mode = mode
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: _Index) -> None:
+        super().initStyleOption(option, index)
+        option.textElideMode = self._mode
+
+
 class MemoryDelegate(QStyledItemDelegate):
     """The Memory column: a small bar of the row's estimate against the budget, and the total."""
 
@@ -230,9 +257,7 @@ class MemoryDelegate(QStyledItemDelegate):
             style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
         rect = QRectF(option.rect).adjusted(8, 0, -8, 0)
         text = format_bytes(estimate.total_bytes)
-        if estimate.budget_bytes:
-            text += f" · {format_percent(estimate.gpu_bytes / estimate.budget_bytes)}"
-        text_w = option.fontMetrics.horizontalAdvance(text) + 10
+        text_w = option.fontMetrics.horizontalAdvance("888.8 MB") + 8
         bar_w = max(24.0, rect.width() - text_w)
         bar = QRectF(rect.left(), rect.center().y() - 4, bar_w, 8)
         parts = (estimate.weights_bytes, estimate.kv_cache_bytes, estimate.compute_bytes + estimate.overhead_bytes)
@@ -241,9 +266,7 @@ class MemoryDelegate(QStyledItemDelegate):
         painter.save()
         painter.setPen(option.palette.color(option.palette.ColorRole.HighlightedText if selected
                                             else option.palette.ColorRole.Text))
-        painter.drawText(rect.adjusted(bar_w + 8, 0, 0, 0), int(Qt.AlignmentFlag.AlignVCenter), text)
+        align = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight
+        painter.drawText(rect.adjusted(bar_w, 0, 0, 0), int(align), text)
         painter.restore()
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
-        size = super().sizeHint(option, index)
-        return QSize(max(size.width(), 190), size.height())

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.core.settings import Settings
-from macapp.ui.format import format_bytes
+from macapp.core.units import format_bytes
 from macapp.ui.models_page import ModelsPage
 from macapp.ui.worker import running_workers
 
@@ -62,7 +62,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, on_first_paint: Callable[[], None] | None = None):
         super().__init__()
         self.setWindowTitle("Orchard")
-        self.setMinimumSize(QSize(880, 560))
+        self.setMinimumSize(QSize(760, 520))
         self._settings = settings or Settings.load()
         self._on_first_paint = on_first_paint
         self._painted = False
@@ -119,10 +119,10 @@ class MainWindow(QMainWindow):
         raise KeyError(name)
 
     def _show_hardware(self, hw) -> None:
-        where = "GPU (Metal)" if hw.gpu == "metal" else "CPU"
-        self.machine_label.setText(f"{hw.chip}\n{format_bytes(hw.total_bytes)} memory · runs on {where}\n"
+        where = "Metal" if hw.gpu == "metal" else "CPU"
+        self.machine_label.setText(f"{hw.chip}\n{format_bytes(hw.total_bytes)} memory · {where}\n"
                                    f"Model budget {format_bytes(hw.budget_bytes)}")
-        self.machine_label.setToolTip(hw.budget_rule)
+        self.machine_label.setToolTip(f"Model budget: {hw.budget_rule}")
 
     # --- first paint and start-up work ----------------------------------------------------------
     def paintEvent(self, event) -> None:

@@ -95,6 +95,11 @@ class MemoryBar(QWidget):
     def verdict(self) -> str | None:
         return self._verdict
 
+    def segment_colors(self) -> list[QColor]:
+        """The colours the segments are painted in now (for a legend)."""
+        track = track_color(self.palette())
+        return [segment_color(self._verdict, i, track) for i in range(3)]
+
     def sizeHint(self) -> QSize:
         return QSize(320, 30)
 

@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from macapp.ui.format import format_bytes, format_count, format_params, format_percent
-from macapp.ui.memory_bar import SEGMENT_NAMES, VERDICT_WORDS, MemoryBar, segment_color, track_color, verdict_color
+from macapp.core.units import format_bytes, format_count, format_params, format_percent
+from macapp.ui.memory_bar import SEGMENT_NAMES, VERDICT_WORDS, MemoryBar, verdict_color
 
 if TYPE_CHECKING:
     from macapp.core.models.estimate import MemoryEstimate, RuntimeSettings
@@ -155,7 +155,7 @@ class ModelDetails(QFrame):
         legend.addWidget(self.total_value, 3, 2)
         self.budget_label = _label("", "muted")
         self.budget_label.setWordWrap(True)
-        legend.addWidget(self.budget_label, 4, 1, 1, 2)
+        legend.addWidget(self.budget_label, 4, 1, 1, 3)
         legend.setColumnStretch(3, 1)
         col.addLayout(legend)
 
@@ -216,7 +216,8 @@ class ModelDetails(QFrame):
         self.path_label.setToolTip(entry.path)
         heads = f"{f.n_head} heads, {f.n_head_kv} KV, {f.head_dim}-d" if f.n_head else "none"
         values = {
-            "Architecture": f.architecture, "Parameters": f"{format_params(f.parameters)} ({format_count(f.parameters)})",
+            "Architecture": f.architecture,
+            "Parameters": f"{format_params(f.parameters)} ({format_count(f.parameters)})",
             "Layers": str(f.n_layer), "Attention": heads, "Trained context": f"{format_count(f.context_length)} tokens",
             "Quantization": f.quantization, "File size": format_bytes(f.file_size),
             "Chat template": "Yes" if f.has_chat_template else "No",
@@ -268,11 +269,10 @@ class ModelDetails(QFrame):
         self.estimate = est
         self.ctx_label.setText(f"{format_count(self._runtime.n_ctx)} tokens")
         self.bar.set_estimate(est)
-        parts = self.bar.parts
-        track = track_color(self.palette())
-        for i, (swatch, value) in enumerate(zip(self.swatches, self.part_values)):
-            swatch.setStyleSheet(f"background: {segment_color(est.verdict, i, track).name()}; border-radius: 2px;")
-            value.setText(format_bytes(parts[i]))
+        colors = self.bar.segment_colors()
+        for swatch, value, part, color in zip(self.swatches, self.part_values, self.bar.parts, colors):
+            swatch.setStyleSheet(f"background: {color.name()}; border-radius: 2px;")
+            value.setText(format_bytes(part))
         self.total_value.setText(format_bytes(est.total_bytes))
         color = verdict_color(est.verdict).name()
         if est.budget_bytes:
@@ -284,7 +284,7 @@ class ModelDetails(QFrame):
             if est.max_ctx_that_fits:
                 self.max_ctx_label.setText(f"Largest context that fits: {format_count(est.max_ctx_that_fits)} tokens")
             else:
-                self.max_ctx_label.setText("Largest context that fits: none — the weights alone are too big")
+                self.max_ctx_label.setText("Largest context that fits: none (even 256 tokens exceed the budget)")
         else:
             self.budget_label.setText("Measuring this Mac's memory…")
             self.verdict_label.setText("")

@@ -8,12 +8,11 @@ A file that cannot be used gets a row that says why; nothing here opens a popup 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QItemSelectionModel, QSortFilterProxyModel, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,15 +25,23 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTableView,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from macapp.core.errors import UserError
-from macapp.ui.format import format_bytes
-from macapp.ui.library_table import SORT_ROLE, Column, LibraryTableModel, MemoryDelegate
+from macapp.core.units import format_bytes
+from macapp.ui.library_jobs import LibraryScan, Rejected, add_model_files, scan_library
+from macapp.ui.library_table import (
+    COLUMN_SAMPLES,
+    HEADERS,
+    SORT_ROLE,
+    Column,
+    ElideDelegate,
+    LibraryTableModel,
+    MemoryDelegate,
+)
 from macapp.ui.model_details import KV_TYPES, ModelDetails
+from macapp.ui.notice import Notice
 from macapp.ui.worker import Worker, error_text
 
 if TYPE_CHECKING:
@@ -45,74 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EMPTY_TEXT = "No models yet.\nDrop .gguf files here, or use Add model… or Add folder…"
-
-
-@dataclass
-class LibraryScan:
-    """What the background scan found: library entries and (first time only) this machine."""
-
-    entries: list[LibraryEntry]
-    hardware: Hardware | None
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A file that was not added, and why (yielded by ``add_files`` instead of raising)."""
-
-    path: str
-    message: str
-
-
-def scan_library(detect_hardware: bool) -> LibraryScan:
-    """Worker function: probe the machine (once) and read the library's model headers."""
-    from macapp.core.models.library import list_library
-
-    hardware = None
-    if detect_hardware:
-        from macapp.core.hardware import detect
-
-        try:
-            hardware = detect()
-        except Exception:  # the library is still worth showing without a budget
-            log.exception("hardware detection failed")
-    return LibraryScan(list_library(), hardware)
-
-
-def add_files(paths: list[str]) -> Iterator[LibraryEntry | Rejected]:
-    """Worker generator: add each file to the library, yielding its entry or why it was refused."""
-    from macapp.core.models.library import add_model_file
-
-    for path in paths:
-        try:
-            yield add_model_file(path)
-        except UserError as exc:
-            yield Rejected(path, exc.message)
-
-
-class Notice(QWidget):
-    """One inline message under the header (replaces the previous one; never a popup)."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("notice")
-        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(12, 6, 6, 6)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        lay.addWidget(self.label, 1)
-        lay.addWidget(close)
-        self.hide()
-
-    def show_message(self, text: str) -> None:
-        self.label.setText(text)
-        self.show()
 
 
 class ModelsPage(QWidget):
@@ -155,11 +94,12 @@ class ModelsPage(QWidget):
         self.details = ModelDetails()
         self.details.show_placeholder("Select a model to see what it needs.")
         self.details.runtimeChanged.connect(self._on_runtime_changed)
-        details_scroll = QScrollArea()
+        self.details_scroll = details_scroll = QScrollArea()
         details_scroll.setObjectName("detailsScroll")
         details_scroll.setWidget(self.details)
         details_scroll.setWidgetResizable(True)
         details_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        details_scroll.hide()  # until there is a model to show
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
@@ -208,18 +148,20 @@ class ModelsPage(QWidget):
         table.setSortingEnabled(True)
         table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep the library's order until asked
         table.setWordWrap(False)
-        table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         table.verticalHeader().hide()
         table.verticalHeader().setDefaultSectionSize(30)
         table.setItemDelegateForColumn(Column.MEMORY, MemoryDelegate(table))
         head = table.horizontalHeader()
         head.setHighlightSections(False)
         head.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        head.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        head.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
-        head.setSectionResizeMode(Column.STATUS, QHeaderView.ResizeMode.Interactive)
-        head.resizeSection(Column.STATUS, 150)
-        head.setMinimumSectionSize(60)
+        head.setMinimumSectionSize(48)
+        head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        head.setStretchLastSection(True)
+        fm = table.fontMetrics()
+        for col, sample in COLUMN_SAMPLES.items():
+            head.resizeSection(col, max(fm.horizontalAdvance(HEADERS[col]) + 28, fm.horizontalAdvance(sample) + 22))
+        table.setItemDelegateForColumn(Column.NAME, ElideDelegate(Qt.TextElideMode.ElideMiddle, table))
+        table.setItemDelegateForColumn(Column.STATUS, ElideDelegate(Qt.TextElideMode.ElideRight, table))
         table.selectionModel().currentRowChanged.connect(self._on_current_changed)
         return table
 
@@ -251,12 +193,13 @@ class ModelsPage(QWidget):
             return
         self._scanning = False
         if scan.hardware is not None:
-            self._set_hardware(scan.hardware)
+            self.apply_hardware(scan.hardware)
         current = self.details.entry
         entries = list(scan.entries)
         self.table_model.set_entries(entries, {e.id: self._estimate(e) for e in entries})
         for entry in self._added_while_scanning:
             self.table_model.upsert(entry, self._estimate(entry))
+        self._fit_name_column()
         self._update_status()
         self._select(current.path if current else None)
         self.scanFinished.emit()
@@ -269,11 +212,24 @@ class ModelsPage(QWidget):
         self._update_status()
         self.scanFinished.emit()
 
-    def _set_hardware(self, hardware: Hardware) -> None:
+    def apply_hardware(self, hardware: Hardware) -> None:
+        """Estimate every model against this machine's budget (the probe's answer, or a test's)."""
         self._hardware = hardware
         backend = "metal" if hardware.gpu == "metal" else "cpu"
         self._runtime = {k: replace(r, backend=backend) for k, r in self._runtime.items()}
+        for entry in self.table_model.entries():
+            self.table_model.set_estimate(entry.id, self._estimate(entry))
+        shown = self.details.entry
+        if shown is not None:
+            self.details.set_budget(self.budget, self.runtime_for(shown))
+        self._update_status()
         self.hardwareDetected.emit(hardware)
+
+    def _fit_name_column(self) -> None:
+        """Names as wide as they need, within reason; long ones elide in the middle."""
+        fm = self.table.fontMetrics()
+        widest = max((fm.horizontalAdvance(e.name) for e in self.table_model.entries()), default=0)
+        self.table.horizontalHeader().resizeSection(Column.NAME, max(160, min(widest + 32, 340)))
 
     def _update_status(self) -> None:
         if self._scanning:
@@ -287,12 +243,14 @@ class ModelsPage(QWidget):
         if self._hardware is not None:
             parts.append(f"budget {format_bytes(self._hardware.budget_bytes)}")
         self.status_label.setText(" · ".join(parts))
-        if n:
-            self.list_stack.setCurrentWidget(self.table)
-        else:
+        self._show_table(bool(n))
+        if not n:
             self.empty_label.setText(EMPTY_TEXT)
-            self.list_stack.setCurrentWidget(self.empty_label)
-            self.details.show_placeholder("Models you add appear here with what they need to run.")
+            self.details.show_placeholder("Select a model to see what it needs.")
+
+    def _show_table(self, show: bool) -> None:
+        self.list_stack.setCurrentWidget(self.table if show else self.empty_label)
+        self.details_scroll.setVisible(show)
 
     # --- estimates -----------------------------------------------------------------------------
     @property
@@ -345,13 +303,18 @@ class ModelsPage(QWidget):
         if self.table_model.rowCount() == 0:
             return
         row = self.table_model.row_of_path(path) if path else None
-        self.select_row(row if row is not None else self.proxy.mapToSource(self.proxy.index(0, 0)).row())
+        if row is None:  # the first usable model in view order, else the first row
+            rows = [self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in range(self.proxy.rowCount())]
+            row = next((r for r in rows if self.table_model.entry(r).facts is not None), rows[0])
+        self.select_row(row)
 
     # --- adding --------------------------------------------------------------------------------
     def add_files(self, paths: list[str]) -> Worker:
         """Add model files in a worker; rows appear as each header is read."""
+        if not self._adds_running:
+            self.notice.hide()  # a new batch: the last batch's message is old news
         self._adds_running += 1
-        worker = Worker(add_files, [str(p) for p in paths])
+        worker = Worker(add_model_files, [str(p) for p in paths])
         worker.signals.yielded.connect(self._on_added)
         worker.signals.errored.connect(self._on_add_failed)
         worker.signals.finished.connect(self._after_adding)
@@ -364,7 +327,8 @@ class ModelsPage(QWidget):
         if self._scanning:
             self._added_while_scanning.append(item)
         row = self.table_model.upsert(item, self._estimate(item))
-        self.list_stack.setCurrentWidget(self.table)
+        self._fit_name_column()
+        self._show_table(True)
         self.select_row(row)
 
     def _on_add_failed(self, exc: BaseException) -> None:
@@ -436,4 +400,4 @@ class ModelsPage(QWidget):
             event.ignore()
             return
         event.acceptProposedAction()
-        QTimer.singleShot(0, lambda: self.add_files(files))  # let the drag source return first
+        self.add_files(files)  # only queues a worker: the drag source gets its answer at once

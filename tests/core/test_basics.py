@@ -10,7 +10,7 @@ from macapp.core import paths
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress
 from macapp.core.settings import Settings
-from macapp.core.units import format_bytes, format_count, parse_bytes
+from macapp.core.units import format_bytes, format_count, format_params, parse_bytes
 
 
 def test_macapp_home_override(isolated_home):
@@ -46,9 +46,10 @@ def test_user_error_text():
 
 def test_units():
     assert format_bytes(1536) == "1.5 KB"
-    assert format_bytes(4_920_000_000) == "4.9 GB"
-    assert format_count(7_241_732_096) == "7.2 B"
-    assert format_count(136_000) == "136 K"
+    assert format_bytes(16 * 1024**3) == "16 GB"  # memory as Activity Monitor shows it
+    assert format_params(7_241_732_096) == "7.2 B"
+    assert format_params(136_000) == "136 K"
+    assert format_count(32000) == "32,000"
     assert parse_bytes("16G") == 16 * 1024**3
     assert parse_bytes("8 GiB") == 8 * 1024**3
     assert parse_bytes("123") == 123

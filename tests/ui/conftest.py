@@ -1,0 +1,72 @@
+"""UI tests run offscreen with a private data dir, HF cache and home (never the real ones)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+import macapp.ui  # noqa: E402, F401  (applies the PySide6 workaround before Qt runs)
+from tests.fixtures.tiny_gguf import write_tiny_gguf  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    (home / "hf").mkdir(parents=True)
+    monkeypatch.setenv("MACAPP_HOME", str(home / "orchard"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf"))
+    monkeypatch.setenv("HOME", str(home))  # no LM Studio folder of the real user
+    return home
+
+
+@pytest.fixture(autouse=True)
+def no_stray_workers(qtbot):
+    """Every test's background work ends (and its signals are delivered) before widgets go."""
+    yield
+    from PySide6.QtCore import QCoreApplication, QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(10_000)
+    QCoreApplication.processEvents()
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A folder of three tiny models of different shapes."""
+    folder = tmp_path / "models"
+    write_tiny_gguf(folder / "tiny-mha-f32.gguf")
+    write_tiny_gguf(folder / "tiny-gqa-f16.gguf", n_head=4, n_head_kv=1, qtype="f16", ctx=4096, vocab_size=1000)
+    write_tiny_gguf(folder / "nested" / "tiny-chat-q8_0.gguf", qtype="q8_0", n_embd=128, n_layer=3, finetune="Chat")
+    return folder
+
+
+@pytest.fixture
+def window_factory(qtbot):
+    """Open a MainWindow and wait until its first library scan has finished.
+
+    The windows stay referenced until their background work has ended, so no queued signal
+    reaches a window that is already gone.
+    """
+    from PySide6.QtCore import QCoreApplication, QThreadPool
+
+    from macapp.ui.main_window import MainWindow
+
+    windows: list[MainWindow] = []
+
+    def open_window() -> MainWindow:
+        window = MainWindow()
+        qtbot.addWidget(window)
+        windows.append(window)
+        with qtbot.waitSignal(window.models_page.scanFinished, timeout=15_000):
+            window.show()
+        return window
+
+    yield open_window
+    QThreadPool.globalInstance().waitForDone(10_000)
+    QCoreApplication.processEvents()
+    for window in windows:
+        window.close()
