@@ -7,10 +7,19 @@ import logging
 import sys
 from collections.abc import Callable
 
-from macapp import __version__
 from macapp.core.errors import Cancelled, UserError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class _Version(argparse.Action):
+    """``--version`` that reads package metadata only when asked (keeps it off the GUI start-up)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import macapp
+
+        print(f"Orchard {macapp.__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,11 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Orchard: run open-weight LLMs locally on a Mac, chat with your PDFs, LoRA-tune.",
         epilog="MODEL is a path to a .gguf file or a library id (see `macapp models`).",
     )
-    parser.add_argument("--version", action="version", version=f"Orchard {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gui = sub.add_parser("gui", help="open the window (the default)")
-    gui.set_defaults(handler=_gui)
+    gui.add_argument("qt_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # Qt's own options
+    gui.set_defaults(handler=_gui, qt_args=[])
     doctor.register(sub)
     models.register(sub)
     return parser
@@ -34,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _gui(args: argparse.Namespace) -> int:
     from macapp.ui.app import run_gui
 
-    return run_gui(sys.argv[:1])
+    return run_gui(list(args.qt_args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,12 +6,15 @@ import json
 import logging
 import os
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from macapp.core import paths
 
 log = logging.getLogger(__name__)
+_UPDATE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -52,3 +55,16 @@ class Settings:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(asdict(self), fh, indent=2)
         os.replace(tmp, path)
+
+
+def update_settings(change: Callable[[Settings], None], path: Path | None = None) -> Settings:
+    """Apply ``change`` to the settings on disk and save, as one step no other thread interleaves.
+
+    The window (geometry, folders) and workers (files added by drag and drop) both write
+    settings; each reads the file fresh under this lock, so one save never drops another's.
+    """
+    with _UPDATE_LOCK:
+        settings = Settings.load(path)
+        change(settings)
+        settings.save(path)
+        return settings

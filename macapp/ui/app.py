@@ -47,8 +47,6 @@ def run_gui(argv: list[str]) -> int:
         argv: the arguments after ``macapp gui``: Qt's own options (``-platform offscreen``...)
             and the hidden ``--exit-after-paint``; no program name.
     """
-    if argv and sys.argv and argv[0] == sys.argv[0]:
-        argv = argv[1:]  # tolerate a caller that passes the program name too
     exit_after_paint = EXIT_FLAG in argv or os.environ.get("MACAPP_EXIT_AFTER_PAINT") == "1"
     qt_args = [a for a in argv if a != EXIT_FLAG]
 

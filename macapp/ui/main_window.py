@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from macapp.core.settings import Settings
+from macapp.core.settings import Settings, update_settings
 from macapp.core.units import format_bytes
 from macapp.ui.models_page import ModelsPage
 from macapp.ui.worker import running_workers
@@ -152,9 +152,8 @@ class MainWindow(QMainWindow):
         for worker in running_workers():
             worker.cancel()
         try:
-            settings = Settings.load()  # fresh: workers may have added files meanwhile
-            settings.window_geometry = self.geometry_text()
-            settings.save()
+            geometry = self.geometry_text()
+            update_settings(lambda s: setattr(s, "window_geometry", geometry))
         except OSError as exc:
             log.warning("could not save the window geometry: %s", exc)
         super().closeEvent(event)

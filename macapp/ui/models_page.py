@@ -348,14 +348,15 @@ class ModelsPage(QWidget):
 
     def add_folder(self, folder: str) -> Worker:
         """Remember ``folder`` in Settings.model_dirs and rescan."""
-        from macapp.core.settings import Settings
+        from macapp.core.settings import update_settings
 
-        settings = Settings.load()
         folder = str(Path(folder).expanduser())
-        if folder not in settings.model_dirs:
-            settings.model_dirs.append(folder)
-            settings.save()
-        self._settings.model_dirs = list(settings.model_dirs)
+
+        def remember(s) -> None:
+            if folder not in s.model_dirs:
+                s.model_dirs.append(folder)
+
+        self._settings.model_dirs = list(update_settings(remember).model_dirs)
         return self.start_scan()
 
     def _choose_files(self) -> None:

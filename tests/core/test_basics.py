@@ -55,3 +55,30 @@ def test_units():
     assert parse_bytes("123") == 123
     with pytest.raises(ValueError):
         parse_bytes("lots")
+
+
+def test_settings_updates_from_threads_do_not_lose_each_other(isolated_home):
+    from macapp.core.settings import update_settings
+
+    def add(i: int) -> None:
+        update_settings(lambda s: s.model_files.append(f"/m/{i}.gguf"))
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(Settings.load().model_files) == sorted(f"/m/{i}.gguf" for i in range(20))
+
+
+def test_library_scan_is_cancellable(tmp_path, tiny_models):
+    from macapp.core.models.library import iter_library
+
+    for i in range(3):
+        (tmp_path / f"m{i}.gguf").write_bytes(tiny_models["mha_f32"].read_bytes())
+    token = CancelToken()
+    scan = iter_library(Settings(model_dirs=[str(tmp_path)]), token)
+    assert next(scan).facts is not None
+    token.cancel()
+    with pytest.raises(Cancelled):
+        next(scan)

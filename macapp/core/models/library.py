@@ -22,7 +22,8 @@ from macapp.core.errors import UserError
 from macapp.core.models.facts import ModelFacts, facts_from_header, read_facts
 from macapp.core.models.gguf_header import GGUFError, read_header_from_path
 from macapp.core.models.quant_names import QuantName
-from macapp.core.settings import Settings
+from macapp.core.progress import CancelToken
+from macapp.core.settings import Settings, update_settings
 
 log = logging.getLogger(__name__)
 
@@ -177,14 +178,25 @@ def iter_model_files(settings: Settings | None = None) -> Iterator[tuple[str, st
             yield from once(f"lmstudio:{path.relative_to(lms).as_posix()}", "lm-studio", path)
 
 
-def list_library(settings: Settings | None = None) -> list[LibraryEntry]:
-    """Every model in the library with its facts (or the reason it is unusable)."""
+def iter_library(settings: Settings | None = None, cancel: CancelToken | None = None) -> Iterator[LibraryEntry]:
+    """Yield every model in the library with its facts (or the reason it is unusable), one by one.
+
+    Headers are read as the entries are yielded, so a caller can show rows as they come;
+    ``cancel`` stops the scan between files (raising ``Cancelled``).
+    """
     cache = FactsCache()
-    entries = []
-    for ident, source, path in iter_model_files(settings):
-        entries.append(load_entry(ident, source, path, cache))
-    cache.save()
-    return entries
+    try:
+        for ident, source, path in iter_model_files(settings):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            yield load_entry(ident, source, path, cache)
+    finally:
+        cache.save()
+
+
+def list_library(settings: Settings | None = None) -> list[LibraryEntry]:
+    """Every model in the library (see ``iter_library``)."""
+    return list(iter_library(settings))
 
 
 def load_entry(ident: str, source: str, path: Path, cache: FactsCache | None = None) -> LibraryEntry:
@@ -198,17 +210,18 @@ def load_entry(ident: str, source: str, path: Path, cache: FactsCache | None = N
     return entry
 
 
-def add_model_file(path: str | os.PathLike[str], settings: Settings | None = None) -> LibraryEntry:
+def add_model_file(path: str | os.PathLike[str], settings_path: Path | None = None) -> LibraryEntry:
     """Add one .gguf file (drag and drop) to the library; returns its entry (facts or reason)."""
     p = Path(path).expanduser().resolve()
     if not p.is_file():
         raise UserError(f"{p} is not a file")
     if p.suffix.lower() != ".gguf":
         raise UserError(f"{p.name} is not a .gguf file", hint="Orchard runs GGUF models")
-    settings = settings or Settings.load()
-    if str(p) not in settings.model_files:
-        settings.model_files.append(str(p))
-        settings.save()
+    def remember(s: Settings) -> None:
+        if str(p) not in s.model_files:
+            s.model_files.append(str(p))
+
+    update_settings(remember, settings_path)
     return load_entry(f"local:{p}", "file", p)
 
 
