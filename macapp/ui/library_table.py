@@ -54,11 +54,16 @@ def _real(path: str) -> str:
 
 
 def short_reason(entry: LibraryEntry) -> str:
-    """The error without the file name it starts with (the row already shows the name)."""
+    """The reason alone, for a narrow column: the row already shows the name, so
+    "x.gguf is not a valid GGUF file: it is truncated: ..." reads "Truncated: ..."."""
     reason = entry.error or ""
     if reason.startswith(entry.name + " "):
-        reason = "File" + reason[len(entry.name):]
-    return reason
+        head, sep, tail = reason.partition(": ")
+        reason = tail if sep else "File" + reason[len(entry.name):]
+        for filler in ("it is ", "it "):
+            if reason.startswith(filler):
+                reason = reason[len(filler):]
+    return reason[:1].upper() + reason[1:]
 
 
 def status_text(entry: LibraryEntry, estimate: MemoryEstimate | None) -> str:

@@ -147,7 +147,9 @@ def test_bad_files_show_their_reason_and_the_app_keeps_running(qtbot, tmp_path, 
         status = _cell(page, entry.name, Column.STATUS)
         tooltip = _cell(page, entry.name, Column.NAME, Qt.ItemDataRole.ToolTipRole)
         assert status.startswith("⚠ ") and len(status) > 12
+        assert entry.name not in status and "not a valid GGUF" not in status  # the reason itself, first
         assert entry.error in tooltip
+    assert _cell(page, "truncated.gguf", Column.STATUS).startswith("⚠ Truncated")
     assert page.status_label.text() == "2 models · 2 unusable · budget " + format_bytes(page.budget)
     page.select_row(0)
     assert page.details.error_reason.text().startswith("This file cannot be used: ")
