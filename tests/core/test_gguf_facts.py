@@ -138,7 +138,7 @@ def _bad_files(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
         "version_1": (_header(0, 0, version=1), "version 1"),
         "billions_of_tensors": (_header(3_000_000_000, 1) + b"\0" * 64, "tensors"),
         "huge_kv_count": (_header(0, 2**63) + b"\0" * 64, "metadata entries"),
-        "string_2_62": (_header(0, 1) + _kv_string("general.name", 2**62, b"x" * 32), "ends inside the header"),
+        "string_2_62": (_header(0, 1) + _kv_string("general.name", 2**62, b"x" * 32), "truncated inside the header"),
         "array_2_40": (_header(0, 1) + struct.pack("<Q", 4) + b"toks" + struct.pack("<IIQ", 9, 8, 2**40) + b"\0" * 64,
                        "truncated or corrupt"),
         "old_ggml": (b"tjgg" + b"\0" * 64, "old GGML"),

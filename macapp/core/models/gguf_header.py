@@ -141,13 +141,13 @@ class _Cursor:
         return GGUFError(f"{self.src.name} is not a valid GGUF file: {what}")
 
     def too_many(self, what: str, count: int, unit: str) -> GGUFError:
-        return self.fail(f"{what} claims {count} {unit}, more than the rest of the file holds "
-                         f"(truncated or corrupt)")
+        return self.fail(f"it is truncated or corrupt ({what} claims {count} {unit}, "
+                         f"more than the rest of the file holds)")
 
     def need(self, n: int, what: str) -> None:
         if n > self.src.size - self.pos:
             raise self.fail(
-                f"it ends inside the header ({what} at byte {self.pos} needs {n} bytes, "
+                f"it is truncated inside the header ({what} at byte {self.pos} needs {n} bytes, "
                 f"the file has {self.src.size}) - an incomplete download?"
             )
         if self.pos + n > self.limit:
@@ -202,7 +202,7 @@ class _Cursor:
             pos += 8 + unpack(window, off)[0]
             if pos > size:
                 self.pos = size
-                raise self.fail(f"{what} runs past the end of the file (truncated or corrupt)")
+                raise self.fail(f"it is truncated or corrupt ({what} runs past the end of the file)")
         self.pos = pos
         self.need(0, what)
 
