@@ -57,3 +57,10 @@ def test_detect_on_this_machine():
         assert hw.gpu == "cpu" and hw.budget_bytes == hw.available_bytes
     versions = hardware.backend_versions()
     assert versions["llama-cpp-python"] and versions["gguf"]
+
+
+def test_metal_working_set_is_none_without_metal():
+    if hardware.is_apple_silicon():
+        assert apple.metal_working_set() > 0
+    else:
+        assert apple.metal_working_set() is None  # mlx[cpu] has no Metal device: the rule applies
