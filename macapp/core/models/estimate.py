@@ -33,7 +33,13 @@ _OVERHEAD_PER_CELL = 2450  # per context cell up to 1024 (sampler/batch state)
 _COMPUTE_BASE = 3.9 * MiB
 _FFN_BUFFERS = 3.07  # live [n_ff, n_ubatch] f32 buffers in the FFN phase (gate, up, product)
 _EMBD_BUFFERS = 3.03  # live [n_embd, n_ubatch] f32 buffers
-_ATTN_EMBD_BUFFERS = 6.25  # [n_embd, n_ubatch] buffers live beside the KQ matrix (no flash attn)
+_ATTN_EMBD_BUFFERS = 4.25  # [n_embd, n_ubatch] buffers live beside the KQ matrix (no flash attn)
+_RESERVE_ATTN_EMBD_BUFFERS = 6.25  # the same in llama.cpp's reserved (logged) buffer
+# ggml converts a matmul's activations to the weights' dot-product type in one shared work buffer:
+# bytes per element of that type (q8_0 for legacy quants, q8_K for k- and i-quants; none for f32).
+_VEC_DOT_BYTES = {"F32": 0.0, "F16": 2.0, "BF16": 2.0, "Q4_0": 34 / 32, "Q5_0": 34 / 32, "Q8_0": 34 / 32,
+                  "IQ4_NL": 34 / 32, "MXFP4": 34 / 32, "Q4_1": 36 / 32, "Q5_1": 36 / 32}
+_VEC_DOT_DEFAULT = 292 / 256  # q8_K
 
 
 @dataclass(frozen=True)
@@ -107,22 +113,24 @@ def compute_bytes(facts: ModelFacts, settings: RuntimeSettings) -> int:
     et = facts.n_embd * t * 4
     ft = _ffn_width(facts) * t * 4
     h = max(1, facts.n_head)
-    weight_types = set(facts.tensor_types) - {"F32"}
-    work = t * max(facts.n_embd, _ffn_width(facts)) * 2 if weight_types else 0  # src1 conversion
+    vec_dot = max((_VEC_DOT_BYTES.get(name, _VEC_DOT_DEFAULT) for name in facts.tensor_types), default=0.0)
+    work = t * max(facts.n_embd, _ffn_width(facts)) * vec_dot
     if settings.backend == "metal":
         # Metal allocates the whole reserved buffer: the largest phase of the worst-case graph,
         # including logits for a full ubatch.
         mask = k * t * (2 if settings.flash_attn else 4)
         logits = facts.vocab_size * t * 4 + 2 * et
         ffn = _FFN_BUFFERS * ft + 4 * et + mask
-        attn = mask + (4 * et if settings.flash_attn else k * t * 4 * h + _ATTN_EMBD_BUFFERS * et)
+        attn = mask + (4 * et if settings.flash_attn else k * t * 4 * h + _RESERVE_ATTN_EMBD_BUFFERS * et)
         return int(max(logits, ffn, attn))
     if settings.flash_attn:
         mask = k * t * 2 * 1.19
         return int(_COMPUTE_BASE + _EMBD_BUFFERS * et + _FFN_BUFFERS * ft + mask + work)
-    attn = k * t * (6 * h + 4) + _ATTN_EMBD_BUFFERS * et  # KQ f32 + f16 copy + f32 mask
+    # KQ (f32) + f32 mask + K and V of this ubatch; the f16 copy of KQ goes to the shared work buffer
+    kv_cur = 2 * max(facts.n_head_kv_per_layer or [facts.n_head_kv]) * facts.key_length * t * 4
+    attn = k * t * (4 * h + 4) + _ATTN_EMBD_BUFFERS * et + kv_cur
     ffn = _FFN_BUFFERS * ft + _EMBD_BUFFERS * et + k * t * 4
-    return int(_COMPUTE_BASE + max(attn, ffn) + work)
+    return int(_COMPUTE_BASE + max(attn, ffn) + max(work, k * t * h * 2))
 
 
 def overhead_bytes(facts: ModelFacts, settings: RuntimeSettings) -> int:
