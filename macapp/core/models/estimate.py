@@ -15,7 +15,7 @@ pinned in pyproject) really allocates:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from macapp.core.models.facts import ModelFacts
@@ -138,14 +138,25 @@ def overhead_bytes(facts: ModelFacts, settings: RuntimeSettings) -> int:
                + _OVERHEAD_PER_CELL * min(padded_ctx(settings.n_ctx), 1024))
 
 
-def _gpu_share(facts: ModelFacts, settings: RuntimeSettings, weights: int, kv: int, compute: int) -> int:
-    """Bytes on the GPU with ``gpu_layers`` offloaded (llama.cpp offloads the last layers first)."""
+def _gpu_share(facts: ModelFacts, settings: RuntimeSettings, total: int, compute: int) -> int:
+    """Bytes on the GPU: everything on full offload (and on CPU, where the budget is RAM);
+    with ``gpu_layers`` on Metal, the last layers' weights and KV plus the compute buffer
+    (llama.cpp offloads the last layers first)."""
     if settings.backend != "metal" or settings.gpu_layers < 0 or settings.gpu_layers > facts.n_layer:
-        return weights + kv + compute
-    first = facts.n_layer - settings.gpu_layers
-    layers = range(first, facts.n_layer)
+        return total
+    layers = range(facts.n_layer - settings.gpu_layers, facts.n_layer)
     layer_weights = sum(facts.layer_bytes[i] for i in layers)
     return layer_weights + kv_cache_bytes(facts, settings, layers) + (compute if settings.gpu_layers else 0)
+
+
+def _needs(facts: ModelFacts, settings: RuntimeSettings) -> tuple[int, int, int, int, int, int]:
+    """(weights, kv, compute, overhead, total, gpu) in bytes."""
+    weights = facts.weights_bytes
+    kv = kv_cache_bytes(facts, settings)
+    compute = compute_bytes(facts, settings)
+    overhead = overhead_bytes(facts, settings)
+    total = weights + kv + compute + overhead
+    return weights, kv, compute, overhead, total, _gpu_share(facts, settings, total, compute)
 
 
 def verdict_for(need: int, budget: int) -> str:
@@ -168,14 +179,7 @@ def estimate_memory(facts: ModelFacts, settings: RuntimeSettings | None = None,
     settings = settings or RuntimeSettings(n_ctx=min(8192, facts.context_length))
     if settings.n_ctx <= 0:
         raise ValueError("context length must be positive")
-    weights = facts.weights_bytes
-    kv = kv_cache_bytes(facts, settings)
-    compute = compute_bytes(facts, settings)
-    overhead = overhead_bytes(facts, settings)
-    total = weights + kv + compute + overhead
-    gpu = _gpu_share(facts, settings, weights, kv, compute)
-    if gpu == weights + kv + compute:
-        gpu = total
+    weights, kv, compute, overhead, total, gpu = _needs(facts, settings)
     verdict = verdict_for(gpu, budget) if budget is not None else None
     max_ctx = max_ctx_that_fits(facts, settings, budget) if budget is not None else None
     return MemoryEstimate(
@@ -188,14 +192,8 @@ def estimate_memory(facts: ModelFacts, settings: RuntimeSettings | None = None,
 
 def max_ctx_that_fits(facts: ModelFacts, settings: RuntimeSettings, budget: int) -> int:
     """The largest context (a multiple of 256, at most the trained length) that fits; 0 if none."""
-    from dataclasses import replace
-
     def need(ctx: int) -> int:
-        s = replace(settings, n_ctx=ctx)
-        w, kv, c = facts.weights_bytes, kv_cache_bytes(facts, s), compute_bytes(facts, s)
-        gpu = _gpu_share(facts, s, w, kv, c)
-        full = w + kv + c
-        return gpu + overhead_bytes(facts, s) if gpu == full else gpu
+        return _needs(facts, replace(settings, n_ctx=ctx))[-1]
 
     lo, hi = 0, max(1, facts.context_length // CTX_PAD)  # in units of 256 cells
     if need(CTX_PAD) > budget:

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from macapp.core.models.ggml_types import FILE_TYPES, type_name
-from macapp.core.models.gguf_header import ArrayInfo, ByteSource, GGUFError, GGUFHeader, read_header
+from macapp.core.models.gguf_header import (
+    ArrayInfo,
+    ByteSource,
+    GGUFError,
+    GGUFHeader,
+    read_header,
+    read_header_from_path,
+)
 from macapp.core.models.quant_names import QuantName, parse_quant_name
 
 # arch -> (pattern, dense_first, default n_swa or None when the file must say, chunked)
@@ -229,8 +236,6 @@ def facts_from_header(header: GGUFHeader, path: str, file_name: str) -> ModelFac
 
 def read_facts(path: str | os.PathLike[str]) -> ModelFacts:
     """Facts of a local .gguf file (header only; fast and bounded)."""
-    from macapp.core.models.gguf_header import read_header_from_path
-
     p = Path(path)
     return facts_from_header(read_header_from_path(p), str(p), p.name)
 

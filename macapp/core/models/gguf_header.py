@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -109,14 +110,15 @@ class GGUFHeader:
     data_offset: int
     file_size: int
     header_bytes: int = 0
-    _by_name: dict[str, TensorInfo] = field(default_factory=dict, repr=False)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
 
+    @cached_property
+    def _by_name(self) -> dict[str, TensorInfo]:
+        return {t.name: t for t in self.tensors}
+
     def tensor(self, name: str) -> TensorInfo | None:
-        if not self._by_name:
-            self._by_name = {t.name: t for t in self.tensors}
         return self._by_name.get(name)
 
 

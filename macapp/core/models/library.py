@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from macapp.core import paths
@@ -65,11 +65,9 @@ def model_facts(path: str | os.PathLike[str]) -> ModelFacts:
     if missing:
         raise GGUFError(f"{p.name} is part of a split model, but {', '.join(missing[:3])} is missing")
     first = read_header_from_path(parts[0])
-    for part in parts[1:]:
-        first.tensors.extend(read_header_from_path(part).tensors)
-    first.file_size = sum(x.stat().st_size for x in parts)
-    first._by_name = {}
-    return facts_from_header(first, str(parts[0]), parts[0].name)
+    tensors = [t for part in parts[1:] for t in read_header_from_path(part).tensors]
+    merged = replace(first, tensors=first.tensors + tensors, file_size=sum(x.stat().st_size for x in parts))
+    return facts_from_header(merged, str(parts[0]), parts[0].name)
 
 
 class FactsCache:
