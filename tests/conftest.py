@@ -24,7 +24,10 @@ def isolated_home(tmp_path_factory, monkeypatch) -> Path:
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("MACAPP_HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf-cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Nothing reaches the internet: the Hub endpoint is a closed loopback port unless a test
+    # starts the fake Hub (macapp reads HF_ENDPOINT at call time, not at import).
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     return home
 
 
