@@ -23,7 +23,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import doctor, models
+    from macapp.cli import doctor, hub, models
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui.set_defaults(handler=_gui, qt_args=[])
     doctor.register(sub)
     models.register(sub)
+    hub.register(sub)
     return parser
 
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv or ["gui"])
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # the client's retry notices are not the one line a user should read
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     handler: Handler = getattr(args, "handler", _gui)
     try:
         return handler(args)

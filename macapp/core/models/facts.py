@@ -82,6 +82,16 @@ class ModelFacts:
     gguf_version: int = 3
     warnings: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelFacts:
+        """The inverse of ``to_json`` (caches store facts as JSON)."""
+        data = dict(data)
+        q = data.get("quant_from_filename")
+        if q:
+            q = {k: v for k, v in q.items() if k != "description"}
+            data["quant_from_filename"] = QuantName(**q)
+        return cls(**data)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["quant_from_filename"] = (

@@ -21,7 +21,6 @@ from macapp.core import paths
 from macapp.core.errors import UserError
 from macapp.core.models.facts import ModelFacts, facts_from_header, read_facts
 from macapp.core.models.gguf_header import GGUFError, read_header_from_path
-from macapp.core.models.quant_names import QuantName
 from macapp.core.progress import CancelToken
 from macapp.core.settings import Settings, update_settings
 
@@ -91,7 +90,7 @@ class FactsCache:
         cached = self._data.get(key)
         if cached is not None:
             try:
-                return _facts_from_json(cached)
+                return ModelFacts.from_json(cached)
             except (TypeError, KeyError):
                 pass  # an older cache layout: read again
         facts = model_facts(path)
@@ -105,16 +104,6 @@ class FactsCache:
             tmp.write_text(json.dumps(self._data), encoding="utf-8")
             os.replace(tmp, self.path)
             self._dirty = False
-
-
-def _facts_from_json(data: dict) -> ModelFacts:
-    data = dict(data)
-    q = data.get("quant_from_filename")
-    if q:
-        q = dict(q)
-        q.pop("description", None)
-        data["quant_from_filename"] = QuantName(**q)
-    return ModelFacts(**data)
 
 
 def _scan_folder(root: Path, depth: int = 0) -> Iterator[Path]:

@@ -1,0 +1,105 @@
+"""``macapp search | files``: GGUF models on the Hub, and whether each file fits this Mac."""
+
+from __future__ import annotations
+
+import argparse
+
+from macapp.cli.output import console, print_json
+from macapp.core.units import format_bytes, format_params, parse_bytes
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="find GGUF models on the Hugging Face Hub",
+                       description="Search the Hub (HF_ENDPOINT) for GGUF repositories, most downloaded first.")
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument("--limit", type=int, default=20, help="at most this many repositories (default 20)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=search_cmd)
+
+    p = sub.add_parser("files", help="a Hub repo's GGUF files with size, sha256 and whether they fit",
+                       description="List a repository's GGUF models by quantization (split files as one), read "
+                                   "each header remotely (HTTP range requests, never the weights) and estimate "
+                                   "memory at the chosen context against this Mac's budget.")
+    p.add_argument("repo", metavar="REPO", help="org/name on the Hub")
+    p.add_argument("--revision", default="main")
+    p.add_argument("--ctx", type=int, default=8192, help="context length for the estimate (default 8192)")
+    p.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16")
+    p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
+                   help="memory budget (e.g. 16G); default: this machine's")
+    p.add_argument("--no-headers", action="store_true", help="list files only; do not read headers")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=files_cmd)
+
+
+def search_cmd(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from macapp.core.models.hub import search_models
+
+    models = search_models(args.query, limit=args.limit)
+    if args.json:
+        print_json([asdict(m) for m in models])
+        return 0
+    if not models:
+        console().print(f"No GGUF repositories match {args.query!r}.")
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("repository", "downloads", "likes", "updated"):
+        table.add_column(col, justify="right" if col in ("downloads", "likes") else "left")
+    for m in models:
+        table.add_row(m.id + (" (gated)" if m.gated else ""), f"{m.downloads:,}", f"{m.likes:,}",
+                      (m.last_modified or "")[:10])
+    console().print(table)
+    return 0
+
+
+def files_cmd(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from macapp.core import hardware
+    from macapp.core.errors import UserError
+    from macapp.core.models.estimate import RuntimeSettings, estimate_memory
+    from macapp.core.models.hub import RemoteFactsCache, list_gguf_files, remote_facts
+
+    listing = list_gguf_files(args.repo, args.revision)
+    budget = args.budget if args.budget is not None else hardware.detect().budget_bytes
+    settings = RuntimeSettings(n_ctx=args.ctx, kv_type=args.kv_type,
+                               backend="metal" if hardware.is_apple_silicon() else "cpu")
+    cache = RemoteFactsCache()
+    rows = []
+    for group in listing.groups:
+        row = {"name": group.name, "quant": group.quant.name if group.quant else None,
+               "quant_description": group.quant.describe() if group.quant else None, "size": group.size,
+               "parts": [{"path": p.path, "size": p.size, "sha256": p.sha256} for p in group.parts],
+               "estimate": None, "verdict": None, "error": group.error}
+        if not args.no_headers and group.error is None:
+            try:
+                facts = remote_facts(args.repo, group, listing.revision, cache)
+                est = estimate_memory(facts, replace(settings, n_ctx=min(args.ctx, facts.context_length)), budget)
+                row |= {"parameters": facts.parameters, "context_length": facts.context_length,
+                        "estimate": est.to_json(), "verdict": est.verdict}
+            except UserError as exc:
+                row["error"] = exc.message
+        rows.append(row)
+    if args.json:
+        print_json({"repo": listing.repo_id, "revision": listing.revision, "budget_bytes": budget,
+                    "files": rows, "refused": listing.refused})
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, title=f"{listing.repo_id} @ {listing.revision[:12]}", title_justify="left")
+    for col in ("file", "quant", "size", "params", "needs", "verdict"):
+        table.add_column(col, justify="right" if col in ("size", "params", "needs") else "left")
+    colours = {"fits": "green", "tight": "yellow", "too_big": "red"}
+    for r in rows:
+        est = r["estimate"]
+        verdict = f"[{colours[r['verdict']]}]{r['verdict']}[/]" if r["verdict"] else f"[red]{r['error'] or ''}[/]"
+        table.add_row(r["name"], r["quant"] or "?", format_bytes(r["size"]),
+                      format_params(r.get("parameters")) if r.get("parameters") else "",
+                      format_bytes(est["total_bytes"]) if est else "", verdict)
+    console().print(table)
+    for name in listing.refused:
+        console().print(f"[red]refused[/] {name!r}: it would escape the download folder")
+    return 0
