@@ -20,7 +20,7 @@ from macapp.core.models.gguf_header import (
 )
 from macapp.core.models.quant_names import QuantName, parse_quant_name
 
-# arch -> (pattern, dense_first, default n_swa or None when the file must say, chunked)
+# arch -> (pattern, dense_first, default n_swa or None when the file must say)
 # Mirrors llama.cpp's per-architecture load_swa_pattern() calls (src/models/*.cpp).
 _SWA_ARCHS: dict[str, tuple[int, bool, int | None]] = {
     "gemma2": (2, False, 4096),
@@ -126,7 +126,8 @@ def _per_layer(meta: dict[str, Any], key: str, n_layer: int, default: int) -> li
     return [default] * n_layer
 
 
-def _swa(meta: dict[str, Any], arch: str, n_layer: int) -> tuple[int, list[bool]]:
+def sliding_window_layers(meta: dict[str, Any], arch: str, n_layer: int) -> tuple[int, list[bool]]:
+    """(window, per-layer SWA flags) as llama.cpp derives them for ``arch`` from the metadata."""
     rule = _SWA_ARCHS.get(arch)
     n_swa = _int(meta, f"{arch}.attention.sliding_window", 0)
     if rule is None or n_layer == 0:
@@ -221,7 +222,7 @@ def facts_from_header(header: GGUFHeader, path: str, file_name: str) -> ModelFac
     template = meta.get("tokenizer.chat_template")
     has_template = isinstance(template, str) and bool(template.strip())
     kind, reason = _kind(meta, file_name, has_template)
-    n_swa, swa_layers = _swa(meta, arch, n_layer)
+    n_swa, swa_layers = sliding_window_layers(meta, arch, n_layer)
     warnings = []
     if not n_head:
         warnings.append("no attention heads (a recurrent model?): the KV estimate is zero")
