@@ -28,6 +28,8 @@ def isolated_home(tmp_path_factory, monkeypatch) -> Path:
     # starts the fake Hub (macapp reads HF_ENDPOINT at call time, not at import).
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(home / "hf-home"))  # no saved token is ever sent anywhere
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     return home
 
 
@@ -36,3 +38,16 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """One real GGUF per shape in SHAPES (written once per test session)."""
     root = tmp_path_factory.mktemp("models")
     return {name: write_tiny_gguf(root / f"{name}.gguf", TinySpec(**vars(spec))) for name, spec in SHAPES.items()}
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """A fake Hugging Face Hub on 127.0.0.1 (see tests/fixtures/fake_hub.py); HF_ENDPOINT points at it.
+
+    huggingface_hub reads HF_ENDPOINT once, at import: pass ``endpoint=fake_hub.url`` to its calls.
+    """
+    from tests.fixtures.fake_hub import FakeHub
+
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        yield hub

@@ -9,9 +9,13 @@ from macapp.core.units import format_bytes, format_params, parse_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="find GGUF models on the Hugging Face Hub",
-                       description="Search the Hub (HF_ENDPOINT) for GGUF repositories, most downloaded first.")
-    p.add_argument("query", metavar="QUERY")
+    p = sub.add_parser("search", help="find GGUF models on the Hub (no QUERY: curated picks for this Mac)",
+                       description="Search the Hub (HF_ENDPOINT) for GGUF repositories, most downloaded first. "
+                                   "Without QUERY: Orchard's curated models with the quant to get on this Mac "
+                                   "and whether it fits at 8k context (offline), the recommendation first.")
+    p.add_argument("query", metavar="QUERY", nargs="?")
+    p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
+                   help="with no QUERY: memory budget (e.g. 16G); default: this machine's")
     p.add_argument("--limit", type=int, default=20, help="at most this many repositories (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=search_cmd)
@@ -35,6 +39,9 @@ def search_cmd(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from macapp.core.models.hub import search_models
+
+    if not args.query:
+        return curated_cmd(args)
 
     models = search_models(args.query, limit=args.limit)
     if args.json:
@@ -102,4 +109,31 @@ def files_cmd(args: argparse.Namespace) -> int:
     console().print(table)
     for name in listing.refused:
         console().print(f"[red]refused[/] {name!r}: it would escape the download folder")
+    return 0
+
+
+def curated_cmd(args: argparse.Namespace) -> int:
+    from macapp.core import hardware
+    from macapp.core.models.catalog import recommend
+
+    budget = args.budget if args.budget is not None else hardware.detect().budget_bytes
+    picks = recommend(budget, backend="metal" if hardware.is_apple_silicon() else "cpu")
+    if args.json:
+        print_json({"budget_bytes": budget, "recommended": picks[0].entry.id if picks else None, "models": [
+            {"id": r.entry.id, "name": r.entry.name, "repo": r.entry.repo, "file": r.file.file, "quant": r.file.quant,
+             "parameters": r.entry.facts.parameters, "licence": r.entry.licence, "mlx_repo": r.entry.mlx_repo,
+             "verdict": r.verdict, "estimate": r.estimate.to_json()} for r in picks]})
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, title=f"Curated models for a {format_bytes(budget)} budget at 8k context",
+                  title_justify="left")
+    for col in ("model", "params", "quant", "needs", "verdict", "repo"):
+        table.add_column(col, justify="right" if col in ("params", "needs") else "left")
+    colours = {"fits": "green", "tight": "yellow", "too_big": "red"}
+    for i, r in enumerate(picks):
+        name = r.entry.name + ("  [bold]← recommended[/bold]" if i == 0 and r.verdict == "fits" else "")
+        table.add_row(name, format_params(r.entry.facts.parameters), r.file.quant,
+                      format_bytes(r.estimate.total_bytes), f"[{colours[r.verdict]}]{r.verdict}[/]", r.entry.repo)
+    console().print(table)
     return 0
