@@ -26,7 +26,7 @@ from macapp.core.models.gguf_header import GGUFError, read_header
 from macapp.core.models.quant_names import QuantName, parse_quant_name
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-HEADER_CHUNK = 1 << 20  # remote reads come in 1 MiB ranges
+HEADER_CHUNK = 64 << 10  # the parser asks for 64 KiB at a time; RemoteSource reads ahead
 MAX_REMOTE_HEADER = 64 << 20
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<idx>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
 
@@ -182,7 +182,15 @@ def list_gguf_files(repo_id: str, revision: str = "main") -> RepoFiles:
 
 
 class RemoteSource:
-    """A file on the Hub as a ByteSource: HTTP range reads through huggingface_hub's session."""
+    """A file on the Hub as a ByteSource: HTTP range reads through huggingface_hub's session.
+
+    Reads are served from aligned blocks fetched once (overlapping reads never download the same
+    bytes twice). Each request reads ahead twice as far as the one before (256 KiB, 512 KiB, ...
+    4 MiB): a small header costs one request, a 256k-token vocabulary a handful.
+    """
+
+    BLOCK = 256 << 10
+    MAX_READAHEAD_BLOCKS = 16
 
     def __init__(self, repo_id: str, path: str, revision: str = "main"):
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -195,20 +203,44 @@ class RemoteSource:
         self.size = int(meta.size or 0)
         self.etag = meta.etag
         self.bytes_fetched = 0
+        self._blocks: dict[int, bytes] = {}
+        self._readahead = 1  # blocks per request, doubling
 
     def read(self, offset: int, length: int) -> bytes:
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
         if length <= 0 or offset >= self.size:
             return b""
-        end = min(self.size, offset + length) - 1
-        headers = build_hf_headers() | {"Range": f"bytes={offset}-{end}", "Accept-Encoding": "identity"}
+        end = min(self.size, offset + length)
+        first, last = offset // self.BLOCK, (end - 1) // self.BLOCK
+        missing = [b for b in range(first, last + 1) if b not in self._blocks]
+        while missing:  # fetch each run of consecutive missing blocks with one request
+            run = 1
+            while run < len(missing) and missing[run] == missing[0] + run:
+                run += 1
+            n_blocks = -(-self.size // self.BLOCK)
+            run = min(max(run, self._readahead), n_blocks - missing[0])
+            while run > 1 and missing[0] + run - 1 in self._blocks:
+                run -= 1
+            self._readahead = min(self._readahead * 2, self.MAX_READAHEAD_BLOCKS)
+            start = missing[0] * self.BLOCK
+            data = self._fetch(start, min(self.size, (missing[0] + run) * self.BLOCK))
+            for i in range(run):
+                self._blocks[missing[0] + i] = data[i * self.BLOCK : (i + 1) * self.BLOCK]
+            missing = [b for b in missing if b not in self._blocks]
+        joined = b"".join(self._blocks[b] for b in range(first, last + 1))
+        return joined[offset - first * self.BLOCK : end - first * self.BLOCK]
+
+    def _fetch(self, start: int, stop: int) -> bytes:
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        headers = build_hf_headers() | {"Range": f"bytes={start}-{stop - 1}", "Accept-Encoding": "identity"}
         with hub_errors(self.name):
             response = get_session().get(self.url, headers=headers, follow_redirects=True, timeout=30)
             hf_raise_for_status(response)
         data = response.content
-        if response.status_code != 206 and len(data) > end - offset + 1:
-            data = data[offset : end + 1]  # a server that ignored Range: keep the slice
+        if response.status_code != 206:  # a server that ignored Range: keep the slice
+            data = data[start:stop]
+        if len(data) != stop - start:
+            raise UserError(f"{self.name}: the Hub sent {len(data)} bytes for a {stop - start}-byte range")
         self.bytes_fetched += len(data)
         return data
 
