@@ -137,3 +137,82 @@ def curated_cmd(args: argparse.Namespace) -> int:
                       format_bytes(r.estimate.total_bytes), f"[{colours[r.verdict]}]{r.verdict}[/]", r.entry.repo)
     console().print(table)
     return 0
+
+
+def register_pull(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pull", help="download a GGUF (resumable, sha256-verified) into the Hugging Face cache",
+                       description="Download FILE, or the model of quantization QUANT (all parts of a split "
+                                   "model), from REPO. An interrupted download resumes where it stopped, even "
+                                   "after a restart; the file is verified against the Hub's sha256 before it "
+                                   "enters the library.")
+    p.add_argument("repo", metavar="REPO")
+    p.add_argument("what", metavar="FILE|QUANT", help="a file name in the repo, or a quant such as Q4_K_M")
+    p.add_argument("--revision", default="main")
+    p.add_argument("--json", action="store_true", help="print one JSON document at the end (no progress bar)")
+    p.set_defaults(handler=pull_cmd)
+
+
+def _files_to_pull(repo: str, what: str, revision: str) -> list[str]:
+    from macapp.core.errors import UserError
+    from macapp.core.models.hub import list_gguf_files
+
+    if what.lower().endswith(".gguf"):
+        return [what]
+    listing = list_gguf_files(repo, revision)
+    matches = [g for g in listing.groups if g.quant and g.quant.name == what.upper()]
+    if not matches:
+        quants = sorted({g.quant.name for g in listing.groups if g.quant})
+        raise UserError(f"{repo} has no {what} file", hint="available: " + (", ".join(quants) or "none"))
+    if len(matches) > 1:
+        raise UserError(f"{repo} has {len(matches)} {what} models: name the file",
+                        hint=", ".join(g.name for g in matches))
+    return [p.path for p in matches[0].parts]
+
+
+def pull_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.errors import Cancelled
+    from macapp.core.models.download import download_file
+    from macapp.core.progress import CancelToken
+
+    token = CancelToken()
+    done = []
+    try:
+        for name in _files_to_pull(args.repo, args.what, args.revision):
+            gen = download_file(args.repo, name, args.revision, cancel=token)
+            if args.json:
+                done.append(_drain(gen))
+                continue
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                          TimeRemainingColumn(), console=console()) as bar:
+                task = bar.add_task(name, total=None)
+                done.append(_drain(gen, lambda p, t=task, b=bar, n=name: b.update(
+                    t, completed=p.done, total=p.total, description=f"{n} ({p.stage})")))
+    except (KeyboardInterrupt, Cancelled):
+        token.cancel()
+        raise Cancelled() from None
+    if args.json:
+        print_json({"repo": args.repo, "files": [str(p) for p in done]})
+    else:
+        for path in done:
+            console().print(f"[green]✓[/] {path}")
+    return 0
+
+
+def _drain(gen, on_progress=None):
+    """Run a download generator to the end, returning its value."""
+    while True:
+        try:
+            progress = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress:
+            on_progress(progress)

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.register(sub)
     models.register(sub)
     hub.register(sub)
+    hub.register_pull(sub)
     return parser
 
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (Cancelled, KeyboardInterrupt):
-        print("cancelled", file=sys.stderr)
+        print("cancelled (an interrupted download resumes when you run it again)", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `macapp models | head`
         return 0
