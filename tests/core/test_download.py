@@ -119,3 +119,28 @@ def test_pull_by_quant_and_missing_quant(hub):
     out = subprocess.run([sys.executable, "-m", "macapp.cli.main", "pull", REPO, "Q4_K_M"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 1 and "has no Q4_K_M" in out.stderr and "Q8_0" in out.stderr
+
+
+def test_a_killed_download_resumes_in_the_next_process(hub, model_bytes):
+    import signal
+
+    hub.throttle_bytes_per_s = 150_000
+    env = {**os.environ, "HF_ENDPOINT": hub.url}
+    cmd = [sys.executable, "-m", "macapp.cli.main", "pull", REPO, NAME, "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    info = resolve_remote_file(REPO, NAME)
+    partial = partial_path(info)
+    deadline = time.monotonic() + 20
+    while not (partial.exists() and partial.stat().st_size > 100_000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no clean-up of any kind
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+    have = partial.stat().st_size
+    assert 100_000 < have < len(model_bytes)
+    hub.throttle_bytes_per_s = None
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert Path(json.loads(out.stdout)["files"][0]).read_bytes() == model_bytes
+    assert hub.file_requests("GET")[-1].range == f"bytes={have}-"
