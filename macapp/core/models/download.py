@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +30,46 @@ CHUNK = 64 << 10  # httpx yields whole chunks: small enough that cancel lands wi
 READ_TIMEOUT = 1.0  # a read blocks at most this long, so cancel is noticed within ~1 s
 STALL_LIMIT = 60.0  # seconds without a byte before giving up (the partial file stays)
 DISK_MARGIN = 64 << 20  # keep this much free beyond the file
+
+
+class _Hasher:
+    """sha256 on its own thread (hashlib releases the GIL): hashing overlaps receiving.
+
+    Chunks are batched to ~1 MiB before the hand-off; ``hexdigest()`` waits for the rest.
+    """
+
+    BATCH = 1 << 20
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._queue.get()) is not None:
+            self._digest.update(block)
+
+    def update(self, chunk: bytes) -> None:
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= self.BATCH:
+            self._queue.put(b"".join(self._pending))
+            self._pending, self._pending_bytes = [], 0
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            if self._pending:
+                self._queue.put(b"".join(self._pending))
+                self._pending, self._pending_bytes = [], 0
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -120,15 +162,18 @@ def download_file(repo_id: str, path: str, revision: str = "main", *, cancel: Ca
     if free < needed:
         raise UserError(f"Disk full: {format_bytes(free)} free, {format_bytes(needed)} needed for {path}",
                         hint="free some space and try again; nothing was written")
-    digest = hashlib.sha256()
-    if have:
-        yield DownloadProgress("verifying", 0, have, f"checking {format_bytes(have)} already downloaded")
-        with open(partial, "rb") as fh:
-            for block in iter(lambda: fh.read(8 << 20), b""):
-                cancel.raise_if_cancelled()
-                digest.update(block)
-    yield from _transfer(info, partial, have, digest, cancel)
-    actual = digest.hexdigest()
+    hasher = _Hasher()
+    try:
+        if have:
+            yield DownloadProgress("verifying", 0, have, f"checking {format_bytes(have)} already downloaded")
+            with open(partial, "rb") as fh:
+                for block in iter(lambda: fh.read(8 << 20), b""):
+                    cancel.raise_if_cancelled()
+                    hasher.update(block)
+        yield from _transfer(info, partial, have, hasher, cancel)
+        actual = hasher.hexdigest()
+    finally:
+        hasher.close()
     if actual != info.sha256:
         partial.unlink(missing_ok=True)
         raise UserError(f"{path} failed its sha256 check (expected {info.sha256[:12]}…, got {actual[:12]}…); "
@@ -139,7 +184,7 @@ def download_file(repo_id: str, path: str, revision: str = "main", *, cancel: Ca
     return target
 
 
-def _transfer(info: RemoteFileInfo, partial: Path, have: int, digest, cancel: CancelToken,
+def _transfer(info: RemoteFileInfo, partial: Path, have: int, digest: _Hasher, cancel: CancelToken,
               ) -> Iterator[DownloadProgress]:
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
