@@ -1,4 +1,9 @@
-"""The main window: a sidebar of pages (Models, Chat, Documents, Tuning) beside a page stack."""
+"""The main window: a sidebar of pages (Models, Discover, Chat, Documents, Tuning) beside a page stack.
+
+The window owns the app's one download queue (created after the first paint, closed on close)
+and wires the pages together: the Models page's hardware probe gives Discover its budget, and a
+finished download makes the Models page rescan the library.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from macapp.core.settings import Settings, update_settings
 from macapp.core.units import format_bytes
+from macapp.ui.discover_page import DiscoverPage
 from macapp.ui.models_page import ModelsPage
 from macapp.ui.worker import running_workers
 
@@ -67,6 +73,7 @@ class MainWindow(QMainWindow):
         self._on_first_paint = on_first_paint
         self._painted = False
         self.first_paint_time: float | None = None
+        self.download_queue = None  # DownloadQueue, created after the first paint
 
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
@@ -76,7 +83,12 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget()
         self.models_page = ModelsPage(self._settings)
         self.models_page.hardwareDetected.connect(self._show_hardware)
+        self.discover_page = DiscoverPage()
+        self.models_page.hardwareDetected.connect(self.discover_page.apply_hardware)
+        self.models_page.scanFinished.connect(self._after_scan)
+        self.discover_page.downloadFinished.connect(lambda _job: self.models_page.start_scan())
         self._add_page("Models", self.models_page)
+        self._add_page("Discover", self.discover_page)
         for name, texts in PLACEHOLDERS.items():
             self._add_page(name, placeholder_page(*texts))
         self.sidebar.currentRowChanged.connect(self.pages.setCurrentIndex)
@@ -132,7 +144,27 @@ class MainWindow(QMainWindow):
             self.first_paint_time = time.time()
             if self._on_first_paint is not None:
                 self._on_first_paint()
-            QTimer.singleShot(0, self.models_page.start_scan)  # after the frame reaches the screen
+            QTimer.singleShot(0, self._start_background_work)  # after the frame reaches the screen
+
+    def _start_background_work(self) -> None:
+        self.models_page.start_scan()
+        self._open_download_queue()
+
+    def _open_download_queue(self) -> None:
+        """The app's one download queue; unfinished downloads of the last session come back paused."""
+        from macapp.core.models.download_queue import DownloadQueue
+
+        try:
+            self.download_queue = DownloadQueue(on_change=self.discover_page.downloads.listener())
+        except OSError as exc:
+            log.warning("could not open the download queue: %s", exc)
+            self.discover_page.notice.show_message(f"Downloads are unavailable: {exc}")
+            return
+        self.discover_page.set_queue(self.download_queue)
+
+    def _after_scan(self) -> None:
+        if self.models_page.hardware is None:
+            self.discover_page.hardware_unknown()
 
     # --- geometry --------------------------------------------------------------------------------
     def _restore_geometry(self) -> None:
@@ -151,6 +183,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         for worker in running_workers():
             worker.cancel()
+        self.discover_page.shutdown()
+        if self.download_queue is not None:
+            self.download_queue.close()  # a running download stops and comes back paused next time
         try:
             geometry = self.geometry_text()
             update_settings(lambda s: setattr(s, "window_geometry", geometry))

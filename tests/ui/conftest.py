@@ -10,17 +10,16 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-import macapp.ui  # noqa: E402, F401  (applies the PySide6 workaround before Qt runs)
 from tests.fixtures.tiny_gguf import write_tiny_gguf  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    (home / "hf").mkdir(parents=True)
-    monkeypatch.setenv("MACAPP_HOME", str(home / "orchard"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf"))
-    monkeypatch.setenv("HOME", str(home))  # no LM Studio folder of the real user
+def private_user_home(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """On top of the root isolation (data dir, HF cache and home, closed Hub port): a private $HOME,
+    so the real user's LM Studio folder is never scanned."""
+    home = isolated_home / "user"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
     return home
 
 
