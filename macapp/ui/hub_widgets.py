@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QStackedLayout,
-    QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QVBoxLayout,
@@ -23,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.core.units import format_bytes, format_count
-from macapp.ui.library_table import estimate_tooltip
+from macapp.ui.library_table import estimate_tooltip, paint_item_background
 from macapp.ui.memory_bar import VERDICT_WORDS, MemoryBar, verdict_color
 
 if TYPE_CHECKING:
@@ -316,12 +315,7 @@ class RepoDelegate(QStyledItemDelegate):
         return QSize(200, option.fontMetrics.height() * 2 + 16)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
-        opt = QStyleOptionViewItem(option)
-        self.initStyleOption(opt, index)
-        opt.text = ""
-        style = opt.widget.style() if opt.widget else None
-        if style is not None:
-            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        paint_item_background(self, painter, option, index)
         rect = option.rect.adjusted(10, 7, -10, -7)
         fm = option.fontMetrics
         text_color = option.palette.color(QPalette.ColorRole.Text)

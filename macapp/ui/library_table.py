@@ -254,12 +254,7 @@ class MemoryDelegate(QStyledItemDelegate):
         if estimate is None:
             super().paint(painter, option, index)
             return
-        opt = QStyleOptionViewItem(option)
-        self.initStyleOption(opt, index)
-        opt.text = ""
-        style = opt.widget.style() if opt.widget else None
-        if style is not None:
-            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        paint_item_background(self, painter, option, index)
         rect = QRectF(option.rect).adjusted(8, 0, -8, 0)
         text = format_bytes(estimate.total_bytes)
         text_w = option.fontMetrics.horizontalAdvance("888.8 MB") + 8
@@ -275,3 +270,13 @@ class MemoryDelegate(QStyledItemDelegate):
         painter.drawText(rect.adjusted(bar_w, 0, 0, 0), int(align), text)
         painter.restore()
 
+
+def paint_item_background(delegate: QStyledItemDelegate, painter, option, index) -> None:
+    """The cell's selection/hover background as the style draws it, without its text (delegates
+    that paint their own content call this first)."""
+    opt = QStyleOptionViewItem(option)
+    delegate.initStyleOption(opt, index)
+    opt.text = ""
+    style = opt.widget.style() if opt.widget else None
+    if style is not None:
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
