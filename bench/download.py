@@ -175,17 +175,23 @@ def hf_download(url: str, cache: Path, name: str = FILE) -> Path:
     return Path(hf_hub_download(REPO, name, endpoint=url, cache_dir=str(cache)))
 
 
-def timed(fn: Callable[[str, Path], Path], url: str, cache: Path, size: int, sha256: str | None) -> float:
-    """Seconds for one download into a fresh ``cache``; checks the result, then deletes the cache."""
+def timed(fn: Callable[[str, Path], Path], url: str, cache: Path, size: int,
+          sha256: str | None) -> tuple[float, float]:
+    """(download seconds, sha256-check seconds) for one download into a fresh ``cache``; then deletes it.
+
+    The check is timed separately: ``throughput_ratio`` compares downloads as the issue defines it,
+    and the verified baseline adds the sha256 pass a user of plain ``hf_hub_download`` would need.
+    """
     try:
         t0 = time.perf_counter()
         path = fn(url, cache)
         elapsed = time.perf_counter() - t0
         if path.stat().st_size != size:
             raise RuntimeError(f"{fn.__name__}: got {path.stat().st_size} bytes, expected {size}")
-        if sha256 is not None and _sha256(path) != sha256:  # outside the timing
+        t1 = time.perf_counter()
+        if sha256 is not None and _sha256(path) != sha256:
             raise RuntimeError(f"{fn.__name__}: sha256 mismatch")
-        return elapsed
+        return elapsed, time.perf_counter() - t1
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -296,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(tmp / "warmup")
             app_s: list[float] = []
             hf_s: list[float] = []
+            hf_verified_s: list[float] = []
             for run in range(args.runs):
                 order = [("app", app_download), ("hf", hf_download)]
                 if run % 2:
@@ -304,11 +311,12 @@ def main(argv: list[str] | None = None) -> int:
                 for name, fn in order:
                     got[name] = timed(fn, server.url, tmp / f"cache-{name}-{run}", size,
                                       sha if name == "hf" else None)  # the app verifies sha256 itself
-                app_s.append(got["app"])
-                hf_s.append(got["hf"])
-                print(f"run {run + 1}: app {size / MB / got['app']:7.1f} MB/s ({got['app']:.3f} s)  "
-                      f"hf {size / MB / got['hf']:7.1f} MB/s ({got['hf']:.3f} s)  "
-                      f"ratio {got['hf'] / got['app']:.2f}", flush=True)
+                app_s.append(got["app"][0])
+                hf_s.append(got["hf"][0])
+                hf_verified_s.append(sum(got["hf"]))
+                print(f"run {run + 1}: app {size / MB / app_s[-1]:7.1f} MB/s ({app_s[-1]:.3f} s)  "
+                      f"hf {size / MB / hf_s[-1]:7.1f} MB/s ({hf_s[-1]:.3f} s; +sha256 {hf_verified_s[-1]:.3f} s)  "
+                      f"ratio {hf_s[-1] / app_s[-1]:.2f}", flush=True)
             stalls = []
             for run in range(args.ui_runs):
                 s = ui_stall(server.url, tmp / f"cache-ui-{run}", size)
@@ -321,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     hf_median = size / MB / statistics.median(hf_s)
     ratio = app_median / hf_median
     stall = max((s["max_ms"] for s in stalls), default=0.0)
+    verified_ratio = statistics.median(hf_verified_s) / statistics.median(app_s)
     ok = ratio >= RATIO_TARGET and (not stalls or stall < STALL_TARGET_MS)
+    print(f"baseline hf_hub_download + the sha256 check it lacks: {size / MB / statistics.median(hf_verified_s):.1f}"
+          f" MB/s; throughput_ratio_vs_verified={verified_ratio:.2f}")
     print(f"app_median_mb_s={app_median:.1f} hf_median_mb_s={hf_median:.1f} "
           f"targets: ratio>={RATIO_TARGET} stall<{STALL_TARGET_MS:.0f}ms ok={ok}")
     print(f"throughput_ratio={ratio:.2f} ui_max_stall_ms={stall:.1f}")
