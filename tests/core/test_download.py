@@ -144,3 +144,17 @@ def test_a_killed_download_resumes_in_the_next_process(hub, model_bytes):
     assert out.returncode == 0, out.stderr
     assert Path(json.loads(out.stdout)["files"][0]).read_bytes() == model_bytes
     assert hub.file_requests("GET")[-1].range == f"bytes={have}-"
+
+
+def test_server_errors_are_retried_and_client_errors_are_not(hub, model_bytes, tiny_models):
+    hub.fail_status, hub.fail_times, hub.fail_methods = 503, 2, {"GET"}
+    path, _ = run(download_file(REPO, NAME))
+    assert path.read_bytes() == model_bytes
+    statuses = [r.status for r in hub.file_requests("GET")]
+    assert statuses[:2] == [503, 503] and statuses[-1] in (200, 206)
+    hub.reset_faults()
+    hub.add_file(REPO, "Other-F16.gguf", tiny_models["gqa_f16"])
+    hub.fail_status, hub.fail_times, hub.fail_methods = 403, 1, {"GET"}
+    with pytest.raises(UserError, match="HTTP 403"):
+        run(download_file(REPO, "Other-F16.gguf"))
+    assert len([r for r in hub.file_requests("GET") if r.path.endswith("Other-F16.gguf")]) == 1  # not retried

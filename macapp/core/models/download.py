@@ -22,7 +22,7 @@ from pathlib import Path
 
 from macapp.core import paths
 from macapp.core.errors import Cancelled, UserError
-from macapp.core.models.hub import endpoint, hub_errors, safe_repo_path
+from macapp.core.models.hub import endpoint, hub_errors, is_network_error, safe_repo_path
 from macapp.core.progress import CancelToken, Progress
 from macapp.core.units import format_bytes
 
@@ -30,6 +30,7 @@ CHUNK = 64 << 10  # httpx yields whole chunks: small enough that cancel lands wi
 READ_TIMEOUT = 1.0  # a read blocks at most this long, so cancel is noticed within ~1 s
 STALL_LIMIT = 60.0  # seconds without a byte before giving up (the partial file stays)
 DISK_MARGIN = 64 << 20  # keep this much free beyond the file
+RETRY_STATUSES = (408, 429)  # and every 5xx: worth another Range request
 
 
 class _Hasher:
@@ -111,14 +112,10 @@ def resolve_remote_file(repo_id: str, path: str, revision: str = "main") -> Remo
                           hf_hub_url(repo_id, path, revision=commit, endpoint=endpoint()))
 
 
-def hub_cache_dir() -> Path:
-    return paths.hf_hub_cache()
-
-
 def repo_storage(repo_id: str, cache: Path | None = None) -> Path:
     from huggingface_hub.file_download import repo_folder_name
 
-    return (cache or hub_cache_dir()) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    return (cache or paths.hf_hub_cache()) / repo_folder_name(repo_id=repo_id, repo_type="model")
 
 
 def snapshot_path(info: RemoteFileInfo, cache: Path | None = None) -> Path:
@@ -195,10 +192,12 @@ def _transfer(info: RemoteFileInfo, partial: Path, have: int, digest: _Hasher, c
             cancel.raise_if_cancelled()
             headers = build_hf_headers() | {"Range": f"bytes={have}-", "Accept-Encoding": "identity"}
             try:
-                with hub_errors(info.path), get_session().stream(
-                        "GET", info.url, headers=headers, follow_redirects=True,
-                        timeout=_timeout()) as response:
-                    hf_raise_for_status(response)
+                with get_session().stream("GET", info.url, headers=headers, follow_redirects=True,
+                                          timeout=_timeout()) as response:
+                    if response.status_code in RETRY_STATUSES or response.status_code >= 500:
+                        raise ConnectionError(f"HTTP {response.status_code}")  # retried below
+                    with hub_errors(info.path):  # 4xx, gated, missing: a one-line UserError, not retried
+                        hf_raise_for_status(response)
                     if have and response.status_code != 206:
                         raise UserError(f"{info.path}: the server cannot resume downloads (no Range support)")
                     for chunk in response.iter_bytes(CHUNK):
@@ -212,12 +211,8 @@ def _transfer(info: RemoteFileInfo, partial: Path, have: int, digest: _Hasher, c
                         if last_byte - last_report >= 0.1 or have >= info.size:
                             last_report = last_byte
                             yield _progress(info, have, start_have, started)
-            except UserError as exc:
-                if "cannot reach" not in exc.message and "HTTP 5" not in exc.message:
-                    raise  # 4xx, gated, missing: retrying cannot help
-                failures += 1
-            except Exception as exc:  # a cut or stalled connection: resume from what we have
-                if not _is_network_error(exc):
+            except Exception as exc:  # a cut or stalled connection, a 5xx: resume from what we have
+                if not is_network_error(exc):
                     raise
                 failures += 1
             out.flush()
@@ -237,10 +232,6 @@ def _timeout():
     import httpx2
 
     return httpx2.Timeout(30.0, read=READ_TIMEOUT)
-
-
-def _is_network_error(exc: Exception) -> bool:
-    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in ("httpx2", "httpx", "httpcore")
 
 
 def _progress(info: RemoteFileInfo, have: int, start_have: int, started: float) -> DownloadProgress:

@@ -89,12 +89,15 @@ def hub_errors(what: str) -> Iterator[None]:
     except hf_errors.HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         raise UserError(f"{what}: the Hub answered HTTP {status}", hint="try again later") from None
-    except OSError as exc:  # connection refused/reset, DNS, timeouts
-        raise UserError(f"{what}: cannot reach the Hub at {endpoint()} ({type(exc).__name__})") from None
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] in ("httpx2", "httpx", "httpcore"):
+        if is_network_error(exc):
             raise UserError(f"{what}: cannot reach the Hub at {endpoint()} ({type(exc).__name__})") from None
         raise
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """A connection refused/reset/cut, DNS failure or timeout (socket errors and the HTTP client's)."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in ("httpx2", "httpx", "httpcore")
 
 
 @dataclass(frozen=True)
