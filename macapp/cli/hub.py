@@ -73,7 +73,7 @@ def files_cmd(args: argparse.Namespace) -> int:
     listing = list_gguf_files(args.repo, args.revision)
     budget = args.budget if args.budget is not None else hardware.detect().budget_bytes
     settings = RuntimeSettings(n_ctx=args.ctx, kv_type=args.kv_type,
-                               backend="metal" if hardware.is_apple_silicon() else "cpu")
+                               backend=hardware.default_backend())
     cache = RemoteFactsCache()
     rows = []
     for group in listing.groups:
@@ -117,7 +117,7 @@ def curated_cmd(args: argparse.Namespace) -> int:
     from macapp.core.models.catalog import recommend
 
     budget = args.budget if args.budget is not None else hardware.detect().budget_bytes
-    picks = recommend(budget, backend="metal" if hardware.is_apple_silicon() else "cpu")
+    picks = recommend(budget, backend=hardware.default_backend())
     if args.json:
         print_json({"budget_bytes": budget, "recommended": picks[0].entry.id if picks else None, "models": [
             {"id": r.entry.id, "name": r.entry.name, "repo": r.entry.repo, "file": r.file.file, "quant": r.file.quant,

@@ -94,9 +94,8 @@ def estimate_cmd(args: argparse.Namespace) -> int:
     if budget is None:
         hw = hardware.detect()
         budget = hw.budget_bytes
-    backend = "metal" if hardware.is_apple_silicon() else "cpu"
     settings = RuntimeSettings(n_ctx=ctx, kv_type=args.kv_type, flash_attn=not args.no_flash_attn,
-                               gpu_layers=args.gpu_layers, backend=backend)
+                               gpu_layers=args.gpu_layers, backend=hardware.default_backend())
     est = estimate_memory(facts, settings, budget)
     if args.json:
         print_json(est.to_json())

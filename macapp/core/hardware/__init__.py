@@ -35,6 +35,11 @@ def is_apple_silicon() -> bool:
     return platform.system() == "Darwin" and platform.machine() == "arm64"
 
 
+def default_backend() -> str:
+    """Where llama.cpp runs here: "metal" on Apple Silicon, "cpu" elsewhere (RuntimeSettings.backend)."""
+    return "metal" if is_apple_silicon() else "cpu"
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:

@@ -23,12 +23,12 @@ from macapp.core import paths
 from macapp.core.errors import UserError
 from macapp.core.models.facts import ModelFacts, facts_from_header
 from macapp.core.models.gguf_header import GGUFError, read_header
+from macapp.core.models.library import split_name
 from macapp.core.models.quant_names import QuantName, parse_quant_name
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 HEADER_CHUNK = 64 << 10  # the parser asks for 64 KiB at a time; RemoteSource reads ahead
 MAX_REMOTE_HEADER = 64 << 20
-_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<idx>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
 
 
 def endpoint() -> str:
@@ -173,14 +173,14 @@ def list_gguf_files(repo_id: str, revision: str = "main") -> RepoFiles:
         files[name] = HubFile(name, int(size or 0), sha)
     groups: dict[str, HubFileGroup] = {}
     for name in sorted(files):
-        m = _SPLIT.match(PurePosixPath(name).name)
-        key = str(PurePosixPath(name).parent / m.group("stem")) if m else name
+        split = split_name(PurePosixPath(name).name)
+        key = str(PurePosixPath(name).parent / split[0]) if split else name
         group = groups.setdefault(key, HubFileGroup(name, parse_quant_name(PurePosixPath(name).name), []))
         group.parts.append(files[name])
     for group in groups.values():
-        m = _SPLIT.match(PurePosixPath(group.name).name)
-        if m and len(group.parts) != int(m.group("count")):
-            group.error = f"split model is missing parts ({len(group.parts)} of {int(m.group('count'))} listed)"
+        split = split_name(PurePosixPath(group.name).name)
+        if split and len(group.parts) != split[1]:
+            group.error = f"split model is missing parts ({len(group.parts)} of {split[1]} listed)"
     return RepoFiles(repo_id, info.sha or revision, list(groups.values()), refused)
 
 

@@ -46,12 +46,18 @@ class LibraryEntry:
         return Path(self.path).name
 
 
+def split_name(name: str) -> tuple[str, int] | None:
+    """(stem, part count) for a split GGUF's file name (``x-00001-of-00003.gguf``), else None."""
+    m = _SPLIT.match(name)
+    return (m.group("stem"), int(m.group("count"))) if m else None
+
+
 def _split_parts(path: Path) -> list[Path] | None:
-    m = _SPLIT.match(path.name)
-    if not m:
+    split = split_name(path.name)
+    if not split:
         return None
-    count = int(m.group("count"))
-    return [path.with_name(f"{m.group('stem')}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    stem, count = split
+    return [path.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
 
 
 def model_facts(path: str | os.PathLike[str]) -> ModelFacts:
