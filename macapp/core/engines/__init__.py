@@ -1,1 +1,63 @@
-"""Inference engines (llama.cpp now; MLX and remote engines arrive with their issues)."""
+"""Inference engines behind one protocol (``base.Engine``): llama.cpp now; MLX and remote later.
+
+``open_engine`` turns what a user picked (a path or library id, a context length) into an engine
+configured the way the memory estimate assumes, and refuses up front a model that won't fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from macapp.core.errors import UserError
+from macapp.core.models.estimate import MemoryEstimate, RuntimeSettings
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """The file, how it will run, and the estimate that says it fits."""
+
+    path: Path
+    runtime: RuntimeSettings
+    estimate: MemoryEstimate
+
+
+def plan_load(ref: str, *, n_ctx: int | None = None, kv_type: str | None = None, flash_attn: bool = True,
+              budget: int | None = None, check_memory: bool = True) -> LoadPlan:
+    """Resolve ``ref`` and choose runtime settings: context = ``n_ctx`` or the user's default, within the model's.
+
+    Raises ``UserError`` when the model is too big for ``budget`` (this Mac's, by default), naming
+    the largest context that would fit.
+    """
+    from macapp.core import hardware
+    from macapp.core.models.estimate import estimate_memory
+    from macapp.core.models.library import model_facts, resolve_model
+    from macapp.core.settings import Settings
+
+    settings = Settings.load()
+    path = resolve_model(ref)
+    facts = model_facts(path)
+    ctx = n_ctx or settings.default_ctx
+    if ctx <= 0:
+        raise UserError(f"the context length must be positive (got {ctx})")
+    runtime = RuntimeSettings(n_ctx=min(ctx, facts.context_length), kv_type=kv_type or settings.kv_type,
+                              flash_attn=flash_attn, backend=hardware.default_backend())
+    if budget is None:
+        budget = hardware.detect().budget_bytes
+    est = estimate_memory(facts, runtime, budget)
+    if check_memory and est.verdict == "too_big":
+        from macapp.core.units import format_bytes
+
+        hint = (f"the largest context that fits is {est.max_ctx_that_fits:,} tokens" if est.max_ctx_that_fits
+                else "pick a smaller model or a smaller quantization")
+        raise UserError(f"{path.name} needs {format_bytes(est.gpu_bytes)} at {runtime.n_ctx:,} tokens of context; "
+                        f"this Mac can give it {format_bytes(budget)}", hint=hint)
+    return LoadPlan(path, runtime, est)
+
+
+def open_engine(ref: str, **plan_options):
+    """An unloaded engine for ``ref`` (call ``load()`` on it); options as for ``plan_load``."""
+    from macapp.core.engines.llama_engine import LlamaCppEngine
+
+    plan = plan_load(ref, **plan_options)
+    return LlamaCppEngine(plan.path, plan.runtime, model_id=ref)

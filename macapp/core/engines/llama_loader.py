@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from macapp.core.models.estimate import RuntimeSettings
@@ -27,15 +27,23 @@ def use_extra_buffer_types() -> bool:
     return platform.system() == "Darwin" and platform.machine() == "arm64"
 
 
+ProgressFn = Callable[[float], bool]  # fraction loaded -> keep going?
+
+
 @contextlib.contextmanager
-def _model_defaults(extra_bufts: bool) -> Iterator[None]:
+def _model_defaults(extra_bufts: bool, progress: ProgressFn | None = None) -> Iterator[None]:
     import llama_cpp.llama_cpp as low
 
     original = low.llama_model_default_params
+    callback = None
+    if progress is not None:  # a C callback: keep it referenced until loading ends
+        callback = low.llama_progress_callback(lambda fraction, _user: bool(progress(float(fraction))))
 
     def defaults() -> Any:
         params = original()
         params.use_extra_bufts = extra_bufts
+        if callback is not None:
+            params.progress_callback = callback
         return params
 
     with _PATCH_LOCK:
@@ -44,6 +52,50 @@ def _model_defaults(extra_bufts: bool) -> Iterator[None]:
             yield
         finally:
             low.llama_model_default_params = original
+
+
+@contextlib.contextmanager
+def _no_fd_redirect() -> Iterator[None]:
+    """Stop llama-cpp-python from pointing the process's stdout/stderr at /dev/null while it loads.
+
+    With ``verbose=False`` it dup2()s file descriptors 1 and 2 for the whole process, which hides
+    other threads' output (a CLI progress bar); llama.cpp's log goes to ``llama_log`` instead.
+    """
+    import llama_cpp._internals as internals
+    import llama_cpp.llama as high
+
+    saved = internals.suppress_stdout_stderr, high.suppress_stdout_stderr
+    internals.suppress_stdout_stderr = high.suppress_stdout_stderr = lambda disable=True: contextlib.nullcontext()
+    try:
+        yield
+    finally:
+        internals.suppress_stdout_stderr, high.suppress_stdout_stderr = saved
+
+
+class _UnusedChatFormatter:
+    """Stands in for llama-cpp-python's template compiler while a model loads.
+
+    It compiles every chat template in the file at load time and a broken one fails the whole
+    load; Orchard renders templates itself (``core.chat.templates``), sandboxed, with a fallback.
+    """
+
+    def __init__(self, **_kwargs: Any) -> None:
+        pass
+
+    def to_chat_handler(self) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _no_template_compile() -> Iterator[None]:
+    import llama_cpp.llama_chat_format as formats
+
+    saved = formats.Jinja2ChatFormatter
+    formats.Jinja2ChatFormatter = _UnusedChatFormatter
+    try:
+        yield
+    finally:
+        formats.Jinja2ChatFormatter = saved
 
 
 def llama_kwargs(settings: RuntimeSettings) -> dict[str, Any]:
@@ -60,10 +112,16 @@ def llama_kwargs(settings: RuntimeSettings) -> dict[str, Any]:
     }
 
 
-def open_llama(path: str, settings: RuntimeSettings, **extra: Any):
-    """Load ``path`` with llama.cpp configured as ``settings`` says (``extra`` passes through)."""
+def open_llama(path: str, settings: RuntimeSettings, progress: ProgressFn | None = None, **extra: Any):
+    """Load ``path`` with llama.cpp configured as ``settings`` says (``extra`` passes through).
+
+    ``progress(fraction)`` is called from the loading thread; returning False aborts the load.
+    Pass ``verbose=False`` to keep llama-cpp-python quiet without redirecting the process's output.
+    llama-cpp-python's own chat handlers are not built (``Llama.create_chat_completion`` is unused).
+    """
     from llama_cpp import Llama
 
     kwargs = llama_kwargs(settings) | extra
-    with _model_defaults(use_extra_buffer_types()):
+    redirect_guard = contextlib.nullcontext() if kwargs.get("verbose", True) else _no_fd_redirect()
+    with _model_defaults(use_extra_buffer_types(), progress), redirect_guard, _no_template_compile():
         return Llama(model_path=str(path), **kwargs)
