@@ -1,0 +1,1 @@
+"""Chat: the history store (and later sessions and chat templates)."""
