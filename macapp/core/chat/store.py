@@ -1,0 +1,594 @@
+"""Chat history in SQLite (WAL): conversations, a tree of messages, full-text search.
+
+Messages form a tree: regenerating adds an assistant sibling, editing adds a sibling with the new
+text, so earlier versions stay. A conversation's ``head_id`` is the leaf of the branch on screen;
+its thread is the walk from the head up to the root.
+
+Streaming: every ``append_text`` commits one small row to ``message_chunks`` (constant cost; an
+``UPDATE content = content || ?`` rewrites the whole text per token, ~300 µs at 100 KB), so a crash
+or ``kill -9`` loses nothing already written. Finishing folds the chunks into ``content``. Rows
+whose writer process died are folded and marked 'interrupted' the next time a store opens.
+
+Threads: one connection (``check_same_thread=False``) guarded by a lock. Every call is short
+(an append is ~15 µs), so the GUI reading while a worker appends barely waits; other processes
+use their own connections and WAL lets them read while this one writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from macapp.core import paths
+from macapp.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant", "tool")
+FINISHED = ("done", "interrupted", "cancelled", "error")  # 'streaming' is the only unfinished status
+SNIPPET_TOKENS = 12
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# Append-only: never edit a shipped script, add a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY, title TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        model TEXT, adapter TEXT, system_prompt TEXT NOT NULL DEFAULT '', settings_json TEXT NOT NULL DEFAULT '{}',
+        head_id INTEGER  -- leaf of the branch on screen
+    );
+    CREATE INDEX conversations_updated ON conversations(updated_at);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        role TEXT NOT NULL, content TEXT NOT NULL DEFAULT '', model TEXT, adapter TEXT,
+        settings_json TEXT NOT NULL DEFAULT '{}', status TEXT NOT NULL DEFAULT 'done', finish_reason TEXT,
+        prompt_tokens INTEGER, completion_tokens INTEGER, tokens_per_s REAL,
+        writer_pid INTEGER,  -- process appending to a 'streaming' row
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    );
+    CREATE INDEX messages_parent ON messages(parent_id);
+    CREATE INDEX messages_siblings ON messages(conversation_id, parent_id, role, id);
+    CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming';
+    CREATE TABLE message_chunks (  -- text streamed into a message, folded into its content when it ends
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX message_chunks_message ON message_chunks(message_id);
+
+    -- Rows still streaming are indexed when they finish (or are marked interrupted).
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.status != 'streaming' BEGIN
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.status != 'streaming' BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages
+    WHEN old.status != 'streaming' OR new.status != 'streaming' BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content)
+            SELECT 'delete', old.id, old.content WHERE old.status != 'streaming';
+        INSERT INTO messages_fts(rowid, content) SELECT new.id, new.content WHERE new.status != 'streaming';
+    END;
+
+    CREATE VIRTUAL TABLE conversations_fts USING fts5(
+        title, content='conversations', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+    CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN
+        INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title);
+    END;
+    CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN
+        INSERT INTO conversations_fts(conversations_fts, rowid, title) VALUES ('delete', old.id, old.title);
+    END;
+    CREATE TRIGGER conversations_fts_update AFTER UPDATE OF title ON conversations BEGIN
+        INSERT INTO conversations_fts(conversations_fts, rowid, title) VALUES ('delete', old.id, old.title);
+        INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title);
+    END;
+    """,
+]
+
+
+@dataclass
+class Conversation:
+    id: int
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    model: str | None
+    adapter: str | None
+    system_prompt: str
+    settings: dict[str, Any]
+    head_id: int | None
+
+
+@dataclass
+class Message:
+    """One message; ``version`` of ``version_count`` counts its siblings (same parent and role)."""
+
+    id: int
+    conversation_id: int
+    parent_id: int | None
+    role: str
+    content: str
+    model: str | None
+    adapter: str | None
+    settings: dict[str, Any]
+    status: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    tokens_per_s: float | None
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    version_count: int = 1
+
+
+@dataclass
+class SearchHit:
+    """A search match: a message (``message_id`` set) or a conversation title (``message_id`` None)."""
+
+    conversation_id: int
+    conversation_title: str
+    message_id: int | None
+    role: str | None
+    snippet: str  # matched words wrapped in [ ]
+    created_at: datetime
+
+
+class NotFoundError(UserError, LookupError):
+    """A conversation or message id that is not in the store."""
+
+
+class _Head:
+    def __repr__(self) -> str:
+        return "HEAD"
+
+
+HEAD: Any = _Head()  # default parent: the conversation's current head
+_UNSET: Any = object()
+
+_CONVERSATION = (
+    "SELECT id, title, created_at, updated_at, model, adapter, system_prompt, settings_json, head_id FROM conversations"
+)
+_MESSAGE = """
+SELECT m.id, m.conversation_id, m.parent_id, m.role, m.content, m.model, m.adapter, m.settings_json, m.status,
+       m.finish_reason, m.prompt_tokens, m.completion_tokens, m.tokens_per_s, m.created_at, m.updated_at,
+       (SELECT count(*) FROM messages s WHERE s.conversation_id = m.conversation_id AND s.parent_id IS m.parent_id
+                                          AND s.role = m.role AND s.id <= m.id),
+       (SELECT count(*) FROM messages s WHERE s.conversation_id = m.conversation_id AND s.parent_id IS m.parent_id
+                                          AND s.role = m.role)
+FROM messages m"""
+_SEARCH = f"""
+SELECT c.id, c.title, m.id, m.role, snippet(messages_fts, 0, '[', ']', '…', {SNIPPET_TOKENS}), m.created_at
+FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN conversations c ON c.id = m.conversation_id
+WHERE messages_fts MATCH :q
+UNION ALL
+SELECT c.id, c.title, NULL, NULL, snippet(conversations_fts, 0, '[', ']', '…', {SNIPPET_TOKENS}), c.updated_at
+FROM conversations_fts JOIN conversations c ON c.id = conversations_fts.rowid
+WHERE conversations_fts MATCH :q
+ORDER BY 6 DESC LIMIT :limit"""
+_MOVE_ASIDE = "move the file aside and Orchard will start a new one; the file was not changed"
+_APPEND = (
+    "INSERT INTO message_chunks (message_id, text) SELECT id, ? FROM messages WHERE id = ? AND status = 'streaming'"
+)
+
+
+def default_title(first_user_text: str, limit: int = 60) -> str:
+    """A title from the first user message: its first line, cut to ``limit`` chars on a word boundary."""
+    line = next((x for x in first_user_text.splitlines() if x.strip()), "")
+    line = " ".join(line.split())
+    if len(line) <= limit:
+        return line or "New chat"
+    cut = line[: limit - 1]
+    if " " in cut and line[limit - 1] != " ":
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+class ChatStore:
+    """Conversations and messages in one SQLite file (default ``paths.chats_db()``)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path is not None else paths.chats_db()
+        self._lock = threading.RLock()
+        self._streaming: set[int] = set()  # messages this store began and has not finished
+        self._conn = _open(self.path)
+        self._closed = False
+
+    def close(self) -> None:
+        """Close; messages this store left streaming become 'interrupted'."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._streaming:
+                with self._write() as db:
+                    for mid in self._streaming:
+                        _finish_row(db, mid, "interrupted")
+                self._streaming.clear()
+            self._conn.close()  # later calls raise sqlite3.ProgrammingError
+            self._closed = True
+
+    def __enter__(self) -> ChatStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- conversations --------------------------------------------------------------------------
+
+    def create_conversation(self, title: str = "New chat", model: str | None = None, adapter: str | None = None,
+                            system_prompt: str = "", settings: dict[str, Any] | None = None) -> Conversation:
+        now = _now()
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO conversations (title, created_at, updated_at, model, adapter, system_prompt,"
+                " settings_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_clean_title(title), now, now, model, adapter, system_prompt, _dumps(settings)),
+            )
+            return self.get_conversation(cur.lastrowid)
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        with self._lock:
+            row = self._conn.execute(f"{_CONVERSATION} WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"No conversation with id {conversation_id}")
+        return _conversation(row)
+
+    def list_conversations(self, limit: int | None = None) -> list[Conversation]:
+        """Most recently updated first."""
+        with self._lock:
+            rows = self._conn.execute(f"{_CONVERSATION} ORDER BY updated_at DESC, id DESC LIMIT ?",
+                                      (-1 if limit is None else limit,)).fetchall()
+        return [_conversation(r) for r in rows]
+
+    def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
+        return self.update_conversation(conversation_id, title=title)
+
+    def update_conversation(self, conversation_id: int, *, title: str = _UNSET, model: str | None = _UNSET,
+                            adapter: str | None = _UNSET, system_prompt: str = _UNSET,
+                            settings: dict[str, Any] | None = _UNSET) -> Conversation:
+        """Change only the fields given (None clears model or adapter). ``updated_at`` moves only with messages."""
+        given = {"title": title, "model": model, "adapter": adapter, "system_prompt": system_prompt,
+                 "settings_json": settings}
+        given = {k: v for k, v in given.items() if v is not _UNSET}
+        if "title" in given:
+            given["title"] = _clean_title(given["title"])
+        if "settings_json" in given:
+            given["settings_json"] = _dumps(given["settings_json"])
+        with self._write() as db:
+            if given:
+                sets = ", ".join(f"{k} = ?" for k in given)
+                db.execute(f"UPDATE conversations SET {sets} WHERE id = ?", (*given.values(), conversation_id))
+            return self.get_conversation(conversation_id)
+
+    def delete_conversation(self, conversation_id: int) -> bool:
+        """Delete a conversation with its messages (and their search entries). False if it did not exist."""
+        with self._write() as db:
+            return db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount > 0
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def add_message(self, conversation_id: int, role: str, content: str, parent_id: int | None = HEAD, *,
+                    model: str | None = None, adapter: str | None = None, settings: dict[str, Any] | None = None,
+                    finish_reason: str | None = None, prompt_tokens: int | None = None,
+                    completion_tokens: int | None = None, tokens_per_s: float | None = None) -> Message:
+        """A finished message under ``parent_id`` (the head by default, None for a root); it becomes the head."""
+        return self._insert(conversation_id, role, content, parent_id, "done", model, adapter, settings,
+                            finish_reason, prompt_tokens, completion_tokens, tokens_per_s)
+
+    def begin_message(self, conversation_id: int, role: str = "assistant", parent_id: int | None = HEAD, *,
+                      model: str | None = None, adapter: str | None = None,
+                      settings: dict[str, Any] | None = None) -> Message:
+        """An empty 'streaming' message that becomes the head; ``append_text`` fills it, ``finish_message`` ends it.
+
+        To regenerate an answer, pass the old answer's ``parent_id``: the new one becomes its sibling.
+        """
+        with self._lock:
+            msg = self._insert(conversation_id, role, "", parent_id, "streaming", model, adapter, settings)
+            self._streaming.add(msg.id)
+        return msg
+
+    def append_text(self, message_id: int, delta: str) -> None:
+        """Append to a streaming message and commit, so a crash keeps it: one prepared INSERT, constant cost."""
+        if not delta:
+            return
+        with self._lock:
+            if self._conn.execute(_APPEND, (delta, message_id)).rowcount != 1:
+                raise ValueError(f"message {message_id} does not exist or is not streaming")
+
+    def finish_message(self, message_id: int, status: str = "done", finish_reason: str | None = None,
+                       prompt_tokens: int | None = None, completion_tokens: int | None = None,
+                       tokens_per_s: float | None = None) -> Message:
+        """End a streaming message with a final status (done, interrupted, cancelled, error) and its counts."""
+        if status not in FINISHED:
+            raise ValueError(f"status must be one of {FINISHED}, not {status!r}")
+        with self._write() as db:
+            if not _finish_row(db, message_id, status, finish_reason, prompt_tokens, completion_tokens,
+                               tokens_per_s):
+                raise ValueError(f"message {message_id} does not exist or is not streaming")
+            self._streaming.discard(message_id)
+            return self.get_message(message_id)
+
+    def set_content(self, message_id: int, text: str) -> Message:
+        """Replace a message's text in place (no new version; ``edit_message`` makes one)."""
+        with self._write() as db:
+            db.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ?", (text, _now(), message_id))
+            db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
+            return self.get_message(message_id)
+
+    def get_message(self, message_id: int) -> Message:
+        found = self._messages(f"{_MESSAGE} WHERE m.id = ?", (message_id,))
+        if not found:
+            raise NotFoundError(f"No message with id {message_id}")
+        return found[0]
+
+    def thread(self, conversation_id: int) -> list[Message]:
+        """The branch on screen: root first, head last."""
+        return self._messages(
+            "WITH RECURSIVE up(id, depth) AS ("
+            " SELECT head_id, 0 FROM conversations WHERE id = ? AND head_id IS NOT NULL"
+            " UNION ALL SELECT p.parent_id, up.depth + 1 FROM messages p JOIN up ON p.id = up.id"
+            f" WHERE p.parent_id IS NOT NULL) {_MESSAGE} JOIN up ON m.id = up.id ORDER BY up.depth DESC",
+            (conversation_id,),
+        )
+
+    def versions(self, message_id: int) -> list[Message]:
+        """A message and its siblings with the same role (its other versions), oldest first."""
+        return self._messages(
+            f"{_MESSAGE} JOIN messages x ON x.id = ? AND m.conversation_id = x.conversation_id"
+            " AND m.parent_id IS x.parent_id AND m.role = x.role ORDER BY m.id",
+            (message_id,),
+        )
+
+    def select_version(self, message_id: int) -> list[Message]:
+        """Show the branch through this message: the head becomes its newest leaf. Returns the new thread."""
+        with self._write() as db:
+            conversation_id = self.get_message(message_id).conversation_id
+            head = message_id
+            while child := db.execute("SELECT max(id) FROM messages WHERE parent_id = ?", (head,)).fetchone()[0]:
+                head = child
+            db.execute("UPDATE conversations SET head_id = ? WHERE id = ?", (head, conversation_id))
+            return self.thread(conversation_id)
+
+    def edit_message(self, message_id: int, new_content: str) -> Message:
+        """A new version of the message (a sibling with the new text) that becomes the head; the old branch stays."""
+        old = self.get_message(message_id)
+        return self._insert(old.conversation_id, old.role, new_content, old.parent_id, "done", old.model,
+                            old.adapter, old.settings)
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Messages and titles holding all words of ``query`` (the last as a prefix), newest first.
+
+        The query is plain words: quotes, AND/OR/NOT and brackets mean nothing and never raise.
+        """
+        match = fts_query(query)
+        if match is None:
+            return []
+        with self._lock:
+            rows = self._conn.execute(_SEARCH, {"q": match, "limit": limit}).fetchall()
+        return [SearchHit(r[0], r[1], r[2], r[3], r[4], _time(r[5])) for r in rows]
+
+    # -- internals ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _messages(self, sql: str, args: tuple) -> list[Message]:
+        """Rows of ``_MESSAGE``; a streaming message's text includes its chunks (read in one snapshot)."""
+        with self._lock:
+            own = not self._conn.in_transaction
+            if own:
+                self._conn.execute("BEGIN")
+            try:
+                found = [_message(r) for r in self._conn.execute(sql, args).fetchall()]
+                for msg in found:
+                    if msg.status == "streaming":
+                        msg.content += _chunk_text(self._conn, msg.id)
+            finally:
+                if own:
+                    self._conn.execute("COMMIT")
+        return found
+
+    def _insert(self, conversation_id: int, role: str, content: str, parent_id: int | None, status: str,
+                model: str | None, adapter: str | None, settings: dict[str, Any] | None,
+                finish_reason: str | None = None, prompt_tokens: int | None = None,
+                completion_tokens: int | None = None, tokens_per_s: float | None = None) -> Message:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        now = _now()
+        with self._write() as db:
+            conv = self.get_conversation(conversation_id)
+            if parent_id is HEAD:
+                parent_id = conv.head_id
+            elif parent_id is not None:
+                row = db.execute("SELECT conversation_id FROM messages WHERE id = ?", (parent_id,)).fetchone()
+                if row is None or row[0] != conversation_id:
+                    raise ValueError(f"message {parent_id} is not in conversation {conversation_id}")
+            cur = db.execute(
+                "INSERT INTO messages (conversation_id, parent_id, role, content, model, adapter, settings_json,"
+                " status, finish_reason, prompt_tokens, completion_tokens, tokens_per_s, writer_pid, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent_id, role, content, model, adapter, _dumps(settings), status, finish_reason,
+                 prompt_tokens, completion_tokens, tokens_per_s, os.getpid() if status == "streaming" else None,
+                 now, now),
+            )
+            db.execute("UPDATE conversations SET head_id = ?, updated_at = ? WHERE id = ?",
+                       (cur.lastrowid, now, conversation_id))
+            return self.get_message(cur.lastrowid)
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 query matching all words of ``text`` (each quoted, the last as a prefix); None if it has none."""
+    words = [w for w in text.split() if any(ch.isalnum() for ch in w)]
+    if not words:
+        return None
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words) + "*"
+
+
+def _chunk_text(db: sqlite3.Connection, message_id: int) -> str:
+    return "".join(r[0] for r in db.execute("SELECT text FROM message_chunks WHERE message_id = ? ORDER BY id",
+                                            (message_id,)))
+
+
+def _finish_row(db: sqlite3.Connection, message_id: int, status: str, finish_reason: str | None = None,
+                prompt_tokens: int | None = None, completion_tokens: int | None = None,
+                tokens_per_s: float | None = None) -> bool:
+    """Fold a streaming message's chunks into its content and give it a final status (inside a write)."""
+    cur = db.execute(
+        "UPDATE messages SET content = content || ?, status = ?, finish_reason = ?, prompt_tokens = ?,"
+        " completion_tokens = ?, tokens_per_s = ?, writer_pid = NULL, updated_at = ?"
+        " WHERE id = ? AND status = 'streaming'",
+        (_chunk_text(db, message_id), status, finish_reason, prompt_tokens, completion_tokens, tokens_per_s, _now(),
+         message_id),
+    )
+    db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
+    return cur.rowcount == 1
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Connect, set pragmas, run pending migrations, and interrupt rows whose writer died."""
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_is_sqlite(path)
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+    try:
+        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal" and str(path) != ":memory:":
+            log.warning("%s: journal mode is not WAL", path)
+        conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: survives a crash or kill of the app, not power loss
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file at once must not both migrate
+        try:
+            _migrate(conn, path)
+            _interrupt_orphans(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise UserError(f"Cannot open the chat history {path}: {e}", hint=_MOVE_ASIDE) from e
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_is_sqlite(path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UserError(f"Cannot read the chat history {path}: {e.strerror}") from e
+    if head and head != _SQLITE_MAGIC:
+        raise UserError(f"{path} is not a SQLite database, so it cannot hold the chat history", hint=_MOVE_ASIDE)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and "schema_migrations" not in tables:
+        raise UserError(f"{path} is a SQLite database but not Orchard's chat history", hint=_MOVE_ASIDE)
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+    applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    newest = max(applied, default=0)
+    if newest > len(MIGRATIONS):
+        raise UserError(f"The chat history {path} was written by a newer Orchard (schema version {newest}; "
+                        f"this version knows up to {len(MIGRATIONS)})", hint="update Orchard to open it")
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if version not in applied:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, _now()))
+            log.info("chat history %s: applied migration %d", path, version)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements (``executescript`` would commit the open transaction)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:60]}")
+
+
+def _interrupt_orphans(conn: sqlite3.Connection) -> None:
+    """Streaming rows whose writer process is gone become 'interrupted', their text kept."""
+    rows = conn.execute("SELECT id, writer_pid FROM messages WHERE status = 'streaming'").fetchall()
+    dead = [mid for mid, pid in rows if pid != os.getpid() and not _pid_alive(pid)]
+    for mid in dead:
+        _finish_row(conn, mid, "interrupted")
+    if dead:
+        log.info("marked %d message(s) whose writer died as interrupted", len(dead))
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid or pid < 0 or os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    except OSError:
+        return False
+    return True
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _dumps(settings: dict[str, Any] | None) -> str:
+    return json.dumps(settings or {}, ensure_ascii=False, sort_keys=True)
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _clean_title(title: str) -> str:
+    return " ".join(title.split()) or "New chat"
+
+
+def _conversation(r: tuple) -> Conversation:
+    return Conversation(r[0], r[1], _time(r[2]), _time(r[3]), r[4], r[5], r[6], _loads(r[7]), r[8])
+
+
+def _message(r: tuple) -> Message:
+    return Message(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _loads(r[7]), r[8], r[9], r[10], r[11], r[12],
+                   _time(r[13]), _time(r[14]), r[15], r[16])
