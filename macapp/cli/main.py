@@ -23,7 +23,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import doctor, hub, models
+    from macapp.cli import chat, doctor, hub, models
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(sub)
     hub.register(sub)
     hub.register_pull(sub)
+    chat.register(sub)
     return parser
 
 
