@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from macapp.core import paths
-from macapp.core.chat.store import MIGRATIONS, ChatStore, NotFoundError, default_title
+from macapp.core.chat.schema import MIGRATIONS
+from macapp.core.chat.store import ChatStore, NotFoundError, default_title
 from macapp.core.errors import UserError
 
 

@@ -29,7 +29,7 @@ class ChatMessage(TypedDict):
 class SamplingSettings:
     """How the next token is chosen. ``seed`` None draws a fresh seed per answer."""
 
-    temperature: float = field(default=0.7, metadata={"help": "0 = always the most likely token"})
+    temperature: float = field(default=0.7, metadata={"help": "randomness (0 = always the most likely token)"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus: smallest set with this much probability"})
     top_k: int = field(default=40, metadata={"help": "consider only the k most likely tokens (0 = all)"})
     min_p: float = field(default=0.05, metadata={"help": "drop tokens below this fraction of the best"})
