@@ -21,6 +21,8 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from macapp.core.chat.templates import ChatTemplate, RenderedPrompt, template_stop_strings
 from macapp.core.engines import llama_log
 from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
@@ -307,11 +309,9 @@ class LlamaCppEngine:
         """How many prompt tokens llama.cpp will take from its KV cache (mirrors ``Llama.generate``)."""
         llm = self._llm
         cached = llm._input_ids
-        n = 0
-        for a, b in zip(cached, tokens):
-            if a != b:
-                break
-            n += 1
+        common = min(len(cached), len(tokens))
+        differs = np.flatnonzero(cached[:common] != np.asarray(tokens[:common], dtype=cached.dtype))
+        n = int(differs[0]) if differs.size else common
         if n == len(tokens):
             return n if llm.n_tokens == len(tokens) and not llm._requires_eval else n - 1
         return n
