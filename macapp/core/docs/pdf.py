@@ -1,0 +1,473 @@
+"""PDF text per page, page images and passage rectangles for the citation viewer (pypdfium2).
+
+Every failure a person can act on is a ``PdfError`` whose ``kind`` says which: ``encrypted`` (needs a
+password), ``corrupt`` (damaged or not a PDF), ``no_text`` (looks scanned; Orchard has no OCR), ``empty``
+(no pages), ``too_large`` (claims more pages than its bytes can hold) or ``unreadable`` (can't be opened
+as a file). ``extract_many`` turns them into per-file outcomes so one bad file never stops a batch.
+
+PDFium is not thread-safe, so every call into it runs under one module lock (held per page, never across
+a ``yield``) and every PDFium object is closed explicitly, never by a finaliser on another thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import mmap
+import re
+import threading
+import zlib
+from collections.abc import Generator, Iterable
+from contextlib import contextmanager
+from ctypes import byref, c_double, c_int
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from macapp.core.docs.types import PageText
+from macapp.core.errors import Cancelled, UserError
+from macapp.core.progress import CancelToken, Progress
+
+log = logging.getLogger(__name__)
+
+_LOCK = threading.RLock()
+MIN_BYTES_PER_PAGE = 16  # below any real page (a page object plus its content); a bigger count is a lie
+MAX_RENDER_PIXELS = 40_000_000  # a page claiming to be 5 m wide still renders in bounded memory
+_HYPHEN_MARKS = "\ufffe\x02\xad"  # PDFium's marks for a line-end hyphen, and the soft hyphen
+_CONTROL = {c: None for c in [*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F]} | {0x0C: "\n"}
+_HYPHEN_MARK = re.compile(f"[{_HYPHEN_MARKS}][ \t]*\n?[ \t]*")
+_SPACES = re.compile(r"[^\S\n]{2,}|[^\S \n]")
+_SPACED_NEWLINE = re.compile(r" \n ?|\n ")
+_LINE_END_HYPHEN = re.compile(r"-\n")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+_LIGATURES = {0xFB00: "ff", 0xFB01: "fi", 0xFB02: "fl", 0xFB03: "ffi", 0xFB04: "ffl", 0xFB05: "st", 0xFB06: "st"}
+
+
+class PdfError(UserError):
+    """A PDF Orchard can't read, with ``kind``: encrypted | corrupt | no_text | empty | too_large | unreadable."""
+
+    def __init__(self, kind: str, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class PdfInfo:
+    """What opening a PDF tells: its display name, size in bytes and page count."""
+
+    path: Path
+    name: str
+    size: int
+    pages: int
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """How one file of a batch went: ``ok`` with its pages, or the ``PdfError`` kind, message and hint."""
+
+    path: Path
+    file: str
+    ok: bool
+    pages: tuple[PageText, ...] = ()
+    sha256: str | None = None
+    kind: str | None = None
+    message: str = ""
+    hint: str | None = None
+
+    @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+
+@dataclass(frozen=True)
+class ExtractProgress(Progress):
+    """Batch progress; ``outcome`` is set on the step that finishes a file."""
+
+    file: str = ""
+    outcome: FileOutcome | None = None
+
+
+@dataclass(frozen=True)
+class TextRect:
+    """A highlight box in points from the top-left of the rendered page (multiply by the render scale)."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
+# ---------------------------------------------------------------- opening
+
+
+def file_sha256(path: str | Path, cancel: CancelToken | None = None) -> str:
+    """Hex sha256 of the file's bytes (the key that makes re-ingesting the same PDF a no-op)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            if cancel:
+                cancel.raise_if_cancelled()
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_file(path: Path) -> int:
+    """The file's size, after the checks that need no PDFium: readable, not empty, a PDF header."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError as e:
+        raise PdfError("unreadable", f"{path.name} can't be opened: {e.strerror or e}") from e
+    if size == 0:
+        raise PdfError("empty", f"{path.name} is empty (0 bytes).")
+    if b"%PDF-" not in head:
+        raise PdfError("corrupt", f"{path.name} is not a PDF.", "Only PDF files can be added.")
+    return size
+
+
+def _file_has(path: Path, pattern: bytes) -> bool:
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return re.search(pattern, data) is not None
+
+
+@contextmanager
+def _open(path: Path, size: int):
+    """An open ``PdfDocument`` (closed on exit), with PDFium's load errors turned into ``PdfError``."""
+    with _LOCK:
+        # PDFium leaves its last error untouched on some failures (an empty page tree): set a known one first.
+        pdfium_c.FPDF_LoadDocument(b"/nonexistent-orchard-dir/none.pdf", None)
+        try:
+            doc = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError as e:
+            raise _load_error(path, e.err_code) from e
+        except OSError as e:  # gone or locked since the first look
+            raise PdfError("unreadable", f"{path.name} can't be opened: {e.strerror or e}") from e
+        try:
+            pages = len(doc)
+        except BaseException:
+            doc.close()
+            raise
+    try:
+        if pages == 0:
+            raise PdfError("empty", f"{path.name} has no pages.")
+        if pages > max(1, size // MIN_BYTES_PER_PAGE):
+            raise PdfError("too_large", f"{path.name} claims {pages:,} pages but holds only {size:,} bytes.",
+                           "The file is damaged or crafted; try re-saving it from a PDF viewer.")
+        yield doc
+    finally:
+        with _LOCK:
+            doc.close()
+
+
+def _load_error(path: Path, code: int | None) -> PdfError:
+    if code == pdfium_c.FPDF_ERR_PASSWORD and _file_has(path, rb"/Encrypt\b"):
+        return PdfError("encrypted", f"{path.name} needs a password.",
+                        "Save an unlocked copy (e.g. print it to PDF) and add that.")
+    if code == pdfium_c.FPDF_ERR_SECURITY:
+        return PdfError("encrypted", f"{path.name} uses an encryption Orchard can't open.",
+                        "Save an unlocked copy (e.g. print it to PDF) and add that.")
+    if code in (pdfium_c.FPDF_ERR_FILE, pdfium_c.FPDF_ERR_PASSWORD) and _file_has(path, rb"/Count\s+0\b"):
+        return PdfError("empty", f"{path.name} has no pages.")  # PDFium gives no reason for an empty page tree
+    return PdfError("corrupt", f"{path.name} is damaged or not a PDF.", "Try re-saving it from a PDF viewer.")
+
+
+def pdf_info(path: str | Path) -> PdfInfo:
+    """Open ``path`` just far enough to count its pages; raises ``PdfError`` like ``extract_pages``."""
+    path = Path(path)
+    size = _check_file(path)
+    with _open(path, size) as doc:
+        return PdfInfo(path, path.name, size, len(doc))
+
+
+# ---------------------------------------------------------------- text
+
+
+def normalize_text(text: str) -> str:
+    """Tidy extracted text: strip NULs and control characters, expand ligatures, rejoin hyphenated line
+    ends, collapse runs of spaces; single newlines (lines) and blank lines (paragraphs) are kept."""
+    text = _HYPHEN_MARK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.translate(_CONTROL).translate(_LIGATURES)
+    text = _SPACES.sub(" ", text)
+    text = _SPACED_NEWLINE.sub("\n", text)
+    text = _LINE_END_HYPHEN.sub(_dehyphenate, text)
+    if "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def _dehyphenate(match: re.Match) -> str:
+    text, at = match.string, match.start()
+    joins = at > 0 and text[at - 1].isalpha() and text[at + 2:at + 3].islower()
+    return "" if joins else "-\n"
+
+
+def _page_text(textpage: pdfium.PdfTextPage) -> str:
+    """The page's text with a blank line wherever the layout shows a paragraph or heading break."""
+    raw = textpage.get_text_range()
+    if not raw.strip():
+        return ""
+    lines: list[str] = []
+    marks: list[tuple[float, float] | None] = []  # (baseline y, font size) of each line's first glyph
+    utf16 = 0
+    for line in re.split(r"\r\n|\r|\n", raw):
+        stripped = line.lstrip()
+        mark = None
+        if stripped:
+            text_index = utf16 + _utf16_len(line[: len(line) - len(stripped)])
+            mark = _glyph_mark(textpage, pdfium_c.FPDFText_GetCharIndexFromTextIndex(textpage, text_index))
+        lines.append(line)
+        marks.append(mark)
+        utf16 += _utf16_len(line) + 2
+    return normalize_text("\n".join(_paragraph_lines(lines, marks)))
+
+
+def _utf16_len(text: str) -> int:
+    return len(text) + len(_ASTRAL.findall(text))  # PDFium's text indices count UTF-16 units
+
+
+def _glyph_mark(textpage: pdfium.PdfTextPage, index: int) -> tuple[float, float] | None:
+    if index < 0:
+        return None
+    x, y = c_double(), c_double()
+    if not pdfium_c.FPDFText_GetCharOrigin(textpage, index, byref(x), byref(y)):
+        return None
+    return y.value, pdfium_c.FPDFText_GetFontSize(textpage, index)
+
+
+def _paragraph_lines(lines: list[str], marks: list[tuple[float, float] | None]) -> list[str]:
+    """Insert an empty line before each line that starts a new block: a wider gap than the page's line
+    pitch (the smallest plausible gap between lines of one size), a jump up (the next column), or a change
+    of font size (a heading and its body)."""
+    pitches = [a[0] - b[0] for a, b in zip(marks, marks[1:])
+               if a and b and abs(a[1] - b[1]) < 0.5 and a[0] - b[0] >= 0.8 * a[1]]
+    usual = min(pitches) if pitches else None
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        prev, cur = (marks[i - 1] if i else None), marks[i]
+        if prev and cur:
+            pitch = prev[0] - cur[0]
+            size_changed = min(prev[1], cur[1]) < 0.83 * max(prev[1], cur[1])
+            too_far = pitch > 1.35 * usual if usual else pitch > 1.6 * max(prev[1], cur[1], 1.0)
+            if pitch < -1 or too_far or size_changed:
+                out.append("")
+        out.append(line)
+    return out
+
+
+def _read_page(doc: pdfium.PdfDocument, index: int) -> str | None:
+    """Normalised text of page ``index`` (0-based); None when PDFium can't load the page."""
+    with _LOCK:
+        try:
+            page = doc[index]
+        except pdfium.PdfiumError:
+            return None
+        try:
+            textpage = page.get_textpage()
+            try:
+                return _page_text(textpage)
+            finally:
+                textpage.close()
+        except pdfium.PdfiumError:
+            return None
+        finally:
+            page.close()
+
+
+def extract_pages(path: str | Path, cancel: CancelToken | None = None) -> Generator[Progress, None, list[PageText]]:
+    """Text of every page (1-based ``page``; pages without text keep an empty string).
+
+    Yields:
+        ``Progress(stage="extract", done=pages read, total=page count)`` once per page.
+    Returns:
+        The pages in order. Raises ``PdfError`` for a file that can't be used and ``Cancelled`` on cancel.
+    """
+    path = Path(path)
+    size = _check_file(path)
+    with _open(path, size) as doc:
+        total = len(doc)
+        yield Progress("extract", 0, total, path.name)
+        pages: list[PageText] = []
+        unreadable = 0
+        for index in range(total):
+            if cancel:
+                cancel.raise_if_cancelled()
+            text = _read_page(doc, index)
+            unreadable += text is None
+            pages.append(PageText(index + 1, text or ""))
+            yield Progress("extract", index + 1, total, f"{path.name}: page {index + 1} of {total}")
+    if unreadable == total:
+        raise PdfError("corrupt", f"{path.name} is damaged: none of its pages can be read.")
+    if not any(p.text for p in pages):
+        raise PdfError("no_text", f"{path.name} has no text layer: it looks scanned, and Orchard has no OCR.",
+                       "Run it through an OCR tool (e.g. ocrmypdf or Preview's export) and add the result.")
+    if unreadable:
+        log.warning("%s: %d of %d pages could not be read", path.name, unreadable, total)
+    return pages
+
+
+def extract_many(paths: Iterable[str | Path],
+                 cancel: CancelToken | None = None) -> Generator[ExtractProgress, None, list[FileOutcome]]:
+    """Extract each file in turn; a file that fails becomes a failed ``FileOutcome`` and the batch goes on.
+
+    Yields:
+        ``ExtractProgress`` per page (``done`` counts files, fractional within a file); the step that
+        finishes a file carries its ``outcome``.
+    Returns:
+        One outcome per path, in order. Only ``Cancelled`` stops the batch.
+    """
+    paths = [Path(p) for p in paths]
+    outcomes: list[FileOutcome] = []
+    for number, path in enumerate(paths):
+        try:
+            inner = extract_pages(path, cancel)
+            while True:
+                try:
+                    step = next(inner)
+                except StopIteration as stop:
+                    pages = stop.value
+                    break
+                fraction = step.done / step.total if step.total else 0.0
+                yield ExtractProgress("extract", number + fraction, len(paths), step.message, file=path.name)
+            outcome = FileOutcome(path, path.name, True, tuple(pages), file_sha256(path, cancel))
+        except Cancelled:
+            raise
+        except PdfError as e:
+            outcome = FileOutcome(path, path.name, False, kind=e.kind, message=e.message, hint=e.hint)
+        except Exception as e:  # a bug, but one file's bug must not sink the batch
+            log.exception("extracting %s failed", path)
+            outcome = FileOutcome(path, path.name, False, kind="error", message=f"{path.name} could not be read: {e}")
+        outcomes.append(outcome)
+        yield ExtractProgress("extract", number + 1, len(paths), outcome.message or path.name, file=path.name,
+                              outcome=outcome)
+    return outcomes
+
+
+# ---------------------------------------------------------------- viewer
+
+
+def _load_page(doc: pdfium.PdfDocument, path: Path, page: int) -> pdfium.PdfPage:
+    if not 1 <= page <= len(doc):
+        raise ValueError(f"page {page} is outside 1..{len(doc)}")
+    try:
+        return doc[page - 1]
+    except pdfium.PdfiumError as e:
+        raise PdfError("corrupt", f"Page {page} of {path.name} can't be read.") from e
+
+
+def render_page(path: str | Path, page: int, scale: float = 1.5) -> bytes:
+    """PNG bytes of 1-based ``page`` at ``scale`` × 72 dpi (scaled down if it would exceed 40 megapixels)."""
+    path = Path(path)
+    size = _check_file(path)
+    with _open(path, size) as doc, _LOCK:
+        pdf_page = _load_page(doc, path, page)
+        try:
+            width, height = pdf_page.get_size()
+            scale = min(scale, math.sqrt(MAX_RENDER_PIXELS / max(width * height, 1.0)))
+            bitmap = pdf_page.render(scale=scale, rev_byteorder=True)
+            try:
+                pixels = bitmap.to_numpy().copy()
+            finally:
+                bitmap.close()
+        finally:
+            pdf_page.close()
+    return encode_png(pixels)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """A PNG of an (h, w), (h, w, 3) RGB or (h, w, 4) RGBA uint8 array; plain zlib, no imaging library."""
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    height, width, channels = pixels.shape
+    colour_type = {1: 0, 3: 2, 4: 6}[channels]
+    rows = np.zeros((height, 1 + width * channels), dtype=np.uint8)  # filter byte 0 per row
+    rows[:, 1:] = pixels.reshape(height, -1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, colour_type, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))
+
+
+def _match_keys(text: str) -> tuple[str, list[int]]:
+    """Lower-cased text without whitespace and hyphens (so line breaks and hyphenation can't stop a
+    match), with the position in ``text`` each key character came from."""
+    keys: list[str] = []
+    where: list[int] = []
+    for i, ch in enumerate(text):
+        if ch.isspace() or ch in "-\x00" or ch in _HYPHEN_MARKS:
+            continue
+        for k in _LIGATURES.get(ord(ch), ch).lower():
+            keys.append(k)
+            where.append(i)
+    return "".join(keys), where
+
+
+def _locate(page_keys: str, query: str) -> tuple[int, int] | None:
+    """(start, end) in ``page_keys`` of the query, else of its longest leading or trailing run of words
+    (at least three) found on the page: a passage that continues on another page still highlights."""
+    whole, _ = _match_keys(query)
+    if not whole:
+        return None
+    if (at := page_keys.find(whole)) >= 0:
+        return at, at + len(whole)
+    words = query.split()
+    best: tuple[int, int] | None = None
+    for take in (lambda k: words[:k], lambda k: words[-k:]):
+        lo, hi, found = 3, len(words) - 1, None
+        while lo <= hi:  # being found is monotone in the number of words taken
+            mid = (lo + hi) // 2
+            keys, _ = _match_keys(" ".join(take(mid)))
+            if keys and (at := page_keys.find(keys)) >= 0:
+                found, lo = (at, at + len(keys)), mid + 1
+            else:
+                hi = mid - 1
+        if found and (best is None or found[1] - found[0] > best[1] - best[0]):
+            best = found
+    return best
+
+
+def find_text_rects(path: str | Path, page: int, text: str) -> list[TextRect]:
+    """Boxes covering ``text`` on 1-based ``page`` (whitespace, case and hyphenation ignored), for
+    highlighting a cited passage; if only the start or end of the passage is on the page, that part."""
+    path = Path(path)
+    size = _check_file(path)
+    with _open(path, size) as doc, _LOCK:
+        pdf_page = _load_page(doc, path, page)
+        try:
+            textpage = pdf_page.get_textpage()
+            try:
+                chars = "".join(chr(pdfium_c.FPDFText_GetUnicode(textpage, i) or 0)
+                                for i in range(textpage.count_chars()))
+                page_keys, where = _match_keys(chars)
+                span = _locate(page_keys, text)
+                if span is None:
+                    return []
+                first, last = where[span[0]], where[span[1] - 1]
+                boxes = [textpage.get_rect(i) for i in range(textpage.count_rects(first, last - first + 1))]
+                return [_to_top_left(pdf_page, box) for box in boxes]
+            finally:
+                textpage.close()
+        finally:
+            pdf_page.close()
+
+
+def _to_top_left(page: pdfium.PdfPage, box: tuple[float, float, float, float]) -> TextRect:
+    """Page-space (left, bottom, right, top) to the rendered page's top-left points (honours /Rotate)."""
+    grain = 16  # device units per point: 1/16 pt precision from PDFium's integer device coordinates
+    width, height = page.get_size()
+    args = (0, 0, math.ceil(width * grain), math.ceil(height * grain), 0)
+    xs, ys = [], []
+    for px, py in ((box[0], box[1]), (box[2], box[3])):
+        dx, dy = c_int(), c_int()
+        pdfium_c.FPDF_PageToDevice(page, *args, px, py, byref(dx), byref(dy))
+        xs.append(dx.value / grain)
+        ys.append(dy.value / grain)
+    return TextRect(min(xs), min(ys), max(xs), max(ys))

@@ -1,0 +1,49 @@
+"""Typed data passed between the document stages (extract → chunk → embed → index → retrieve)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PageText:
+    """The text of one PDF page; ``page`` is 1-based."""
+
+    page: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage sized for the embedder, remembering where it came from.
+
+    ``file`` is the display name (the PDF's file name), ``file_hash`` the sha256 of its bytes,
+    ``index`` the chunk's position within the file (0-based), pages are 1-based and inclusive.
+    """
+
+    file: str
+    file_hash: str
+    index: int
+    page_start: int
+    page_end: int
+    text: str
+    heading: str | None = None
+
+
+class EmbeddingModel(Protocol):
+    """Turns text into unit-length vectors. ``name`` identifies the model (vectors of different
+    names never mix in one collection); ``max_tokens`` is the longest input it reads."""
+
+    name: str
+    dim: int
+    max_tokens: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Shape (len(texts), dim), float32, each row L2-normalised."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
