@@ -325,3 +325,39 @@ def test_kill_9_mid_stream_keeps_every_appended_token(tmp_path):
         assert (reply.id, reply.status, reply.model) == (reply_id, "interrupted", "tiny")
         assert reply.content.startswith("".join(f"<{i}>" for i in range(50)))
         assert s.search("count")[0].message_id == thread[0].id
+
+
+def test_citations_and_collection_round_trip(tmp_path):
+    with ChatStore(tmp_path / "c.sqlite3") as store:
+        conv = store.create_conversation()
+        assert conv.collection is None
+        assert store.update_conversation(conv.id, collection="papers").collection == "papers"
+        store.add_message(conv.id, "user", "what does the paper say?")
+        reply = store.begin_message(conv.id)
+        store.append_text(reply.id, "It says so [paper.pdf, p. 3].")
+        cited = [{"number": 1, "file": "paper.pdf", "page": 3}]
+        done = store.finish_message(reply.id, citations=cited)
+        assert done.citations == cited and store.thread(conv.id)[-1].citations == cited
+        assert store.update_conversation(conv.id, collection=None).collection is None
+
+
+def test_a_history_from_the_first_schema_is_upgraded_in_place(tmp_path):
+    import sqlite3
+
+    from macapp.core.chat.schema import _statements
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    for statement in _statements(MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+    db.execute("INSERT INTO schema_migrations VALUES (1, 'then')")
+    db.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('old chat', '2026-01-01T00:00:00',"
+               " '2026-01-01T00:00:00')")
+    db.commit()
+    db.close()
+    with ChatStore(path) as store:
+        (conv,) = store.list_conversations()
+        assert conv.title == "old chat" and conv.collection is None
+        store.add_message(conv.id, "user", "still here")
+        assert store.thread(conv.id)[0].citations == []

@@ -77,6 +77,11 @@ MIGRATIONS: list[str] = [
         INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title);
     END;
     """,
+    # 2: the documents attached to a conversation, and the sources an answer cites
+    """
+    ALTER TABLE conversations ADD COLUMN collection TEXT;
+    ALTER TABLE messages ADD COLUMN citations_json TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 

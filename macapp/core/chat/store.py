@@ -23,7 +23,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ class Conversation:
     system_prompt: str
     settings: dict[str, Any]
     head_id: int | None
+    collection: str | None = None  # the document collection attached to this conversation
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Message:
     updated_at: datetime
     version: int = 1
     version_count: int = 1
+    citations: list[dict[str, Any]] = field(default_factory=list)  # sources an answer cites (file, page, ...)
 
 
 @dataclass
@@ -100,7 +102,8 @@ HEAD: Any = _Head()  # default parent: the conversation's current head
 _UNSET: Any = object()
 
 _CONVERSATION = (
-    "SELECT id, title, created_at, updated_at, model, adapter, system_prompt, settings_json, head_id FROM conversations"
+    "SELECT id, title, created_at, updated_at, model, adapter, system_prompt, settings_json, head_id, collection"
+    " FROM conversations"
 )
 _MESSAGE = """
 SELECT m.id, m.conversation_id, m.parent_id, m.role, m.content, m.model, m.adapter, m.settings_json, m.status,
@@ -108,7 +111,8 @@ SELECT m.id, m.conversation_id, m.parent_id, m.role, m.content, m.model, m.adapt
        (SELECT count(*) FROM messages s WHERE s.conversation_id = m.conversation_id AND s.parent_id IS m.parent_id
                                           AND s.role = m.role AND s.id <= m.id),
        (SELECT count(*) FROM messages s WHERE s.conversation_id = m.conversation_id AND s.parent_id IS m.parent_id
-                                          AND s.role = m.role)
+                                          AND s.role = m.role),
+       m.citations_json
 FROM messages m"""
 _SEARCH = f"""
 SELECT c.id, c.title, m.id, m.role, snippet(messages_fts, 0, '[', ']', '…', {SNIPPET_TOKENS}), m.created_at
@@ -197,10 +201,12 @@ class ChatStore:
 
     def update_conversation(self, conversation_id: int, *, title: str = _UNSET, model: str | None = _UNSET,
                             adapter: str | None = _UNSET, system_prompt: str = _UNSET,
-                            settings: dict[str, Any] | None = _UNSET) -> Conversation:
-        """Change only the fields given (None clears model or adapter). ``updated_at`` moves only with messages."""
+                            settings: dict[str, Any] | None = _UNSET,
+                            collection: str | None = _UNSET) -> Conversation:
+        """Change only the fields given (None clears model, adapter or collection). ``updated_at`` moves only
+        with messages."""
         given = {"title": title, "model": model, "adapter": adapter, "system_prompt": system_prompt,
-                 "settings_json": settings}
+                 "settings_json": settings, "collection": collection}
         given = {k: v for k, v in given.items() if v is not _UNSET}
         if "title" in given:
             given["title"] = _clean_title(given["title"])
@@ -249,7 +255,7 @@ class ChatStore:
 
     def finish_message(self, message_id: int, status: str = "done", finish_reason: str | None = None,
                        prompt_tokens: int | None = None, completion_tokens: int | None = None,
-                       tokens_per_s: float | None = None) -> Message:
+                       tokens_per_s: float | None = None, citations: list[dict[str, Any]] | None = None) -> Message:
         """End a streaming message with a final status (done, interrupted, cancelled, error) and its counts."""
         if status not in FINISHED:
             raise ValueError(f"status must be one of {FINISHED}, not {status!r}")
@@ -257,6 +263,9 @@ class ChatStore:
             if not _finish_row(db, message_id, status, finish_reason, prompt_tokens, completion_tokens,
                                tokens_per_s):
                 raise ValueError(f"message {message_id} does not exist or is not streaming")
+            if citations:
+                db.execute("UPDATE messages SET citations_json = ? WHERE id = ?",
+                           (json.dumps(citations, ensure_ascii=False), message_id))
             self._streaming.discard(message_id)
             return self.get_message(message_id)
 
@@ -451,9 +460,17 @@ def _clean_title(title: str) -> str:
 
 
 def _conversation(r: tuple) -> Conversation:
-    return Conversation(r[0], r[1], _time(r[2]), _time(r[3]), r[4], r[5], r[6], _loads(r[7]), r[8])
+    return Conversation(r[0], r[1], _time(r[2]), _time(r[3]), r[4], r[5], r[6], _loads(r[7]), r[8], r[9])
 
 
 def _message(r: tuple) -> Message:
     return Message(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _loads(r[7]), r[8], r[9], r[10], r[11], r[12],
-                   _time(r[13]), _time(r[14]), r[15], r[16])
+                   _time(r[13]), _time(r[14]), r[15], r[16], _load_list(r[17]))
+
+
+def _load_list(text: str | None) -> list[Any]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
