@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+EMBEDDER := resources/embedder/all-MiniLM-L6-v2.gguf
 
 .PHONY: setup run test lint bench app clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(EMBEDDER)
 
 # Idempotent: re-runs only when pyproject.toml or the system-deps script changes.
 $(STAMP): pyproject.toml scripts/system-deps.sh
@@ -15,6 +16,11 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# The bundled embedder (an app resource, git-ignored): rebuilt when its converter or build script
+# changes; it only needs the venv to exist (order-only), not a rebuild on every reinstall.
+$(EMBEDDER): models/embedder/convert_minilm.py scripts/build-embedder.sh | $(STAMP)
+	PY=$(PY) bash scripts/build-embedder.sh
 
 run: setup
 	$(PY) -m macapp

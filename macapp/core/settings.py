@@ -27,6 +27,7 @@ class Settings:
     default_ctx: int = 8192
     kv_type: str = "f16"
     window_geometry: str = ""
+    embedder_path: str = ""  # a GGUF embedding model; "" = the bundled all-MiniLM-L6-v2
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

@@ -68,21 +68,27 @@ def test_chat_session_is_saved_and_regenerate_makes_a_version(tiny_models, isola
         assert conv.title.startswith("hello world")
 
 
-def test_kill_9_mid_answer_keeps_everything_written(tiny_models, isolated_home):
+def test_kill_9_mid_answer_keeps_everything_written(tiny_models, isolated_home, tmp_path):
+    errors = (tmp_path / "stderr.txt").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "macapp.cli.main", "chat", str(tiny_models["mha_f32"]),
                              "--max-tokens", "0", "--ctx", "2048"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ))
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=dict(os.environ))
     try:
         proc.stdin.write(b"tell me everything about the model\n")
         proc.stdin.flush()
         seen = b""
-        while len(seen) < 200:
-            seen += os.read(proc.stdout.fileno(), 4096)
+        deadline = time.monotonic() + 60
+        while len(seen) < 200 and time.monotonic() < deadline:
+            data = os.read(proc.stdout.fileno(), 4096)
+            if not data:  # the chat ended on its own: that is a failure, say why
+                break
+            seen += data
+        assert len(seen) >= 200, (seen, (tmp_path / "stderr.txt").read_text())
         time.sleep(0.3)  # longer than the session's save interval
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+        errors.close()
     printed = seen.split(b">>> ", 1)[-1].decode("utf-8", "replace")
     with ChatStore() as store:
         (conv,) = store.list_conversations()
