@@ -23,7 +23,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import chat, doctor, embed, hub, models
+    from macapp.cli import chat, docs, doctor, embed, hub, models
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub.register_pull(sub)
     chat.register(sub)
     embed.register(sub)
+    docs.register(sub)
     return parser
 
 

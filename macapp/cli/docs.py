@@ -1,0 +1,260 @@
+"""``macapp docs add | list | remove | query | reindex | delete``: PDF collections and retrieval."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from macapp.cli.output import console, print_json
+from macapp.core.errors import Cancelled, UserError
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    docs = sub.add_parser("docs", help="PDF collections: add, list, remove, query",
+                          description="Index PDFs into named collections and retrieve passages from them.")
+    actions = docs.add_subparsers(dest="docs_command", metavar="ACTION", required=True)
+
+    p = actions.add_parser("add", help="add PDFs to a collection (created if new)",
+                           description="Extract, chunk, embed and index PDFs. A file already in the collection is "
+                                       "skipped; one that can't be read is reported and the rest are added (exit "
+                                       "code 1 if any failed). Ctrl-C rolls back the file in progress.")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("files", metavar="FILE", nargs="+", type=Path)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=add_cmd)
+
+    p = actions.add_parser("list", help="collections with their files, pages and passages")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=list_cmd)
+
+    p = actions.add_parser("remove", help="remove a file and its passages from a collection")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("file", metavar="FILE", help="the file's name, path or sha256 (12+ characters)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=remove_cmd)
+
+    p = actions.add_parser("query", help="the passages that best answer a question (retrieval only)",
+                           description="Passages best first, as {file, page, text, score} (page is 1-based; "
+                                       "scores compare within one mode only).")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("question", metavar="QUESTION")
+    p.add_argument("-k", type=_positive, default=5, help="how many passages (default 5)")
+    p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid",
+                   help="hybrid (default) fuses keyword and vector ranks")
+    p.add_argument("--neighbours", type=_count, default=0, metavar="N",
+                   help="chunks of context on each side of a hit (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=query_cmd)
+
+    p = actions.add_parser("reindex", help="re-embed a collection with the current embedder",
+                           description="Needed after changing the embedding model; the PDFs are not re-read.")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=reindex_cmd)
+
+    p = actions.add_parser("delete", help="delete a collection and everything indexed in it")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=delete_cmd)
+
+
+@contextmanager
+def _ctrl_c_cancels(token):
+    """First Ctrl-C cancels cooperatively (the file in progress rolls back); a second one interrupts."""
+    def handler(signum, frame):
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        print("cancelling…", file=sys.stderr, flush=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(gen, label: str):
+    """Drain a progress generator, with a bar on stderr when it is a terminal; returns its value."""
+    bar = None
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                       console=Console(stderr=True), transient=True)
+        task = bar.add_task(label, total=None)
+        bar.start()
+    try:
+        while True:
+            try:
+                step = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if bar is not None:
+                bar.update(task, completed=step.done, total=step.total, description=step.message or label)
+    finally:
+        if bar is not None:
+            bar.stop()
+        gen.close()  # on Ctrl-C: rolls back inside the generator before we exit
+
+
+def _cancelled(what: str) -> int:
+    print(f"cancelled: {what}", file=sys.stderr)
+    return 130
+
+
+def add_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.docs.embedder import load_embedder
+    from macapp.core.docs.ingest import add_files
+    from macapp.core.progress import CancelToken
+
+    missing = [str(f) for f in args.files if not f.exists()]
+    if len(missing) == len(args.files):
+        raise UserError(f"No such file: {missing[0]}" if len(missing) == 1 else f"None of the {len(missing)} files "
+                        "exist.")
+    embedder = load_embedder()
+    token = CancelToken()
+    try:
+        with _ctrl_c_cancels(token):
+            outcomes = _run(add_files(args.collection, args.files, embedder, token), f"adding to {args.collection}")
+    except (Cancelled, KeyboardInterrupt):
+        return _cancelled("files finished before the cancel stay indexed; run it again to add the rest")
+    failed = [o for o in outcomes if not o.ok]
+    if args.json:
+        print_json({"collection": args.collection, "files": [o.to_json() for o in outcomes]})
+    else:
+        from rich.markup import escape
+
+        out = console()
+        for o in outcomes:
+            if o.status in ("added", "updated"):
+                out.print(f"[green]✓[/] {o.status} {escape(o.file)} ({o.pages} pages, {o.chunks} passages)")
+            elif o.status == "skipped":
+                out.print(f"[dim]·[/] skipped {escape(o.file)}: {escape(o.message)}")
+            else:
+                out.print(f"[red]✗[/] {escape(o.file)}: {escape(o.message)}" + (f" ({escape(o.hint)})" if o.hint
+                                                                                else ""))
+    if failed:
+        print(f"error: {len(failed)} of {len(outcomes)} files could not be added", file=sys.stderr)
+        return 1
+    return 0
+
+
+def list_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.docs.ingest import list_collections
+
+    collections = list_collections()
+    if args.json:
+        print_json([c.to_json() for c in collections])
+        return 0
+    out = console()
+    if not collections:
+        out.print("No collections yet: `macapp docs add COLLECTION FILE…` makes one.")
+        return 0
+    from rich.markup import escape
+    from rich.table import Table
+
+    for c in collections:
+        out.print(f"[bold]{escape(c.name)}[/]: {len(c.files)} files, {c.pages} pages, {c.chunks} passages "
+                  f"[dim]({escape(c.embedder)})[/]")
+        table = Table(box=None, pad_edge=False)
+        for column in ("File", "Pages", "Passages", "sha256", "Added"):
+            table.add_column(column, justify="right" if column in ("Pages", "Passages") else "left")
+        for f in c.files:
+            table.add_row(escape(f.file), str(f.pages), str(f.chunks), f.file_hash[:12],
+                          f.added_at[:16].replace("T", " "))
+        out.print(table)
+    return 0
+
+
+def remove_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.docs.ingest import remove_file
+
+    removed = remove_file(args.collection, args.file)
+    if args.json:
+        print_json({"collection": args.collection, "removed": {"file": removed.file, "path": removed.path,
+                                                                "file_hash": removed.file_hash,
+                                                                "pages": removed.pages, "chunks": removed.chunks}})
+    else:
+        console().print(f"removed {removed.file} ({removed.chunks} passages) from {args.collection}", markup=False)
+    return 0
+
+
+def query_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.docs.retrieve import query
+
+    embedder = None
+    if args.mode != "keyword":
+        from macapp.core.docs.embedder import load_embedder
+
+        embedder = load_embedder()
+    passages = query(args.collection, args.question, k=args.k, mode=args.mode, neighbours=args.neighbours,
+                     embedder=embedder)
+    if args.json:
+        print_json([{"file": p.file, "page": p.page, "text": p.text, "score": p.score, "page_end": p.page_end,
+                     "chunk_index": p.chunk_index, "file_hash": p.file_hash, "heading": p.heading}
+                    for p in passages])
+        return 0
+    from rich.markup import escape
+
+    out = console()
+    if not passages:
+        out.print("No passages match.")
+    for rank, p in enumerate(passages, start=1):
+        pages = f"p. {p.page}" if p.page == p.page_end else f"pp. {p.page}-{p.page_end}"
+        out.print(f"[bold]{rank}. {escape(p.file)} {pages}[/]  [dim]score {p.score:.4f}[/]")
+        out.print(p.text, markup=False)
+        out.print()
+    return 0
+
+
+def reindex_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.docs.embedder import load_embedder
+    from macapp.core.docs.ingest import reindex
+    from macapp.core.progress import CancelToken
+
+    embedder = load_embedder()
+    token = CancelToken()
+    try:
+        with _ctrl_c_cancels(token):
+            chunks = _run(reindex(args.collection, embedder, token), f"re-indexing {args.collection}")
+    except (Cancelled, KeyboardInterrupt):
+        return _cancelled("the collection keeps its previous vectors")
+    if args.json:
+        print_json({"collection": args.collection, "embedder": embedder.name, "chunks": chunks})
+    else:
+        console().print(f"re-indexed {args.collection}: {chunks} passages with {embedder.name}", markup=False)
+    return 0
+
+
+def delete_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.docs.ingest import delete_collection
+
+    delete_collection(args.collection)
+    if args.json:
+        print_json({"deleted": args.collection})
+    else:
+        console().print(f"deleted the collection {args.collection}", markup=False)
+    return 0

@@ -1,0 +1,303 @@
+"""Adding PDFs to a collection, removing them, listing and re-indexing collections.
+
+Per file: sha256 → skip if the collection already holds those bytes → extract pages → chunk → write the
+chunks as a *pending* file (SQLite, one transaction) → embed in batches, storing each batch's vectors →
+publish (one update makes the file visible). A failure, a cancel or a crash before publishing rolls the
+file back (here, or by the next process that opens the vectors), so a query never sees half a file.
+Re-adding the same path with new content replaces the old version at publish time.
+
+Embedder change: ``add_files`` with an embedder other than the collection's first re-indexes the whole
+collection from its stored chunk texts (no PDFs needed), then adds; a query with a mismatched embedder is
+refused (``index.EmbedderMismatch``) rather than mixing vectors of two models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from macapp.core.docs.chunking import chunk_pages, embedding_text
+from macapp.core.docs.index import DocumentIndex, chunk_metadata, vector_key
+from macapp.core.docs.keyword import ChunkRow, CollectionRow, writer_alive
+from macapp.core.docs.pdf import PdfError, extract_pages, file_sha256
+from macapp.core.docs.types import Chunk, EmbeddingModel
+from macapp.core.errors import Cancelled, UserError
+from macapp.core.progress import CancelToken, Progress
+
+log = logging.getLogger(__name__)
+
+BATCH = 64  # chunks per embed call and per vector write (a cancel is noticed within one batch)
+EXTRACT_SHARE = 0.15  # of a file's progress bar: extraction is quick next to embedding
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """How adding one file went: ``status`` added | updated (replaced an older version of the same path) |
+    skipped (already indexed, or being added by another process) | failed (``kind``: a ``PdfError`` kind or
+    ``error``)."""
+
+    path: Path
+    file: str
+    status: str
+    file_hash: str | None = None
+    pages: int = 0
+    chunks: int = 0
+    kind: str | None = None
+    message: str = ""
+    hint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"path": str(self.path)}
+
+
+@dataclass(frozen=True)
+class IngestProgress(Progress):
+    """``done`` counts files (fractional within one) of ``total``; the step finishing a file has its ``outcome``.
+    Stages: hash, extract, embed, file (a file finished), reindex (``done``/``total`` count chunks)."""
+
+    file: str = ""
+    outcome: FileOutcome | None = None
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    file: str
+    path: str
+    file_hash: str
+    pages: int
+    chunks: int
+    added_at: str
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    embedder: str
+    dim: int
+    created_at: str
+    files: tuple[FileInfo, ...]
+
+    @property
+    def pages(self) -> int:
+        return sum(f.pages for f in self.files)
+
+    @property
+    def chunks(self) -> int:
+        return sum(f.chunks for f in self.files)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "embedder": self.embedder, "dim": self.dim, "created_at": self.created_at,
+                "pages": self.pages, "chunks": self.chunks, "files": [asdict(f) for f in self.files]}
+
+
+def add_files(collection: str, paths: Iterable[str | Path], embedder: EmbeddingModel,
+              cancel: CancelToken | None = None, *,
+              index: DocumentIndex | None = None) -> Generator[IngestProgress, None, list[FileOutcome]]:
+    """Add PDFs to ``collection`` (created if new); one bad file never stops the batch.
+
+    Args:
+        collection: the collection's name (any text; case-insensitive).
+        paths: PDF files.
+        embedder: makes the vectors; a collection indexed with another one is re-indexed first.
+        cancel: cancelling rolls back the file in progress (files already finished stay) and raises ``Cancelled``.
+        index: the index to write (default: the one in the data dir).
+    Yields:
+        ``IngestProgress`` per step.
+    Returns:
+        One ``FileOutcome`` per path, in order.
+    """
+    paths = [Path(p) for p in paths]
+    own = index is None
+    index = index or DocumentIndex()
+    try:
+        row = index.ensure_collection(collection, embedder)
+        if row.embedder != embedder.name:
+            log.info("collection %s: embedder changed from %s to %s; re-indexing", row.name, row.embedder,
+                     embedder.name)
+            yield from reindex(row.name, embedder, cancel, index=index)
+            row = index.collection(row.name)
+        outcomes: list[FileOutcome] = []
+        for number, path in enumerate(paths):
+            try:
+                outcome = yield from _add_one(index, row, path, embedder, cancel, number, len(paths))
+            except Cancelled:
+                raise
+            except UserError as e:  # e.g. the embedder failed on this file's text
+                outcome = FileOutcome(path, path.name, "failed", kind="error", message=e.message, hint=e.hint)
+            except Exception as e:  # a bug, but one file's bug must not sink the batch
+                log.exception("adding %s to %s failed", path, row.name)
+                outcome = FileOutcome(path, path.name, "failed", kind="error",
+                                      message=f"{path.name} could not be added: {e}")
+            outcomes.append(outcome)
+            yield IngestProgress("file", number + 1, len(paths), outcome.message or path.name, file=path.name,
+                                 outcome=outcome)
+        return outcomes
+    finally:
+        if own:
+            index.close()
+
+
+def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: EmbeddingModel,
+             cancel: CancelToken | None, number: int, total: int) -> Generator[IngestProgress, None, FileOutcome]:
+    name = path.name
+
+    def step(stage: str, fraction: float, message: str) -> IngestProgress:
+        return IngestProgress(stage, number + fraction, total, message, file=name)
+
+    def failed(e: PdfError) -> FileOutcome:
+        return FileOutcome(path, name, "failed", kind=e.kind, message=e.message, hint=e.hint)
+
+    yield step("hash", 0.0, f"{name}: reading")
+    try:
+        file_hash = file_sha256(path, cancel)
+    except OSError as e:
+        return failed(PdfError("unreadable", f"{name} can't be opened: {e.strerror or e}"))
+    existing = index.chunks.file_by_hash(row.id, file_hash)
+    if existing is not None:
+        if existing.status == "ready":
+            return FileOutcome(path, name, "skipped", file_hash, existing.pages, existing.chunks,
+                               message=f"{name} is already in {row.name}")
+        if writer_alive(existing.writer):
+            return FileOutcome(path, name, "skipped", file_hash, message=f"{name} is being added or removed "
+                               "by another task", hint="try again when it has finished")
+        index.drop_file(row, existing.id, existing.file_hash)  # left behind by a run that crashed
+    try:
+        inner = extract_pages(path, cancel)
+        while True:
+            try:
+                progress = next(inner)
+            except StopIteration as stop:
+                pages = stop.value
+                break
+            fraction = progress.done / progress.total if progress.total else 0.0
+            yield step("extract", EXTRACT_SHARE * fraction, progress.message)
+    except PdfError as e:
+        return failed(e)
+    chunks = chunk_pages(pages, name, file_hash, embedder.count_tokens, embedder.max_tokens)
+    if not chunks:
+        return failed(PdfError("no_text", f"{name} has no text to index."))
+    resolved = str(path.resolve())
+    older = [f for f in index.chunks.files(row.id) if f.path == resolved]  # this path's previous version
+    file_id, ids = index.chunks.add_pending_file(row.id, file_hash, name, resolved, len(pages), chunks)
+    try:
+        yield from _store_vectors(index, row.vector_key, chunks, ids, embedder, cancel,
+                                  lambda done: step("embed", EXTRACT_SHARE + (1 - EXTRACT_SHARE) * done / len(chunks),
+                                                    f"{name}: {done} of {len(chunks)} passages"))
+        if cancel:
+            cancel.raise_if_cancelled()
+        index.chunks.publish_file(file_id, [f.id for f in older])
+    except BaseException:  # cancel, error, GeneratorExit, Ctrl-C: nothing of this file stays
+        try:
+            index.drop_file(row, file_id, file_hash)
+        except Exception:
+            log.exception("rolling back %s failed; the next open of the index finishes it", name)
+        raise
+    for old in older:
+        index.drop_file(row, old.id, old.file_hash)
+    return FileOutcome(path, name, "updated" if older else "added", file_hash, len(pages), len(chunks))
+
+
+def _store_vectors(index: DocumentIndex, key: str, chunks: Sequence[Chunk | ChunkRow], ids: Sequence[int],
+                   embedder: EmbeddingModel, cancel: CancelToken | None, progress) -> Generator[Progress, None, None]:
+    for start in range(0, len(chunks), BATCH):
+        if cancel:
+            cancel.raise_if_cancelled()
+        batch = chunks[start:start + BATCH]
+        vectors = embedder.embed([embedding_text(c) for c in batch])
+        index.vectors.add(key, ids[start:start + BATCH], vectors, [chunk_metadata(c) for c in batch])
+        yield progress(start + len(batch))
+
+
+def reindex(collection: str, embedder: EmbeddingModel, cancel: CancelToken | None = None, *,
+            index: DocumentIndex | None = None) -> Generator[IngestProgress, None, int]:
+    """Re-embed every chunk of ``collection`` with ``embedder`` into new vectors, swapped in when complete.
+
+    The old vectors serve queries until the swap; a cancel or crash leaves them in place. Returns the number
+    of chunks embedded.
+    """
+    own = index is None
+    index = index or DocumentIndex()
+    try:
+        row = index.collection(collection)
+        key = vector_key(row.name)
+        index.chunks.begin_reindex(row.id, key)  # recorded before it exists: a sweep elsewhere leaves it alone
+        try:
+            index.vectors.create(key, row.name, embedder.name, embedder.dim)
+            files = index.chunks.files(row.id)
+            total = sum(f.chunks for f in files)
+            done = 0
+            yield IngestProgress("reindex", 0, total, f"{row.name}: re-indexing {total} passages")
+            for file in files:
+                rows = index.chunks.file_chunks(file.id)
+                yield from _store_vectors(index, key, rows, [c.id for c in rows], embedder, cancel,
+                                          lambda n, base=done, f=file: IngestProgress(
+                                              "reindex", base + n, total, f"{f.name}: re-indexing", file=f.name))
+                done += len(rows)
+            index.chunks.finish_reindex(row.id, embedder.name, embedder.dim)
+        except BaseException:
+            index.chunks.abandon_reindex(row.id)
+            index.vectors.drop(key)
+            raise
+        index.vectors.drop(row.vector_key)
+        return done
+    finally:
+        if own:
+            index.close()
+
+
+def remove_file(collection: str, file_or_hash: str, *, index: DocumentIndex | None = None) -> FileInfo:
+    """Remove one file (its display name, path, sha256 or a 12+ character prefix of it) and all its chunks."""
+    own = index is None
+    index = index or DocumentIndex()
+    try:
+        row = index.collection(collection)
+        files = index.chunks.files(row.id)
+        wanted = file_or_hash.strip()
+        resolved = str(Path(wanted).expanduser().resolve())
+        tests = (lambda f: f.file_hash == wanted.lower(),
+                 lambda f: len(wanted) >= 12 and f.file_hash.startswith(wanted.lower()),
+                 lambda f: f.path == resolved, lambda f: f.name == wanted,
+                 lambda f: f.name.casefold() == wanted.casefold())
+        matches = next((m for test in tests if (m := [f for f in files if test(f)])), [])
+        if not matches:
+            raise UserError(f"{wanted!r} is not in the collection {row.name!r}.", hint="see `macapp docs list`")
+        if len(matches) > 1:
+            raise UserError(f"{len(matches)} files in {row.name!r} are called {wanted!r}.",
+                            hint="name one by its sha256: " + ", ".join(f.file_hash[:12] for f in matches))
+        file = matches[0]
+        index.chunks.mark_removing(file.id)  # hidden from queries from here on
+        index.drop_file(row, file.id, file.file_hash)
+        return FileInfo(file.name, file.path, file.file_hash, file.pages, file.chunks, file.added_at)
+    finally:
+        if own:
+            index.close()
+
+
+def list_collections(*, index: DocumentIndex | None = None) -> list[CollectionInfo]:
+    """Every collection with its (fully indexed) files, by name."""
+    own = index is None
+    index = index or DocumentIndex()
+    try:
+        return [CollectionInfo(row.name, row.embedder, row.dim, row.created_at, tuple(
+            FileInfo(f.name, f.path, f.file_hash, f.pages, f.chunks, f.added_at) for f in index.chunks.files(row.id)))
+            for row in index.chunks.collections()]
+    finally:
+        if own:
+            index.close()
+
+
+def delete_collection(collection: str, *, index: DocumentIndex | None = None) -> None:
+    """Delete ``collection`` with all its files, chunks and vectors."""
+    own = index is None
+    index = index or DocumentIndex()
+    try:
+        index.drop_collection(index.collection(collection))
+    finally:
+        if own:
+            index.close()

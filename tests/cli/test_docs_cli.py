@@ -1,0 +1,128 @@
+"""``macapp docs …`` as a user runs it: JSON contracts, exit codes, one-line errors (real embedder and chromadb)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import pdfs
+
+PAGES = [
+    "# Lighthouses\nLighthouses warn ships away from rocks along dangerous coasts. A Fresnel lens focuses the lamp "
+    "into a beam seen for many kilometres.",
+    "# Sourdough\nA sourdough starter is a culture of wild yeast and lactobacilli. Bakers use it to leaven the dough "
+    "instead of packaged yeast.",
+    "# Volcanoes\nMagma rises through cracks in the crust and erupts as lava, ash and volcanic gas.",
+]
+
+
+def macapp(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "macapp.cli.main", "docs", *args], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ))
+
+
+def one_line_error(run: subprocess.CompletedProcess) -> None:
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.fixture
+def book(tmp_path) -> Path:
+    return pdfs.make_pdf(tmp_path / "book.pdf", PAGES)
+
+
+def test_add_list_query_remove_json(book, tmp_path):
+    run = macapp("add", "My Books", str(book), "--json")
+    assert run.returncode == 0, run.stderr
+    added = json.loads(run.stdout)
+    assert added["collection"] == "My Books"
+    [file] = added["files"]
+    assert (file["file"], file["status"], file["pages"]) == ("book.pdf", "added", 3) and file["chunks"] >= 3
+
+    again = json.loads(macapp("add", "my books", str(book), "--json").stdout)
+    assert again["files"][0]["status"] == "skipped"
+
+    listing = json.loads(macapp("list", "--json").stdout)
+    assert [(c["name"], c["pages"], [f["file"] for f in c["files"]]) for c in listing] == [
+        ("My Books", 3, ["book.pdf"])]
+
+    run = macapp("query", "My Books", "How do bakers make bread rise without buying leavening?", "-k", "2", "--json")
+    assert run.returncode == 0, run.stderr
+    passages = json.loads(run.stdout)
+    assert len(passages) == 2
+    for p in passages:
+        assert {"file", "page", "text", "score"} <= set(p)
+    assert (passages[0]["file"], passages[0]["page"]) == ("book.pdf", 2)
+    assert "sourdough" in passages[0]["text"].lower()
+    assert passages[0]["score"] >= passages[1]["score"]
+
+    keyword = json.loads(macapp("query", "My Books", "Fresnel", "--mode", "keyword", "--json").stdout)
+    assert [p["page"] for p in keyword] == [1]
+
+    human = macapp("query", "My Books", "Fresnel lens")
+    assert human.returncode == 0 and "book.pdf p. 1" in human.stdout
+
+    run = macapp("remove", "My Books", "book.pdf", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["removed"]["file"] == "book.pdf"
+    assert json.loads(macapp("query", "My Books", "Fresnel", "--json").stdout) == []
+    assert json.loads(macapp("list", "--json").stdout)[0]["files"] == []
+
+
+def test_a_bad_file_is_reported_and_exits_1(book, tmp_path):
+    bad = tmp_path / "notes.pdf"
+    bad.write_text("not a pdf at all")
+    run = macapp("add", "Mixed", str(book), str(bad), "--json")
+    assert run.returncode == 1
+    files = json.loads(run.stdout)["files"]
+    assert [(f["file"], f["status"], f["kind"]) for f in files] == [("book.pdf", "added", None),
+                                                                     ("notes.pdf", "failed", "corrupt")]
+    one_line_error(run)
+    human = macapp("add", "Mixed", str(book), str(bad))
+    assert human.returncode == 1 and "skipped book.pdf" in human.stdout and "notes.pdf is not a PDF" in human.stdout
+
+
+def test_errors_and_usage(book):
+    for args in (("query", "Nowhere", "anything"), ("remove", "Nowhere", "book.pdf"), ("add", "X", "/no/such.pdf"),
+                 ("add", "   ", str(book)), ("delete", "Nowhere")):
+        run = macapp(*args)
+        assert run.returncode == 1, (args, run.stderr)
+        one_line_error(run)
+        assert run.stdout == ""
+    for args in ((), ("query", "C"), ("query", "C", "q", "-k", "0"), ("query", "C", "q", "--mode", "fuzzy")):
+        assert macapp(*args).returncode == 2, args
+    run = macapp("list", "--json")
+    assert run.returncode == 0 and json.loads(run.stdout) == []
+
+
+def test_ctrl_c_rolls_back_the_file_in_progress_and_exits_130(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    big = pdfs.make_big_pdf(tmp_path / "big.pdf", 600)
+    proc = subprocess.Popen([sys.executable, "-m", "macapp.cli.main", "docs", "add", "Big", str(big)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    db = Path(os.environ["MACAPP_HOME"]) / "index" / "chunks.sqlite3"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # wait until it is embedding the file
+        try:
+            with sqlite3.connect(db) as conn:
+                if conn.execute("SELECT count(*) FROM files WHERE status = 'pending'").fetchone()[0]:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "cancelled" in err and "Traceback" not in err
+    listing = json.loads(macapp("list", "--json").stdout)
+    assert listing[0]["files"] == []
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
