@@ -10,8 +10,11 @@ from dataclasses import fields
 from macapp.core.engines.base import PRESETS, SamplingSettings
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="a .gguf path or a library id")
+def _add_model_options(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    if positional:
+        p.add_argument("model", metavar="MODEL", help="a .gguf path or a library id")
+    else:
+        p.add_argument("--model", "-m", required=True, metavar="MODEL", help="a .gguf path or a library id")
     p.add_argument("--system", default="", metavar="S", help="system prompt")
     p.add_argument("--preset", choices=sorted(PRESETS), default="balanced", help="sampling preset (default balanced)")
     help_of = {f.name: f.metadata.get("help", "") for f in fields(SamplingSettings)}
@@ -172,6 +175,8 @@ def chat_cmd(args: argparse.Namespace) -> int:
                     if isinstance(event, ContextPlan):
                         if event.notice:
                             err.print(f"[yellow]{event.notice}[/yellow]")
+                        continue
+                    if isinstance(event, list):  # passages found in the attached documents
                         continue
                     sys.stdout.write(event.text)
                     sys.stdout.flush()

@@ -23,7 +23,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import chat, docs, doctor, embed, hub, models
+    from macapp.cli import ask, chat, docs, doctor, embed, hub, models
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.register(sub)
     embed.register(sub)
     docs.register(sub)
+    ask.register(sub)
     return parser
 
 

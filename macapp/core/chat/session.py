@@ -6,7 +6,8 @@ than needed (``SLACK``), so the next several turns keep the same prefix and stil
 conversation instead of re-reading it all.
 
 ``ChatSession`` is what the window and ``macapp chat`` drive: ``send``, ``regenerate`` and
-``edit_and_resend`` are generators of ``ContextPlan`` (first) and ``GenerationChunk`` events that
+``edit_and_resend`` are generators of events — the passages found (a ``list[Passage]``, only when
+documents are attached to the conversation), then a ``ContextPlan``, then ``GenerationChunk``s — that
 write the answer to the ``ChatStore`` while it streams (every ``SAVE_INTERVAL_S``: a killed process
 keeps all but the last 50 ms, and a commit per token would cost ~2% of decode speed) and return a
 ``Turn``.
@@ -14,15 +15,20 @@ keeps all but the last 50 ms, and a commit per token would cost ~2% of decode sp
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from macapp.core.chat.store import ChatStore, Message, default_title
 from macapp.core.chat.templates import with_system
 from macapp.core.engines.base import ChatMessage, Engine, GenerationChunk, GenerationResult, SamplingSettings
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken
+
+if TYPE_CHECKING:
+    from macapp.core.docs.retrieve import Passage
 
 SLACK = 8  # when trimming, free an extra 1/SLACK of the window
 SAVE_INTERVAL_S = 0.05  # a streaming answer reaches the store at least this often (a kill loses at most this)
@@ -60,7 +66,7 @@ class Turn:
         return self.result.prompt_tokens + self.result.completion_tokens
 
 
-TurnStream = Generator[ContextPlan | GenerationChunk, None, Turn]
+TurnStream = Generator["ContextPlan | GenerationChunk | list[Passage]", None, Turn]
 
 
 def answer_reserve(n_ctx: int, max_tokens: int) -> int:
@@ -104,8 +110,24 @@ def plan_context(engine: Engine, history: Sequence[ChatMessage], system_prompt: 
     return ContextPlan(with_system(turns[start:], system_prompt), start, best[1], n_ctx, reserve)
 
 
+_CITE = re.compile(r"\[(\d{1,3})\]")
+
+
+def _labelled(text: str, labels: dict) -> str:
+    return _CITE.sub(lambda match: labels.get(int(match.group(1)), match.group(0)), text)
+
+
 def as_chat(messages: Sequence[Message]) -> list[ChatMessage]:
-    return [{"role": m.role, "content": m.content} for m in messages if m.role in ("user", "assistant", "system")]
+    """Stored messages as the model sees them; a cited answer's ``[n]`` become its ``[file, p. N]`` labels."""
+    out: list[ChatMessage] = []
+    for m in messages:
+        if m.role not in ("user", "assistant", "system"):
+            continue
+        content = m.content
+        if m.citations:
+            content = _labelled(content, {c.get("number"): c.get("label", "") for c in m.citations})
+        out.append({"role": m.role, "content": content})
+    return out
 
 
 class ChatSession:
@@ -122,6 +144,7 @@ class ChatSession:
                                                         settings=(sampling or SamplingSettings()).to_json()).id
         self.conversation_id = conversation_id
         conv = store.get_conversation(conversation_id)
+        self.collection = conv.collection  # documents attached: answers are grounded in them and cite pages
         self.system_prompt = system_prompt or conv.system_prompt
         self.sampling = sampling or SamplingSettings.from_json(conv.settings)
 
@@ -158,6 +181,21 @@ class ChatSession:
         thread = self.store.thread(self.conversation_id)
         upto = next(i for i, m in enumerate(thread) if m.id == parent_id)  # a regenerated answer is not context
         history = as_chat(thread[:upto + 1])
+        passages = None
+        if self.collection:
+            from macapp.core.docs import answer as grounding
+
+            question = history[-1]["content"]
+            passages = grounding.context_passages(self.collection, question, self.engine,
+                                                  max_tokens=self.sampling.max_tokens)
+            yield passages
+            if not passages:
+                reply = self.store.add_message(self.conversation_id, "assistant",
+                                               grounding.nothing_found(self.collection), parent_id,
+                                               model=self.engine.model_id, finish_reason="stop")
+                empty = GenerationResult(reply.content, "stop", 0, 0, 0, 0.0, 0.0)
+                return Turn(reply, empty, ContextPlan([], 0, 0, self.engine.n_ctx, 0))
+            history[-1] = {"role": "user", "content": grounding.grounded_prompt(question, passages)}
         plan = plan_context(self.engine, history, self.system_prompt, self.sampling.max_tokens)
         yield plan
         reply = self.store.begin_message(self.conversation_id, role="assistant", parent_id=parent_id,
@@ -192,7 +230,12 @@ class ChatSession:
         if pending:
             self.store.append_text(reply.id, "".join(pending))
         status = "cancelled" if result.finish_reason == "cancelled" else "done"
+        citations = None
+        if passages:
+            from macapp.core.docs.answer import resolve_citations
+
+            citations = [c.to_json() for c in resolve_citations(result.text, passages)[1]]
         self.store.finish_message(reply.id, status=status, finish_reason=result.finish_reason,
                                   prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                                  tokens_per_s=round(result.tokens_per_s, 2))
+                                  tokens_per_s=round(result.tokens_per_s, 2), citations=citations)
         return Turn(self.store.get_message(reply.id), result, plan)
