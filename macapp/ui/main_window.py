@@ -1,8 +1,9 @@
 """The main window: a sidebar of pages (Models, Discover, Chat, Documents, Tuning) beside a page stack.
 
 The window owns the app's one download queue (created after the first paint, closed on close)
-and wires the pages together: the Models page's hardware probe gives Discover its budget, and a
-finished download makes the Models page rescan the library.
+and wires the pages together: the Models page's hardware probe gives Discover and Chat their
+budget, its scans give Chat the models to pick from, and a finished download makes the Models
+page rescan the library. Closing the window stops an answer in progress and unloads the model.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from macapp.core.settings import Settings, update_settings
 from macapp.core.units import format_bytes
+from macapp.ui.chat_page import ChatPage
 from macapp.ui.discover_page import DiscoverPage
 from macapp.ui.models_page import ModelsPage
 from macapp.ui.worker import running_workers
@@ -34,9 +36,6 @@ from macapp.ui.worker import running_workers
 log = logging.getLogger(__name__)
 
 PLACEHOLDERS = {
-    "Chat": ("Chat with a model on this Mac",
-             "Conversations that never leave your machine, saved and searchable.",
-             "Chat arrives with the chat issue."),
     "Documents": ("Ask your PDFs",
                   "Add documents to a collection, then ask questions and get answers with page citations.",
                   "Documents arrive with the documents issue."),
@@ -87,8 +86,12 @@ class MainWindow(QMainWindow):
         self.models_page.hardwareDetected.connect(self.discover_page.apply_hardware)
         self.models_page.scanFinished.connect(self._after_scan)
         self.discover_page.downloadFinished.connect(lambda _job: self.models_page.start_scan())
+        self.chat_page = ChatPage(self._settings)
+        self.models_page.hardwareDetected.connect(self.chat_page.apply_hardware)
+        self.models_page.table_model.rowsInserted.connect(lambda *_: self._offer_models())
         self._add_page("Models", self.models_page)
         self._add_page("Discover", self.discover_page)
+        self._add_page("Chat", self.chat_page)
         for name, texts in PLACEHOLDERS.items():
             self._add_page(name, placeholder_page(*texts))
         self.sidebar.currentRowChanged.connect(self.pages.setCurrentIndex)
@@ -149,6 +152,7 @@ class MainWindow(QMainWindow):
     def _start_background_work(self) -> None:
         self.models_page.start_scan()
         self._open_download_queue()
+        self.chat_page.open_history()
 
     def _open_download_queue(self) -> None:
         """The app's one download queue; unfinished downloads of the last session come back paused."""
@@ -165,6 +169,11 @@ class MainWindow(QMainWindow):
     def _after_scan(self) -> None:
         if self.models_page.hardware is None:
             self.discover_page.hardware_unknown()
+        self._offer_models()
+
+    def _offer_models(self) -> None:
+        """The Chat page's picker lists the Models page's library (after a scan and each added file)."""
+        self.chat_page.set_library(self.models_page.table_model.entries(), self.models_page.hardware)
 
     # --- geometry --------------------------------------------------------------------------------
     def _restore_geometry(self) -> None:
@@ -181,6 +190,7 @@ class MainWindow(QMainWindow):
         return base64.b64encode(bytes(self.saveGeometry().data())).decode("ascii")
 
     def closeEvent(self, event) -> None:
+        self.chat_page.shutdown()  # stops an answer or a load gracefully and unloads the model
         for worker in running_workers():
             worker.cancel()
         self.discover_page.shutdown()

@@ -12,13 +12,13 @@ LIGHT = {
     "window": "#f6f7f9", "side": "#eef0f3", "card": "#ffffff", "alt": "#f9fafb", "line": "#dfe3e8",
     "hover": "#e4e7ec", "text": "#1d2430", "muted": "#6b7480", "accent": "#2f7d4f", "accent_hover": "#276a43",
     "accent_soft": "#dcefe3", "accent_text": "#1f5e39", "error": "#b3261e", "notice": "#fff6e0",
-    "notice_line": "#f0d9a0", "overlay": "rgba(246, 247, 249, 230)",
+    "notice_line": "#f0d9a0", "overlay": "rgba(246, 247, 249, 230)", "code": "#eef0f3",
 }
 DARK = {
     "window": "#1e2126", "side": "#191c20", "card": "#262a30", "alt": "#2b2f36", "line": "#3a3f47",
     "hover": "#32373e", "text": "#e6e8eb", "muted": "#9aa2ad", "accent": "#4caf74", "accent_hover": "#5cbf84",
     "accent_soft": "#23432f", "accent_text": "#9ad8b0", "error": "#ff8a80", "notice": "#3b3320",
-    "notice_line": "#6b5a2c", "overlay": "rgba(30, 33, 38, 230)",
+    "notice_line": "#6b5a2c", "overlay": "rgba(30, 33, 38, 230)", "code": "#1b1e23",
 }
 
 

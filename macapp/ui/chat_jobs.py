@@ -1,0 +1,104 @@
+"""What the Chat page runs on its engine thread: load and unload a model, count the context, answer.
+
+Every function here touches the engine, so the page runs them in ``Worker``s on its one-thread
+pool: one engine, one thread at a time. Core modules are imported inside the functions.
+
+``coalesce`` thins a reply stream for the GUI: a small model streams thousands of chunks a
+second, and one queued signal per chunk would keep the event loop busy delivering them. Chunks
+are merged until ``interval`` has passed since the last yield, so a fast model sends ~100
+batches a second and a slow one still sends every token the moment it arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+
+from macapp.core.engines.base import GenerationChunk
+from macapp.core.progress import CancelToken, Progress
+
+if TYPE_CHECKING:
+    from macapp.core.chat.session import ContextPlan, Turn, TurnStream
+    from macapp.core.engines.llama_engine import LlamaCppEngine
+
+BATCH_INTERVAL_S = 0.01
+
+
+def load_engine(ref: str, n_ctx: int, kv_type: str, budget: int | None, cancel: CancelToken,
+                previous: LlamaCppEngine | None = None) -> Generator[Progress, None, LlamaCppEngine]:
+    """Unload ``previous``, check that ``ref`` fits at ``n_ctx`` (``UserError`` if not), load it.
+
+    ``cancel`` goes to the engine (not the Worker) so a cancelled load frees what it loaded.
+    """
+    from macapp.core.engines import plan_load
+    from macapp.core.engines.llama_engine import LlamaCppEngine
+
+    if previous is not None:
+        previous.unload()
+    plan = plan_load(ref, n_ctx=n_ctx, kv_type=kv_type, budget=budget)
+    engine = LlamaCppEngine(plan.path, plan.runtime, model_id=ref, n_threads=window_threads(plan.runtime.backend))
+    yield from engine.load(cancel)
+    return engine
+
+
+def window_threads(backend: str) -> int | None:
+    """CPU threads for an engine behind the window: on the CPU backend one core stays free for the GUI.
+
+    llama.cpp's threads spin between steps; with all cores taken the event loop waits for the
+    scheduler (measured on 2 CPUs: 10-25 ms stalls with 2 threads, and far worse when anything
+    else runs). With Metal the GPU does the work, so the engine's default stands (None).
+    """
+    if backend != "cpu":
+        return None
+    from macapp.core.engines.llama_engine import default_threads
+
+    return max(1, default_threads() - 1)
+
+
+def unload_engine(engine: LlamaCppEngine) -> None:
+    engine.unload()
+
+
+def count_context(engine: LlamaCppEngine, conversation_id: int | None, store, system_prompt: str,
+                  max_tokens: int) -> ContextPlan:
+    """What the next message would start from: the history that fits, and how many tokens it takes."""
+    from macapp.core.chat.session import as_chat, plan_context
+
+    history = as_chat(store.thread(conversation_id)) if conversation_id is not None else []
+    return plan_context(engine, history, system_prompt, max_tokens)
+
+
+def coalesce(stream: TurnStream, interval: float = BATCH_INTERVAL_S) -> Generator[object, None, Turn]:
+    """Forward ``stream`` with its chunks merged into batches at most ``interval`` apart; returns its Turn."""
+    texts: list[str] = []
+    last: GenerationChunk | None = None
+    due = time.monotonic() + interval
+
+    def batch() -> GenerationChunk:
+        assert last is not None
+        return GenerationChunk("".join(texts), last.completion_tokens, last.elapsed_s)
+
+    try:
+        while True:
+            try:
+                event = next(stream)
+            except StopIteration as done:
+                if texts:
+                    yield batch()
+                return done.value
+            if not isinstance(event, GenerationChunk):
+                if texts:
+                    yield batch()
+                    texts.clear()
+                yield event
+                continue
+            texts.append(event.text)
+            last = event
+            now = time.monotonic()
+            if now >= due:
+                yield batch()
+                texts.clear()
+                due = now + interval
+    finally:
+        stream.close()

@@ -1,0 +1,485 @@
+"""The Chat page: saved conversations on the left, the transcript and composer in the middle, the
+settings drawer on the right.
+
+Threads: an ``EngineHost`` (``chat_engine``) holds the one loaded engine and a one-thread
+``QThreadPool`` on which every engine call runs in a ``Worker``: loading, unloading, counting the
+context and answering. Each answer gets its own ``CancelToken`` handed to the ``ChatSession``: Stop cancels
+it and the session returns normally with ``finish_reason="cancelled"``, the partial answer kept.
+The store is thread-safe; the GUI reads it directly (short queries) while the session writes.
+
+Streaming: ``chat_jobs.coalesce`` batches chunks on the engine thread (~100 signals a second at
+most); the page buffers them in the transcript, and a 30 Hz timer renders the streaming bubble
+(only its last Markdown part, see ``chat_markdown``) and, 5 times a second, the context meter. So
+the event loop never spends long on one answer however fast it comes (``bench/ui_stall.py``).
+
+Switching conversation (or starting a new one) while an answer streams stops that answer first;
+its text so far is saved, marked stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QThreadPool, QTimer, Signal
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
+
+from macapp.core.chat.session import ContextPlan
+from macapp.core.engines.base import SamplingSettings
+from macapp.core.errors import UserError
+from macapp.core.progress import CancelToken
+from macapp.ui.chat_composer import SEND_HINT, ComposerBox
+from macapp.ui.chat_engine import EngineHost
+from macapp.ui.chat_header import ModelBar
+from macapp.ui.chat_jobs import coalesce, count_context
+from macapp.ui.chat_settings import SettingsDrawer
+from macapp.ui.chat_sidebar import ConversationList
+from macapp.ui.chat_transcript import Transcript
+from macapp.ui.notice import Notice
+from macapp.ui.worker import Worker, error_text
+
+if TYPE_CHECKING:
+    from macapp.core.chat.session import Turn
+    from macapp.core.chat.store import ChatStore, Message
+    from macapp.core.engines.llama_engine import LlamaCppEngine
+    from macapp.core.hardware import Hardware
+    from macapp.core.models.library import LibraryEntry
+    from macapp.core.settings import Settings
+
+log = logging.getLogger(__name__)
+FLUSH_MS = 33  # the streaming bubble re-renders at most ~30 times a second
+METER_INTERVAL_S = 0.2  # the context meter follows an answer 5 times a second
+RECOUNT_DELAY_MS = 300
+
+
+class ChatPage(QWidget):
+    """Chat with a local model; conversations are saved in the ``ChatStore``."""
+
+    modelLoaded = Signal(object)  # the loaded engine
+    turnFinished = Signal(object)  # Turn
+    busyChanged = Signal(bool)  # an answer started (True) or ended (False)
+
+    def __init__(self, settings: Settings, store: ChatStore | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.store = store
+        self._owns_store = False
+        self.host = EngineHost(self)  # the one loaded model and its one thread
+        self.host.progress.connect(lambda fraction: self.header.set_progress(fraction))
+        self.host.loaded.connect(self.modelLoaded)
+        self.host.loadFailed.connect(lambda exc: self.notice.show_message(error_text(exc)))
+        self.host.loadEnded.connect(self._after_load)
+        self.cid: int | None = None
+        self._closed = False
+        self._count_serial = 0
+        self._answering = False
+        self._turn_cid: int | None = None
+        self._stop: CancelToken | None = None
+        self._plan: ContextPlan | None = None
+        self._live_used = 0
+        self._meter_shown = 0.0
+        self._template_noted: object = None
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(FLUSH_MS)
+        self._flush_timer.timeout.connect(self._flush)
+        self._recount_timer = QTimer(self)
+        self._recount_timer.setSingleShot(True)
+        self._recount_timer.setInterval(RECOUNT_DELAY_MS)
+        self._recount_timer.timeout.connect(self._recount)
+
+        root = QHBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+        self.sidebar = ConversationList()
+        self.sidebar.opened.connect(self.open_conversation)
+        self.sidebar.newRequested.connect(self.new_chat)
+        self.sidebar.deleted.connect(self._on_deleted)
+        self.drawer = SettingsDrawer(settings.default_ctx, settings.kv_type)
+        self.drawer.changed.connect(self._save_conversation_settings)
+        self.drawer.hide()
+        root.addWidget(self.sidebar)
+        root.addLayout(self._build_center(), 1)
+        root.addWidget(self.drawer)
+        self._set_busy(False)
+        self._update_model_state()
+
+    # --- construction --------------------------------------------------------------------------
+    def _build_center(self) -> QVBoxLayout:
+        col = QVBoxLayout()
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        self.header = ModelBar(self.drawer)
+        self.header.loadRequested.connect(self._on_load_button)
+        self.header.ejectRequested.connect(self.eject)
+        self.meter = self.header.meter
+        col.addWidget(self.header)
+        self.notice = Notice()
+        notice_row = QHBoxLayout()
+        notice_row.setContentsMargins(18, 6, 18, 0)
+        notice_row.addWidget(self.notice)
+        col.addLayout(notice_row)
+        self.transcript = Transcript()
+        self.transcript.regenerateRequested.connect(self.regenerate)
+        self.transcript.editSubmitted.connect(self.edit_and_resend)
+        self.transcript.versionStep.connect(self.step_version)
+        col.addWidget(self.transcript, 1)
+        self.composer_box = ComposerBox()
+        self.composer = self.composer_box.editor
+        self.send_button = self.composer_box.send_button
+        self.regenerate_button = self.composer_box.regenerate_button
+        self.composer_box.sendClicked.connect(self._on_send_button)
+        self.composer_box.regenerateClicked.connect(self.regenerate)
+        col.addWidget(self.composer_box)
+        return col
+
+    # --- history -------------------------------------------------------------------------------
+    def open_history(self) -> None:
+        """Open the chat history (``ChatStore()`` unless one was given) and list the conversations."""
+        if self.store is None:
+            from macapp.core.chat.store import ChatStore
+
+            try:
+                self.store = ChatStore()
+            except UserError as exc:
+                self.notice.show_message(error_text(exc))
+                return
+            self._owns_store = True
+        self.sidebar.set_store(self.store)
+        self._update_placeholder()
+
+    def _thread(self, cid: int | None) -> list[Message]:
+        return self.store.thread(cid) if cid is not None and self.store is not None else []
+
+    def open_conversation(self, cid: int, message_id: int | None = None) -> None:
+        """Show a saved conversation (and bring ``message_id`` into view). A streaming answer elsewhere stops."""
+        from macapp.core.chat.store import NotFoundError
+
+        if self.store is None:
+            return
+        if self.busy and cid != self._turn_cid:
+            self.stop()
+        if cid != self.cid or not self.busy:
+            try:
+                conv = self.store.get_conversation(cid)
+            except NotFoundError:
+                self.sidebar.refresh()
+                return
+            self.cid = cid
+            self.drawer.set_conversation(SamplingSettings.from_json(conv.settings), conv.system_prompt)
+            if self.engine is None and conv.model and not self.loading:
+                self.header.picker.select_path(conv.model)
+            self.notice.hide()
+            self.transcript.discard_stream()
+            self.transcript.set_thread(self._thread(cid), dropped=0)
+            self._recount()
+        self.sidebar.set_current(cid)
+        if message_id is not None:
+            QTimer.singleShot(0, self.transcript, lambda: self.transcript.scroll_to_message(message_id))
+        else:
+            QTimer.singleShot(0, self.transcript, self.transcript.scroll_to_end)
+        self._update_actions()
+
+    def new_chat(self) -> None:
+        """An empty conversation; it is saved with the first message."""
+        if self.busy:
+            self.stop()
+        self.cid = None
+        self.sidebar.set_current(None)
+        self.notice.hide()
+        self.transcript.discard_stream()
+        self.transcript.set_thread([], dropped=0)
+        self._recount()
+        self._update_actions()
+        self.composer.setFocus()
+
+    def _on_deleted(self, cid: int) -> None:
+        if cid == self.cid:
+            self.new_chat()
+
+    def _save_conversation_settings(self) -> None:
+        if self.cid is not None and self.store is not None:
+            self.store.update_conversation(self.cid, settings=self.drawer.sampling().to_json(),
+                                           system_prompt=self.drawer.system_prompt())
+        self._recount_timer.start()
+
+    # --- models --------------------------------------------------------------------------------
+    def set_library(self, entries: list[LibraryEntry], hardware: Hardware | None = None) -> None:
+        """The models to offer (the Models page's scan) and, when known, this machine."""
+        self.header.set_library(entries, hardware)
+        self._update_model_state()
+
+    def apply_hardware(self, hardware: Hardware) -> None:
+        self.header.apply_hardware(hardware)
+
+    @property
+    def engine(self) -> LlamaCppEngine | None:
+        """The loaded model (None while none is, or while one loads)."""
+        return self.host.engine
+
+    @property
+    def engine_pool(self) -> QThreadPool:
+        return self.host.pool
+
+    @property
+    def loading(self) -> bool:
+        return self.host.loading
+
+    def load_model(self, ref: str | None = None) -> Worker | None:
+        """Load ``ref`` (a path or library id; default: the picked model) on the engine thread."""
+        if ref is None:
+            entry = self.header.picker.current_entry()
+            if entry is None:
+                self.notice.show_message("Pick a model to load — add models on the Models page.")
+                return None
+            ref = entry.path
+        if self.busy or self.loading:
+            return None
+        worker = self.host.load(ref, self.drawer.n_ctx, self.drawer.kv_type, self.header.budget)
+        self.notice.hide()
+        self.header.show_loading(Path(ref).name)
+        self._update_model_state()
+        return worker
+
+    def _on_load_button(self) -> None:
+        if self.loading:
+            self.host.cancel_load()
+        else:
+            self.load_model()
+
+    def _after_load(self) -> None:
+        self._update_model_state()
+        self._recount()
+
+    def eject(self) -> None:
+        """Unload the model (on the engine thread) and free its memory."""
+        if self.engine is None or self.busy:
+            return
+        self.host.eject()
+        self._update_model_state()
+
+    def _update_model_state(self) -> None:
+        self.header.show_state(self.engine, self.loading, self.busy)
+        self._update_placeholder()
+        self._update_actions()
+
+    def _update_placeholder(self) -> None:
+        if self.engine is None:
+            self.transcript.set_placeholder("Load a model to start chatting.\nConversations stay on this Mac.")
+        else:
+            self.transcript.set_placeholder(f"Say hello to {self.engine.path.name}. {SEND_HINT}.")
+
+    # --- answering -----------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """An answer is being written."""
+        return self._answering
+
+    def _ready(self) -> bool:
+        if self.engine is None:
+            self.notice.show_message("Load a model first (pick one above and press Load).")
+            return False
+        if self.store is None:
+            self.notice.show_message("The chat history could not be opened, so nothing can be saved.")
+            return False
+        return not self.busy and not self.loading
+
+    def _session(self):
+        """A session for the conversation on screen (created with the first message) and today's settings."""
+        from macapp.core.chat.session import ChatSession
+
+        sampling, system = self.drawer.sampling(), self.drawer.system_prompt()
+        if self.cid is None:
+            self.cid = self.store.create_conversation(model=self.engine.model_id, system_prompt=system,
+                                                      settings=sampling.to_json()).id
+            self.sidebar.set_current(self.cid)
+            self.sidebar.touch(self.cid)
+        else:
+            self.store.update_conversation(self.cid, model=self.engine.model_id, system_prompt=system,
+                                           settings=sampling.to_json())
+        session = ChatSession(self.engine, self.store, self.cid, system_prompt=system, sampling=sampling)
+        session.system_prompt = system  # an emptied prompt stays empty
+        return session
+
+    def send_message(self, text: str | None = None) -> Worker | None:
+        """Send ``text`` (default: the composer's) and stream the answer."""
+        text = self.composer.toPlainText() if text is None else text
+        if not text.strip() or not self._ready():
+            return None
+        session = self._session()
+        self.composer.clear()
+        self.transcript.add_pending(text)
+        return self._start_turn(lambda cancel: session.send(text, cancel))
+
+    def regenerate(self) -> Worker | None:
+        """A new version of the last answer (the old one stays as a version)."""
+        if self.cid is None or not self._ready():
+            return None
+        if not any(m.role == "user" for m in self._thread(self.cid)):
+            return None
+        session = self._session()
+        return self._start_turn(session.regenerate)
+
+    def edit_and_resend(self, message_id: int, text: str) -> Worker | None:
+        """Replace a user message with a new version and answer it (the old branch is kept)."""
+        if not self._ready():
+            return None
+        session = self._session()
+        return self._start_turn(lambda cancel: session.edit_and_resend(message_id, text, cancel))
+
+    def stop(self) -> None:
+        """Stop the answer being written; its text so far is kept."""
+        if self._stop is not None:
+            self._stop.cancel()
+            self.composer_box.stopping()
+
+    def _on_send_button(self) -> None:
+        if self.busy:
+            self.stop()
+        else:
+            self.send_message()
+
+    def _start_turn(self, start) -> Worker:
+        self._stop = CancelToken()
+        worker = self.host.run(coalesce, start(self._stop))
+        self._answering = True
+        self._turn_cid = self.cid
+        self._plan = None
+        worker.signals.yielded.connect(self._on_turn_event)
+        worker.signals.returned.connect(self._on_turn_done)
+        worker.signals.errored.connect(self._on_turn_failed)
+        worker.signals.finished.connect(self._after_turn)
+        self.notice.hide()
+        self._set_busy(True)
+        self.transcript.begin_stream()  # at once, not when the plan arrives: the work splits over two events
+        self._flush_timer.start()
+        return worker.start()
+
+    def _on_screen(self) -> bool:
+        """The answer in progress belongs to the conversation on screen (one answer runs at a time, and
+        its signals arrive in order before the next can start)."""
+        return not self._closed and self._turn_cid == self.cid
+
+    def _on_turn_event(self, event) -> None:
+        if not self._on_screen():
+            return
+        if isinstance(event, ContextPlan):
+            self._plan = event
+            thread = self._thread(self.cid)
+            while thread and thread[-1].role != "user":  # regenerating: the old answer makes way
+                thread.pop()
+            self.transcript.set_thread(thread, dropped=event.dropped)  # adopts the question sent
+            self._live_used = event.prompt_tokens
+            self.meter.set_usage(event.prompt_tokens, event.n_ctx)
+            if event.notice:
+                self.notice.show_message(event.notice)
+            self.sidebar.touch(self.cid)  # the first message names the conversation
+        else:
+            self.transcript.append_stream(event.text, event.completion_tokens)
+            if self._plan is not None:
+                self._live_used = self._plan.prompt_tokens + event.completion_tokens
+
+    def _flush(self) -> None:
+        self.transcript.flush_stream()
+        now = time.monotonic()
+        if self._plan is not None and now - self._meter_shown >= METER_INTERVAL_S:
+            self._meter_shown = now
+            self.meter.set_usage(self._live_used, self._plan.n_ctx)
+
+    def _on_turn_done(self, turn: Turn) -> None:
+        if self._closed:
+            return
+        self._flush_timer.stop()
+        if self._turn_cid == self.cid:
+            self._flush()
+            self.transcript.finish_stream(turn.message)
+            self.transcript.set_thread(self._thread(self.cid))
+            self.meter.set_usage(turn.tokens_used, turn.plan.n_ctx)
+            self._note_template(turn.plan.notice)
+        self.turnFinished.emit(turn)
+
+    def _on_turn_failed(self, exc: BaseException) -> None:
+        if not self._closed:
+            self.notice.show_message(error_text(exc))
+
+    def _after_turn(self) -> None:
+        if self._closed:
+            return
+        self._flush_timer.stop()
+        self._answering, self._stop = False, None
+        if self.transcript.stream is not None or self._turn_cid == self.cid:  # failed: show what was saved
+            self.transcript.discard_stream()
+            self.transcript.set_thread(self._thread(self.cid))
+        if self._turn_cid is not None:
+            self.sidebar.touch(self._turn_cid)
+        self._turn_cid = None
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.composer_box.set_streaming(busy)
+        self.transcript.set_busy(busy)
+        self.sidebar.set_locked(self._turn_cid if busy else None)
+        self._update_model_state()
+        self.busyChanged.emit(busy)
+
+    def _update_actions(self) -> None:
+        has_user = self.cid is not None and any(b.role == "user" for b in self.transcript.bubbles())
+        self.regenerate_button.setEnabled(self.engine is not None and not self.busy and has_user)
+
+    def step_version(self, message_id: int, step: int) -> None:
+        """Show the previous (-1) or next (+1) version of a message and the branch under it."""
+        if self.busy or self.store is None:
+            return
+        versions = self.store.versions(message_id)
+        ids = [m.id for m in versions]
+        if message_id not in ids:
+            return
+        target = ids.index(message_id) + step
+        if 0 <= target < len(ids):
+            self.transcript.set_thread(self.store.select_version(ids[target]))
+            self._recount()
+
+    # --- the context meter ---------------------------------------------------------------------
+    def _recount(self) -> None:
+        """Count what the next message would start from, on the engine thread."""
+        if self.engine is None or self.busy or self._closed or self.store is None:
+            return
+        worker = self.host.run(count_context, self.engine, self.cid, self.store, self.drawer.system_prompt(),
+                               self.drawer.sampling().max_tokens)
+        self._count_serial += 1
+        serial = self._count_serial
+        worker.signals.returned.connect(lambda plan: self._on_counted(plan, serial))
+        worker.signals.errored.connect(lambda exc: log.info("context count failed: %s", exc))
+        worker.start()
+
+    def _on_counted(self, plan: ContextPlan, serial: int) -> None:
+        if self._closed or serial != self._count_serial or self.busy or self.engine is None:
+            return  # a newer count is on its way, or the answer's own figures are showing
+        self.meter.set_usage(plan.prompt_tokens, plan.n_ctx)
+        self.transcript.set_dropped(plan.dropped)
+        self._note_template()
+
+    def _note_template(self, also: str | None = None) -> None:
+        """Say once per loaded model that its chat template could not be used (ChatML stands in)."""
+        notes = [also] if also else []
+        engine = self.engine
+        if engine is not None and engine.template_notice and self._template_noted is not engine:
+            self._template_noted = engine
+            notes.append(engine.template_notice)
+        if notes:
+            self.notice.show_message("\n".join(notes))
+
+    # --- closing -------------------------------------------------------------------------------
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop the answer and any load, unload the model, wait for the engine thread; True if it ended."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._flush_timer.stop()
+        self._recount_timer.stop()
+        if self._stop is not None:
+            self._stop.cancel()  # the session saves the text so far, marked stopped
+        done = self.host.shutdown(timeout_ms)
+        if self._owns_store and self.store is not None and done:
+            self.store.close()
+        return done
