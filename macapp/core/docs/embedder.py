@@ -77,7 +77,8 @@ def _check_embedding_gguf(path: Path) -> tuple[int, int]:
 
 
 class LlamaEmbedder:
-    """An ``EmbeddingModel`` over a GGUF embedder. Not thread-safe: one thread at a time.
+    """An ``EmbeddingModel`` over a GGUF embedder. Safe to share between threads: calls are serialised by a
+    lock (the window's indexing and the chat's retrieval use the one cached instance).
 
     Args:
         path: the .gguf file.
@@ -117,12 +118,14 @@ class LlamaEmbedder:
         self._keeps_last = bool(llama_cpp.llama_vocab_get_add_sep(vocab) or llama_cpp.llama_vocab_get_add_eos(vocab))
         base = str(llm.metadata.get("general.name") or self.path.stem).strip() or self.path.stem
         self.name = f"{base}@{_file_digest(self.path)[:12]}"
+        self._lock = threading.Lock()
 
     # -- EmbeddingModel ----------------------------------------------------------------------
 
     def tokens(self, text: str) -> list[int]:
         """The model's tokens for ``text``, with its own start/end markers (e.g. [CLS] … [SEP])."""
-        return self._llm.tokenize(text.encode("utf-8", "replace"), add_bos=True, special=True)
+        with self._lock:
+            return self._llm.tokenize(text.encode("utf-8", "replace"), add_bos=True, special=True)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokens(text))
@@ -146,13 +149,14 @@ class LlamaEmbedder:
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
         batch: list[int] = []
         used = 0
-        for i in order:
-            if batch and (used + len(encoded[i]) > self._batch_tokens or len(batch) >= self._n_seq_max):
-                self._run(batch, encoded, out)
-                batch, used = [], 0
-            batch.append(i)
-            used += len(encoded[i])
-        self._run(batch, encoded, out)
+        with self._lock:
+            for i in order:
+                if batch and (used + len(encoded[i]) > self._batch_tokens or len(batch) >= self._n_seq_max):
+                    self._run(batch, encoded, out)
+                    batch, used = [], 0
+                batch.append(i)
+                used += len(encoded[i])
+            self._run(batch, encoded, out)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1)
 
@@ -182,7 +186,8 @@ class LlamaEmbedder:
         llm._batch.reset()
 
     def close(self) -> None:
-        self._llm.close()
+        with self._lock:
+            self._llm.close()
 
 
 _loaded: dict[tuple[str, int, int], LlamaEmbedder] = {}
