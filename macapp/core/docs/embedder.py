@@ -14,6 +14,7 @@ a time (see ``load_embedder``).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import sys
 import threading
@@ -192,6 +193,15 @@ class LlamaEmbedder:
 
 _loaded: dict[tuple[str, int, int], LlamaEmbedder] = {}
 _load_lock = threading.Lock()
+
+
+@atexit.register
+def _close_loaded() -> None:
+    """Free cached embedders while llama.cpp is still there (its finalizers fail during interpreter teardown)."""
+    with _load_lock:
+        for embedder in _loaded.values():
+            embedder.close()
+        _loaded.clear()
 
 
 def load_embedder(path: str | None = None) -> LlamaEmbedder:

@@ -12,12 +12,14 @@ What it adds over a bare ``llama_cpp.Llama``:
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import ctypes
 import queue
 import random
 import threading
 import time
+import weakref
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from macapp.core.models.facts import ModelFacts, read_facts
 from macapp.core.progress import CancelToken, Progress
 
 _CONTROL_OR_USER_DEFINED = 8 | 16  # llama_token_attr: LLAMA_TOKEN_ATTR_CONTROL | USER_DEFINED
+_LOADED: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
 MAX_LAYERS = 4096
 MAX_CONTEXT = 1 << 24
 
@@ -139,6 +142,7 @@ class LlamaCppEngine:
             reason = llama_log.load_failure_reason(outcome["log"]) or str(outcome["error"])
             raise UserError(f"{self.path.name} could not be loaded: {reason}") from outcome["error"]
         self._llm = outcome["llm"]
+        _LOADED.add(self)
         self._setup_template()
         yield Progress("loading", 1, 1, f"Loaded {self.path.name}")
 
@@ -315,3 +319,10 @@ class LlamaCppEngine:
         if n == len(tokens):
             return n if llm.n_tokens == len(tokens) and not llm._requires_eval else n - 1
         return n
+
+
+@atexit.register
+def _unload_all() -> None:
+    """Free models still loaded at exit while llama.cpp is still there (its finalizers fail during teardown)."""
+    for engine in list(_LOADED):
+        engine.unload()
