@@ -1,6 +1,7 @@
-"""One message in the transcript: its text (Markdown, or a streaming answer) and a footer with
-tokens/s, the finish reason, the version switcher (‹ 2/3 ›), Copy, and Edit (questions) or
-Regenerate (the last answer). Editing happens in place: Save & resend asks for a new branch.
+"""One message in the transcript: its text (Markdown, or a streaming answer), the sources a cited
+answer used (chips that open the page viewer), and a footer with tokens/s, the finish reason, the
+version switcher (‹ 2/3 ›), Copy, and Edit (questions) or Regenerate (the last answer). Editing
+happens in place: Save & resend asks for a new branch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.ui.chat_markdown import RichText, StreamingMarkdown
+from macapp.ui.citation_chips import CitationChips
 
 if TYPE_CHECKING:
     from macapp.core.chat.store import Message
@@ -50,10 +52,21 @@ def display_text(role: str, content: str) -> str:
     return content.lstrip() if role == "assistant" else content
 
 
+def message_text(message: Message) -> str:
+    """What a saved message's bubble shows: a cited answer's ``[n]`` markers become ``[file, p. N]``."""
+    text = message.content
+    if message.citations:
+        from macapp.core.docs.answer import label_citations  # lazily: it pulls in the document index
+
+        text = label_citations(text, message.citations)
+    return display_text(message.role, text)
+
+
 def message_key(message: Message) -> tuple:
     """Everything a bubble shows of a message: an unchanged key means the bubble can be reused."""
     return (message.id, message.content, message.status, message.finish_reason, message.version,
-            message.version_count, message.tokens_per_s, message.completion_tokens)
+            message.version_count, message.tokens_per_s, message.completion_tokens,
+            tuple((c.get("number"), c.get("label")) for c in message.citations))
 
 
 def _tool(text: str, tip: str, name: str = "bubbleAction") -> QToolButton:
@@ -72,6 +85,7 @@ class MessageBubble(QWidget):
     versionStep = Signal(int, int)  # message id, -1 (older) or +1 (newer)
     regenerateRequested = Signal()
     editSubmitted = Signal(int, str)  # message id, new text
+    citationClicked = Signal(object)  # a citation dict of this answer (open its page)
 
     def __init__(self, role: str, message: Message | None = None, parent: QWidget | None = None, *,
                  text: str | None = None):
@@ -81,6 +95,8 @@ class MessageBubble(QWidget):
         self.message = message
         self.key = message_key(message) if message else None
         self._width = 0
+        self._note = ""  # what a streaming answer is working from ("Using 4 passages from …")
+        self.chips: CitationChips | None = None
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         self.frame = QFrame()
@@ -95,13 +111,14 @@ class MessageBubble(QWidget):
         box.setContentsMargins(12, 8, 12, 6)
         box.setSpacing(4)
         if message is not None:
-            self.view: RichText = RichText(display_text(role, message.content))
+            self.view: RichText = RichText(message_text(message))
         else:
             self.view = StreamingMarkdown() if text is None else RichText(text)
         box.addWidget(self.view)
         self._box = box
         self.editor_box: QWidget | None = None  # built on the first Edit
         self._actions: tuple[bool, bool] | None = None
+        self._set_chips(message)
         box.addLayout(self._build_footer())
         self._update_footer()
 
@@ -128,6 +145,16 @@ class MessageBubble(QWidget):
             self.regenerate_button.hide()  # only on the last answer
         foot.addWidget(self.action_button)
         return foot
+
+    def _set_chips(self, message: Message | None) -> None:
+        """Chips for the sources a saved answer cites (none: no row)."""
+        if self.chips is not None or message is None or not message.citations:
+            return
+        self.chips = CitationChips(message.citations)
+        self.chips.clicked.connect(self.citationClicked)
+        self._box.insertWidget(self._box.indexOf(self.view) + 1, self.chips)
+        if self._width:
+            self.fit(self._width)
 
     def _build_switcher(self) -> None:
         """‹ 2/3 ›: built the first time this message has more than one version."""
@@ -191,13 +218,21 @@ class MessageBubble(QWidget):
         """Render the answer so far (streaming bubbles only)."""
         assert isinstance(self.view, StreamingMarkdown)
         self.view.render(display_text(self.role, text))
-        self.stats.setText(f"Writing… {completion_tokens:,} tokens" if completion_tokens else "Thinking…")
+        state = f"Writing… {completion_tokens:,} tokens" if completion_tokens else "Thinking…"
+        self.stats.setText(f"{self._note} · {state}" if self._note else state)
+
+    def set_note(self, note: str) -> None:
+        """What a streaming answer works from, shown beside its progress."""
+        self._note = note
+        if self.message is None and self.role == "assistant":
+            self.stats.setText(f"{note} · Thinking…" if note else "Thinking…")
 
     def adopt(self, message: Message) -> None:
         """The streamed answer (or the question just sent) is saved: from now on this bubble stands for ``message``."""
         self.message, self.key = message, message_key(message)
         if isinstance(self.view, StreamingMarkdown):
-            self.view.finish(display_text(self.role, message.content))
+            self.view.finish(message_text(message))
+        self._set_chips(message)
         self._update_footer()
 
     def set_actions(self, last: bool, busy: bool) -> None:
@@ -226,6 +261,8 @@ class MessageBubble(QWidget):
         else:
             inner = min(width, MAX_TEXT_WIDTH) - BUBBLE_PADDING
             self.view.fit(inner)
+            if self.chips is not None:
+                self.chips.fit(inner)
             self.frame.setFixedWidth(inner + BUBBLE_PADDING)  # answers use the column, even while empty
 
     def _editor_width(self) -> int:
@@ -239,7 +276,7 @@ class MessageBubble(QWidget):
     # --- actions -------------------------------------------------------------------------------
     def copy(self) -> None:
         if self.message is not None:
-            QApplication.clipboard().setText(display_text(self.role, self.message.content))
+            QApplication.clipboard().setText(message_text(self.message))
 
     def _step(self, step: int) -> None:
         if self.message is not None:

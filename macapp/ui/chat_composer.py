@@ -20,6 +20,12 @@ class Composer(QPlainTextEdit):
 
     submitted = Signal()
 
+    def canInsertFromMimeData(self, source) -> bool:
+        """Dropped files are not text to type: they go on to the page (PDFs attach to the conversation)."""
+        if source.hasUrls() and any(url.isLocalFile() for url in source.urls()):
+            return False
+        return super().canInsertFromMimeData(source)
+
     def keyPressEvent(self, event) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and event.modifiers() & _SEND_MODIFIERS:
             self.submitted.emit()

@@ -14,6 +14,11 @@ the event loop never spends long on one answer however fast it comes (``bench/ui
 
 Switching conversation (or starting a new one) while an answer streams stops that answer first;
 its text so far is saved, marked stopped.
+
+Documents (``chat_documents``): PDFs dropped on the page join the conversation's collection (added on
+the indexing pool, with a row per file above the composer); a conversation with a collection answers
+from it: the session first yields the passages found, and the saved answer's citations become chips
+that open the page viewer.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QThreadPool, QTimer, Signal
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from macapp.core.chat.session import ContextPlan
@@ -31,6 +36,7 @@ from macapp.core.engines.base import SamplingSettings
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken
 from macapp.ui.chat_composer import SEND_HINT, ComposerBox
+from macapp.ui.chat_documents import ChatDocuments, passages_note
 from macapp.ui.chat_engine import EngineHost
 from macapp.ui.chat_header import ModelBar
 from macapp.ui.chat_jobs import coalesce, count_context
@@ -98,6 +104,7 @@ class ChatPage(QWidget):
         self.drawer = SettingsDrawer(settings.default_ctx, settings.kv_type)
         self.drawer.changed.connect(self._save_conversation_settings)
         self.drawer.hide()
+        self.documents = ChatDocuments(self)  # takes the page's drops
         root.addWidget(self.sidebar)
         root.addLayout(self._build_center(), 1)
         root.addWidget(self.drawer)
@@ -123,7 +130,17 @@ class ChatPage(QWidget):
         self.transcript.regenerateRequested.connect(self.regenerate)
         self.transcript.editSubmitted.connect(self.edit_and_resend)
         self.transcript.versionStep.connect(self.step_version)
+        self.transcript.citationClicked.connect(self.documents.open_citation)
         col.addWidget(self.transcript, 1)
+        strip = QWidget()
+        strip.setObjectName("docsStrip")
+        strip.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        docs = QVBoxLayout(strip)
+        docs.setContentsMargins(18, 0, 18, 6)
+        docs.setSpacing(6)
+        docs.addWidget(self.documents.label)
+        docs.addWidget(self.documents.panel)
+        col.addWidget(strip)
         self.composer_box = ComposerBox()
         self.composer = self.composer_box.editor
         self.send_button = self.composer_box.send_button
@@ -166,6 +183,7 @@ class ChatPage(QWidget):
                 self.sidebar.refresh()
                 return
             self.cid = cid
+            self.documents.show_conversation(conv)
             self.drawer.set_conversation(SamplingSettings.from_json(conv.settings), conv.system_prompt)
             if self.engine is None and conv.model and not self.loading:
                 self.header.picker.select_path(conv.model)
@@ -185,6 +203,7 @@ class ChatPage(QWidget):
         if self.busy:
             self.stop()
         self.cid = None
+        self.documents.show_conversation(None)
         self.sidebar.set_current(None)
         self.notice.hide()
         self.transcript.discard_stream()
@@ -271,6 +290,11 @@ class ChatPage(QWidget):
 
     # --- answering -----------------------------------------------------------------------------
     @property
+    def closed(self) -> bool:
+        """``shutdown`` has run: late results are dropped."""
+        return self._closed
+
+    @property
     def busy(self) -> bool:
         """An answer is being written."""
         return self._answering
@@ -284,19 +308,25 @@ class ChatPage(QWidget):
             return False
         return not self.busy and not self.loading
 
+    def ensure_conversation(self) -> int:
+        """The conversation on screen, saved now if it is still new (a first message or a dropped PDF)."""
+        if self.cid is None:
+            self.cid = self.store.create_conversation(
+                model=self.engine.model_id if self.engine else None, system_prompt=self.drawer.system_prompt(),
+                settings=self.drawer.sampling().to_json()).id
+            self.sidebar.set_current(self.cid)
+            self.sidebar.touch(self.cid)
+        return self.cid
+
     def _session(self):
-        """A session for the conversation on screen (created with the first message) and today's settings."""
+        """A session for the conversation on screen and today's settings; built for each answer, so it
+        picks up documents attached since the last one."""
         from macapp.core.chat.session import ChatSession
 
         sampling, system = self.drawer.sampling(), self.drawer.system_prompt()
-        if self.cid is None:
-            self.cid = self.store.create_conversation(model=self.engine.model_id, system_prompt=system,
-                                                      settings=sampling.to_json()).id
-            self.sidebar.set_current(self.cid)
-            self.sidebar.touch(self.cid)
-        else:
-            self.store.update_conversation(self.cid, model=self.engine.model_id, system_prompt=system,
-                                           settings=sampling.to_json())
+        self.ensure_conversation()
+        self.store.update_conversation(self.cid, model=self.engine.model_id, system_prompt=system,
+                                       settings=sampling.to_json())
         session = ChatSession(self.engine, self.store, self.cid, system_prompt=system, sampling=sampling)
         session.system_prompt = system  # an emptied prompt stays empty
         return session
@@ -363,21 +393,28 @@ class ChatPage(QWidget):
     def _on_turn_event(self, event) -> None:
         if not self._on_screen():
             return
-        if isinstance(event, ContextPlan):
+        if isinstance(event, list):  # the passages found in the conversation's documents
+            self._adopt_question()
+            self.transcript.set_stream_note(passages_note(event, self.store.get_conversation(self.cid).collection))
+        elif isinstance(event, ContextPlan):
             self._plan = event
-            thread = self._thread(self.cid)
-            while thread and thread[-1].role != "user":  # regenerating: the old answer makes way
-                thread.pop()
-            self.transcript.set_thread(thread, dropped=event.dropped)  # adopts the question sent
+            self._adopt_question(event.dropped)
             self._live_used = event.prompt_tokens
             self.meter.set_usage(event.prompt_tokens, event.n_ctx)
             if event.notice:
                 self.notice.show_message(event.notice)
-            self.sidebar.touch(self.cid)  # the first message names the conversation
         else:
             self.transcript.append_stream(event.text, event.completion_tokens)
             if self._plan is not None:
                 self._live_used = self._plan.prompt_tokens + event.completion_tokens
+
+    def _adopt_question(self, dropped: int | None = None) -> None:
+        """The store has the question sent: show the saved branch (regenerating: without the old answer)."""
+        thread = self._thread(self.cid)
+        while thread and thread[-1].role != "user":
+            thread.pop()
+        self.transcript.set_thread(thread, dropped=dropped)  # adopts the question's bubble
+        self.sidebar.touch(self.cid)  # the first message names the conversation
 
     def _flush(self) -> None:
         self.transcript.flush_stream()
@@ -394,7 +431,10 @@ class ChatPage(QWidget):
             self._flush()
             self.transcript.finish_stream(turn.message)
             self.transcript.set_thread(self._thread(self.cid))
-            self.meter.set_usage(turn.tokens_used, turn.plan.n_ctx)
+            if turn.plan.messages:
+                self.meter.set_usage(turn.tokens_used, turn.plan.n_ctx)
+            else:  # nothing relevant in the documents: saved without asking the model
+                self._recount_timer.start()
             self._note_template(turn.plan.notice)
         self.turnFinished.emit(turn)
 
@@ -479,6 +519,7 @@ class ChatPage(QWidget):
         self._recount_timer.stop()
         if self._stop is not None:
             self._stop.cancel()  # the session saves the text so far, marked stopped
+        self.documents.shutdown()
         done = self.host.shutdown(timeout_ms)
         if self._owns_store and self.store is not None and done:
             self.store.close()

@@ -28,6 +28,7 @@ class Transcript(QScrollArea):
     versionStep = Signal(int, int)
     regenerateRequested = Signal()
     editSubmitted = Signal(int, str)
+    citationClicked = Signal(object)  # a citation dict (open the page viewer)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -116,6 +117,7 @@ class Transcript(QScrollArea):
         bubble.versionStep.connect(self.versionStep)
         bubble.regenerateRequested.connect(self.regenerateRequested)
         bubble.editSubmitted.connect(self.editSubmitted)
+        bubble.citationClicked.connect(self.citationClicked)
         if self._width:
             bubble.fit(self._width)
         return bubble
@@ -190,6 +192,11 @@ class Transcript(QScrollArea):
         if len(self._stream_text) > 1:
             self._stream_text = ["".join(self._stream_text)]
         self.stream.show_progress(self._stream_text[0] if self._stream_text else "", self._stream_tokens)
+
+    def set_stream_note(self, note: str) -> None:
+        """Say what the answer being written works from (the passages found in the documents)."""
+        if self.stream is not None:
+            self.stream.set_note(note)
 
     def streamed_text(self) -> str:
         return "".join(self._stream_text)

@@ -2,8 +2,10 @@
 
 The window owns the app's one download queue (created after the first paint, closed on close)
 and wires the pages together: the Models page's hardware probe gives Discover and Chat their
-budget, its scans give Chat the models to pick from, and a finished download makes the Models
-page rescan the library. Closing the window stops an answer in progress and unloads the model.
+budget, its scans give Chat the models to pick from, a finished download makes the Models
+page rescan the library, and a collection deleted on the Documents page stops the chats that
+used it from citing it. Closing the window stops an answer in progress (and any indexing: the
+file being added is rolled back) and unloads the model.
 """
 
 from __future__ import annotations
@@ -30,15 +32,13 @@ from macapp.core.settings import Settings, update_settings
 from macapp.core.units import format_bytes
 from macapp.ui.chat_page import ChatPage
 from macapp.ui.discover_page import DiscoverPage
+from macapp.ui.documents_page import DocumentsPage
 from macapp.ui.models_page import ModelsPage
 from macapp.ui.worker import running_workers
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDERS = {
-    "Documents": ("Ask your PDFs",
-                  "Add documents to a collection, then ask questions and get answers with page citations.",
-                  "Documents arrive with the documents issue."),
     "Tuning": ("Teach a model your style",
                "LoRA-tune a model on your own examples and export the adapter as GGUF.",
                "Tuning arrives with the tuning issue."),
@@ -92,6 +92,10 @@ class MainWindow(QMainWindow):
         self._add_page("Models", self.models_page)
         self._add_page("Discover", self.discover_page)
         self._add_page("Chat", self.chat_page)
+        self.documents_page = DocumentsPage()
+        self.documents_page.collectionDeleted.connect(self.chat_page.documents.forget_collection)
+        self.chat_page.documents.panel.batchFinished.connect(self._chat_documents_changed)
+        self._add_page("Documents", self.documents_page)
         for name, texts in PLACEHOLDERS.items():
             self._add_page(name, placeholder_page(*texts))
         self.sidebar.currentRowChanged.connect(self.pages.setCurrentIndex)
@@ -132,6 +136,10 @@ class MainWindow(QMainWindow):
                 self.sidebar.setCurrentRow(row)
                 return
         raise KeyError(name)
+
+    def _chat_documents_changed(self, *_args) -> None:
+        if self.documents_page.isVisible():  # else it reads the index when it is next shown
+            self.documents_page.refresh()
 
     def _show_hardware(self, hw) -> None:
         where = "Metal" if hw.gpu == "metal" else "CPU"

@@ -119,6 +119,28 @@ class Worker(QRunnable):
             gen.close()
 
 
+_named_pools: dict[str, QThreadPool] = {}
+
+
+def named_pool(name: str, threads: int = 1) -> QThreadPool:
+    """The process's pool for one kind of work (e.g. "indexing"), created with ``threads`` threads on first use.
+
+    Work that must not overlap gets a one-thread pool of its own, so it neither waits behind nor
+    holds up the global pool (library scans, downloads); ``shutdown_workers`` waits for these too.
+    """
+    pool = _named_pools.get(name)
+    if pool is None:
+        pool = _named_pools[name] = QThreadPool()
+        pool.setMaxThreadCount(threads)
+        pool.setObjectName(f"{name}-pool")
+    return pool
+
+
+def all_pools() -> list[QThreadPool]:
+    """The global pool and every named pool (tests wait for them all)."""
+    return [QThreadPool.globalInstance(), *_named_pools.values()]
+
+
 def running_workers() -> set[Worker]:
     """Workers started and not yet finished (the window cancels them on close)."""
     return set(Worker._running)
@@ -128,9 +150,10 @@ def shutdown_workers(timeout_ms: int = 3000) -> bool:
     """Cancel every worker, drop the ones not started yet, wait for the rest; True if all ended."""
     for worker in running_workers():
         worker.cancel()
-    pool = QThreadPool.globalInstance()
-    pool.clear()
-    done = pool.waitForDone(timeout_ms)
+    pools = all_pools()
+    for pool in pools:
+        pool.clear()
+    done = all([pool.waitForDone(timeout_ms) for pool in pools])
     Worker._running.clear()
     return done
 

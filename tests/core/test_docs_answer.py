@@ -7,7 +7,7 @@ import pytest
 from macapp.core.chat.session import ChatSession
 from macapp.core.chat.store import ChatStore
 from macapp.core.docs import ingest
-from macapp.core.docs.answer import ask, find_passages, grounded_prompt, resolve_citations
+from macapp.core.docs.answer import ask, find_passages, grounded_prompt, label_citations, resolve_citations
 from macapp.core.docs.index import DocumentIndex
 from macapp.core.docs.retrieve import Passage
 from macapp.core.engines.base import SamplingSettings
@@ -73,6 +73,15 @@ def test_citation_numbers_become_file_and_page_labels():
     assert text == ("Bees like smoke [a.pdf, p. 3]. Lava is hot [b.pdf, pp. 4–5][a.pdf, p. 3]. Made up . "
                     "Both [a.pdf, p. 3][b.pdf, pp. 4–5].")
     assert [(c.number, c.file, c.page) for c in cites] == [(1, "a.pdf", 3), (2, "b.pdf", 4)]
+
+
+def test_saved_citations_label_the_markers_of_a_stored_answer():
+    found = [passage("a.pdf", 3, "alpha"), passage("b.pdf", 4, "beta", 5)]
+    saved = [c.to_json() for c in resolve_citations("x [1] y [2]", found)[1]]
+    assert label_citations("Bees [1]. Lava [2][1]. Both [1, 2]. Unknown [9]. Code a[0].", saved) == (
+        "Bees [a.pdf, p. 3]. Lava [b.pdf, pp. 4–5][a.pdf, p. 3]. Both [a.pdf, p. 3][b.pdf, pp. 4–5]. "
+        "Unknown [9]. Code a[0].")
+    assert label_citations("No sources [1].", []) == "No sources [1]."
 
 
 def test_retrieval_finds_the_page_or_nothing(collection):

@@ -27,9 +27,12 @@ def private_user_home(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> P
 def no_stray_workers(qtbot):
     """Every test's background work ends (and its signals are delivered) before widgets go."""
     yield
-    from PySide6.QtCore import QCoreApplication, QThreadPool
+    from PySide6.QtCore import QCoreApplication
 
-    QThreadPool.globalInstance().waitForDone(10_000)
+    from macapp.ui.worker import all_pools
+
+    for pool in all_pools():  # the global pool and the named ones (indexing)
+        pool.waitForDone(10_000)
     QCoreApplication.processEvents()
 
 
@@ -50,9 +53,10 @@ def window_factory(qtbot):
     The windows stay referenced until their background work has ended, so no queued signal
     reaches a window that is already gone.
     """
-    from PySide6.QtCore import QCoreApplication, QThreadPool
+    from PySide6.QtCore import QCoreApplication
 
     from macapp.ui.main_window import MainWindow
+    from macapp.ui.worker import all_pools
 
     windows: list[MainWindow] = []
 
@@ -65,7 +69,8 @@ def window_factory(qtbot):
         return window
 
     yield open_window
-    QThreadPool.globalInstance().waitForDone(10_000)
+    for pool in all_pools():
+        pool.waitForDone(10_000)
     QCoreApplication.processEvents()
     for window in windows:
         window.close()

@@ -15,7 +15,6 @@ keeps all but the last 50 ms, and a commit per token would cost ~2% of decode sp
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -110,13 +109,6 @@ def plan_context(engine: Engine, history: Sequence[ChatMessage], system_prompt: 
     return ContextPlan(with_system(turns[start:], system_prompt), start, best[1], n_ctx, reserve)
 
 
-_CITE = re.compile(r"\[(\d{1,3})\]")
-
-
-def _labelled(text: str, labels: dict) -> str:
-    return _CITE.sub(lambda match: labels.get(int(match.group(1)), match.group(0)), text)
-
-
 def as_chat(messages: Sequence[Message]) -> list[ChatMessage]:
     """Stored messages as the model sees them; a cited answer's ``[n]`` become its ``[file, p. N]`` labels."""
     out: list[ChatMessage] = []
@@ -125,7 +117,9 @@ def as_chat(messages: Sequence[Message]) -> list[ChatMessage]:
             continue
         content = m.content
         if m.citations:
-            content = _labelled(content, {c.get("number"): c.get("label", "") for c in m.citations})
+            from macapp.core.docs.answer import label_citations  # lazily: it pulls in the document index
+
+            content = label_citations(content, m.citations)
         out.append({"role": m.role, "content": content})
     return out
 

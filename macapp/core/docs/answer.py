@@ -101,6 +101,18 @@ def resolve_citations(text: str, passages: Sequence[Passage]) -> tuple[str, list
     return _NUMBERS.sub(label, text), sorted(cited.values(), key=lambda c: c.number)
 
 
+def label_citations(text: str, citations: Sequence[dict]) -> str:
+    """``text`` with its ``[n]`` markers replaced by the labels of saved citations (``Citation.to_json`` dicts),
+    for showing a stored answer or quoting it back to the model; numbers no citation has stay as written."""
+    labels = {c.get("number"): c.get("label", "") for c in citations}
+
+    def label(match: re.Match) -> str:
+        found = [labels[n] for part in re.split(r"\s*[,;]\s*", match.group(1)) if (n := int(part)) in labels]
+        return "".join(dict.fromkeys(found)) if found else match.group(0)
+
+    return _NUMBERS.sub(label, text) if labels else text
+
+
 def find_passages(collection: str, question: str, k: int = 5, *, embedder=None, index=None) -> list[Passage]:
     """Hybrid retrieval, or nothing when neither a keyword nor a close-enough vector match exists."""
     from macapp.core.docs.retrieve import query

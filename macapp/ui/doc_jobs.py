@@ -1,0 +1,108 @@
+"""What the document views run off the GUI thread: adding PDFs, re-indexing, removing, listing, and
+rendering a cited page with its passage boxes.
+
+Everything that writes the index runs in ``Worker``s on the one-thread indexing pool
+(``indexing_pool()``), shared by the Chat and Documents pages: two batches never embed at once and a
+remove waits for the add before it, while the engine thread and the global pool (scans, downloads)
+carry on. Reads (listing, rendering) are short and run elsewhere. Core modules are imported inside
+the functions, so chromadb and llama.cpp load only when documents are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from macapp.core.progress import CancelToken
+from macapp.ui.worker import named_pool
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QThreadPool
+
+    from macapp.core.docs.ingest import CollectionInfo, FileInfo, FileOutcome, IngestProgress
+    from macapp.core.docs.pdf import TextRect
+
+INDEXING = "indexing"
+
+
+def indexing_pool() -> QThreadPool:
+    """The one thread that writes the document index."""
+    return named_pool(INDEXING)
+
+
+def add_pdfs(collection: str, paths: Sequence[str], token: CancelToken) -> Generator[IngestProgress, None,
+                                                                                      list[FileOutcome]]:
+    """Add ``paths`` to ``collection`` (created if new) with the app's embedder; one ``FileOutcome`` per path."""
+    from macapp.core.docs.embedder import load_embedder
+    from macapp.core.docs.ingest import add_files
+
+    return (yield from add_files(collection, list(paths), load_embedder(), token))
+
+
+def reindex_collection(collection: str, token: CancelToken) -> Generator[IngestProgress, None, int]:
+    """Re-embed every passage of ``collection``; returns how many."""
+    from macapp.core.docs.embedder import load_embedder
+    from macapp.core.docs.ingest import reindex
+
+    return (yield from reindex(collection, load_embedder(), token))
+
+
+def read_collections() -> list[CollectionInfo]:
+    from macapp.core.docs.ingest import list_collections
+
+    return list_collections()
+
+
+def remove_pdf(collection: str, file_hash: str) -> FileInfo:
+    from macapp.core.docs.ingest import remove_file
+
+    return remove_file(collection, file_hash)
+
+
+def delete_collection(collection: str) -> str:
+    from macapp.core.docs.ingest import delete_collection as delete
+
+    delete(collection)
+    return collection
+
+
+def free_collection_name(base: str, taken: Sequence[str] | None = None) -> str:
+    """``base``, or ``base-2``, ``base-3``… when a collection already has that name (names match without case).
+
+    ``taken`` defaults to the index's names: one short SQLite read, cheap enough for the GUI thread.
+    """
+    if taken is None:
+        from macapp.core.docs.index import DocumentIndex
+
+        with DocumentIndex() as index:
+            taken = [row.name for row in index.chunks.collections()]
+    names = {name.casefold() for name in taken}
+    name, n = base, 1
+    while name.casefold() in names:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """One page as a PNG at ``scale`` × 72 dpi, with the cited passage's boxes (PDF points from the top-left)."""
+
+    path: str
+    page: int  # 1-based, within 1..pages
+    pages: int
+    scale: float
+    png: bytes
+    rects: tuple[TextRect, ...]
+
+
+def render_cited_page(path: str, page: int, scale: float, text: str = "") -> RenderedPage:
+    """Render ``page`` of ``path`` (clamped to the document) and find ``text`` on it (none: no boxes)."""
+    from macapp.core.docs.pdf import find_text_rects, pdf_info, render_page
+
+    pages = pdf_info(path).pages
+    page = max(1, min(page, pages))
+    png = render_page(path, page, scale)
+    rects = tuple(find_text_rects(path, page, text)) if text.strip() else ()
+    return RenderedPage(path, page, pages, scale, png, rects)

@@ -1,0 +1,267 @@
+"""Documents in the window, for real: PDFs dropped on the Chat page are embedded into the conversation's
+collection (real embedder, real chromadb in the temp MACAPP_HOME), answers cite pages with chips that
+open the page viewer, and the Documents page lists, removes, re-indexes and deletes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from macapp.core.chat.store import ChatStore
+from macapp.core.docs.answer import resolve_citations
+from macapp.core.docs.embedder import load_embedder
+from macapp.core.docs.ingest import add_files, list_collections
+from macapp.core.docs.retrieve import query
+from macapp.core.hardware import detect
+from macapp.core.models.library import add_model_file
+from macapp.core.settings import Settings
+from macapp.ui.chat_page import ChatPage
+from macapp.ui.documents_page import DocumentsPage
+from tests.fixtures import pdfs
+from tests.fixtures.tiny_gguf import write_tiny_gguf
+
+BEES = ["# Beekeeping\nBeekeepers puff smoke at the hive entrance to calm the colony before lifting out "
+        "frames of honey. The smoke masks the alarm scent of the guard bees.",
+        "# Swarms\nA swarm leaves the hive in spring with the old queen and settles on a branch nearby."]
+VOLCANOES = ["# Volcanoes\nMagma rises through cracks in the crust and erupts as lava, ash and volcanic gas.",
+             "# Calderas\nA caldera forms when the ground collapses into an emptied magma chamber.",
+             "# Hot springs\nGroundwater heated by magma rises as hot springs and geysers."]
+BEE_PASSAGE = "Beekeepers puff smoke at the hive entrance to calm the colony"
+
+
+@pytest.fixture
+def docs(tmp_path) -> dict[str, Path]:
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    return {"bees": pdfs.make_pdf(folder / "bees.pdf", BEES),
+            "volcanoes": pdfs.make_pdf(folder / "volcanoes.pdf", VOLCANOES),
+            "broken": pdfs.make_corrupt_pdfs(folder / "bad")["garbage"],
+            "notes": _write(folder / "notes.txt", "not a PDF")}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def drop(widget, paths, target=None) -> bool:
+    """Drag ``paths`` over ``target`` (default: ``widget``) and drop them on ``widget``, as Qt delivers a
+    drop of files from Finder; True if both the drag and the drop were accepted."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    where = widget.rect().center()
+    enter = QDragEnterEvent(where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target or widget, enter)
+    dropped = QDropEvent(QPointF(where), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                         Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, dropped)
+    return enter.isAccepted() and dropped.isAccepted()
+
+
+@pytest.fixture
+def chat(qtbot):
+    store = ChatStore()
+    page = ChatPage(Settings(default_ctx=2048), store)
+    qtbot.addWidget(page)
+    page.resize(1100, 760)
+    page.show()
+    page.open_history()
+    yield page
+    page.shutdown()
+    store.close()
+
+
+def _ingest(qtbot, page: ChatPage, paths) -> list:
+    panel = page.documents.panel
+    with qtbot.waitSignal(panel.batchFinished, timeout=30_000) as done:
+        assert drop(page, paths)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=5_000)
+    return done.args[1]
+
+
+def test_dropping_pdfs_on_the_chat_attaches_them_with_progress(qtbot, chat, docs):
+    panel = chat.documents.panel
+    steps = []
+    panel_add = panel.add
+
+    def recording_add(collection, paths):
+        worker = panel_add(collection, paths)
+        worker.signals.yielded.connect(lambda step: steps.append((step.stage, [r.status for r in panel.rows])))
+        return worker
+
+    panel.add = recording_add
+    assert chat.cid is None
+    with qtbot.waitSignal(panel.batchFinished, timeout=30_000):
+        # the drag enters over the composer: it does not take files, the page does
+        assert drop(chat, [docs["bees"], docs["volcanoes"], docs["broken"], docs["notes"]],
+                    target=chat.composer.viewport())
+        assert [r.name for r in panel.rows] == ["bees.pdf", "volcanoes.pdf", "garbage.pdf"]  # at once
+        assert panel.isVisible() and panel.cancel_button.isVisible() and chat.cid is not None
+    qtbot.waitUntil(lambda: not panel.busy, timeout=5_000)
+    assert "left out: notes.txt" in chat.notice.label.text()
+    assert any(stage == "embed" and "working" in statuses for stage, statuses in steps)  # per-file progress
+    assert [r.status for r in panel.rows] == ["added", "added", "failed"]
+    assert [r.state_label.text() for r in panel.rows] == ["Added", "Added", "Failed"]
+    assert panel.rows[0].detail_label.text().startswith("2 pages · ")
+    assert "damaged or not a PDF" in panel.rows[2].detail_label.text()
+    assert not panel.cancel_button.isVisible() and panel.close_button.isVisible()
+
+    name = f"chat-{chat.cid}"
+    assert chat.store.get_conversation(chat.cid).collection == name
+    assert chat.documents.label.isVisible() and name in chat.documents.label.text()
+    info = {c.name: c for c in list_collections()}[name]
+    assert sorted(f.file for f in info.files) == ["bees.pdf", "volcanoes.pdf"] and info.pages == 5
+
+    outcomes = _ingest(qtbot, chat, [docs["bees"]])  # the same file again: same collection, skipped
+    assert [o.status for o in outcomes] == ["skipped"] and panel.rows[-1].state_label.text() == "Skipped"
+    panel.close_button.click()
+    assert not panel.isVisible() and panel.rows == []
+
+
+def test_cancel_rolls_back_the_file_in_progress(qtbot, chat, docs):
+    panel = chat.documents.panel
+    with qtbot.waitSignal(panel.busyChanged, timeout=30_000, check_params_cb=lambda busy: not busy):
+        drop(chat, [docs["volcanoes"], docs["bees"]])
+        panel.cancel_button.click()
+    assert all(r.status == "cancelled" for r in panel.rows), [r.status for r in panel.rows]
+    assert chat.store.get_conversation(chat.cid).collection is None  # nothing got in: nothing attached
+
+
+@pytest.fixture
+def model_page(qtbot, chat, tmp_path):
+    chat.set_library([add_model_file(write_tiny_gguf(tmp_path / "tiny-chat.gguf", ctx=4096))], detect())
+    chat.drawer.numbers["max_tokens"].setValue(24)
+    with qtbot.waitSignal(chat.modelLoaded, timeout=15_000):
+        chat.load_model()
+    qtbot.waitUntil(lambda: not chat.loading, timeout=5_000)
+    return chat
+
+
+def _ask(qtbot, page: ChatPage, text: str):
+    with qtbot.waitSignal(page.turnFinished, timeout=60_000) as done:
+        page.send_message(text)
+    qtbot.waitUntil(lambda: not page.busy, timeout=5_000)
+    return done.args[0]
+
+
+def test_answers_from_documents_cite_pages_and_a_chip_opens_the_viewer(qtbot, model_page, docs):
+    page = model_page
+    _ingest(qtbot, page, [docs["bees"], docs["volcanoes"]])
+    collection = page.store.get_conversation(page.cid).collection
+    notes = []
+    page.transcript.set_stream_note = lambda note, real=page.transcript.set_stream_note: (notes.append(note),
+                                                                                          real(note))
+    turn = _ask(qtbot, page, "How do beekeepers calm the colony?")
+    assert notes and notes[0].startswith("Using ") and f"from “{collection}”" in notes[0]
+    assert turn.plan.prompt_tokens > 100 and turn.result.completion_tokens > 0  # the passages were in the prompt
+    answers = [b for b in page.transcript.bubbles() if b.role == "assistant"]
+    assert len(answers) == 1 and answers[0].message_id == turn.message.id and answers[0].text()
+
+    nothing = _ask(qtbot, page, "quarterly revenue of a software company")
+    assert nothing.result.completion_tokens == 0 and "Nothing in" in notes[-1]
+    assert "couldn't find anything" in page.transcript.bubbles()[-1].text()
+
+    # The tiny model can't cite by itself: save an answer with real passages and the model's [n] markers.
+    passages = query(collection, "How do beekeepers calm the colony?", k=1)
+    raw = "Beekeepers use smoke [1]."
+    _, citations = resolve_citations(raw, passages)
+    store = page.store
+    question = store.add_message(page.cid, "user", "And why smoke?")
+    reply = store.begin_message(page.cid, parent_id=question.id)
+    store.append_text(reply.id, raw)
+    store.finish_message(reply.id, finish_reason="stop", citations=[c.to_json() for c in citations])
+    page.open_conversation(page.cid)
+    bubble = page.transcript.bubbles()[-1]
+    assert bubble.message_id == reply.id and bubble.text() == "Beekeepers use smoke [bees.pdf, p. 1]."
+    assert [c.text() for c in bubble.chips.chips] == ["[bees.pdf, p. 1]"]
+    assert bubble.chips.isVisible() and bubble.chips.height() > 10
+
+    with qtbot.waitSignal(_viewer_rendered(page), timeout=10_000):
+        qtbot.mouseClick(bubble.chips.chips[0], Qt.MouseButton.LeftButton)
+    viewer = page.documents.viewer
+    assert viewer.isVisible() and viewer.page == 1 and viewer.pages == 2
+    assert viewer.highlights and viewer.image.pixmap().width() > 500
+    assert "Page 1 of 2" in viewer.page_label.text()
+    with qtbot.waitSignal(viewer.rendered, timeout=10_000):
+        viewer.next_button.click()
+    assert viewer.page == 2 and viewer.highlights == [] and not viewer.next_button.isEnabled()
+    width = viewer.image.pixmap().width()
+    with qtbot.waitSignal(viewer.rendered, timeout=10_000):
+        viewer.zoom_in.click()
+    assert viewer.image.pixmap().width() > width
+
+    docs["bees"].rename(docs["bees"].with_name("moved.pdf"))
+    qtbot.mouseClick(bubble.chips.chips[0], Qt.MouseButton.LeftButton)
+    assert viewer.message.isVisible() and "no longer at" in viewer.message.text()
+    assert BEE_PASSAGE in viewer.message.text() and viewer.highlights == []
+
+
+def _viewer_rendered(page: ChatPage):
+    """The viewer's ``rendered`` signal (the viewer is made on the first click: make it now)."""
+    from macapp.ui.page_viewer import PageViewer
+
+    if page.documents.viewer is None:
+        page.documents.viewer = PageViewer(page.window())
+    return page.documents.viewer.rendered
+
+
+def test_documents_page_lists_removes_reindexes_and_deletes(qtbot, docs, monkeypatch):
+    embedder = load_embedder()
+    for _ in add_files("Papers", [docs["bees"], docs["volcanoes"]], embedder):
+        pass
+    page = DocumentsPage()
+    qtbot.addWidget(page)
+    page.resize(1000, 640)
+    with qtbot.waitSignal(page.refreshed, timeout=10_000):
+        page.show()
+    info = list_collections()[0]
+    assert page.collection_list.count() == 1
+    assert page.collection_list.item(0).text() == f"Papers\n2 files · 5 pages · {info.chunks} chunks"
+    table = page.files_table
+    rows = {table.item(r, 0).text(): [table.item(r, c).text() for c in (1, 2)] for r in range(table.rowCount())}
+    assert rows == {f.file: [str(f.pages), str(f.chunks)] for f in info.files}
+    assert table.item(0, 3).text()  # the date it was added
+    assert not page.remove_button.isEnabled()
+
+    table.selectRow(next(r for r in range(table.rowCount()) if table.item(r, 0).text() == "bees.pdf"))
+    assert page.remove_button.isEnabled()
+    with qtbot.waitSignal(page.refreshed, timeout=10_000):
+        page.remove_button.click()
+    assert [table.item(r, 0).text() for r in range(table.rowCount())] == ["volcanoes.pdf"]
+    assert page.collection_list.item(0).text().startswith("Papers\n1 file · 3 pages")
+    assert "Removed bees.pdf" in page.notice.label.text()
+
+    with qtbot.waitSignal(page.refreshed, timeout=30_000):  # a drop adds to the selected collection
+        assert drop(page, [docs["bees"]])
+    assert table.rowCount() == 2 and page.panel.rows[-1].status == "added"
+
+    with qtbot.waitSignal(page.refreshed, timeout=30_000):
+        page.reindex_button.click()
+    assert page.panel.rows[-1].state_label.text() == "Done" and "re-indexed" in page.panel.rows[-1].detail_label.text()
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignals([page.collectionDeleted, page.refreshed], timeout=10_000):
+        page.delete_button.click()
+    assert list_collections() == [] and page.collection_list.count() == 0
+    assert page.stack.currentWidget() is page.empty_label
+
+
+def test_deleting_a_collection_detaches_it_from_its_chats(qtbot, chat, docs):
+    _ingest(qtbot, chat, [docs["bees"]])
+    name = chat.store.get_conversation(chat.cid).collection
+    chat.documents.forget_collection(name.upper())  # names match without case
+    assert chat.store.get_conversation(chat.cid).collection is None and not chat.documents.label.isVisible()
+
+
+def test_drop_without_pdfs_is_refused(qtbot, chat, docs):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(docs["notes"]))])
+    enter = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(chat, enter)
+    assert not enter.isAccepted() and not chat.documents.overlay.isVisible() and chat.cid is None
