@@ -7,6 +7,9 @@ after a delete). The name is saved on the conversation when its first file is in
 question asked while the first PDF is still being read is answered without documents rather than
 refused; from then on every ``ChatSession`` built for the conversation (one per answer) grounds its
 answers in the collection. The adding itself runs on the indexing pool (``ingest_panel``).
+
+A collection built with another embedding model than the one chosen now can't be searched
+(``EmbedderMismatch``): the page says so in its notice, with a button that re-indexes it here.
 """
 
 from __future__ import annotations
@@ -190,6 +193,11 @@ class ChatDocuments(QObject):
         if cid == self.page.cid:
             self._show_collection(conv)
         self.attached.emit(cid, collection)
+
+    def reindex(self, collection: str) -> Worker:
+        """Re-embed ``collection`` with the current embedding model (if it isn't already), progress above
+        the composer."""
+        return self.panel.reindex(collection, if_needed=True)
 
     # --- citations -----------------------------------------------------------------------------
     def open_citation(self, citation: dict) -> PageViewer:

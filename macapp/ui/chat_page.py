@@ -18,7 +18,8 @@ its text so far is saved, marked stopped.
 Documents (``chat_documents``): PDFs dropped on the page join the conversation's collection (added on
 the indexing pool, with a row per file above the composer); a conversation with a collection answers
 from it: the session first yields the passages found, and the saved answer's citations become chips
-that open the page viewer.
+that open the page viewer. Documents indexed with another embedding model than the one chosen now
+fail the answer (the question stays saved) with a notice that offers to re-index them.
 """
 
 from __future__ import annotations
@@ -439,7 +440,17 @@ class ChatPage(QWidget):
         self.turnFinished.emit(turn)
 
     def _on_turn_failed(self, exc: BaseException) -> None:
-        if not self._closed:
+        if self._closed:
+            return
+        from macapp.core.docs.index import EmbedderMismatch
+
+        collection = (self.store.get_conversation(self._turn_cid).collection
+                      if isinstance(exc, EmbedderMismatch) and self._turn_cid is not None else None)
+        if collection:  # the embedding model was changed since the documents were indexed
+            self.notice.show_message(f"{exc.message} Re-index the documents to search them with the current "
+                                     "embedding model, then ask again.", "Re-index",
+                                     lambda: self.documents.reindex(collection))
+        else:
             self.notice.show_message(error_text(exc))
 
     def _after_turn(self) -> None:

@@ -1,5 +1,5 @@
-"""What the document views run off the GUI thread: adding PDFs, re-indexing, removing, listing, and
-rendering a cited page with its passage boxes.
+"""What the document views run off the GUI thread: adding PDFs, re-indexing, removing, listing, loading
+the embedding model (and saving the user's choice of one), and rendering a cited page with its passage boxes.
 
 Everything that writes the index runs in ``Worker``s on the one-thread indexing pool
 (``indexing_pool()``), shared by the Chat and Documents pages: two batches never embed at once and a
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from macapp.core.progress import CancelToken
@@ -40,12 +41,64 @@ def add_pdfs(collection: str, paths: Sequence[str], token: CancelToken) -> Gener
     return (yield from add_files(collection, list(paths), load_embedder(), token))
 
 
-def reindex_collection(collection: str, token: CancelToken) -> Generator[IngestProgress, None, int]:
-    """Re-embed every passage of ``collection``; returns how many."""
+def reindex_collection(collection: str, token: CancelToken, if_needed: bool = False) -> Generator[
+        IngestProgress, None, int | None]:
+    """Re-embed every passage of ``collection`` with the app's embedder; returns how many. ``if_needed``: only
+    when the collection was built with another embedder (else None), so re-indexes queued twice cost once."""
     from macapp.core.docs.embedder import load_embedder
+    from macapp.core.docs.index import DocumentIndex
     from macapp.core.docs.ingest import reindex
 
-    return (yield from reindex(collection, load_embedder(), token))
+    embedder = load_embedder()
+    if if_needed:
+        with DocumentIndex() as index:
+            if index.collection(collection).embedder == embedder.name:
+                return None
+    return (yield from reindex(collection, embedder, token))
+
+
+@dataclass(frozen=True)
+class EmbedderChoice:
+    """The embedding model that makes new vectors, loaded; ``path`` "" is the bundled one."""
+
+    path: str
+    file: str
+    name: str  # what a collection records: the model's name and its file's hash
+    dim: int
+
+    @property
+    def bundled(self) -> bool:
+        return not self.path
+
+
+def current_embedder() -> EmbedderChoice:
+    """The embedder in settings (else the bundled one); a missing or broken file raises its ``UserError``."""
+    from macapp.core.docs.embedder import load_embedder
+    from macapp.core.settings import Settings
+
+    path = Settings.load().embedder_path
+    return _choice(path, load_embedder(path or None))
+
+
+def use_embedder(path: str) -> EmbedderChoice:
+    """Load the GGUF at ``path`` ("" = the bundled one) and, only once it has loaded as an embedder, save it in
+    settings: a file that is no embedding model raises its ``UserError`` and changes nothing."""
+    from macapp.core.docs.embedder import bundled_embedder_path, load_embedder
+    from macapp.core.errors import UserError
+    from macapp.core.settings import update_settings
+
+    bundled = bundled_embedder_path()
+    if path and Path(path).expanduser().resolve() == bundled.resolve():
+        path = ""  # the bundled file picked by hand: stay with whatever the app bundles
+    if not path and not bundled.is_file():
+        raise UserError("The bundled embedding model is not built", hint="run `make setup` in the project folder")
+    choice = _choice(path, load_embedder(path or str(bundled)))
+    update_settings(lambda settings: setattr(settings, "embedder_path", path))
+    return choice
+
+
+def _choice(path: str, embedder) -> EmbedderChoice:
+    return EmbedderChoice(path, embedder.path.name, embedder.name, embedder.dim)
 
 
 def read_collections() -> list[CollectionInfo]:

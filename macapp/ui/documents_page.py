@@ -6,6 +6,12 @@ writes the index (add, remove, re-index, delete) runs on the indexing pool behin
 page is adding, with its progress in an ``IngestPanel``. The list is read again when the page is
 shown and after each change. PDFs dropped on the page go to the selected collection ("Documents"
 when there is none yet). Collections made by dropping PDFs on a chat (``chat-<id>``) are listed too.
+
+The "Embedding model" row names the model that makes the vectors (loaded in a worker to read its name
+and dimension). Choosing another GGUF loads it first: a file that is not an embedding model is refused
+with its message and the setting stays. A change is saved in settings, then every collection built
+with another embedder is re-indexed, one after another on the indexing pool; until it is, it is marked
+"needs re-index" (vectors of two models never mix, so it can't be searched).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
@@ -37,7 +44,16 @@ from PySide6.QtWidgets import (
 
 from macapp.core.errors import UserError
 from macapp.ui.chat_documents import dropped_files, is_pdf
-from macapp.ui.doc_jobs import delete_collection, free_collection_name, indexing_pool, read_collections, remove_pdf
+from macapp.ui.doc_jobs import (
+    EmbedderChoice,
+    current_embedder,
+    delete_collection,
+    free_collection_name,
+    indexing_pool,
+    read_collections,
+    remove_pdf,
+    use_embedder,
+)
 from macapp.ui.ingest_panel import IngestPanel
 from macapp.ui.notice import Notice
 from macapp.ui.worker import Worker, error_text
@@ -87,6 +103,8 @@ class DocumentsPage(QWidget):
 
     collectionDeleted = Signal(str)
     refreshed = Signal()  # the lists show the index as it is now
+    embedderShown = Signal(object)  # the EmbedderChoice the Embedding model row shows
+
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -94,11 +112,15 @@ class DocumentsPage(QWidget):
         self.collections: list[CollectionInfo] = []
         self._selected: str | None = None
         self._list_serial = 0
+        self.embedder: EmbedderChoice | None = None  # None until loaded (or when it can't be)
+        self._embedder_serial = 0
+        self._choosing = False
 
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 18, 24, 18)
         root.setSpacing(12)
         root.addLayout(self._build_header())
+        root.addWidget(self._build_embedder_row())
         self.notice = Notice()
         root.addWidget(self.notice)
 
@@ -122,7 +144,7 @@ class DocumentsPage(QWidget):
         root.addWidget(self.stack, 1)
         self.panel = IngestPanel()
         self.panel.batchFinished.connect(lambda *_: self.refresh())
-        self.panel.busyChanged.connect(lambda _busy: self._update_buttons())
+        self.panel.busyChanged.connect(lambda _busy: (self._update_buttons(), self._update_marks()))
         root.addWidget(self.panel)
 
         self.drop_overlay = QLabel("Drop PDFs to add them", self)
@@ -152,6 +174,32 @@ class DocumentsPage(QWidget):
         header.addWidget(self.new_button)
         header.addWidget(self.add_button)
         return header
+
+    def _build_embedder_row(self) -> QFrame:
+        row = QFrame()
+        row.setObjectName("embedderRow")
+        row.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        row.setToolTip("The model that turns passages into vectors for search. Changing it re-indexes "
+                       "every collection (vectors of two models never mix).")
+        lay = QHBoxLayout(row)
+        lay.setContentsMargins(12, 6, 8, 6)
+        lay.setSpacing(10)
+        title = QLabel("Embedding model")
+        title.setObjectName("strong")
+        self.embedder_label = QLabel("Loading…")
+        self.embedder_label.setObjectName("muted")
+        self.embedder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.choose_embedder_button = QPushButton("Choose GGUF…")
+        self.choose_embedder_button.setToolTip("Embed documents with another GGUF embedding model")
+        self.choose_embedder_button.clicked.connect(self._choose_embedder_file)
+        self.bundled_button = QPushButton("Use bundled")
+        self.bundled_button.setToolTip("Go back to the embedding model that comes with the app (all-MiniLM-L6-v2)")
+        self.bundled_button.clicked.connect(lambda: self.choose_embedder(""))
+        lay.addWidget(title)
+        lay.addWidget(self.embedder_label, 1)
+        lay.addWidget(self.choose_embedder_button)
+        lay.addWidget(self.bundled_button)
+        return row
 
     def _build_details(self) -> QWidget:
         box = QWidget()
@@ -185,6 +233,19 @@ class DocumentsPage(QWidget):
                                                              | Qt.AlignmentFlag.AlignVCenter)
         table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         table.itemSelectionChanged.connect(self._update_buttons)
+        self.stale_box = QFrame()
+        self.stale_box.setObjectName("staleNotice")
+        self.stale_box.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        stale = QHBoxLayout(self.stale_box)
+        stale.setContentsMargins(12, 6, 6, 6)
+        self.stale_label = QLabel("")
+        self.stale_label.setWordWrap(True)
+        self.stale_button = QPushButton("Re-index now")
+        self.stale_button.setObjectName("primary")
+        self.stale_button.clicked.connect(self.reindex_selected)
+        stale.addWidget(self.stale_label, 1)
+        stale.addWidget(self.stale_button)
+        self.stale_box.hide()
         buttons = QHBoxLayout()
         self.remove_button = QPushButton("Remove file")
         self.remove_button.setToolTip("Take the selected file out of the collection (the PDF itself stays)")
@@ -201,6 +262,7 @@ class DocumentsPage(QWidget):
         buttons.addWidget(self.delete_button)
         lay.addWidget(self.collection_title)
         lay.addWidget(self.collection_meta)
+        lay.addWidget(self.stale_box)
         lay.addWidget(table, 1)
         lay.addLayout(buttons)
         return box
@@ -209,6 +271,8 @@ class DocumentsPage(QWidget):
     def showEvent(self, event) -> None:
         super().showEvent(event)
         self.refresh()
+        if not self._choosing:
+            self.load_embedder_info()
 
     def refresh(self) -> Worker:
         """Read the collections again (in a worker); ``refreshed`` when they are on screen."""
@@ -227,7 +291,7 @@ class DocumentsPage(QWidget):
         lst.blockSignals(True)
         lst.clear()
         for info in infos:
-            item = QListWidgetItem(f"{info.name}\n{collection_summary(info)}")
+            item = QListWidgetItem(self._item_text(info))
             item.setData(NAME_ROLE, info.name)
             item.setToolTip(f"{info.name}\nEmbedded with {info.embedder}")
             lst.addItem(item)
@@ -243,6 +307,113 @@ class DocumentsPage(QWidget):
     def _on_list_failed(self, exc: BaseException, serial: int) -> None:
         if serial == self._list_serial:
             self.notice.show_message(f"Could not read the document index. {error_text(exc)}")
+
+    # --- the embedding model -------------------------------------------------------------------
+    def load_embedder_info(self) -> Worker:
+        """Load the embedder in settings (in a worker) to show its file and dimension and mark the
+        collections built with another one."""
+        self._embedder_serial += 1
+        serial = self._embedder_serial
+        worker = Worker(current_embedder)
+        worker.signals.returned.connect(lambda choice: self._on_embedder(choice, serial))
+        worker.signals.errored.connect(lambda exc: self._on_embedder_failed(exc, serial))
+        return worker.start()
+
+    def _on_embedder(self, choice: EmbedderChoice, serial: int) -> None:
+        if serial == self._embedder_serial:
+            self._set_embedder(choice)
+
+    def _on_embedder_failed(self, exc: BaseException, serial: int) -> None:
+        if serial == self._embedder_serial:
+            self._set_embedder(None)
+            self.notice.show_message(f"The embedding model can't be loaded. {error_text(exc)}")
+
+    def choose_embedder(self, path: str) -> Worker:
+        """Embed with the GGUF at ``path`` ("" = the bundled model): it is loaded first (a file that is no
+        embedding model changes nothing), then saved, then every collection made with another embedder is
+        re-indexed."""
+        self._embedder_serial += 1  # a load already under way no longer counts
+        self._choosing = True
+        self.embedder_label.setText(f"loading {Path(path).name if path else 'the bundled model'}…")
+        self._update_buttons()
+        worker = Worker(use_embedder, path)
+        worker.signals.returned.connect(self._on_embedder_chosen)
+        worker.signals.errored.connect(self._on_choice_failed)
+        return worker.start()
+
+    def _on_embedder_chosen(self, choice: EmbedderChoice) -> None:
+        self._choosing = False
+        self._embedder_serial += 1
+        self._set_embedder(choice)
+        stale = [c.name for c in self.collections if c.embedder != choice.name]
+        for name in stale:  # queued one after another on the indexing pool; skipped if done meanwhile
+            self.panel.reindex(name, if_needed=True)
+        text = f"Documents are now embedded with {'the bundled model' if choice.bundled else choice.file}."
+        if stale:
+            are = "is" if len(stale) == 1 else "are"
+            text += f" {plural(len(stale), 'collection')} made with another model {are} re-indexed; progress below."
+        self.notice.show_message(text)
+        self._update_marks()
+
+    def _on_choice_failed(self, exc: BaseException) -> None:
+        self._choosing = False
+        self.notice.show_message(error_text(exc))
+        if self.embedder is not None:
+            self._set_embedder(self.embedder)  # the row shows the model still in use
+        else:
+            self.load_embedder_info()
+
+    def _set_embedder(self, choice: EmbedderChoice | None) -> None:
+        self.embedder = choice
+        if choice is None:
+            self.embedder_label.setText("can't be loaded")
+            self.embedder_label.setToolTip("")
+        else:
+            bundled = " · bundled" if choice.bundled else ""
+            self.embedder_label.setText(f"{choice.file} · {choice.dim:,} dimensions{bundled}")
+            self.embedder_label.setToolTip(f"{choice.path or 'Bundled with the app'}\nCollections record it as "
+                                           f"{choice.name}")
+        self._update_marks()
+        self._update_buttons()
+        if choice is not None:
+            self.embedderShown.emit(choice)
+
+    def _choose_embedder_file(self) -> None:
+        start = str(Path(self.embedder.path).parent) if self.embedder and self.embedder.path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Choose an embedding model", start, "GGUF models (*.gguf)")
+        if path:
+            self.choose_embedder(path)
+
+    def embedder_state(self, info: CollectionInfo) -> str:
+        """"reindexing" (queued or running), "stale" (built with another embedder than the current one) or ""."""
+        if info.name in self.panel.reindexing():
+            return "reindexing"
+        if self.embedder is not None and info.embedder != self.embedder.name:
+            return "stale"
+        return ""
+
+    def _item_text(self, info: CollectionInfo) -> str:
+        mark = {"stale": "\nNeeds re-index", "reindexing": "\nRe-indexing…"}.get(self.embedder_state(info), "")
+        return f"{info.name}\n{collection_summary(info)}{mark}"
+
+    def _update_marks(self) -> None:
+        """Say again which collections need (or are getting) a re-index."""
+        lst = self.collection_list
+        for row in range(lst.count()):
+            info = self.collection(lst.item(row).data(NAME_ROLE))
+            if info is not None:
+                lst.item(row).setText(self._item_text(info))
+        self._show_stale(self.selected)
+
+    def _show_stale(self, info: CollectionInfo | None) -> None:
+        state = self.embedder_state(info) if info is not None else ""
+        self.stale_box.setVisible(bool(state))
+        if state == "reindexing":
+            self.stale_label.setText("Re-indexing with the current embedding model…")
+        elif state == "stale":
+            self.stale_label.setText(f"Indexed with {info.embedder}, not the current embedding model: "
+                                     "it can't be searched until it is re-indexed.")
+        self.stale_button.setVisible(state == "stale")
 
     # --- selection -----------------------------------------------------------------------------
     def collection(self, name: str | None) -> CollectionInfo | None:
@@ -287,6 +458,7 @@ class DocumentsPage(QWidget):
                 table.setItem(row, 2, NumberItem(f.chunks))
                 table.setItem(row, 3, QTableWidgetItem(added_text(f.added_at)))
         table.setSortingEnabled(True)
+        self._show_stale(info)
         self._update_buttons()
 
     def selected_file(self) -> FileInfo | None:
@@ -302,6 +474,8 @@ class DocumentsPage(QWidget):
         self.remove_button.setEnabled(has and self.selected_file() is not None)
         self.reindex_button.setEnabled(has and bool(self.selected.files))
         self.delete_button.setEnabled(has)
+        self.choose_embedder_button.setEnabled(not self._choosing)
+        self.bundled_button.setEnabled(not self._choosing and not (self.embedder and self.embedder.bundled))
 
     # --- changing the index --------------------------------------------------------------------
     def add_files(self, paths: list[str], collection: str | None = None) -> Worker | None:
@@ -329,7 +503,11 @@ class DocumentsPage(QWidget):
 
     def reindex_selected(self) -> Worker | None:
         info = self.selected
-        return self.panel.reindex(info.name) if info is not None else None
+        if info is None:
+            return None
+        worker = self.panel.reindex(info.name)
+        self._update_marks()
+        return worker
 
     def delete_selected(self, confirm: bool = True) -> Worker | None:
         info = self.selected

@@ -189,11 +189,16 @@ class IngestPanel(QFrame):
         worker = Worker(add_pdfs, collection, [str(p) for p in paths], pass_token=True, pool=indexing_pool())
         return self._start(_Batch("add", collection, rows, worker))
 
-    def reindex(self, collection: str) -> Worker:
-        """Re-embed ``collection`` in a worker; one row follows it."""
+    def reindex(self, collection: str, if_needed: bool = False) -> Worker:
+        """Re-embed ``collection`` in a worker (``if_needed``: only if it was built with another embedder);
+        one row follows it."""
         row = self._add_row(f"Re-indexing “{collection}”")
-        worker = Worker(reindex_collection, collection, pass_token=True, pool=indexing_pool())
+        worker = Worker(reindex_collection, collection, if_needed=if_needed, pass_token=True, pool=indexing_pool())
         return self._start(_Batch("reindex", collection, [row], worker))
+
+    def reindexing(self) -> set[str]:
+        """The collections with a re-index queued or running."""
+        return {b.collection for b in self._batches if b.kind == "reindex"}
 
     def _start(self, batch: _Batch) -> Worker:
         was_busy = self.busy
@@ -250,7 +255,8 @@ class IngestPanel(QFrame):
 
     def _on_returned(self, batch: _Batch, result: object) -> None:
         if batch.kind == "reindex":
-            batch.rows[0].stop("Done", f"{result:,} passages re-indexed")
+            batch.rows[0].stop("Done", "already uses the current embedding model" if result is None
+                               else f"{result:,} passages re-indexed")
         self.batchFinished.emit(batch.collection, result if isinstance(result, list) else [])
 
     def _stop_rows(self, batch: _Batch, word: str, detail: str = "") -> None:

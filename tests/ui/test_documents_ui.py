@@ -1,11 +1,16 @@
 """Documents in the window, for real: PDFs dropped on the Chat page are embedded into the conversation's
 collection (real embedder, real chromadb in the temp MACAPP_HOME), answers cite pages with chips that
-open the page viewer, and the Documents page lists, removes, re-indexes and deletes."""
+open the page viewer, and the Documents page lists, removes, re-indexes and deletes, and changes the
+embedding model (re-indexing what was built with another)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
+import gguf
+import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -13,12 +18,13 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from macapp.core.chat.store import ChatStore
 from macapp.core.docs.answer import resolve_citations
-from macapp.core.docs.embedder import load_embedder
+from macapp.core.docs.embedder import bundled_embedder_path, load_embedder
+from macapp.core.docs.index import EmbedderMismatch
 from macapp.core.docs.ingest import add_files, list_collections
 from macapp.core.docs.retrieve import query
 from macapp.core.hardware import detect
 from macapp.core.models.library import add_model_file
-from macapp.core.settings import Settings
+from macapp.core.settings import Settings, update_settings
 from macapp.ui.chat_page import ChatPage
 from macapp.ui.documents_page import DocumentsPage
 from tests.fixtures import pdfs
@@ -265,3 +271,110 @@ def test_drop_without_pdfs_is_refused(qtbot, chat, docs):
                             Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(chat, enter)
     assert not enter.isAccepted() and not chat.documents.overlay.isVisible() and chat.cid is None
+
+
+BEE_QUESTION = "How do beekeepers calm the colony?"
+BUNDLED_ROW = "all-MiniLM-L6-v2.gguf · 384 dimensions · bundled"
+
+
+@pytest.fixture(scope="module")
+def other_embedder(tmp_path_factory) -> Path:
+    """A second embedding model: the bundled GGUF with another ``general.name``, so another file hash and
+    another name in the index (its vectors are the same, but the index can't know that)."""
+    path = tmp_path_factory.mktemp("embedders") / "alt-MiniLM.gguf"
+    shutil.copyfile(bundled_embedder_path(), path)
+    reader = gguf.GGUFReader(path, "r+")
+    field = reader.get_field("general.name")
+    field.parts[field.data[0]][:] = np.frombuffer(b"alt-MiniLM-L6-v2", dtype=np.uint8)  # same length
+    reader.data.flush()
+    del reader
+    return path
+
+
+def _documents_page(qtbot) -> DocumentsPage:
+    page = DocumentsPage()
+    qtbot.addWidget(page)
+    page.resize(1000, 640)
+    with qtbot.waitSignals([page.refreshed, page.embedderShown], timeout=15_000):
+        page.show()
+    return page
+
+
+def _marks(page: DocumentsPage) -> dict[str, str]:
+    """Each listed collection's third line: its re-index mark ("" when it uses the current embedder)."""
+    lst = page.collection_list
+    return {lst.item(r).data(Qt.ItemDataRole.UserRole): (lst.item(r).text().split("\n") + [""])[2]
+            for r in range(lst.count())}
+
+
+def test_a_gguf_that_is_no_embedder_is_refused_and_the_setting_stays(qtbot, tmp_path):
+    page = _documents_page(qtbot)
+    assert page.embedder_label.text() == BUNDLED_ROW and not page.bundled_button.isEnabled()
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(os.urandom(4096))
+    for path, message in ((write_tiny_gguf(tmp_path / "tiny-chat.gguf"), "tiny-chat.gguf is not an embedding model"),
+                          (junk, "junk.gguf is not a valid GGUF file")):
+        with qtbot.waitSignal(page.embedderShown, timeout=15_000):  # the row shows the model still in use
+            page.choose_embedder(str(path))
+            assert page.embedder_label.text().startswith("loading ") and not page.choose_embedder_button.isEnabled()
+        assert message in page.notice.label.text()
+        assert page.embedder_label.text() == BUNDLED_ROW and page.choose_embedder_button.isEnabled()
+        assert Settings.load().embedder_path == ""
+
+
+def test_changing_the_embedder_reindexes_the_collections_built_with_another(qtbot, docs, other_embedder):
+    bundled = load_embedder()
+    for name, pdf in (("Papers", docs["bees"]), ("Notes", docs["volcanoes"])):
+        for _ in add_files(name, [pdf], bundled):
+            pass
+    page = _documents_page(qtbot)
+    assert _marks(page) == {"Notes": "", "Papers": ""} and not page.stale_box.isVisible()
+
+    with qtbot.waitSignal(page.embedderShown, timeout=15_000):
+        page.choose_embedder(str(other_embedder))
+    other = load_embedder(str(other_embedder))
+    assert Settings.load().embedder_path == str(other_embedder) and other.name != bundled.name
+    assert page.embedder_label.text() == "alt-MiniLM.gguf · 384 dimensions" and page.bundled_button.isEnabled()
+    assert "2 collections made with another model are re-indexed" in page.notice.label.text()
+    assert _marks(page) == {"Notes": "Re-indexing…", "Papers": "Re-indexing…"}  # queued, one after another
+    assert [r.name for r in page.panel.rows] == ["Re-indexing “Notes”", "Re-indexing “Papers”"]
+    qtbot.waitUntil(lambda: not page.panel.busy and {c.embedder for c in page.collections} == {other.name},
+                    timeout=60_000)
+    assert [r.state_label.text() for r in page.panel.rows] == ["Done", "Done"]
+    assert _marks(page) == {"Notes": "", "Papers": ""} and not page.stale_box.isVisible()
+    assert BEE_PASSAGE in query("Papers", BEE_QUESTION, k=1, mode="vector")[0].text  # the setting's embedder
+
+    # Back to the bundled model outside the page (the CLI, another window): both are marked, each has a fix.
+    update_settings(lambda settings: setattr(settings, "embedder_path", ""))
+    with qtbot.waitSignal(page.embedderShown, timeout=15_000):
+        page.load_embedder_info()
+    assert _marks(page) == {"Notes": "Needs re-index", "Papers": "Needs re-index"}
+    page.select_collection("Papers")
+    assert page.stale_box.isVisible() and other.name in page.stale_label.text()
+    with pytest.raises(EmbedderMismatch):
+        query("Papers", BEE_QUESTION, k=1, mode="vector")
+    with qtbot.waitSignal(page.panel.batchFinished, timeout=30_000):
+        page.stale_button.click()
+        assert _marks(page)["Papers"] == "Re-indexing…" and page.stale_button.isHidden()
+    qtbot.waitUntil(lambda: _marks(page) == {"Notes": "Needs re-index", "Papers": ""}, timeout=10_000)
+    assert not page.stale_box.isVisible()
+    assert BEE_PASSAGE in query("Papers", BEE_QUESTION, k=1, mode="vector")[0].text
+
+
+def test_a_chat_on_documents_of_another_embedder_offers_to_reindex(qtbot, model_page, docs, other_embedder):
+    page = model_page
+    _ingest(qtbot, page, [docs["bees"]])
+    collection = page.store.get_conversation(page.cid).collection
+    update_settings(lambda settings: setattr(settings, "embedder_path", str(other_embedder)))
+    with qtbot.waitSignal(page.busyChanged, timeout=30_000, check_params_cb=lambda busy: not busy):
+        page.send_message(BEE_QUESTION)
+    assert f"The collection '{collection}' was indexed with" in page.notice.label.text()  # and the app goes on
+    assert page.notice.action_button.isVisible() and page.notice.action_button.text() == "Re-index"
+    assert [b.role for b in page.transcript.bubbles()] == ["user"]  # the question stays; no answer
+
+    with qtbot.waitSignal(page.documents.panel.batchFinished, timeout=30_000):
+        page.notice.action_button.click()
+    assert not page.notice.isVisible() and page.documents.panel.rows[-1].state_label.text() == "Done"
+    assert {c.name: c.embedder for c in list_collections()}[collection] == load_embedder(str(other_embedder)).name
+    turn = _ask(qtbot, page, BEE_QUESTION)
+    assert turn.plan.prompt_tokens > 100  # answered from the re-indexed passages
