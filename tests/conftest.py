@@ -51,3 +51,11 @@ def fake_hub(monkeypatch):
     with FakeHub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         yield hub
+
+
+@pytest.fixture(scope="session")
+def tiny_mlx(tmp_path_factory) -> Path:
+    """A tiny random llama mlx-lm model directory (tests/fixtures/tiny_mlx.py), written once per session."""
+    from tests.fixtures.tiny_mlx import write_tiny_mlx
+
+    return write_tiny_mlx(tmp_path_factory.mktemp("mlx") / "tiny-llama")

@@ -7,7 +7,9 @@ What it adds over a bare ``llama_cpp.Llama``:
 - the chat template comes from the GGUF and renders in a Jinja sandbox (``chat.templates``);
 - **prefix reuse**: the engine remembers the text and exact tokens of the last exchange, so the
   next prompt is tokenized only past that point and llama.cpp evaluates only the new tokens;
-- streaming decodes each token's bytes once (an incremental UTF-8 decoder), never the whole answer.
+- streaming decodes each token's bytes once (an incremental UTF-8 decoder), never the whole answer;
+- a GGUF LoRA adapter can be applied over the loaded model and switched per conversation
+  (``set_adapter``) without reloading the base; a switch drops the remembered prefix and KV cache.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import codecs
 import ctypes
 import queue
 import random
+import re
 import threading
 import time
 import weakref
@@ -38,6 +41,7 @@ _CONTROL_OR_USER_DEFINED = 8 | 16  # llama_token_attr: LLAMA_TOKEN_ATTR_CONTROL 
 _LOADED: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
 MAX_LAYERS = 4096
 MAX_CONTEXT = 1 << 24
+_ADAPTER_FAILURE = re.compile(r"failed to apply lora adapter: (.+)")
 
 
 def check_loadable(facts: ModelFacts) -> None:
@@ -63,7 +67,7 @@ class LlamaCppEngine:
     name = "llama.cpp"
 
     def __init__(self, path: str | Path, settings: RuntimeSettings | None = None, *, model_id: str | None = None,
-                 n_threads: int | None = None) -> None:
+                 n_threads: int | None = None, adapter: str | Path | None = None, adapter_scale: float = 1.0) -> None:
         self.path = Path(path)
         self.model_id = model_id or str(path)
         self.settings = settings or RuntimeSettings()
@@ -78,6 +82,10 @@ class LlamaCppEngine:
         self._piece_buf = ctypes.create_string_buffer(256)
         self._history_text = ""  # the last prompt + answer text, and the exact tokens behind it
         self._history_tokens: list[int] = []
+        self.adapter: Path | None = Path(adapter) if adapter else None  # a GGUF LoRA adapter, applied at load
+        self.adapter_scale = adapter_scale
+        self._applied: tuple[Path, float] | None = None
+        self._adapters: dict[Path, int] = {}  # loaded adapter handles (llama_adapter_lora *), freed at unload
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -144,6 +152,12 @@ class LlamaCppEngine:
         self._llm = outcome["llm"]
         _LOADED.add(self)
         self._setup_template()
+        if self.adapter is not None:
+            try:
+                self.set_adapter(self.adapter, self.adapter_scale)
+            except UserError:
+                self.unload()
+                raise
         yield Progress("loading", 1, 1, f"Loaded {self.path.name}")
 
     def _setup_template(self) -> None:
@@ -169,7 +183,53 @@ class LlamaCppEngine:
                 texts.append(marker)
         return frozenset(ids), tuple(texts)
 
+    def set_adapter(self, path: str | Path | None, scale: float = 1.0) -> None:
+        """Apply the GGUF LoRA adapter at ``path`` (None: none) at ``scale``; the base stays loaded.
+
+        Each adapter file is read once and kept until ``unload``. Changing the adapter (or its scale)
+        invalidates the remembered history and llama.cpp's KV cache: they were computed with other weights.
+        Before ``load`` it only records the choice, applied when the model loads.
+        """
+        import llama_cpp
+
+        if self._llm is None:
+            self.adapter, self.adapter_scale = (Path(path), float(scale)) if path is not None else (None, 1.0)
+            return
+        llm = self._llm
+        wanted = (Path(path).resolve(), float(scale)) if path is not None else None
+        if wanted == self._applied:
+            return
+        if wanted is not None and wanted[0] not in self._adapters:
+            if not wanted[0].is_file():
+                raise UserError(f"The adapter file is gone: {path}")
+            with llama_log.capture() as lines:
+                handle = llama_cpp.llama_adapter_lora_init(llm._model.model, str(wanted[0]).encode("utf-8"))
+            if not handle:
+                found = _ADAPTER_FAILURE.search("".join(lines))
+                reason = found[1].strip() if found else "it is not a GGUF LoRA adapter llama.cpp can read"
+                raise UserError(f"{wanted[0].name} cannot be applied to {self.path.name}: {reason}",
+                                hint="export the adapter from a model with the same base")
+            self._adapters[wanted[0]] = handle
+        if wanted is None:
+            llama_cpp.llama_set_adapters_lora(llm.ctx, None, 0, None)
+        else:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[wanted[0]])
+            scales = (ctypes.c_float * 1)(wanted[1])
+            llama_cpp.llama_set_adapters_lora(llm.ctx, handles, 1, scales)
+        self._applied = wanted
+        self.adapter, self.adapter_scale = (wanted[0], wanted[1]) if wanted else (None, 1.0)
+        self._history_text, self._history_tokens = "", []
+        llm.reset()  # nothing in the KV cache may be reused
+
     def unload(self) -> None:
+        if self._llm is not None and self._adapters:
+            import llama_cpp
+
+            llama_cpp.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
+            for handle in self._adapters.values():
+                llama_cpp.llama_adapter_lora_free(handle)
+        self._adapters.clear()
+        self._applied = None
         if self._llm is not None:
             self._llm.close()
         self._llm = None

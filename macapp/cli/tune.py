@@ -1,0 +1,187 @@
+"""``macapp tune`` (LoRA training with progress) and ``macapp adapters`` (the adapter registry)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from macapp.cli.output import console, print_json
+from macapp.core.errors import Cancelled
+from macapp.core.units import format_bytes, parse_bytes
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="LoRA-tune an MLX model on a JSONL dataset",
+                       description="Validate the data (every problem with its line; nothing is trained if any), "
+                                   "estimate memory, then train with mlx-lm in a child process. Ctrl-C stops at "
+                                   "once and keeps the last checkpoint; --resume continues it. Unset sizes are "
+                                   "chosen for this Mac's memory.")
+    p.add_argument("--base", required=True, type=Path, metavar="MODEL_DIR", help="mlx-lm model folder")
+    p.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl",
+                   help="JSONL file (messages, prompt/completion or text lines) or a folder with train/valid.jsonl")
+    p.add_argument("--name", required=True, help="adapter name in the registry")
+    p.add_argument("--iters", type=_positive, default=1000, help="training iterations (default 1000)")
+    p.add_argument("--rank", type=_positive, default=None, help="LoRA rank")
+    p.add_argument("--layers", type=int, default=None, help="blocks to adapt, from the last (-1 = all)")
+    p.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5)")
+    p.add_argument("--batch-size", type=_positive, default=None, help="examples per iteration")
+    p.add_argument("--max-seq-length", type=_positive, default=None, help="tokens per example")
+    p.add_argument("--mask-prompt", action="store_true", help="learn from the answers only")
+    p.add_argument("--grad-checkpoint", action="store_true", default=None, help="less memory, slower")
+    p.add_argument("--steps-per-report", type=_positive, default=10, help="iterations between reports")
+    p.add_argument("--steps-per-eval", type=_positive, default=200, help="iterations between validations")
+    p.add_argument("--save-every", type=_positive, default=100, help="iterations between checkpoints")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the run with this name from its checkpoint")
+    p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
+                   help="memory budget (e.g. 16G); default: this machine's")
+    p.add_argument("--no-memory-check", action="store_true", help="train even if the estimate exceeds the budget")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    p.set_defaults(handler=tune_cmd)
+
+    p = sub.add_parser("adapters", help="the trained LoRA adapters",
+                       description="Name, base model, dataset hash, settings, final losses and size of each adapter; "
+                                   "unfinished runs show as incomplete (resume them with `macapp tune --resume`).")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=adapters_cmd)
+
+
+def _options(args: argparse.Namespace):
+    from macapp.core.tuning.estimate import default_settings
+    from macapp.core.tuning.train import TrainOptions
+
+    chosen = {"batch_size": args.batch_size, "max_seq_length": args.max_seq_length, "layers": args.layers,
+              "rank": args.rank, "grad_checkpoint": args.grad_checkpoint}
+    if any(v is None for v in chosen.values()):
+        chosen = {k: default if chosen[k] is None else chosen[k] for k, default in default_settings().items()}
+    return TrainOptions(
+        base=args.base, data=args.data, name=args.name, iters=args.iters, learning_rate=args.lr,
+        mask_prompt=args.mask_prompt, steps_per_report=args.steps_per_report, steps_per_eval=args.steps_per_eval,
+        save_every=args.save_every, seed=args.seed, resume=args.resume, check_memory=not args.no_memory_check,
+        **chosen,
+    )
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _ctrl_c_cancels(token):
+    """First Ctrl-C stops training at once (the checkpoint stays); a second one interrupts."""
+    def handler(signum, frame):
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        _say("stopping…")
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _progress_line(p) -> str | None:
+    if p.stage == "starting":
+        return p.message
+    if p.stage == "validating":
+        return f"iter {p.iteration:>5}/{p.iters}  val loss {p.val_loss:.3f}"
+    if p.stage == "checkpoint":
+        return f"iter {p.iteration:>5}/{p.iters}  checkpoint saved"
+    parts = [f"iter {p.iteration:>5}/{p.iters}", f"train loss {p.train_loss:.3f}"]
+    if p.tokens_per_second is not None:
+        parts.append(f"{p.tokens_per_second:,.0f} tok/s")
+    if p.peak_memory_bytes:
+        parts.append(f"peak {format_bytes(p.peak_memory_bytes)}")
+    if p.eta_seconds is not None:
+        parts.append("ETA <1 s" if p.eta_seconds < 1 else f"ETA {p.eta_seconds:,.0f} s")
+    return "  ".join(parts)
+
+
+def tune_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.progress import CancelToken
+    from macapp.core.tuning.train import plan_training, train_lora
+
+    options = _options(args)
+    plan = plan_training(options, budget_bytes=args.budget)
+    for report in plan.reports:
+        stats = f", tokens min {report.tokens.min} / mean {report.tokens.mean:g} / max {report.tokens.max} / " \
+                f"total {report.tokens.total:,}" if report.tokens else ""
+        _say(f"{report.path.name}: {report.examples} examples ({report.format or 'unknown format'}){stats}")
+    if plan.problems:
+        for problem in plan.problems:
+            _say(f"error: {problem}")
+        _say(f"{len(plan.problems)} problem{'s' if len(plan.problems) != 1 else ''} in the data; nothing was trained")
+        return 1
+    est = plan.estimate
+    _say(f"memory: about {format_bytes(est.total_bytes)} at peak (weights {format_bytes(est.weights_bytes)}, "
+         f"activations {format_bytes(est.activation_bytes)}) of a {format_bytes(est.budget_bytes)} budget: "
+         f"{est.verdict}")
+    token = CancelToken()
+    gen = train_lora(options, token, plan=plan)
+    try:
+        with _ctrl_c_cancels(token):
+            while True:
+                try:
+                    step = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                line = _progress_line(step)
+                if line:
+                    _say(line)
+    except Cancelled:
+        _say(f"cancelled: the last checkpoint is kept; continue with `macapp tune ... --name {options.name} --resume`")
+        return 130
+    finally:
+        gen.close()
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    losses = f"train loss {result.train_loss:.3f}" if result.train_loss is not None else ""
+    if result.val_loss is not None:
+        losses += f", validation loss {result.val_loss:.3f}"
+    print(f"adapter {result.adapter.name!r}: {result.iterations} iterations in {result.seconds:.1f} s, {losses}; "
+          f"{format_bytes(result.adapter.size_bytes)} at {result.adapter.path}")
+    return 0
+
+
+def adapters_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.tuning.adapters import list_adapters
+
+    found = list_adapters(include_incomplete=True)
+    if args.json:
+        print_json([a.to_json() for a in found])
+        return 0
+    if not found:
+        print("No adapters yet: train one with `macapp tune --base MODEL_DIR --data FILE.jsonl --name NAME`.")
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "base", "iterations", "train loss", "val loss", "size", "dataset", "created", "status"):
+        table.add_column(column)
+
+    def loss(value):
+        return "" if value is None else f"{value:.3f}"
+
+    for a in found:
+        table.add_row(a.name, Path(a.base_path).name, str(a.iterations), loss(a.train_loss), loss(a.val_loss),
+                      format_bytes(a.size_bytes), a.dataset_sha256[:12], a.created[:16].replace("T", " "), a.status)
+    console().print(table)
+    return 0
