@@ -23,7 +23,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import ask, chat, docs, doctor, embed, hub, models
+    from macapp.cli import ask, chat, docs, doctor, embed, export, hub, models, serve, tune
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.register(sub)
     docs.register(sub)
     ask.register(sub)
+    serve.register(sub)
+    export.register(sub)
+    tune.register(sub)
     return parser
 
 

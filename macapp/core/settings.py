@@ -28,6 +28,7 @@ class Settings:
     kv_type: str = "f16"
     window_geometry: str = ""
     embedder_path: str = ""  # a GGUF embedding model; "" = the bundled all-MiniLM-L6-v2
+    remote_endpoints: list[dict] = field(default_factory=list)  # OpenAI-compatible servers: {name, url, api_key}
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

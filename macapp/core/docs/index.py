@@ -14,11 +14,18 @@ Crash safety: the first time a process touches the vectors it sweeps what dead p
 files still ``pending``/``removing`` (their vectors and rows are deleted) and half-built re-index
 collections — so an interrupted ingest ends rolled back, never half-visible. The sweep also removes the
 HNSW folders chromadb 1.5 leaves on disk when a collection is deleted.
+
+Shared vectors: with ``chroma_url`` (or ``$MACAPP_CHROMA_URL``, e.g. ``http://nas.local:8000``) the vectors live
+on a Chroma server (``chromadb.HttpClient``, what ``chroma run`` serves) instead of ``chroma/``; everything else
+is the same code. Chunk texts and keywords stay in the local SQLite. Other machines keep their own
+collections on that server, so the sweep there only drops collections this index names (abandoned re-index
+targets), never ones it does not know.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -29,6 +36,7 @@ import unicodedata
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -42,6 +50,7 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "docs-"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_NAME = 100
+CHROMA_URL_ENV = "MACAPP_CHROMA_URL"
 
 
 class EmbedderMismatch(UserError):
@@ -67,15 +76,35 @@ def vector_key(name: str) -> str:
     return f"{KEY_PREFIX}{slug + '-' if slug else ''}{secrets.token_hex(4)}"
 
 
-class VectorStore:
-    """chromadb behind the few calls the index needs. Thread-safe as chromadb's client is."""
+def _http_client(url: str, settings):
+    """A client of the Chroma server at ``url`` (``http(s)://host[:port]``; Chroma's port 8000 by default)."""
+    import chromadb
 
-    def __init__(self, path: Path):
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    ssl = parts.scheme == "https"
+    try:
+        return chromadb.HttpClient(host=parts.hostname or "localhost", port=parts.port or (443 if ssl else 8000),
+                                   ssl=ssl, settings=settings)
+    except Exception as e:  # chromadb raises ValueError("Could not connect to a Chroma server...")
+        raise UserError(f"Cannot reach the Chroma server at {url}",
+                        hint=f"is `chroma run` going there? (set by ${CHROMA_URL_ENV} or chroma_url)") from e
+
+
+class VectorStore:
+    """chromadb behind the few calls the index needs. Thread-safe as chromadb's client is.
+
+    ``url`` None: an embedded ``PersistentClient`` in ``path``; else the Chroma server there (``shared``).
+    """
+
+    def __init__(self, path: Path, url: str | None = None):
         import chromadb
         from chromadb.config import Settings
 
         self.path = path
-        self._client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+        self.shared = bool(url)  # a server other indexes may keep collections on too
+        settings = Settings(anonymized_telemetry=False)
+        self._client = (_http_client(url, settings) if url
+                        else chromadb.PersistentClient(path=str(path), settings=settings))
         self._collections: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -145,10 +174,12 @@ class VectorStore:
 
 class DocumentIndex:
     """The index under ``root`` (default ``paths.index_dir()``): ``chunks`` (SQLite) and ``vectors`` (chromadb,
-    opened on first use, which also sweeps up after crashed writers)."""
+    opened on first use, which also sweeps up after crashed writers). ``chroma_url`` (default
+    ``$MACAPP_CHROMA_URL``) puts the vectors on a Chroma server instead of ``root/chroma``."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, chroma_url: str | None = None):
         self.root = Path(root) if root is not None else paths.index_dir()
+        self.chroma_url = chroma_url if chroma_url is not None else os.environ.get(CHROMA_URL_ENV) or None
         self.root.mkdir(parents=True, exist_ok=True)
         self.chunks = ChunkStore(self.root / "chunks.sqlite3")
         self._vectors: VectorStore | None = None
@@ -167,7 +198,7 @@ class DocumentIndex:
     def vectors(self) -> VectorStore:
         with self._lock:
             if self._vectors is None:
-                self._vectors = VectorStore(self.root / "chroma")
+                self._vectors = VectorStore(self.root / "chroma", self.chroma_url)
                 self._sweep(self._vectors)
             return self._vectors
 
@@ -233,6 +264,10 @@ class DocumentIndex:
                 live.add(row.next_key)
             elif row.next_key:
                 self.chunks.abandon_reindex(row.id)
+                if vectors.shared:  # below, only an embedded store drops what no row names
+                    vectors.drop(row.next_key)
+        if vectors.shared:
+            return
         for key in vectors.names():
             if key.startswith(KEY_PREFIX) and key not in live:
                 log.info("dropping orphaned vector collection %s", key)

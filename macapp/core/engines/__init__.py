@@ -57,6 +57,10 @@ def plan_load(ref: str, *, n_ctx: int | None = None, kv_type: str | None = None,
 
 def open_engine(ref: str, **plan_options):
     """An unloaded engine for ``ref`` (call ``load()`` on it); options as for ``plan_load``."""
+    if ref.startswith("remote:"):  # a model on another server: engines/remote.py
+        from macapp.core.engines.remote import open_remote
+
+        return open_remote(ref, **plan_options)
     from macapp.core.engines.llama_engine import LlamaCppEngine
 
     plan = plan_load(ref, **plan_options)
