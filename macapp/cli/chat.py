@@ -12,9 +12,12 @@ from macapp.core.engines.base import PRESETS, SamplingSettings
 
 def _add_model_options(p: argparse.ArgumentParser, positional: bool = True) -> None:
     if positional:
-        p.add_argument("model", metavar="MODEL", help="a .gguf path or a library id")
+        p.add_argument("model", metavar="MODEL", help="a .gguf path, a library id or an mlx-lm model folder")
     else:
-        p.add_argument("--model", "-m", required=True, metavar="MODEL", help="a .gguf path or a library id")
+        p.add_argument("--model", "-m", required=True, metavar="MODEL",
+                       help="a .gguf path, a library id or an mlx-lm model folder")
+    p.add_argument("--adapter", metavar="A", default=None,
+                   help="a tuned adapter (a name from `macapp adapters`, or its folder)")
     p.add_argument("--system", default="", metavar="S", help="system prompt")
     p.add_argument("--preset", choices=sorted(PRESETS), default="balanced", help="sampling preset (default balanced)")
     help_of = {f.name: f.metadata.get("help", "") for f in fields(SamplingSettings)}
@@ -63,7 +66,8 @@ def load_engine(args: argparse.Namespace, quiet: bool = False):
     """Open and load the engine, with a progress bar on stderr when it is a terminal."""
     from macapp.core.engines import open_engine
 
-    engine = open_engine(args.model, n_ctx=args.ctx, kv_type=args.kv_type, flash_attn=not args.no_flash_attn)
+    options = {"n_ctx": args.ctx, "kv_type": args.kv_type, "flash_attn": not args.no_flash_attn}
+    engine = open_engine(args.model, adapter=args.adapter, **options)
     if quiet or not sys.stderr.isatty():
         for _ in engine.load():
             pass

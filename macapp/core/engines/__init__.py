@@ -55,13 +55,66 @@ def plan_load(ref: str, *, n_ctx: int | None = None, kv_type: str | None = None,
     return LoadPlan(path, runtime, est)
 
 
-def open_engine(ref: str, **plan_options):
-    """An unloaded engine for ``ref`` (call ``load()`` on it); options as for ``plan_load``."""
+def open_engine(ref: str, *, adapter: str | None = None, **plan_options):
+    """An unloaded engine for ``ref`` (call ``load()`` on it); options as for ``plan_load``.
+
+    ``ref`` is a GGUF (llama.cpp), an mlx-lm model folder (``MlxEngine``) or ``remote:NAME/MODEL``.
+    ``adapter`` is a tuned adapter's registry name or folder; llama.cpp gets it as a GGUF LoRA
+    (``gguf_lora_for``), MLX uses the folder as it is.
+    """
     if ref.startswith("remote:"):  # a model on another server: engines/remote.py
         from macapp.core.engines.remote import open_remote
 
+        if adapter:
+            raise UserError("A remote model can't take a local adapter")
         return open_remote(ref, **plan_options)
+    folder = Path(ref).expanduser()
+    if folder.is_dir() and (folder / "config.json").is_file():
+        from macapp.core.engines.mlx_engine import MlxEngine
+
+        return MlxEngine(folder, adapter_folder(adapter) if adapter else None, model_id=ref,
+                         n_ctx=plan_options.get("n_ctx"))
     from macapp.core.engines.llama_engine import LlamaCppEngine
 
     plan = plan_load(ref, **plan_options)
-    return LlamaCppEngine(plan.path, plan.runtime, model_id=ref)
+    return LlamaCppEngine(plan.path, plan.runtime, model_id=ref, adapter=gguf_lora_for(adapter) if adapter else None)
+
+
+def adapter_folder(adapter: str) -> Path:
+    """An adapter's folder from its registry name or a path."""
+    folder = Path(adapter).expanduser()
+    if folder.is_dir():
+        return folder
+    from macapp.core.tuning.adapters import get_adapter
+
+    return get_adapter(adapter).path
+
+
+def gguf_lora_for(adapter: str) -> Path:
+    """A GGUF LoRA file for ``adapter``: the file itself, or the adapter exported once next to its weights."""
+    path = Path(adapter).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    folder = adapter_folder(adapter)
+    out = folder / "lora.gguf"
+    weights = folder / "adapters.safetensors"
+    if not out.is_file() or (weights.is_file() and weights.stat().st_mtime > out.stat().st_mtime):
+        from macapp.core.tuning.export import export_gguf_lora
+
+        export_gguf_lora(folder, adapter_base(folder), out)
+    return out
+
+
+def adapter_base(folder: Path) -> str:
+    """The base model an adapter was trained on: Orchard's manifest, else mlx-lm's ``adapter_config.json``."""
+    import json
+
+    for name, key in (("orchard.json", "base_path"), ("adapter_config.json", "model")):
+        try:
+            base = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError):
+            continue
+        if base:
+            return str(base)
+    raise UserError(f"The adapter {folder.name} doesn't say which base model it was trained on",
+                    hint="export it with `macapp export ADAPTER --gguf-lora OUT --base DIR`")
