@@ -164,6 +164,7 @@ class ChatPage(QWidget):
                 return
             self._owns_store = True
         self.sidebar.set_store(self.store)
+        self.drawer.set_adapters(_adapter_names())
         self._update_placeholder()
 
     def _thread(self, cid: int | None) -> list[Message]:
@@ -186,6 +187,7 @@ class ChatPage(QWidget):
             self.cid = cid
             self.documents.show_conversation(conv)
             self.drawer.set_conversation(SamplingSettings.from_json(conv.settings), conv.system_prompt)
+            self.drawer.set_adapters(_adapter_names(), conv.adapter)
             if self.engine is None and conv.model and not self.loading:
                 self.header.picker.select_path(conv.model)
             self.notice.hide()
@@ -204,6 +206,7 @@ class ChatPage(QWidget):
         if self.busy:
             self.stop()
         self.cid = None
+        self.drawer.set_adapters(_adapter_names(), self.drawer.adapter())
         self.documents.show_conversation(None)
         self.sidebar.set_current(None)
         self.notice.hide()
@@ -324,11 +327,12 @@ class ChatPage(QWidget):
         picks up documents attached since the last one."""
         from macapp.core.chat.session import ChatSession
 
-        sampling, system = self.drawer.sampling(), self.drawer.system_prompt()
+        sampling, system, adapter = self.drawer.sampling(), self.drawer.system_prompt(), self.drawer.adapter()
         self.ensure_conversation()
         self.store.update_conversation(self.cid, model=self.engine.model_id, system_prompt=system,
-                                       settings=sampling.to_json())
-        session = ChatSession(self.engine, self.store, self.cid, system_prompt=system, sampling=sampling)
+                                       settings=sampling.to_json(), adapter=adapter)
+        session = ChatSession(self.engine, self.store, self.cid, system_prompt=system, sampling=sampling,
+                              adapter=adapter)
         session.system_prompt = system  # an emptied prompt stays empty
         return session
 
@@ -372,7 +376,7 @@ class ChatPage(QWidget):
 
     def _start_turn(self, start) -> Worker:
         self._stop = CancelToken()
-        worker = self.host.run(coalesce, start(self._stop))
+        worker = self.host.run(coalesce, with_adapter(self.engine, self.drawer.adapter(), start(self._stop)))
         self._answering = True
         self._turn_cid = self.cid
         self._plan = None
@@ -535,3 +539,20 @@ class ChatPage(QWidget):
         if self._owns_store and self.store is not None and done:
             self.store.close()
         return done
+
+
+def _adapter_names() -> list[str]:
+    from macapp.core.tuning.adapters import list_adapters
+
+    try:
+        return [a.name for a in list_adapters()]
+    except (OSError, UserError):
+        return []
+
+
+def with_adapter(engine, adapter: str | None, stream):
+    """``stream`` with ``adapter`` switched on first, on the engine's thread (where the generator runs)."""
+    from macapp.core.engines import apply_adapter
+
+    apply_adapter(engine, adapter)
+    return (yield from stream)

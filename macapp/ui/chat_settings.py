@@ -104,6 +104,15 @@ class SettingsDrawer(QFrame):
         lay.addLayout(form)
 
         lay.addSpacing(6)
+        lay.addWidget(_title("Adapter"))
+        self.adapter_box = QComboBox()
+        self.adapter_box.setObjectName("adapterPicker")
+        self.adapter_box.setToolTip("A LoRA adapter you tuned, applied over the loaded model for this conversation")
+        self.adapter_box.addItem("None (the model as it is)", None)
+        self.adapter_box.currentIndexChanged.connect(self.changed)
+        lay.addWidget(self.adapter_box)
+
+        lay.addSpacing(6)
         lay.addWidget(_title("System prompt"))
         self.system = QPlainTextEdit()
         self.system.setObjectName("systemPrompt")
@@ -149,6 +158,20 @@ class SettingsDrawer(QFrame):
         values["top_k"], values["max_tokens"] = int(values["top_k"]), int(values["max_tokens"])
         seed = self.seed.text().strip()
         return SamplingSettings(**values, seed=int(seed) if seed else None, stop=self._stop)
+
+    def adapter(self) -> str | None:
+        """The adapter chosen for this conversation (a registry name), or None."""
+        return self.adapter_box.currentData()
+
+    def set_adapters(self, names: list[str], current: str | None = None) -> None:
+        """Offer ``names`` and select ``current`` (kept in the list even if it has been deleted since)."""
+        self.adapter_box.blockSignals(True)
+        self.adapter_box.clear()
+        self.adapter_box.addItem("None (the model as it is)", None)
+        for name in sorted(set(names) | ({current} if current else set())):
+            self.adapter_box.addItem(name, name)
+        self.adapter_box.setCurrentIndex(max(0, self.adapter_box.findData(current)) if current else 0)
+        self.adapter_box.blockSignals(False)
 
     def system_prompt(self) -> str:
         return self.system.toPlainText()

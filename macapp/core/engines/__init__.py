@@ -118,3 +118,19 @@ def adapter_base(folder: Path) -> str:
             return str(base)
     raise UserError(f"The adapter {folder.name} doesn't say which base model it was trained on",
                     hint="export it with `macapp export ADAPTER --gguf-lora OUT --base DIR`")
+
+
+def apply_adapter(engine, adapter: str | None) -> None:
+    """Run ``engine`` with ``adapter`` (a registry name or folder; None: the base alone), without reloading it.
+
+    Call it from the engine's own thread: llama.cpp gets the adapter as a GGUF LoRA, MLX uses its folder.
+    """
+    setter = getattr(engine, "set_adapter", None)
+    if setter is None:
+        if adapter:
+            raise UserError(f"{engine.name} models can't take a local adapter")
+        return
+    if engine.name == "mlx":
+        setter(adapter_folder(adapter) if adapter else None)
+    else:
+        setter(gguf_lora_for(adapter) if adapter else None)
