@@ -216,6 +216,10 @@ class ChatPage(QWidget):
         self._update_actions()
         self.composer.setFocus()
 
+    def use_adapter(self, name: str | None) -> None:
+        """Answer with the tuned adapter ``name`` from the next message on (None: the model alone)."""
+        self.drawer.set_adapters(_adapter_names(), name)
+
     def _on_deleted(self, cid: int) -> None:
         if cid == self.cid:
             self.new_chat()

@@ -34,32 +34,10 @@ from macapp.ui.chat_page import ChatPage
 from macapp.ui.discover_page import DiscoverPage
 from macapp.ui.documents_page import DocumentsPage
 from macapp.ui.models_page import ModelsPage
+from macapp.ui.tuning_page import TuningPage
 from macapp.ui.worker import running_workers
 
 log = logging.getLogger(__name__)
-
-PLACEHOLDERS = {
-    "Tuning": ("Teach a model your style",
-               "LoRA-tune a model on your own examples and export the adapter as GGUF.",
-               "Tuning arrives with the tuning issue."),
-}
-
-
-def placeholder_page(title: str, body: str, note: str) -> QWidget:
-    """A calm page saying what will live here."""
-    page = QWidget()
-    lay = QVBoxLayout(page)
-    lay.setContentsMargins(48, 48, 48, 48)
-    lay.addStretch(2)
-    for text, name in ((title, "placeholderTitle"), (body, "placeholderBody"), (note, "muted")):
-        label = QLabel(text)
-        label.setObjectName(name)
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        label.setWordWrap(True)
-        lay.addWidget(label)
-    lay.addStretch(3)
-    return page
-
 
 class MainWindow(QMainWindow):
     """Orchard's window. The library scan starts once the window has painted."""
@@ -96,8 +74,10 @@ class MainWindow(QMainWindow):
         self.documents_page.collectionDeleted.connect(self.chat_page.documents.forget_collection)
         self.chat_page.documents.panel.batchFinished.connect(self._chat_documents_changed)
         self._add_page("Documents", self.documents_page)
-        for name, texts in PLACEHOLDERS.items():
-            self._add_page(name, placeholder_page(*texts))
+        self.tuning_page = TuningPage()
+        self.models_page.hardwareDetected.connect(self.tuning_page.apply_hardware)
+        self.tuning_page.tryInChat.connect(self._try_adapter_in_chat)
+        self._add_page("Tuning", self.tuning_page)
         self.sidebar.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
 
@@ -129,6 +109,12 @@ class MainWindow(QMainWindow):
         item.setSizeHint(QSize(160, 36))
         self.sidebar.addItem(item)
         self.pages.addWidget(page)
+
+    def _try_adapter_in_chat(self, name: str) -> None:
+        """A new chat with the adapter just tuned switched on (over the model loaded in Chat)."""
+        self.show_page("Chat")
+        self.chat_page.new_chat()
+        self.chat_page.use_adapter(name)
 
     def show_page(self, name: str) -> None:
         for row in range(self.sidebar.count()):
@@ -202,6 +188,7 @@ class MainWindow(QMainWindow):
         for worker in running_workers():
             worker.cancel()
         self.discover_page.shutdown()
+        self.tuning_page.shutdown()
         if self.download_queue is not None:
             self.download_queue.close()  # a running download stops and comes back paused next time
         try:

@@ -68,3 +68,10 @@ def test_adapter_per_conversation(qtbot, tuned_page):
 
     page.open_conversation(first)  # switching back brings its adapter back
     assert page.drawer.adapter() == "sky"
+
+
+def test_try_in_chat_opens_a_new_chat_with_the_adapter(qtbot, window_factory, tuned_page):
+    window = window_factory()
+    window.tuning_page.tryInChat.emit("sky")
+    assert window.pages.currentWidget() is window.chat_page
+    assert window.chat_page.cid is None and window.chat_page.drawer.adapter() == "sky"
