@@ -557,6 +557,8 @@ class TuningPage(QWidget):
             losses.append(f"validation loss {result.val_loss:.3f}")
         self.progress_label.setText(f"Done: {result.iterations} iterations in {duration_text(result.seconds)}"
                                     + (f" · {', '.join(losses)}" if losses else ""))
+        trained = f"Trained “{result.adapter.name}”."
+        self.plan_label.setText(self.plan_label.text().replace("Ready to train.", trained, 1))
         self._set_state("idle")
         self.refresh_adapters()
         self.trainingEnded.emit("done")
