@@ -140,7 +140,7 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
 
     async def run_job(request: Request, model: str, job: Job) -> tuple[_Watch, Started | Any]:
         """Queue ``job`` on the model's owner; wait (watching the client) for it to start or finish."""
-        owner = await run_in_threadpool(registry.owner, model)
+        owner = registry.known_owner(model) or await run_in_threadpool(registry.owner, model)
         owner.submit(job)
         watch = _Watch(request)
         try:

@@ -166,12 +166,17 @@ class ModelRegistry:
             raise bad_request(f"{ref} is an embedding model: use /v1/embeddings", param="model")
         raise model_not_found(ref)
 
-    def owner(self, ref: str) -> ModelOwner:
-        """The owner of the model ``ref`` names (may scan the library: call it off the event loop)."""
+    def known_owner(self, ref: str) -> ModelOwner | None:
+        """The owner of a model already asked for by this name (no library scan: fine on the event loop)."""
         with self._lock:
             ident = self._aliases.get(ref)
-            if ident is not None:
-                return self._owners[ident]
+            return self._owners.get(ident) if ident is not None else None
+
+    def owner(self, ref: str) -> ModelOwner:
+        """The owner of the model ``ref`` names (may scan the library: call it off the event loop)."""
+        known = self.known_owner(ref)
+        if known is not None:
+            return known
         ident, path = self.resolve(ref)
         with self._lock:
             owner = self._owners.get(ident)
