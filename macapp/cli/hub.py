@@ -146,8 +146,11 @@ def register_pull(sub: argparse._SubParsersAction) -> None:
                                    "after a restart; the file is verified against the Hub's sha256 before it "
                                    "enters the library.")
     p.add_argument("repo", metavar="REPO")
-    p.add_argument("what", metavar="FILE|QUANT", help="a file name in the repo, or a quant such as Q4_K_M")
+    p.add_argument("what", metavar="FILE|QUANT", nargs="?", help="a file name in the repo, or a quant such as Q4_K_M")
     p.add_argument("--revision", default="main")
+    p.add_argument("--mlx", action="store_true",
+                   help="download REPO's MLX model (safetensors, config, tokenizer) for `macapp tune --base DIR`; "
+                        "a catalog GGUF repo means its MLX twin")
     p.add_argument("--json", action="store_true", help="print one JSON document at the end (no progress bar)")
     p.set_defaults(handler=pull_cmd)
 
@@ -175,6 +178,12 @@ def pull_cmd(args: argparse.Namespace) -> int:
     from macapp.core.progress import CancelToken
 
     token = CancelToken()
+    if args.mlx:
+        return _pull_mlx(args, token)
+    if not args.what:
+        from macapp.core.errors import UserError
+
+        raise UserError("pull needs FILE or QUANT (or --mlx)", hint="e.g. macapp pull REPO Q4_K_M")
     done = []
     try:
         for name in _files_to_pull(args.repo, args.what, args.revision):
@@ -204,6 +213,34 @@ def pull_cmd(args: argparse.Namespace) -> int:
     else:
         for path in done:
             console().print(f"[green]✓[/] {path}")
+    return 0
+
+
+def _pull_mlx(args: argparse.Namespace, token) -> int:
+    from macapp.core.errors import Cancelled
+    from macapp.core.models.mlx_fetch import fetch_mlx_model, mlx_twin
+
+    repo = mlx_twin(args.repo) or args.repo
+    gen = fetch_mlx_model(repo, args.revision, cancel=token)
+    try:
+        if args.json:
+            folder = _drain(gen)
+        else:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                          console=console()) as bar:
+                task = bar.add_task(repo, total=None)
+                folder = _drain(gen, lambda p: bar.update(task, completed=p.done, total=p.total,
+                                                          description=p.message if p.stage != "done" else repo))
+    except (KeyboardInterrupt, Cancelled):
+        token.cancel()
+        raise Cancelled() from None
+    if args.json:
+        print_json({"repo": repo, "folder": str(folder)})
+    else:
+        console().print(f"[green]✓[/] {folder}")
+        console().print(f"tune with: macapp tune --base {folder}")
     return 0
 
 
