@@ -56,7 +56,7 @@ class EngineHost(QObject):
         worker.signals.returned.connect(self._on_loaded)
         worker.signals.errored.connect(self.loadFailed)
         worker.signals.finished.connect(self._after_load)
-        log.info("loading %s at %d tokens of context", Path(ref).name, n_ctx)
+        log.info("loading %s at %d tokens of context", ref if ref.startswith("remote:") else Path(ref).name, n_ctx)
         return worker.start()
 
     def cancel_load(self) -> None:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from macapp.core.units import format_bytes, format_count
 from macapp.ui.memory_bar import VERDICT_WORDS, verdict_color
+from macapp.ui.worker import Worker
 
 if TYPE_CHECKING:
     from macapp.core.engines.llama_engine import LlamaCppEngine
@@ -39,6 +40,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FULL_AT = 0.85  # the meter turns amber from here
+REMOTE_WORD = "remote"
+
+
+def model_label(engine) -> str:
+    """The loaded model, for a person: ``tiny.gguf``, or ``MODEL @ host:port`` for a remote one."""
+    return getattr(engine, "label", None) or engine.path.name
+
+
+def engine_label(engine) -> str:
+    """Which engine answers, for a person: ``llama.cpp · tiny.gguf`` or ``remote · MODEL @ host:port``."""
+    return f"{engine.name} · {model_label(engine)}"
+
+
+def remote_models() -> tuple[list[tuple[str, str]], list[str]]:
+    """``(ref, shown name)`` for every model of the configured remote endpoints, and a note for each endpoint
+    that could not be listed (on a worker thread: this asks the servers)."""
+    from macapp.core.engines.remote import configured_endpoints, list_remote_models, remote_ref
+    from macapp.core.errors import UserError
+
+    found: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    try:
+        endpoints = configured_endpoints()
+    except UserError as exc:
+        return [], [exc.message]
+    for endpoint in endpoints:
+        try:
+            models = list_remote_models(endpoint.url, endpoint.api_key)
+        except UserError as exc:
+            skipped.append(f"{endpoint.name}: {exc.message}")
+            continue
+        found += [(remote_ref(endpoint.name, m.id), f"{m.id} @ {endpoint.name}") for m in models]
+    return found, skipped
 
 
 def verdict_text(estimate: MemoryEstimate | None) -> str:
@@ -78,6 +112,7 @@ class ModelPicker(QComboBox):
         self.setToolTip("The model to chat with")
         self.setPlaceholderText("No models yet")
         self._entries: dict[str, LibraryEntry] = {}
+        self._remote: list[tuple[str, str]] = []  # (remote:NAME/MODEL, shown name)
         self._estimates: dict[str, MemoryEstimate | None] = {}
 
     def sizeHint(self) -> QSize:
@@ -85,15 +120,42 @@ class ModelPicker(QComboBox):
 
     def set_entries(self, entries: list[LibraryEntry]) -> None:
         """List the usable ``entries``, keeping the current pick when it is still there."""
-        keep = self.current_entry()
+        self._entries = {e.id: e for e in entries if e.facts is not None}
+        self._rebuild()
+
+    def set_remote(self, models: list[tuple[str, str]]) -> None:
+        """List remote models (``remote:NAME/MODEL``, shown name) after the library's."""
+        self._remote = list(models)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        keep = self.currentData()
         self.blockSignals(True)
         self.clear()
-        self._entries = {e.id: e for e in entries if e.facts is not None}
         for entry in self._entries.values():
             self.addItem(entry.name, entry.id)
-        index = self.findData(keep.id) if keep is not None else -1
+        for ref, shown in self._remote:
+            self.addItem(_dot(QColor("#8a8f98")), shown, ref)
+            self.setItemData(self.count() - 1, f"{ref}\nRuns on a remote server", Qt.ItemDataRole.ToolTipRole)
+        index = self.findData(keep) if keep is not None else -1
         self.setCurrentIndex(index if index >= 0 else (0 if self.count() else -1))
         self.blockSignals(False)
+        if self._estimates:
+            self.set_estimates(self._estimates)
+
+    def remote_refs(self) -> list[str]:
+        return [ref for ref, _ in self._remote]
+
+    def is_remote(self) -> bool:
+        """The pick is a model on a remote server."""
+        return self.currentData() in self.remote_refs()
+
+    def current_ref(self) -> str | None:
+        """What to load: the picked library model's path, or a ``remote:NAME/MODEL`` id."""
+        entry = self.current_entry()
+        if entry is not None:
+            return entry.path
+        return self.currentData() if self.is_remote() else None
 
     def entries(self) -> list[LibraryEntry]:
         return list(self._entries.values())
@@ -104,8 +166,9 @@ class ModelPicker(QComboBox):
 
     def select_path(self, path: str) -> bool:
         for row in range(self.count()):
-            entry = self._entries[self.itemData(row)]
-            if entry.path == path or entry.id == path:
+            ident = self.itemData(row)
+            entry = self._entries.get(ident)
+            if ident == path or (entry is not None and entry.path == path):
                 self.setCurrentIndex(row)
                 return True
         return False
@@ -114,6 +177,8 @@ class ModelPicker(QComboBox):
         self._estimates = estimates
         for row in range(self.count()):
             ident = self.itemData(row)
+            if ident not in self._entries:  # a remote model: no memory verdict here
+                continue
             est = estimates.get(ident)
             verdict = est.verdict if est is not None else None
             self.setItemIcon(row, _dot(verdict_color(verdict)))
@@ -181,6 +246,8 @@ class ModelBar(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         self._drawer = drawer
         self._hardware: Hardware | None = None
+        self._remote_serial = 0
+        self.remote_worker: Worker | None = None
         rows = QVBoxLayout(self)
         rows.setContentsMargins(18, 12, 14, 8)
         rows.setSpacing(4)
@@ -218,7 +285,15 @@ class ModelBar(QWidget):
         self.load_progress.setFixedSize(160, 6)
         self.load_progress.hide()
         self.meter = ContextMeter()
+        self.remote_note = QLabel("")
+        self.remote_note.setObjectName("remoteNote")
+        self.remote_note.hide()
+        self.engine_badge = QLabel("")  # which engine answers: llama.cpp, mlx, remote
+        self.engine_badge.setObjectName("engineBadge")
+        self.engine_badge.hide()
+        status.addWidget(self.engine_badge)
         status.addWidget(self.model_status, 1)
+        status.addWidget(self.remote_note)
         status.addWidget(self.load_progress)
         status.addWidget(self.meter)
         rows.addLayout(status)
@@ -229,6 +304,27 @@ class ModelBar(QWidget):
         if hardware is not None:
             self._hardware = hardware
         self.picker.set_entries(entries)
+        self.update_verdicts()
+
+    def refresh_remote(self) -> Worker:
+        """Ask the configured remote endpoints for their models (in a worker); unreachable ones are skipped
+        with a muted note."""
+        self._remote_serial += 1
+        serial = self._remote_serial
+        worker = Worker(remote_models)
+        worker.signals.returned.connect(lambda result: self._show_remote(result, serial))
+        worker.signals.errored.connect(lambda exc: log.warning("listing remote models failed: %s", exc))
+        self.remote_worker = worker
+        return worker.start()
+
+    def _show_remote(self, result: tuple[list[tuple[str, str]], list[str]], serial: int) -> None:
+        if serial != self._remote_serial:
+            return  # a newer refresh is on its way
+        models, skipped = result
+        self.picker.set_remote(models)
+        self.remote_note.setText(f"{len(skipped)} remote server(s) unreachable" if skipped else "")
+        self.remote_note.setToolTip("\n".join(skipped))
+        self.remote_note.setVisible(bool(skipped))
         self.update_verdicts()
 
     def apply_hardware(self, hardware: Hardware) -> None:
@@ -257,6 +353,12 @@ class ModelBar(QWidget):
         if entry is not None:
             self._drawer.set_ctx_limit(entry.facts.context_length)
         self.picker.set_estimates({e.id: self._estimate(e) for e in self.picker.entries()})
+        if self.picker.is_remote():
+            self.verdict_label.setText(REMOTE_WORD)
+            self.verdict_label.setStyleSheet("")
+            self.verdict_label.setToolTip("Runs on a remote server: this Mac's memory is not used")
+            self._drawer.set_verdict("Remote model: runs on its server, not in this Mac's memory", None)
+            return
         est = self.picker.estimate()
         verdict = est.verdict if est is not None else None
         color = verdict_color(verdict).name() if verdict else None
@@ -284,8 +386,11 @@ class ModelBar(QWidget):
             self.load_progress.hide()
             self.load_button.setText("Load" if engine is None else "Reload")
             self.load_button.setToolTip("Load the picked model with the context length set in ⚙")
-            self.model_status.setText(f"{engine.path.name} · {format_count(engine.n_ctx)}-token context"
+            self.model_status.setText(f"{model_label(engine)} · {format_count(engine.n_ctx)}-token context"
                                       if engine is not None else "No model loaded")
+            self.engine_badge.setText(engine.name if engine is not None else "")
+            self.engine_badge.setVisible(engine is not None)
+            self.model_status.setToolTip(engine_label(engine) if engine is not None else "")
         self.load_button.setEnabled(not busy and (loading or self.picker.count() > 0))
         self.eject_button.setEnabled(engine is not None and not busy and not loading)
         self.picker.setEnabled(not busy and not loading)

@@ -31,11 +31,15 @@ def load_engine(ref: str, n_ctx: int, kv_type: str, budget: int | None, cancel: 
 
     ``cancel`` goes to the engine (not the Worker) so a cancelled load frees what it loaded.
     """
-    from macapp.core.engines import plan_load
+    from macapp.core.engines import open_engine, plan_load
     from macapp.core.engines.llama_engine import LlamaCppEngine
 
     if previous is not None:
         previous.unload()
+    if ref.startswith("remote:"):  # a model on another server: nothing to plan here
+        engine = open_engine(ref)
+        yield from engine.load(cancel)
+        return engine
     plan = plan_load(ref, n_ctx=n_ctx, kv_type=kv_type, budget=budget)
     engine = LlamaCppEngine(plan.path, plan.runtime, model_id=ref, n_threads=window_threads(plan.runtime.backend))
     yield from engine.load(cancel)

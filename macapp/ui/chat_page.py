@@ -39,7 +39,7 @@ from macapp.core.progress import CancelToken
 from macapp.ui.chat_composer import SEND_HINT, ComposerBox
 from macapp.ui.chat_documents import ChatDocuments, passages_note
 from macapp.ui.chat_engine import EngineHost
-from macapp.ui.chat_header import ModelBar
+from macapp.ui.chat_header import ModelBar, engine_label
 from macapp.ui.chat_jobs import coalesce, count_context
 from macapp.ui.chat_settings import SettingsDrawer
 from macapp.ui.chat_sidebar import ConversationList
@@ -239,6 +239,10 @@ class ChatPage(QWidget):
     def apply_hardware(self, hardware: Hardware) -> None:
         self.header.apply_hardware(hardware)
 
+    def refresh_remote(self) -> Worker:
+        """List the configured remote endpoints' models in the picker (asked in a worker)."""
+        return self.header.refresh_remote()
+
     @property
     def engine(self) -> LlamaCppEngine | None:
         """The loaded model (None while none is, or while one loads)."""
@@ -255,16 +259,15 @@ class ChatPage(QWidget):
     def load_model(self, ref: str | None = None) -> Worker | None:
         """Load ``ref`` (a path or library id; default: the picked model) on the engine thread."""
         if ref is None:
-            entry = self.header.picker.current_entry()
-            if entry is None:
+            ref = self.header.picker.current_ref()
+            if ref is None:
                 self.notice.show_message("Pick a model to load — add models on the Models page.")
                 return None
-            ref = entry.path
         if self.busy or self.loading:
             return None
         worker = self.host.load(ref, self.drawer.n_ctx, self.drawer.kv_type, self.header.budget)
         self.notice.hide()
-        self.header.show_loading(Path(ref).name)
+        self.header.show_loading(ref if ref.startswith("remote:") else Path(ref).name)
         self._update_model_state()
         return worker
 
@@ -294,7 +297,7 @@ class ChatPage(QWidget):
         if self.engine is None:
             self.transcript.set_placeholder("Load a model to start chatting.\nConversations stay on this Mac.")
         else:
-            self.transcript.set_placeholder(f"Say hello to {self.engine.path.name}. {SEND_HINT}.")
+            self.transcript.set_placeholder(f"Say hello to {engine_label(self.engine)}. {SEND_HINT}.")
 
     # --- answering -----------------------------------------------------------------------------
     @property

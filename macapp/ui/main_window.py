@@ -34,6 +34,7 @@ from macapp.ui.chat_page import ChatPage
 from macapp.ui.discover_page import DiscoverPage
 from macapp.ui.documents_page import DocumentsPage
 from macapp.ui.models_page import ModelsPage
+from macapp.ui.server_panel import ServerPanel
 from macapp.ui.tuning_page import TuningPage
 from macapp.ui.worker import running_workers
 
@@ -90,6 +91,9 @@ class MainWindow(QMainWindow):
         side_lay.setSpacing(8)
         side_lay.addWidget(brand)
         side_lay.addWidget(self.sidebar, 1)
+        self.server_panel = ServerPanel()  # the OpenAI-compatible server switch and the remote servers
+        self.server_panel.endpointsChanged.connect(self.chat_page.refresh_remote)
+        side_lay.addWidget(self.server_panel)
         self.machine_label = QLabel("")
         self.machine_label.setObjectName("machine")
         self.machine_label.setWordWrap(True)
@@ -147,6 +151,7 @@ class MainWindow(QMainWindow):
         self.models_page.start_scan()
         self._open_download_queue()
         self.chat_page.open_history()
+        self.chat_page.refresh_remote()  # the configured remote servers' models join the picker
 
     def _open_download_queue(self) -> None:
         """The app's one download queue; unfinished downloads of the last session come back paused."""
@@ -185,6 +190,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.chat_page.shutdown()  # stops an answer or a load gracefully and unloads the model
+        self.server_panel.shutdown()  # stops the OpenAI-compatible server
         for worker in running_workers():
             worker.cancel()
         self.discover_page.shutdown()
