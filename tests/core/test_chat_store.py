@@ -344,7 +344,7 @@ def test_citations_and_collection_round_trip(tmp_path):
 def test_a_history_from_the_first_schema_is_upgraded_in_place(tmp_path):
     import sqlite3
 
-    from macapp.core.chat.schema import _statements
+    from macapp.core.database import _statements
 
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)

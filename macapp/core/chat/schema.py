@@ -1,23 +1,15 @@
-"""The chat history's SQLite schema: append-only migrations and opening a database safely.
-
-A file that is not SQLite, another program's database, or a history written by a newer Orchard
-is refused with a ``UserError`` and left untouched.
-"""
+"""The chat history's SQLite schema (append-only migrations), opened through ``core.database``."""
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 
-from macapp.core.errors import UserError
+from macapp.core import database
+from macapp.core.database import now_text
 
-log = logging.getLogger(__name__)
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_MOVE_ASIDE = "move the file aside and Orchard will start a new one; the file was not changed"
+__all__ = ["MIGRATIONS", "now_text", "open_database"]
 
 # Append-only: never edit a shipped script, add a new one.
 MIGRATIONS: list[str] = [
@@ -86,75 +78,5 @@ MIGRATIONS: list[str] = [
 
 
 def open_database(path: Path, on_open: Callable[[sqlite3.Connection], None] | None = None) -> sqlite3.Connection:
-    """Connect, set pragmas, run pending migrations, then ``on_open(conn)`` in the same transaction."""
-    if str(path) != ":memory:":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _check_is_sqlite(path)
-    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-    try:
-        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal" and str(path) != ":memory:":
-            log.warning("%s: journal mode is not WAL", path)
-        conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: survives a crash or kill of the app, not power loss
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file at once must not both migrate
-        try:
-            _migrate(conn, path)
-            if on_open is not None:
-                on_open(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-    except sqlite3.DatabaseError as e:
-        conn.close()
-        raise UserError(f"Cannot open the chat history {path}: {e}", hint=_MOVE_ASIDE) from e
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _check_is_sqlite(path: Path) -> None:
-    try:
-        with path.open("rb") as f:
-            head = f.read(len(_SQLITE_MAGIC))
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise UserError(f"Cannot read the chat history {path}: {e.strerror}") from e
-    if head and head != _SQLITE_MAGIC:
-        raise UserError(f"{path} is not a SQLite database, so it cannot hold the chat history", hint=_MOVE_ASIDE)
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if tables and "schema_migrations" not in tables:
-        raise UserError(f"{path} is a SQLite database but not Orchard's chat history", hint=_MOVE_ASIDE)
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
-    applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-    newest = max(applied, default=0)
-    if newest > len(MIGRATIONS):
-        raise UserError(f"The chat history {path} was written by a newer Orchard (schema version {newest}; "
-                        f"this version knows up to {len(MIGRATIONS)})", hint="update Orchard to open it")
-    for version, script in enumerate(MIGRATIONS, start=1):
-        if version not in applied:
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, now_text()))
-            log.info("chat history %s: applied migration %d", path, version)
-
-
-def _statements(script: str) -> Iterator[str]:
-    """Split a script into statements (``executescript`` would commit the open transaction)."""
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            yield buf
-            buf = ""
-    if buf.strip():
-        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:60]}")
-
-
-def now_text() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    """The chat history at ``path``, migrated; ``on_open(conn)`` runs in the opening transaction."""
+    return database.open_database(path, MIGRATIONS, "the chat history", on_open)

@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from macapp.core.database import open_database
 from macapp.core.docs.types import Chunk
-from macapp.core.errors import UserError
-
-_MOVE_ASIDE = "move the index folder aside and add your documents again; nothing was changed"
 
 # Append-only: never edit a shipped script, add a new one.
 MIGRATIONS: list[str] = [
@@ -359,42 +357,4 @@ _FILE = "id, collection_id, file_hash, name, path, pages, chunks, status, writer
 
 def _open(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as e:
-        raise UserError(f"Cannot open the document index {path}: {e}", hint=_MOVE_ASIDE) from e
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("BEGIN IMMEDIATE")  # two processes opening a new index at once must not both migrate
-        try:
-            _migrate(conn, path)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-    except sqlite3.DatabaseError as e:
-        conn.close()
-        raise UserError(f"Cannot open the document index {path}: {e}", hint=_MOVE_ASIDE) from e
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
-    applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-    if max(applied, default=0) > len(MIGRATIONS):
-        raise UserError(f"The document index {path} was written by a newer Orchard", hint="update Orchard to open it")
-    for version, script in enumerate(MIGRATIONS, start=1):
-        if version in applied:
-            continue
-        statement = ""
-        for line in script.splitlines(keepends=True):
-            statement += line
-            if sqlite3.complete_statement(statement):
-                conn.execute(statement)
-                statement = ""
-        conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, now_text()))
+    return open_database(path, MIGRATIONS, "the document index")
