@@ -8,22 +8,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from macapp.cli.argtypes import non_negative_int, positive_int
 from macapp.cli.output import console, print_json
 from macapp.core.errors import Cancelled, UserError
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,10 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "scores compare within one mode only).")
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("question", metavar="QUESTION")
-    p.add_argument("-k", type=_positive, default=5, help="how many passages (default 5)")
+    p.add_argument("-k", type=positive_int, default=5, help="how many passages (default 5)")
     p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid",
                    help="hybrid (default) fuses keyword and vector ranks")
-    p.add_argument("--neighbours", type=_count, default=0, metavar="N",
+    p.add_argument("--neighbours", type=non_negative_int, default=0, metavar="N",
                    help="chunks of context on each side of a hit (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=query_cmd)

@@ -8,16 +8,10 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from macapp.cli.argtypes import positive_int
 from macapp.cli.output import console, print_json
 from macapp.core.errors import Cancelled
 from macapp.core.units import format_bytes, parse_bytes
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,17 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl",
                    help="JSONL file (messages, prompt/completion or text lines) or a folder with train/valid.jsonl")
     p.add_argument("--name", required=True, help="adapter name in the registry")
-    p.add_argument("--iters", type=_positive, default=1000, help="training iterations (default 1000)")
-    p.add_argument("--rank", type=_positive, default=None, help="LoRA rank")
+    p.add_argument("--iters", type=positive_int, default=1000, help="training iterations (default 1000)")
+    p.add_argument("--rank", type=positive_int, default=None, help="LoRA rank")
     p.add_argument("--layers", type=int, default=None, help="blocks to adapt, from the last (-1 = all)")
     p.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5)")
-    p.add_argument("--batch-size", type=_positive, default=None, help="examples per iteration")
-    p.add_argument("--max-seq-length", type=_positive, default=None, help="tokens per example")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="examples per iteration")
+    p.add_argument("--max-seq-length", type=positive_int, default=None, help="tokens per example")
     p.add_argument("--mask-prompt", action="store_true", help="learn from the answers only")
     p.add_argument("--grad-checkpoint", action="store_true", default=None, help="less memory, slower")
-    p.add_argument("--steps-per-report", type=_positive, default=10, help="iterations between reports")
-    p.add_argument("--steps-per-eval", type=_positive, default=200, help="iterations between validations")
-    p.add_argument("--save-every", type=_positive, default=100, help="iterations between checkpoints")
+    p.add_argument("--steps-per-report", type=positive_int, default=10, help="iterations between reports")
+    p.add_argument("--steps-per-eval", type=positive_int, default=200, help="iterations between validations")
+    p.add_argument("--save-every", type=positive_int, default=100, help="iterations between checkpoints")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run with this name from its checkpoint")
     p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",

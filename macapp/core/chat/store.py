@@ -16,13 +16,12 @@ use their own connections and WAL lets them read while this one writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 from macapp.core import paths
 from macapp.core.chat.schema import now_text as _now
 from macapp.core.chat.schema import open_database
+from macapp.core.database import write_transaction
 from macapp.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -332,16 +332,8 @@ class ChatStore:
 
     # -- internals ------------------------------------------------------------------------------
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     def _messages(self, sql: str, args: tuple) -> list[Message]:
         """Rows of ``_MESSAGE``; a streaming message's text includes its chunks (read in one snapshot)."""

@@ -15,18 +15,18 @@ typed by a user can never break the query. IDF is computed over every collection
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from macapp.core.database import open_database
+from macapp.core.database import open_database, write_transaction
 from macapp.core.docs.types import Chunk
 
 # Append-only: never edit a shipped script, add a new one.
@@ -179,16 +179,8 @@ class ChunkStore:
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     def _all(self, sql: str, args: Sequence = ()) -> list[tuple]:
         with self._lock:
