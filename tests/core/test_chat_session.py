@@ -11,6 +11,7 @@ from macapp.core.engines.llama_engine import LlamaCppEngine
 from macapp.core.errors import UserError
 from macapp.core.models.estimate import RuntimeSettings
 from macapp.core.progress import CancelToken
+from tests.fixtures.streams import drain as run_turn
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 
 
@@ -24,15 +25,6 @@ def loaded(path, n_ctx: int) -> LlamaCppEngine:
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     return write_tiny_gguf(tmp_path_factory.mktemp("session") / "tiny.gguf")
-
-
-def run_turn(stream):
-    events = []
-    while True:
-        try:
-            events.append(next(stream))
-        except StopIteration as done:
-            return events, done.value
 
 
 def history(turns: int, words: int = 30) -> list[dict]:

@@ -14,6 +14,7 @@ from macapp.core.engines.base import SamplingSettings
 from macapp.core.engines.llama_engine import LlamaCppEngine
 from macapp.core.models.estimate import RuntimeSettings
 from tests.fixtures import pdfs
+from tests.fixtures.streams import drain
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 
 PAGES = [
@@ -25,15 +26,6 @@ PAGES = [
 
 def passage(file: str, page: int, text: str, page_end: int | None = None) -> Passage:
     return Passage(file, page, page_end or page, text, 1.0, 0, "hash")
-
-
-def drain(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import llama_cpp
 import pytest
 
-from macapp.core.engines.base import GenerationChunk, SamplingSettings
+from macapp.core.engines.base import SamplingSettings
 from macapp.core.engines.llama_engine import LlamaCppEngine
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.models.estimate import RuntimeSettings
 from macapp.core.progress import CancelToken
+from tests.fixtures.streams import drain
 from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
 
 USER = [{"role": "user", "content": "hello world, what is the model?"}]
@@ -20,15 +21,6 @@ def loaded(path, n_ctx: int = 1024) -> LlamaCppEngine:
     for _ in engine.load():
         pass
     return engine
-
-
-def drain(stream) -> tuple[list[GenerationChunk], object]:
-    chunks = []
-    while True:
-        try:
-            chunks.append(next(stream))
-        except StopIteration as done:
-            return chunks, done.value
 
 
 @pytest.fixture(scope="module")

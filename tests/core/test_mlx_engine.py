@@ -7,10 +7,11 @@ import shutil
 
 import pytest
 
-from macapp.core.engines.base import GenerationChunk, SamplingSettings
+from macapp.core.engines.base import SamplingSettings
 from macapp.core.engines.mlx_engine import MlxEngine
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken
+from tests.fixtures.streams import drain
 from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
 from tests.fixtures.tiny_mlx import write_tiny_mlx
 
@@ -24,15 +25,6 @@ def loaded(path, adapter=None, **options) -> MlxEngine:
     for _ in engine.load():
         pass
     return engine
-
-
-def drain(stream) -> tuple[list[GenerationChunk], object]:
-    chunks = []
-    while True:
-        try:
-            chunks.append(next(stream))
-        except StopIteration as done:
-            return chunks, done.value
 
 
 def answer(engine, messages, sampling=GREEDY) -> str:
