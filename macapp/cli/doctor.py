@@ -1,53 +1,263 @@
-"""``macapp doctor``: this machine, its memory budget, backends and data paths."""
+"""``macapp doctor``: the report a user pastes into an issue.
+
+Orchard and Python versions, how Orchard runs (source or a frozen bundle), this machine, its memory
+budget, whether Metal is active for llama.cpp and mlx, backends, data paths, the model library, and a
+short generation speed test on the smallest installed model (``macapp.core.speedtest``). The text
+report is Markdown (a heading and a fenced block); progress goes to stderr so stdout stays pasteable.
+"""
 
 from __future__ import annotations
 
 import argparse
+import platform
+import sys
+from pathlib import Path
+from typing import Any
 
-from macapp.cli.output import key_values, print_json
+from macapp.cli.output import print_json
 from macapp.core import hardware, paths
 from macapp.core.units import format_bytes
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+_positive_seconds.__name__ = "number"  # argparse names the type in its "invalid ... value" message
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="this Mac's memory budget, backends and data paths",
-                       description="Report OS, chip, memory, the GPU/Metal budget a model must fit in, "
-                                   "backend versions and data paths (paste it into an issue).")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+    from macapp.core.speedtest import DEFAULT_SECONDS
+
+    p = sub.add_parser("doctor", help="a report on this Mac for bug reports, with a short speed test",
+                       description="Report Orchard and Python versions, the OS, chip, memory, the GPU/Metal budget "
+                                   "a model must fit in, whether Metal is active (llama.cpp, mlx), backend versions, "
+                                   "data paths, installed models, and a generation speed test on the smallest "
+                                   "installed model. The text report is Markdown: paste it into an issue as it is. "
+                                   "Progress goes to stderr.")
+    p.add_argument("--json", action="store_true", help="print one JSON document (speed test included)")
+    p.add_argument("--no-speed-test", action="store_true", help="skip the generation speed test")
+    p.add_argument("--seconds", type=_positive_seconds, default=DEFAULT_SECONDS, metavar="N",
+                   help=f"generation time of the speed test in seconds (default: {DEFAULT_SECONDS:g})")
     p.set_defaults(handler=run)
 
 
-def report() -> dict:
-    hw = hardware.detect()
+# -- what goes into the report ---------------------------------------------------------------------
+
+
+def app_info() -> dict[str, Any]:
+    """Orchard's version, the Python running it, and whether it runs from a frozen bundle (PyInstaller)."""
+    import macapp
+
+    meipass = getattr(sys, "_MEIPASS", None)
     return {
-        **hw.to_json(),
-        "backends": hardware.backend_versions(),
-        "paths": {"data": str(paths.data_dir()), "logs": str(paths.logs_dir()),
-                  "hf_cache": str(paths.hf_hub_cache()),
-                  "lm_studio": str(paths.lm_studio_models_dir() or "")},
+        "version": macapp.__version__,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "frozen": bool(getattr(sys, "frozen", False)),
+        "meipass": meipass,
+        "app_path": _app_bundle(Path(sys.executable), Path(meipass) if meipass else None),
     }
 
 
+def _app_bundle(*candidates: Path | None) -> str | None:
+    """The ``….app`` folder when one of ``candidates`` lies inside ``….app/Contents/``."""
+    for path in candidates:
+        if path is None:
+            continue
+        parts = path.parts
+        for i, part in enumerate(parts[:-1]):
+            if part.endswith(".app") and parts[i + 1] == "Contents":
+                return str(Path(*parts[: i + 1]))
+    return None
+
+
+def metal_status() -> dict[str, str]:
+    """Whether llama.cpp and mlx run on Metal, in their own words; a missing or broken backend is said as text."""
+    return {"llama.cpp": _llama_metal(), "mlx": _mlx_metal()}
+
+
+def _llama_metal() -> str:
+    try:
+        import llama_cpp
+    except ImportError:
+        return "not installed"
+    except Exception as exc:  # noqa: BLE001 - a broken native library is what the report is for
+        return f"error: {exc}"
+    try:
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {exc}"
+    if not offload:
+        return "no (CPU)"
+    return "yes" if sys.platform == "darwin" else "no (GPU offload, not Metal)"
+
+
+def _mlx_metal() -> str:
+    try:
+        import mlx.core as mx
+    except ImportError:
+        return "not installed"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {exc}"
+    try:
+        metal = getattr(mx, "metal", None)
+        if metal is not None and hasattr(metal, "is_available"):
+            available = bool(metal.is_available())
+        else:  # newer mlx: ask about the GPU device
+            available = bool(mx.is_available(mx.gpu)) and sys.platform == "darwin"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {exc}"
+    return "yes" if available else "no (CPU)"
+
+
+def data_paths() -> dict[str, str]:
+    return {"data": str(paths.data_dir()), "logs": str(paths.logs_dir()), "hf_cache": str(paths.hf_hub_cache()),
+            "lm_studio": str(paths.lm_studio_models_dir() or ""), "adapters": str(paths.adapters_dir()),
+            "index": str(paths.index_dir())}
+
+
+def report(entries: list | None = None) -> dict[str, Any]:
+    """Everything but the speed test; ``entries`` is the library (scanned when not given)."""
+    from macapp.core.models.library import list_library
+
+    entries = list_library() if entries is None else entries
+    hw = hardware.detect()
+    return {
+        "orchard": app_info(),
+        **hw.to_json(),
+        "metal": metal_status(),
+        "backends": hardware.backend_versions(),
+        "paths": data_paths(),
+        "models": {"installed": len(entries), "unreadable": sum(1 for e in entries if e.facts is None)},
+    }
+
+
+def speed_test_report(entries: list, seconds: float) -> dict[str, Any]:
+    """The speed test's JSON: results, ``{"skipped": why}`` or ``{"error": what}``; progress on stderr."""
+    from macapp.core.errors import UserError
+    from macapp.core.speedtest import smallest_model, speed_test_smallest
+
+    stream = speed_test_smallest(entries, seconds=seconds)
+    entry = smallest_model(entries)
+    try:
+        result = _with_progress(stream, entry.name if entry else "", seconds)
+    except UserError as exc:
+        return {"model": entry.id if entry else None, "error": str(exc)}
+    return result.to_json()
+
+
+def _with_progress(stream, name: str, seconds: float):
+    """Drive the speed test, showing progress on stderr (a bar on a terminal, one line otherwise)."""
+    if not sys.stderr.isatty():
+        if name:
+            print(f"speed test: {name}, {seconds:g} s of generation...", file=sys.stderr)
+        return _drain(stream, lambda step: None)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
+                  transient=True, console=Console(stderr=True, highlight=False)) as bar:
+        task = bar.add_task(f"Speed test: loading {name}", total=1.0, detail="")
+
+        def show(step) -> None:
+            if step.stage == "loading":
+                bar.update(task, completed=step.fraction or 0.0, detail=f"{(step.fraction or 0.0):.0%}")
+            else:
+                bar.update(task, description=f"Speed test: {name}", completed=step.fraction or 0.0,
+                           detail=f"{step.tokens} tokens")
+
+        return _drain(stream, show)
+
+
+def _drain(stream, show):
+    while True:
+        try:
+            show(next(stream))
+        except StopIteration as done:
+            return done.value
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
 def run(args: argparse.Namespace) -> int:
-    data = report()
+    from macapp.core.models.library import list_library
+
+    entries = list_library()
+    data = report(entries)
+    if not args.no_speed_test:
+        data["speed_test"] = speed_test_report(entries, args.seconds)
     if args.json:
         print_json(data)
-        return 0
-    ws = data["gpu_working_set_bytes"]
+    else:
+        sys.stdout.write(render_text(data))
+    return 0
+
+
+def render_text(data: dict[str, Any]) -> str:
+    """The Markdown report: a heading and one fenced block of aligned ``key  value`` lines."""
+    rows = _rows(data)
+    width = max(len(key) for key, _ in rows) + 2
+    lines = [f"{key:<{width}}{value}".rstrip() for key, value in rows]
+    return "### Orchard doctor\n\n```text\n" + "\n".join(lines) + "\n```\n"
+
+
+def _rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    app = data["orchard"]
+    if app["app_path"]:
+        how = f"app bundle {app['app_path']}"
+    elif app["frozen"]:
+        how = f"frozen bundle {app['meipass'] or app['executable']}"
+    else:
+        how = "from source (not frozen)"
     rows = [
+        ("Orchard", f"{app['version']}, {how}"),
+        ("Python", f"{app['python']} ({app['python_implementation']}, {app['executable']})"),
         ("OS", f"{data['os']} ({data['machine']})"),
         ("Chip", f"{data['chip']}, {data['cpu_count']} cores"),
         ("Memory", f"{format_bytes(data['total_bytes'])} total, {format_bytes(data['available_bytes'])} available"),
         ("GPU", "Metal (all layers on the GPU)" if data["gpu"] == "metal" else "none: llama.cpp runs on the CPU"),
     ]
+    ws = data["gpu_working_set_bytes"]
     if ws:
         rows.append(("Metal working set", format_bytes(ws)
                      + (f" (iogpu.wired_limit_mb={data['wired_limit_mb']})" if data["wired_limit_mb"] else "")))
     rows.append(("Model budget", f"{format_bytes(data['budget_bytes'])} = {data['budget_rule']}"))
+    for name, status in data["metal"].items():
+        rows.append((f"Metal active ({name})", status))
     for name, version in data["backends"].items():
         rows.append((name, version or "not installed"))
     for name, path in data["paths"].items():
         if path:
             rows.append((f"{name} dir", path))
-    key_values("Orchard doctor", rows)
-    return 0
+    models = data["models"]
+    rows.append(("Models installed", f"{models['installed']}"
+                 + (f" ({models['unreadable']} unreadable)" if models["unreadable"] else "")))
+    if "speed_test" in data:
+        rows += _speed_rows(data["speed_test"])
+    return rows
+
+
+def _speed_rows(test: dict[str, Any]) -> list[tuple[str, str]]:
+    if "skipped" in test:
+        return [("Speed test", f"skipped: {test['skipped']}")]
+    if "error" in test:
+        return [("Speed test", f"failed: {test['error']}")]
+    return [
+        ("Speed test model", f"{_model_name(test)} ({test['quantization']}, {format_bytes(test['file_size'])})"),
+        ("Context used", f"{test['n_ctx']:,} tokens ({test['backend']})"),
+        ("Load time", f"{test['load_s']:.2f} s"),
+        ("Prompt processing", f"{test['prompt_tokens_per_s']:,.1f} tokens/s ({test['prompt_tokens']} tokens)"),
+        ("Generation", f"{test['tokens_per_s']:,.1f} tokens/s ({test['tokens']:,} tokens in "
+                       f"{test['generation_s']:.2f} s, stopped by {test['stopped_by']})"),
+    ]
+
+
+def _model_name(test: dict[str, Any]) -> str:
+    """A Hub or LM Studio model by its library id (it names the repo); a local file by its name alone."""
+    return test["file_name"] if test["model"].startswith("local:") else test["model"]
