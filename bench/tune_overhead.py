@@ -44,7 +44,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 def build(root: Path) -> tuple[Path, Path]:
     """The model folder and a data folder with train.jsonl / valid.jsonl (chat examples)."""
-    from tests.fixtures.tiny_mlx import _WORDS, write_tiny_mlx
+    from macapp.core.tuning.tiny_mlx import _WORDS, write_tiny_mlx
 
     model = write_tiny_mlx(root / "model", hidden=256, layers=4, heads=4, kv_heads=4, ff=704, vocab=1000, seed=1)
     rng = random.Random(0)

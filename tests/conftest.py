@@ -55,7 +55,7 @@ def fake_hub(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_mlx(tmp_path_factory) -> Path:
-    """A tiny random llama mlx-lm model directory (tests/fixtures/tiny_mlx.py), written once per session."""
-    from tests.fixtures.tiny_mlx import write_tiny_mlx
+    """A tiny random llama mlx-lm model directory (macapp/core/tuning/tiny_mlx.py), written once per session."""
+    from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 
     return write_tiny_mlx(tmp_path_factory.mktemp("mlx") / "tiny-llama")

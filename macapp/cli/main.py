@@ -23,7 +23,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import ask, chat, docs, doctor, embed, export, hub, models, serve, tune
+    from macapp.cli import ask, chat, docs, doctor, embed, export, hub, models, selftest, serve, tune
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(sub)
     export.register(sub)
     tune.register(sub)
+    selftest.register(sub)
     return parser
 
 

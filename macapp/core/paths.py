@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 APP_DIR_NAME = "Orchard"
+
+
+def app_root() -> Path:
+    """Where the app's shipped files are (``resources/``, ``models/catalog.toml``): the frozen
+    bundle's folder (``sys._MEIPASS``), else the source checkout."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    return Path(frozen) if frozen else Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
@@ -22,7 +30,13 @@ def data_dir() -> Path:
 
 
 def logs_dir() -> Path:
-    path = data_dir() / "logs"
+    """Log files: ``$MACAPP_HOME/logs``, else the platform's log dir (``~/Library/Logs/Orchard`` on macOS)."""
+    if os.environ.get("MACAPP_HOME"):
+        path = data_dir() / "logs"
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_log_dir(APP_DIR_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -11,8 +11,8 @@ import pytest
 
 from macapp.core.engines import open_engine
 from macapp.core.errors import UserError
+from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
-from tests.fixtures.tiny_mlx import write_tiny_mlx
 
 
 def macapp(*args: str) -> subprocess.CompletedProcess:

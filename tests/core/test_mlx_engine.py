@@ -11,9 +11,9 @@ from macapp.core.engines.base import SamplingSettings
 from macapp.core.engines.mlx_engine import MlxEngine
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken
+from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 from tests.fixtures.streams import drain
 from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
-from tests.fixtures.tiny_mlx import write_tiny_mlx
 
 ASK = [{"role": "user", "content": QUESTION}]
 USER = [{"role": "user", "content": "hello world, what is the model?"}]

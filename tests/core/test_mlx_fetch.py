@@ -29,7 +29,7 @@ def run(gen):
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny mlx-lm model folder (mlx is a dependency on every platform Orchard runs on)."""
-    from tests.fixtures.tiny_mlx import write_tiny_mlx
+    from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 
     return write_tiny_mlx(tmp_path_factory.mktemp("mlx") / "tiny")
 

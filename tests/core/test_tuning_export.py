@@ -19,8 +19,8 @@ from macapp.core.errors import UserError
 from macapp.core.models.estimate import RuntimeSettings
 from macapp.core.tuning import gguf_lora
 from macapp.core.tuning.export import export_base_gguf, export_fused_gguf, export_gguf_lora
+from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
-from tests.fixtures.tiny_mlx import write_tiny_mlx
 
 LOGIT_TOLERANCE = 5e-3  # measured ≈ 1e-3 (f32 weights on both sides); the adapter moves logits by > 1
 GREEDY_STEPS = 12

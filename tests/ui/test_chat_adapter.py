@@ -11,9 +11,9 @@ from macapp.core.hardware import detect
 from macapp.core.models.library import add_model_file
 from macapp.core.settings import Settings
 from macapp.core.tuning.adapters import base_identity, write_manifest
+from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 from macapp.ui.chat_page import ChatPage
 from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
-from tests.fixtures.tiny_mlx import write_tiny_mlx
 
 
 @pytest.fixture

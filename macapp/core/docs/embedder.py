@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,9 +37,9 @@ _SEQUENCE_POOLING = {1, 2, 3}  # llama_pooling_type MEAN, CLS, LAST (NONE 0 and 
 
 def bundled_embedder_path() -> Path:
     """Where the app's own embedder lives: inside the frozen app, else ``resources/`` of the checkout."""
-    frozen_root = getattr(sys, "_MEIPASS", None)
-    root = Path(frozen_root) if frozen_root else Path(__file__).resolve().parents[3]
-    return root / "resources" / "embedder" / BUNDLED_NAME
+    from macapp.core.paths import app_root
+
+    return app_root() / "resources" / "embedder" / BUNDLED_NAME
 
 
 def _file_digest(path: Path) -> str:

@@ -85,8 +85,9 @@ class Recommendation:
 
 def catalog_path() -> Path:
     """The shipped catalog: the repo's ``models/catalog.toml``, else a copy packaged next to this module."""
-    here = Path(__file__).resolve()
-    candidates = [here.parents[3] / "models" / "catalog.toml", here.with_name("catalog.toml")]
+    from macapp.core.paths import app_root
+
+    candidates = [app_root() / "models" / "catalog.toml", Path(__file__).resolve().with_name("catalog.toml")]
     return next((p for p in candidates if p.is_file()), candidates[0])
 
 
