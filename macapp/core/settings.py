@@ -29,6 +29,7 @@ class Settings:
     window_geometry: str = ""
     embedder_path: str = ""  # a GGUF embedding model; "" = the bundled all-MiniLM-L6-v2
     remote_endpoints: list[dict] = field(default_factory=list)  # OpenAI-compatible servers: {name, url, api_key}
+    welcome_done: bool = False  # the first-run welcome screen was answered (download, browse or skip)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

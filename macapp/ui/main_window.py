@@ -6,6 +6,9 @@ budget, its scans give Chat the models to pick from, a finished download makes t
 page rescan the library, and a collection deleted on the Documents page stops the chats that
 used it from citing it. Closing the window stops an answer in progress (and any indexing: the
 file being added is rolled back) and unloads the model.
+
+On first run (``Settings.welcome_done`` unset) a welcome screen covers the pages until the person
+downloads its pick, browses, or skips. The menu bar is ``app_menu.AppMenu``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QByteArray, QSize, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, QObject, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -36,9 +39,12 @@ from macapp.ui.documents_page import DocumentsPage
 from macapp.ui.models_page import ModelsPage
 from macapp.ui.server_panel import ServerPanel
 from macapp.ui.tuning_page import TuningPage
+from macapp.ui.welcome import WelcomeScreen
 from macapp.ui.worker import running_workers
 
 log = logging.getLogger(__name__)
+TOAST_MS = 3500
+
 
 class MainWindow(QMainWindow):
     """Orchard's window. The library scan starts once the window has painted."""
@@ -52,6 +58,7 @@ class MainWindow(QMainWindow):
         self._painted = False
         self.first_paint_time: float | None = None
         self.download_queue = None  # DownloadQueue, created after the first paint
+        self.welcome: WelcomeScreen | None = None  # the first-run screen over the pages, once shown
 
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
@@ -80,6 +87,7 @@ class MainWindow(QMainWindow):
         self.tuning_page.tryInChat.connect(self._try_adapter_in_chat)
         self._add_page("Tuning", self.tuning_page)
         self.sidebar.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.sidebar.currentRowChanged.connect(self._on_page_chosen)
         self.sidebar.setCurrentRow(0)
 
         brand = QLabel("Orchard")
@@ -106,7 +114,16 @@ class MainWindow(QMainWindow):
         lay.addWidget(side)
         lay.addWidget(self.pages, 1)
         self.setCentralWidget(central)
+        self.toast = QLabel(self)
+        self.toast.setObjectName("toast")
+        self.toast.hide()
+        self._toast_timer = QTimer(self, singleShot=True, interval=TOAST_MS, timeout=self.toast.hide)
+        from macapp.ui.app_menu import AppMenu
+
+        self.app_menu = AppMenu(self)
         self._restore_geometry()
+        if not self._settings.welcome_done:
+            self.show_welcome()
 
     def _add_page(self, name: str, page: QWidget) -> None:
         item = QListWidgetItem(name)
@@ -119,6 +136,9 @@ class MainWindow(QMainWindow):
         self.show_page("Chat")
         self.chat_page.new_chat()
         self.chat_page.use_adapter(name)
+
+    def page_names(self) -> list[str]:
+        return [self.sidebar.item(row).text() for row in range(self.sidebar.count())]
 
     def show_page(self, name: str) -> None:
         for row in range(self.sidebar.count()):
@@ -168,11 +188,84 @@ class MainWindow(QMainWindow):
     def _after_scan(self) -> None:
         if self.models_page.hardware is None:
             self.discover_page.hardware_unknown()
+            if self.welcome is not None:
+                self.welcome.hardware_unknown()
         self._offer_models()
 
     def _offer_models(self) -> None:
         """The Chat page's picker lists the Models page's library (after a scan and each added file)."""
         self.chat_page.set_library(self.models_page.table_model.entries(), self.models_page.hardware)
+        if self.welcome is not None:
+            self.welcome.set_has_models(self.models_page.table_model.rowCount() > 0)
+
+    # --- the welcome screen ----------------------------------------------------------------------
+    def show_welcome(self) -> None:
+        """Cover the pages with the welcome screen (first run, or Help > Welcome to Orchard)."""
+        welcome = self.welcome
+        if welcome is None:
+            welcome = self.welcome = WelcomeScreen(self.pages)
+            welcome.downloadRequested.connect(self._download_from_welcome)
+            welcome.browseRequested.connect(lambda: self.finish_welcome("Discover"))
+            welcome.skipRequested.connect(lambda: self.finish_welcome("Models"))
+            self.models_page.hardwareDetected.connect(welcome.apply_hardware)
+            self.pages.installEventFilter(self)
+            if self.models_page.hardware is not None:  # shown again later: the probe has answered
+                welcome.apply_hardware(self.models_page.hardware)
+            elif self._painted and not self.models_page.scanning:
+                welcome.hardware_unknown()
+            welcome.set_has_models(self.models_page.table_model.rowCount() > 0)
+        welcome.setGeometry(self.pages.rect())
+        welcome.raise_()
+        welcome.show()
+        self.sidebar.setCurrentRow(-1)  # no page is selected while the welcome covers them
+
+    @property
+    def welcome_visible(self) -> bool:
+        return self.welcome is not None and self.welcome.isVisibleTo(self)
+
+    def finish_welcome(self, page: str = "Models") -> None:
+        """The person answered the welcome: remember it (no welcome next start) and show ``page``."""
+        self._settings.welcome_done = True
+        try:
+            update_settings(lambda s: setattr(s, "welcome_done", True))
+        except OSError as exc:
+            log.warning("could not save that the welcome was seen: %s", exc)
+        self.show_page(page)
+
+    def _download_from_welcome(self, repo_id: str, file: str) -> None:
+        if self.discover_page.download(repo_id, [file]) is None:
+            self.welcome.show_error("Downloads are not ready yet; try again in a moment.")
+            return
+        self.finish_welcome("Discover")  # its downloads panel shows the new job
+
+    def _on_page_chosen(self, row: int) -> None:
+        if row >= 0 and self.welcome is not None:
+            self.welcome.hide()  # a page was chosen (sidebar, menu): it takes the place of the welcome
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.pages and event.type() == QEvent.Type.Resize and self.welcome is not None:
+            self.welcome.setGeometry(self.pages.rect())
+        return super().eventFilter(watched, event)
+
+    # --- settings and messages -------------------------------------------------------------------
+    def apply_settings(self, saved: Settings, changed: set[str]) -> None:
+        """Settings were saved (the Settings dialog): the pages read the new values; the library rescans."""
+        for name in changed:
+            setattr(self._settings, name, getattr(saved, name))
+        if changed & {"default_ctx", "kv_type"}:
+            self.models_page._runtime.clear()  # per-model context and KV type start again from the new defaults
+        if changed:
+            self.models_page.start_scan()
+
+    def show_toast(self, text: str) -> None:
+        """A short message at the bottom of the window that goes away by itself (e.g. "Copied")."""
+        self.toast.setText(text)
+        self.toast.adjustSize()
+        area = QRect(self.pages.mapTo(self, QPoint(0, 0)), self.pages.size())
+        self.toast.move(area.center().x() - self.toast.width() // 2, area.bottom() - self.toast.height() - 24)
+        self.toast.raise_()
+        self.toast.show()
+        self._toast_timer.start()
 
     # --- geometry --------------------------------------------------------------------------------
     def _restore_geometry(self) -> None:

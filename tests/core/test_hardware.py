@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from macapp.core import hardware
@@ -64,3 +66,24 @@ def test_metal_working_set_is_none_without_metal():
         assert apple.metal_working_set() > 0
     else:
         assert apple.metal_working_set() is None  # mlx[cpu] has no Metal device: the rule applies
+
+
+@pytest.mark.parametrize("ram_gb, available_gb, budget_gb", [(8, 8, 8 * 2 / 3), (16, 16, 16 * 2 / 3), (24, 24, 16),
+                                                              (24, 6, 6)])
+def test_mac_hardware_from_supplied_values(ram_gb, available_gb, budget_gb):
+    mem = apple.MacMemory("Apple M2", ram_gb * GB, available_gb * GB, working_set_bytes=None, wired_limit_mb=None)
+    hw = hardware.mac_hardware(mem, os_name="macOS 15.1", cpu_count=8)
+    assert (hw.gpu, hw.machine, hw.chip, hw.os, hw.cpu_count) == ("metal", "arm64", "Apple M2", "macOS 15.1", 8)
+    assert hw.total_bytes == ram_gb * GB and hw.available_bytes == available_gb * GB
+    assert hw.gpu_working_set_bytes == apple.default_working_set(ram_gb * GB)
+    assert abs(hw.budget_bytes - budget_gb * GB) < 16  # integer rounding of 2/3
+    assert hw.budget_bytes <= min(hw.gpu_working_set_bytes, hw.available_bytes)
+    assert hw.to_json()["budget_rule"].startswith("min(Metal working set")
+
+
+def test_mac_hardware_honours_metal_and_the_wired_limit():
+    measured = apple.MacMemory("Apple M3", 16 * GB, 16 * GB, working_set_bytes=11_453_251_584, wired_limit_mb=None)
+    assert hardware.mac_hardware(measured).budget_bytes == 11_453_251_584
+    raised = replace(measured, wired_limit_mb=14336)
+    hw = hardware.mac_hardware(raised)
+    assert hw.gpu_working_set_bytes == hw.budget_bytes == 14336 * 1024 * 1024 and hw.wired_limit_mb == 14336

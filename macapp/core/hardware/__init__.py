@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from typing import Any
 
@@ -51,26 +51,35 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def mac_hardware(mem: apple.MacMemory, os_name: str = "macOS", cpu_count: int = 8) -> Hardware:
+    """The Hardware of an Apple Silicon Mac from supplied values (pure: builds an 8 GB Mac on Linux too).
+
+    The budget is min(GPU working set, available memory), as ``apple.gpu_budget`` decides it.
+    """
+    return Hardware(
+        os=os_name, machine="arm64", chip=mem.chip, cpu_count=cpu_count, total_bytes=mem.total_bytes,
+        available_bytes=mem.available_bytes, gpu="metal", gpu_working_set_bytes=apple.gpu_working_set(mem),
+        wired_limit_mb=mem.wired_limit_mb, budget_bytes=apple.gpu_budget(mem),
+        budget_rule="min(Metal working set, available memory)",
+    )
+
+
 def detect() -> Hardware:
     """Probe this machine (a few milliseconds; sysctl and mlx only on a Mac)."""
     import psutil
 
     vm = psutil.virtual_memory()
-    system = f"{platform.system()} {platform.release()}"
+    cpu_count = os.cpu_count() or 1
     if is_apple_silicon():
         mac = apple.probe_mac(vm.available)
-        working_set = apple.gpu_working_set(mac)
-        return Hardware(
-            os=f"macOS {platform.mac_ver()[0]}", machine=platform.machine(), chip=mac.chip,
-            cpu_count=os.cpu_count() or 1, total_bytes=mac.total_bytes or vm.total,
-            available_bytes=vm.available, gpu="metal", gpu_working_set_bytes=working_set,
-            wired_limit_mb=mac.wired_limit_mb, budget_bytes=apple.gpu_budget(mac),
-            budget_rule="min(Metal working set, available memory)",
-        )
+        if not mac.total_bytes:  # sysctl said nothing useful: psutil still knows the RAM
+            mac = replace(mac, total_bytes=vm.total)
+        return mac_hardware(mac, os_name=f"macOS {platform.mac_ver()[0]}", cpu_count=cpu_count)
     return Hardware(
-        os=system, machine=platform.machine(), chip=_cpu_name(), cpu_count=os.cpu_count() or 1,
-        total_bytes=vm.total, available_bytes=vm.available, gpu="cpu", gpu_working_set_bytes=None,
-        wired_limit_mb=None, budget_bytes=vm.available, budget_rule="available memory (no Metal here)",
+        os=f"{platform.system()} {platform.release()}", machine=platform.machine(), chip=_cpu_name(),
+        cpu_count=cpu_count, total_bytes=vm.total, available_bytes=vm.available, gpu="cpu",
+        gpu_working_set_bytes=None, wired_limit_mb=None, budget_bytes=vm.available,
+        budget_rule="available memory (no Metal here)",
     )
 
 
