@@ -4,8 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EMBEDDER := resources/embedder/all-MiniLM-L6-v2.gguf
+ICONS    := build/icons/Orchard.icns
+# The frozen app: its executable inside Orchard.app on macOS, in the onedir folder elsewhere.
+ifeq ($(shell uname -s),Darwin)
+BUNDLE_EXE := dist/Orchard.app/Contents/MacOS/Orchard
+else
+BUNDLE_EXE := dist/Orchard/Orchard
+endif
 
-.PHONY: setup run test lint bench app clean
+.PHONY: setup run test lint bench app bundle app-smoke clean
 
 setup: $(STAMP) $(EMBEDDER)
 
@@ -14,7 +21,7 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	bash scripts/system-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,app]'
 	touch $(STAMP)
 
 # The bundled embedder (an app resource, git-ignored): rebuilt when its converter or build script
@@ -26,18 +33,34 @@ run: setup
 	$(PY) -m macapp
 
 lint: setup
-	$(VENV)/bin/ruff check macapp tests bench
+	$(VENV)/bin/ruff check macapp tests bench packaging
 	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collects nothing, so an empty suite fails here too.
 test: lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
-bench: setup
+bench: bundle
 	$(PY) bench/run_all.py
 
-app: setup
-	@echo "packaging lands with the packaging issue (packaging/)"; exit 2
+# Orchard.app (macOS) or the onedir bundle (Linux) from packaging/orchard.spec; see packaging/README.md.
+$(ICONS): resources/icon.svg packaging/icons.py | $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) packaging/icons.py build/icons
+
+bundle: setup $(ICONS)
+	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller packaging/orchard.spec
+
+# On macOS: the bundle, signed and notarized when ORCHARD_SIGN_IDENTITY (and ORCHARD_NOTARY_PROFILE)
+# are set, then the DMG. Elsewhere: the onedir bundle only.
+app: bundle
+ifeq ($(shell uname -s),Darwin)
+	bash packaging/sign.sh dist/Orchard.app
+	bash packaging/make_dmg.sh dist/Orchard.app
+endif
+
+# Build the bundle and run its selftest: every backend, a tiny model, an embedding, a LoRA step, the window.
+app-smoke: bundle
+	QT_QPA_PLATFORM=offscreen $(BUNDLE_EXE) --selftest
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -84,6 +84,48 @@ def process_start_time() -> tuple[float, str]:
         return _IMPORTED_AT, "import of macapp.ui.app"
 
 
+def file_open_events(app):
+    """Collect macOS "open these files" events (``QFileOpenEvent``: a PDF or GGUF dropped on the
+    Dock icon, "Open With Orchard"); ``deliver_to(callback)`` hands over the ones that came before
+    and sends later ones straight on."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class Events(QObject):
+        def __init__(self) -> None:
+            super().__init__(app)
+            self.pending: list[str] = []
+            self.callback = None
+            app.installEventFilter(self)
+
+        def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.FileOpen and event.file():
+                if self.callback is None:
+                    self.pending.append(event.file())
+                else:
+                    self.callback([event.file()])
+                return True
+            return False
+
+        def deliver_to(self, callback) -> None:
+            self.callback = callback
+            if self.pending:
+                files, self.pending = self.pending, []
+                callback(files)
+
+    return Events()  # defined here: this module stays importable without Qt (process_start_time)
+
+
+def set_window_icon(app) -> None:
+    """Orchard's icon for the window and the Dock/taskbar (resources/icon.svg, drawn by Qt)."""
+    from PySide6.QtGui import QIcon
+
+    from macapp.core.paths import app_root
+
+    icon_path = app_root() / "resources" / "icon.svg"
+    if icon_path.is_file():
+        app.setWindowIcon(QIcon(str(icon_path)))
+
+
 def run_gui(argv: list[str]) -> int:
     """Open Orchard's window and run the event loop; returns the exit code.
 
@@ -117,8 +159,11 @@ def run_gui(argv: list[str]) -> int:
         else:
             QTimer.singleShot(0, start_file_log)
 
+    opened = file_open_events(app)  # files dropped on the Dock icon, possibly before the window exists
     window = MainWindow(on_first_paint=after_first_paint)
+    set_window_icon(app)
     window.show()
+    QTimer.singleShot(0, lambda: opened.deliver_to(window.open_files))
     code = app.exec()
     window.close()  # saves the geometry if the loop ended without a close (quit, exit-after-paint)
     if not shutdown_workers():

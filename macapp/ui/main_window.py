@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, QPoint, QRect, QSize, Qt, QTimer
@@ -256,6 +257,24 @@ class MainWindow(QMainWindow):
             self.models_page._runtime.clear()  # per-model context and KV type start again from the new defaults
         if changed:
             self.models_page.start_scan()
+
+    def open_files(self, paths: list[str]) -> None:
+        """Files opened with Orchard (dropped on its Dock icon, "Open With"): PDFs join the chat on
+        screen, GGUF models join the library; anything else gets a one-line answer."""
+        from macapp.ui.chat_documents import is_pdf
+
+        pdfs = [p for p in paths if is_pdf(p)]
+        models = [p for p in paths if p.lower().endswith(".gguf")]
+        others = [Path(p).name for p in paths if p not in pdfs and p not in models]
+        if models:  # someone with models of their own needs no welcome
+            self.finish_welcome("Models") if self.welcome_visible else self.show_page("Models")
+            self.models_page.add_files(models)
+        if pdfs:
+            self.show_page("Chat")
+            self.chat_page.documents.add(pdfs)
+        if others:
+            self.show_toast("Orchard opens PDFs and GGUF models; left out: " + ", ".join(others[:3])
+                            + (" …" if len(others) > 3 else ""))
 
     def show_toast(self, text: str) -> None:
         """A short message at the bottom of the window that goes away by itself (e.g. "Copied")."""
