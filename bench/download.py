@@ -4,8 +4,9 @@ One ``--size-mb`` (default 200 MiB) random file is served by ``tests.fixtures.fa
 on 127.0.0.1. Throughput: ``--runs`` interleaved pairs (the order alternates) of Orchard's
 ``download_file`` and ``huggingface_hub.hf_hub_download``, each end to end (metadata requests,
 body, move into the cache) into a fresh cache that is deleted afterwards; the app's time includes
-its sha256 (computed while downloading) and its fsync, which the library does not do. The library
-file is hashed after the clock stops, to check it. Imports and the first connection are warmed up
+its sha256 (computed while downloading) and its fsync, which the library does not do. Both files
+are hashed after the clock stops, to check them (the library's hash time gives the extra
+"hf_hub_download + sha256" baseline). Imports and the first connection are warmed up
 on a 1 MiB file first. ``throughput_ratio`` = app median MB/s / hf median MB/s (MB = 10^6 bytes).
 
 GUI stall: ``--ui-runs`` downloads on a ``macapp.ui.worker.Worker`` (a QRunnable on the global
@@ -23,14 +24,45 @@ keeps the file once in memory (the full-range slice it serves is the same object
 On a 2-CPU machine the server takes one CPU, so the client's work cannot spread out as it would
 with a remote Hub.
 
-Measured (2-CPU VM, ext4 on virtio disk, 200 MiB): app ~420-445 MB/s, steady; library 260-1160
-MB/s, erratic: it reads in 10 MiB chunks, and each run takes 50-100 k fresh page faults (the app:
-none) whose count follows its speed, hence 5 runs by default. Ratio medians 0.7-0.8 (target
-0.95). Stall 1-8 ms (target < 16); ``--switch-interval 0.001`` does not lower it (the stalls are
-CPU scheduling with both CPUs busy, not the GIL). Where the app's time goes (scratch runs with
-``download.CHUNK`` and parts patched out): sha256 -25 %, fsync -12 % (both off: ~750 MB/s);
-CHUNK 64 KiB / 256 KiB / 1 MiB are equal (~440), 4-10 MiB are slower and erratic like the
-library; sha256 on its own thread (hashlib releases the GIL) with 1 MiB chunks: ~565 MB/s.
+Measured before issue 3's work (2-CPU VM, ext4 on virtio disk, 200 MiB): app ~420-500 MB/s,
+library 260-1160 MB/s, erratic: it reads in 10 MiB chunks, and each run takes 50-100 k fresh page
+faults (the app: none) whose count follows its speed, hence 5 runs by default. Ratio medians
+0.64-0.94 (target 0.95). Where the app's ~430 ms went (phases timed, then py-spy with --idle):
+paths-info 43 ms (a POST that the fixture answers with headers and body in two writes: Nagle plus
+the client's delayed ACK; the HEAD is 1 ms), the fsync at the end 85-105 ms (200 MB dirty; the
+background writeback threshold is 10 % of 24 GB, so nothing was written before), and the body
+loop ~300 ms, of which httpx itself was most: iterating a body through httpx and discarding it
+ran at 620-900 MB/s against 1.2-2.7 GB/s for ``recv_into`` on a plain socket (64 KiB reads,
+h11's buffer copies, re-chunking), plus the batch ``join`` for the hasher and the writes.
+
+What ``download_file`` does now, each step kept because it measured better (ablation, 7
+interleaved runs, medians relative to hf in the same run; the machine had another agent's
+process at ~100 % of one CPU, so absolute figures wander): before 0.74-0.83; everything 1.38-1.67;
+without the early writeback 0.90-1.30; without the direct socket reads 1.07-1.44 (see below: the
+direct reads were then taken out).
+- paths-info (the hash checked against) runs on a thread beside the body; the body starts as soon
+  as the HEAD names the LFS sha256 (``X-Linked-Etag``), and the two must agree: -43 ms.
+- each chunk httpx hands over is copied into eight reusable 1 MiB buffers; each full buffer is
+  written on the receiving thread and hashed on a sha256 thread (hashlib releases the GIL).
+  Reading large bodies straight from the connection's socket with ``recv_into`` measured faster
+  still (1.73-2.28), but it bypassed httpx's HTTP framing and leaned on h11's buffering: that is
+  writing our own HTTP client where the library does the job, so it was removed; without it, in
+  one quiet run of ``--runs 7``: throughput_ratio=1.67 (app 781 MB/s, hf 469 MB/s), stall 3.8 ms.
+- the kernel is asked to start writing every 16 MiB (``sync_file_range`` on Linux, on a thread of
+  its own: called from the writing thread it sometimes blocked on the disk queue and made runs
+  erratic), so the final fsync takes ~5 ms instead of ~90; the blobs folder is fsynced after the
+  rename (0-7 ms).
+Tried and dropped: a separate writer thread (same throughput, GUI stalls up to 16.8 ms against
+7 ms with the write inline, under the same outside load: one more busy thread on 2 CPUs);
+4 MiB buffers and 16 buffers, writeback every 8 or 64 MiB (all within the noise of the choice).
+
+With the direct socket reads (5 bench runs of ``--runs 7``, the outside load on and off; since
+removed, see above): throughput_ratio 1.73, 2.07, 2.08, 1.88, 2.28 (app medians 890-1110 MB/s,
+library 480-540); ui_max_stall_ms 5.7, 3.9, 4.0, 5.4, 5.8 (the old path in the same session,
+alternating: 1-7.5 ms). Against the library's best run, not
+its median: 1.39-1.85. ``--server thread``: 2.09 and 2.6 ms.
+``--switch-interval 0.001`` did not lower the stalls before (they are CPU scheduling with both
+CPUs busy, not the GIL); not re-measured.
 
 Usage: ``python -m bench.download [--size-mb 200] [--runs 5] [--ui-runs 3] [--server process|thread]
 [--switch-interval S]``. The last two lines read ``app_median_mb_s=… hf_median_mb_s=… … ok=…`` and
@@ -161,7 +193,7 @@ def drain(gen: Iterator[Any]) -> Any:
 
 
 def app_download(url: str, cache: Path, name: str = FILE) -> Path:
-    """Orchard's path: ``download_file`` (resolve, Range GET, sha256 while writing, fsync, link)."""
+    """Orchard's path: ``download_file`` (HEAD, paths-info beside the body, Range GET, sha256, fsync, link)."""
     from macapp.core.models.download import download_file
 
     os.environ["HF_ENDPOINT"] = url  # read at call time
@@ -309,11 +341,10 @@ def main(argv: list[str] | None = None) -> int:
                     order.reverse()  # neither client always goes first
                 got = {}
                 for name, fn in order:
-                    got[name] = timed(fn, server.url, tmp / f"cache-{name}-{run}", size,
-                                      sha if name == "hf" else None)  # the app verifies sha256 itself
+                    got[name] = timed(fn, server.url, tmp / f"cache-{name}-{run}", size, sha)
                 app_s.append(got["app"][0])
                 hf_s.append(got["hf"][0])
-                hf_verified_s.append(sum(got["hf"]))
+                hf_verified_s.append(sum(got["hf"]))  # the app's check (outside its clock) only double-checks
                 print(f"run {run + 1}: app {size / MB / app_s[-1]:7.1f} MB/s ({app_s[-1]:.3f} s)  "
                       f"hf {size / MB / hf_s[-1]:7.1f} MB/s ({hf_s[-1]:.3f} s; +sha256 {hf_verified_s[-1]:.3f} s)  "
                       f"ratio {hf_s[-1] / app_s[-1]:.2f}", flush=True)
@@ -333,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = ratio >= RATIO_TARGET and (not stalls or stall < STALL_TARGET_MS)
     print(f"baseline hf_hub_download + the sha256 check it lacks: {size / MB / statistics.median(hf_verified_s):.1f}"
           f" MB/s; throughput_ratio_vs_verified={verified_ratio:.2f}")
+    print(f"context: app worst run {size / MB / max(app_s):.1f} MB/s, hf best run {size / MB / min(hf_s):.1f} MB/s; "
+          f"app median / hf best = {min(hf_s) / statistics.median(app_s):.2f}")
     print(f"app_median_mb_s={app_median:.1f} hf_median_mb_s={hf_median:.1f} "
           f"targets: ratio>={RATIO_TARGET} stall<{STALL_TARGET_MS:.0f}ms ok={ok}")
     print(f"throughput_ratio={ratio:.2f} ui_max_stall_ms={stall:.1f}")

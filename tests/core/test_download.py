@@ -158,3 +158,44 @@ def test_server_errors_are_retried_and_client_errors_are_not(hub, model_bytes, t
     with pytest.raises(UserError, match="HTTP 403"):
         run(download_file(REPO, "Other-F16.gguf"))
     assert len([r for r in hub.file_requests("GET") if r.path.endswith("Other-F16.gguf")]) == 1  # not retried
+
+
+def test_a_disk_error_is_a_user_error_and_keeps_what_was_written(hub, model_bytes, monkeypatch):
+    import errno
+
+    from macapp.core.models import download
+
+    real, written = os.write, []
+
+    def full_disk(fd, data):
+        if sum(written) >= 500_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(real(fd, data))
+        return written[-1]
+
+    monkeypatch.setattr(download._Sink, "write_some", staticmethod(full_disk))
+    with pytest.raises(UserError, match="cannot write the download: No space left"):
+        run(download_file(REPO, NAME))
+    info = resolve_remote_file(REPO, NAME)
+    assert partial_path(info).stat().st_size == sum(written) > 0
+    monkeypatch.setattr(download._Sink, "write_some", staticmethod(real))
+    path, _ = run(download_file(REPO, NAME))
+    assert path.read_bytes() == model_bytes
+    assert hub.file_requests("GET")[-1].range == f"bytes={sum(written)}-"
+
+
+def test_the_paths_info_hash_must_agree_with_the_etag(hub, monkeypatch):
+    from macapp.core.models import download
+
+    real = download._lfs_sha256
+    monkeypatch.setattr(download, "_lfs_sha256", lambda *a: ("0" * 64, real(*a)[1]))
+    with pytest.raises(UserError, match="sha256"):
+        run(download_file(REPO, NAME))
+    assert not [p for p in (Path(os.environ["HF_HUB_CACHE"])).rglob("*") if p.is_file() and "blobs" in p.parts]
+
+
+def test_a_file_without_an_lfs_hash_is_refused_before_any_byte(hub, model_bytes):
+    hub.add_file(REPO, "plain-Q8_0.gguf", model_bytes, lfs=False)
+    with pytest.raises(UserError, match="cannot be verified"):
+        run(download_file(REPO, "plain-Q8_0.gguf"))
+    assert hub.file_requests("GET") == []
