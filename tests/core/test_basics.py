@@ -19,6 +19,21 @@ def test_macapp_home_override(isolated_home):
     assert paths.hf_hub_cache() == isolated_home / "hf-cache"
 
 
+def test_on_a_mac_data_and_logs_go_where_mac_apps_keep_them(monkeypatch, tmp_path):
+    """Without MACAPP_HOME: ~/Library/Application Support/Orchard and ~/Library/Logs/Orchard, as
+    platformdirs' macOS rules give them (run here on Linux by using those rules directly)."""
+    import platformdirs
+    from platformdirs.macos import MacOS
+
+    monkeypatch.delenv("MACAPP_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(platformdirs, "user_data_dir", lambda *a, **k: MacOS(*a, **k).user_data_dir)
+    monkeypatch.setattr(platformdirs, "user_log_dir", lambda *a, **k: MacOS(*a, **k).user_log_dir)
+    assert paths.data_dir() == tmp_path / "Library" / "Application Support" / "Orchard"
+    assert paths.logs_dir() == tmp_path / "Library" / "Logs" / "Orchard"
+    assert paths.logs_dir().is_dir() and paths.chats_db().parent == paths.data_dir()
+
+
 def test_settings_round_trip_and_bad_file(isolated_home):
     s = Settings(model_dirs=["/x"], default_ctx=4096)
     s.save()

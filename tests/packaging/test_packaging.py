@@ -125,7 +125,9 @@ def test_entitlements_allow_what_ctypes_and_mlx_need_and_nothing_sandboxed():
     assert "com.apple.security.app-sandbox" not in ent  # models live wherever the user keeps them
 
 
-def test_icns_has_every_size_as_a_png_of_that_size(tmp_path):
+def test_icns_has_every_size_as_a_png_of_that_size(qapp, tmp_path):
+    # qapp: the test session's QApplication (icons.py would otherwise make a QGuiApplication, after
+    # which no widget test could run in this process)
     icns_path, png_path = icons.build(tmp_path)
     entries = icons.unpack_icns(icns_path.read_bytes())
     assert set(entries) == set(icons.ICNS_TYPES)
