@@ -25,7 +25,7 @@ PROMPT = "hello world, what is the model and how is the chat?"
 
 
 def build_model(root: Path) -> Path:
-    from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
+    from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
 
     # ~190M parameters in f16: 15-25 ms a token on 2 x86 cores, about what an 8B Q4 model does on an M3
     spec = TinySpec(n_embd=1024, n_layer=12, n_head=16, n_head_kv=4, n_ff=2816, qtype="f16", vocab_size=16000,

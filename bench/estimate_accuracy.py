@@ -32,10 +32,10 @@ if str(ROOT) not in sys.path:  # run as a script (bench/run_all.py) or with -m f
     sys.path.insert(0, str(ROOT))
 
 from bench.memprobe import ProbeError, probe  # noqa: E402
+from macapp.core.models import tiny_gguf  # noqa: E402
 from macapp.core.models.estimate import RuntimeSettings, estimate_memory  # noqa: E402
 from macapp.core.models.library import model_facts  # noqa: E402
-from tests.fixtures import tiny_gguf  # noqa: E402
-from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf  # noqa: E402
+from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf  # noqa: E402
 
 MiB = 1024 * 1024
 OUT_DIR = ROOT / "bench" / "out"

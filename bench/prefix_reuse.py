@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         from macapp.core.engines.base import SamplingSettings
         from macapp.core.engines.llama_engine import LlamaCppEngine
         from macapp.core.models.estimate import RuntimeSettings
-        from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
+        from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
 
         path = write_tiny_gguf(Path(tmp) / "reuse.gguf", TinySpec(n_embd=128, n_head=4, vocab_size=1000, ctx=8192))
         engine = LlamaCppEngine(path, RuntimeSettings(n_ctx=8192))

@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from bench.decode_overhead import build_model
         from macapp.core.engines import open_engine
+        from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
         from macapp.core.settings import Settings
-        from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
 
         big = build_model(Path(tmp))
         tiny = write_tiny_gguf(Path(tmp) / "tiny.gguf", TinySpec(name="bench-requests"))

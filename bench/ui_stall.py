@@ -1,6 +1,6 @@
 """The longest event-loop stall while an answer streams into the Chat page at full speed.
 
-Setup: a tiny random-weight llama GGUF (``tests.fixtures.tiny_gguf``, trained context 4096)
+Setup: a tiny random-weight llama GGUF (``macapp.core.models.tiny_gguf``, trained context 4096)
 that llama.cpp runs at thousands of tokens per second, far faster than any real model: the worst
 case for the GUI (chunk signals, store writes, Markdown re-renders all at their highest rate). A
 ``ChatPage`` (offscreen, 1180 x 760, the app's style sheet) loads it at n_ctx 4096, and each run
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(MACAPP_HOME=str(tmp / "orchard"), HF_HUB_CACHE=str(tmp / "hf"), HOME=str(tmp),
                           QT_QPA_PLATFORM="offscreen")
         sys.path.insert(0, str(ROOT))
-        from tests.fixtures.tiny_gguf import write_tiny_gguf
+        from macapp.core.models.tiny_gguf import write_tiny_gguf
 
         model = write_tiny_gguf(tmp / "tiny-chat.gguf", ctx=N_CTX)
         alone = engine_alone(model, args.max_tokens, 3)

@@ -90,23 +90,15 @@ def step_generate(tmp: Path) -> str:
     from macapp.core.engines import open_engine
     from macapp.core.engines.base import SamplingSettings
     from macapp.core.models.tiny_gguf import write_tiny_gguf
-    from macapp.core.progress import CancelToken
+    from macapp.core.progress import CancelToken, drain
 
     path = write_tiny_gguf(tmp / "models" / "tiny-selftest.gguf")
     engine = open_engine(str(path), n_ctx=256)
     cancel = CancelToken()
-    for _ in engine.load(cancel):
-        pass
+    drain(engine.load(cancel))
     try:
-        stream = engine.stream_chat([{"role": "user", "content": "hello"}],
-                                    SamplingSettings(max_tokens=8, seed=1), cancel)
-        pieces = []
-        while True:
-            try:
-                pieces.append(next(stream).text)
-            except StopIteration as stop:
-                result = stop.value
-                break
+        _, result = drain(engine.stream_chat([{"role": "user", "content": "hello"}],
+                                             SamplingSettings(max_tokens=8, seed=1), cancel))
     finally:
         engine.unload()
     if not result.completion_tokens:
@@ -133,6 +125,7 @@ def step_tune(tmp: Path) -> str:
     """A few LoRA iterations on a tiny mlx-lm model, in the training child (``-m`` in a bundle)."""
     import json
 
+    from macapp.core.progress import drain
     from macapp.core.tuning.tiny_mlx import write_tiny_mlx
     from macapp.core.tuning.train import TrainOptions, train_lora
 
@@ -145,13 +138,7 @@ def step_tune(tmp: Path) -> str:
     options = TrainOptions(base=base, data=data, name="selftest", rank=4, layers=-1, iters=4, batch_size=2,
                            max_seq_length=64, steps_per_report=2, steps_per_eval=4, save_every=4, val_batches=1,
                            valid_fraction=0.25, check_memory=False)
-    gen = train_lora(options)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
+    _, result = drain(train_lora(options))
     if result.iterations != options.iters or result.train_loss is None:
         raise RuntimeError(f"training stopped at {result.iterations} iterations (loss {result.train_loss})")
     return f"{result.iterations} LoRA iterations, loss {result.train_loss:.2f}, adapter {result.adapter.name!r}"

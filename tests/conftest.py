@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
+from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
 
 # Shapes the estimate must get right; each loads in real llama.cpp.
 SHAPES = {

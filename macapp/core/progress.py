@@ -7,7 +7,9 @@ Long operations are generators that yield ``Progress`` (or a subclass) and check
 from __future__ import annotations
 
 import threading
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 from macapp.core.errors import Cancelled
 
@@ -48,3 +50,13 @@ class CancelToken:
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; True if cancelled meanwhile."""
         return self._event.wait(timeout)
+
+
+def drain(stream: Generator) -> tuple[list[Any], Any]:
+    """``(items yielded, value returned)`` of a long-work generator run to the end (no UI watching)."""
+    items = []
+    while True:
+        try:
+            items.append(next(stream))
+        except StopIteration as done:
+            return items, done.value

@@ -15,7 +15,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListView,
     QPushButton,
@@ -29,6 +28,7 @@ from macapp.core.units import format_bytes, format_params
 from macapp.ui.downloads_panel import DownloadsPanel
 from macapp.ui.hub_jobs import load_recommendations, search_hub
 from macapp.ui.hub_widgets import ModelRow, RepoDelegate, RepoListModel, RowList
+from macapp.ui.labels import make_label as _label
 from macapp.ui.notice import Notice
 from macapp.ui.repo_files import PICK_A_REPO, RepoFilesView, sentence
 from macapp.ui.worker import Worker, error_text
@@ -43,11 +43,6 @@ JobKey = tuple[str, tuple[str, ...]]  # (repo id, files): what a Download button
 SIDE_BY_SIDE_WIDTH = 860  # narrower than this, the search results sit above the repo's files
 
 
-def _label(text: str = "", name: str | None = None) -> QLabel:
-    label = QLabel(text)
-    if name:
-        label.setObjectName(name)
-    return label
 
 
 class DiscoverPage(QWidget):

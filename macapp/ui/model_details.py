@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.core.units import format_bytes, format_count, format_params, format_percent
+from macapp.ui.labels import make_label as _label
 from macapp.ui.memory_bar import SEGMENT_NAMES, VERDICT_WORDS, MemoryBar, verdict_color
 
 if TYPE_CHECKING:
@@ -37,13 +38,6 @@ KV_TYPES = ("f16", "q8_0")
 KV_TYPE_LABELS = {"f16": "f16 (full precision)", "q8_0": "q8_0 (half the memory)"}
 
 
-def _label(text: str = "", name: str | None = None, selectable: bool = False) -> QLabel:
-    label = QLabel(text)
-    if name:
-        label.setObjectName(name)
-    if selectable:
-        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return label
 
 
 class ModelDetails(QFrame):

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.hub_jobs import DISCOVER_CTX, load_recommendations
+from macapp.ui.labels import make_label as _label
 from macapp.ui.memory_bar import VERDICT_WORDS, MemoryBar, verdict_color
 from macapp.ui.worker import Worker, error_text
 
@@ -44,12 +44,6 @@ def best_pick(picks: list[Recommendation]) -> Recommendation | None:
     return picks[0] if picks and picks[0].preferred_verdict == "fits" and picks[0].verdict == "fits" else None
 
 
-def _label(text: str = "", name: str | None = None, wrap: bool = False) -> QLabel:
-    label = QLabel(text)
-    if name:
-        label.setObjectName(name)
-    label.setWordWrap(wrap)
-    return label
 
 
 class _Fact(QFrame):

@@ -10,9 +10,9 @@ from macapp.core.engines.base import GenerationChunk, SamplingSettings
 from macapp.core.engines.llama_engine import LlamaCppEngine
 from macapp.core.errors import UserError
 from macapp.core.models.estimate import RuntimeSettings
+from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.progress import CancelToken
-from tests.fixtures.streams import drain as run_turn
-from tests.fixtures.tiny_gguf import write_tiny_gguf
+from macapp.core.progress import drain as run_turn
 
 
 def loaded(path, n_ctx: int) -> LlamaCppEngine:

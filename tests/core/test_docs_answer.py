@@ -13,9 +13,9 @@ from macapp.core.docs.retrieve import Passage
 from macapp.core.engines.base import SamplingSettings
 from macapp.core.engines.llama_engine import LlamaCppEngine
 from macapp.core.models.estimate import RuntimeSettings
+from macapp.core.models.tiny_gguf import write_tiny_gguf
+from macapp.core.progress import drain
 from tests.fixtures import pdfs
-from tests.fixtures.streams import drain
-from tests.fixtures.tiny_gguf import write_tiny_gguf
 
 PAGES = [
     "# Beekeeping\nBeekeepers puff smoke at the hive entrance to calm the colony before lifting out frames of honey.",

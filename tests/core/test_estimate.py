@@ -62,7 +62,7 @@ def test_estimate_matches_llama_cpp(tiny_models, name, kv, flash_attn):
 @pytest.mark.slow
 @pytest.mark.parametrize("ctx", [1024, 4096])
 def test_sliding_window_kv_matches_llama_cpp(tmp_path, ctx):
-    from tests.fixtures.tiny_gguf import write_tiny_gguf
+    from macapp.core.models.tiny_gguf import write_tiny_gguf
 
     model = write_tiny_gguf(tmp_path / "gemma2.gguf", arch="gemma2", n_embd=128, n_head=4, n_head_kv=2, n_ff=256,
                             n_layer=4, sliding_window=512, ctx=8192)

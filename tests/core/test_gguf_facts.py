@@ -15,8 +15,8 @@ from macapp.core.models.facts import read_facts, read_facts_from_source
 from macapp.core.models.ggml_types import FILE_TYPES, GGML_TYPES
 from macapp.core.models.gguf_header import GGUFError, read_header_from_path
 from macapp.core.models.quant_names import parse_quant_name
+from macapp.core.models.tiny_gguf import build_vocab
 from tests.conftest import SHAPES
-from tests.fixtures.tiny_gguf import build_vocab
 
 
 def expected_params(spec) -> int:
@@ -77,7 +77,7 @@ def test_reader_works_on_a_byte_source_and_reads_only_the_header(tiny_models):
 
 
 def test_kind_from_metadata(tmp_path):
-    from tests.fixtures.tiny_gguf import write_tiny_gguf
+    from macapp.core.models.tiny_gguf import write_tiny_gguf
 
     instruct = read_facts(write_tiny_gguf(tmp_path / "a.gguf", finetune="Instruct"))
     base = read_facts(write_tiny_gguf(tmp_path / "b.gguf", name="Tiny-7B-Base", chat_template=None))

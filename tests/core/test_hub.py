@@ -19,7 +19,7 @@ from macapp.core.models.hub import (
     safe_repo_path,
     search_models,
 )
-from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
+from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
 
 REPO = "acme/Tiny-Chat-GGUF"
 

@@ -55,7 +55,7 @@ def test_add_rejects_non_gguf(tmp_path):
 
 
 def test_split_model_reads_as_one(tmp_path, tiny_models):
-    from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
+    from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
 
     whole = model_facts(tiny_models["mha_f32"])
     part1 = write_tiny_gguf(tmp_path / "m-00001-of-00002.gguf", TinySpec())

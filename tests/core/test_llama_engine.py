@@ -9,9 +9,8 @@ from macapp.core.engines.base import SamplingSettings
 from macapp.core.engines.llama_engine import LlamaCppEngine
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.models.estimate import RuntimeSettings
-from macapp.core.progress import CancelToken
-from tests.fixtures.streams import drain
-from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
+from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
+from macapp.core.progress import CancelToken, drain
 
 USER = [{"role": "user", "content": "hello world, what is the model?"}]
 

@@ -10,9 +10,8 @@ import pytest
 from macapp.core.engines.base import SamplingSettings
 from macapp.core.engines.mlx_engine import MlxEngine
 from macapp.core.errors import Cancelled, UserError
-from macapp.core.progress import CancelToken
+from macapp.core.progress import CancelToken, drain
 from macapp.core.tuning.tiny_mlx import write_tiny_mlx
-from tests.fixtures.streams import drain
 from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
 
 ASK = [{"role": "user", "content": QUESTION}]

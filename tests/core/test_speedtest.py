@@ -8,11 +8,10 @@ import pytest
 
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.models.library import list_library
-from macapp.core.progress import CancelToken
+from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
+from macapp.core.progress import CancelToken, drain
 from macapp.core.settings import Settings
 from macapp.core.speedtest import speed_test, speed_test_smallest
-from tests.fixtures.streams import drain
-from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
 
 CTX = 32768
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
 from macapp.core.server.launch import RunningServer, ServerOptions, start_server
 from macapp.core.settings import Settings
-from tests.fixtures.tiny_gguf import TinySpec, write_tiny_gguf
 
 SPECS = {
     "tiny": TinySpec(name="tiny"),  # thousands of tokens/s: most tests

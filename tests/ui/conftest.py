@@ -10,7 +10,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.fixtures.tiny_gguf import write_tiny_gguf  # noqa: E402
+from macapp.core.models.tiny_gguf import write_tiny_gguf  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

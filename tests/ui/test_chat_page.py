@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QMessageBox
 from macapp.core.chat.store import ChatStore, default_title
 from macapp.core.hardware import detect
 from macapp.core.models.library import add_model_file
+from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings
 from macapp.ui.chat_page import ChatPage
-from tests.fixtures.tiny_gguf import write_tiny_gguf
 
 LONG = 3000  # max tokens for answers that must still be running when Stop is pressed
 

@@ -17,11 +17,11 @@ from PySide6.QtCore import Qt
 from macapp.core.models.catalog import recommend
 from macapp.core.models.estimate import RuntimeSettings, estimate_memory
 from macapp.core.models.library import model_facts
+from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.hub_widgets import REPO_STATS_ROLE
 from macapp.ui.notice import Notice
 from macapp.ui.repo_files import READING
-from tests.fixtures.tiny_gguf import write_tiny_gguf
 
 REPO = "tinyorg/Tiny-Llama-GGUF"
 BIG = "Tiny-Llama-F32.gguf"

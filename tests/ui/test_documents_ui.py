@@ -24,11 +24,11 @@ from macapp.core.docs.ingest import add_files, list_collections
 from macapp.core.docs.retrieve import query
 from macapp.core.hardware import detect
 from macapp.core.models.library import add_model_file
+from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings, update_settings
 from macapp.ui.chat_page import ChatPage
 from macapp.ui.documents_page import DocumentsPage
 from tests.fixtures import pdfs
-from tests.fixtures.tiny_gguf import write_tiny_gguf
 
 BEES = ["# Beekeeping\nBeekeepers puff smoke at the hive entrance to calm the colony before lifting out "
         "frames of honey. The smoke masks the alarm scent of the guard bees.",

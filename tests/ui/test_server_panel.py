@@ -9,10 +9,10 @@ import pytest
 
 from macapp.core.chat.store import ChatStore
 from macapp.core.models.library import add_model_file
+from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings, update_settings
 from macapp.ui.chat_page import ChatPage
 from macapp.ui.server_panel import ServerPanel
-from tests.fixtures.tiny_gguf import write_tiny_gguf
 
 
 def _free_port() -> int:

@@ -1,5 +1,8 @@
 """Build tiny random-weight llama-architecture GGUF models that llama.cpp really loads.
 
+The tests build every model they load with it, and ``macapp selftest`` builds one to prove that a
+bundle's llama.cpp works; it ships in the package for that.
+
 Shapes cover what the estimate must get right: MHA and GQA, tied embeddings (no
 ``output.weight``), f32 / f16 / q8_0 weights, a larger vocabulary (filler word pieces),
 bigger bodies for the accuracy benchmark, and ``arch="gemma2"`` (sliding-window attention on
