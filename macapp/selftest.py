@@ -4,10 +4,12 @@ Every step runs whatever happens to the ones before it, and prints one line: ``o
 its seconds and what it saw. The steps import every backend and touch its native library
 (llama.cpp, mlx and its metallib or CPU kernels, chromadb's Rust core, PDFium, Qt), build a tiny
 random llama model in a temporary folder and generate a few tokens from it through the app's
-engine, embed a sentence with the bundled embedder, train a few LoRA steps on a tiny mlx-lm
-model in the training child process, and open the main window offscreen and
-wait for its first paint. The exit code is 0 only when every step passed: ``make app-smoke``
-runs it inside the PyInstaller bundle, so a module or data file the freeze missed fails here.
+engine and through the OpenAI-compatible server, embed a sentence with the bundled embedder,
+index a PDF it writes (pages, chunks, vectors, keywords) and query it,
+train a few LoRA steps on a tiny mlx-lm model in the training child process, and open the main
+window offscreen and wait for its first paint. The exit code is 0 only when every step passed:
+``make app-smoke`` runs it inside the PyInstaller bundle, so a module or data file the freeze
+missed fails here.
 
 Nothing of the user's is touched: ``MACAPP_HOME`` and the Hugging Face cache point into the
 temporary folder, the Hub is offline, and the window is offscreen unless ``--visible``.
@@ -121,6 +123,76 @@ def step_embed(_tmp: Path) -> str:
     return f"{vectors.shape[1]}-d vector from {path.name}"
 
 
+def _write_text_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """A PDF with a real text layer, one Helvetica line per string, written with PDFium itself."""
+    import ctypes
+
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    pdf = pdfium.PdfDocument.new()
+    for lines in pages:
+        page = pdf.new_page(612, 792)
+        for row, line in enumerate(lines):
+            obj = raw.FPDFPageObj_NewTextObj(pdf.raw, b"Helvetica", ctypes.c_float(12))
+            text = ctypes.create_string_buffer((line + "\0").encode("utf-16-le"))
+            raw.FPDFText_SetText(obj, ctypes.cast(text, ctypes.POINTER(raw.FPDF_WCHAR)))
+            raw.FPDFPageObj_Transform(obj, 1, 0, 0, 1, 72, 720 - 18 * row)
+            raw.FPDFPage_InsertObject(page.raw, obj)
+        raw.FPDFPage_GenerateContent(page.raw)
+        page.close()
+    pdf.save(str(path))
+    pdf.close()
+    return path
+
+
+def step_documents(tmp: Path) -> str:
+    """A PDF through the whole documents path: pages, chunks, the embedder, chromadb and FTS5, a hybrid query."""
+    from macapp.core.docs.embedder import load_embedder
+    from macapp.core.docs.ingest import add_files
+    from macapp.core.docs.retrieve import query
+    from macapp.core.progress import drain
+
+    pdf = _write_text_pdf(tmp / "orchard-care.pdf", [
+        ["Apple trees are pruned in late winter, before the buds open.", "Cut crossing branches first."],
+        ["Pears are picked hard and ripen off the tree, in a cool room."],
+    ])
+    embedder = load_embedder()
+    _, outcomes = drain(add_files("selftest", [pdf], embedder))
+    if [o.status for o in outcomes] != ["added"]:
+        raise RuntimeError(f"the PDF was not added: {outcomes}")
+    best = query("selftest", "when do pears ripen?", k=1, embedder=embedder)
+    if not best or not best[0].page <= 2 <= best[0].page_end or "ripen off the tree" not in best[0].text:
+        raise RuntimeError(f"the question found {best[:1]} instead of the passage on page 2")
+    hit = best[0]
+    pages = f"pp. {hit.page}-{hit.page_end}" if hit.page_end != hit.page else f"p. {hit.page}"
+    return f"{pdf.name}: 2 pages indexed; the question found its passage [{hit.file}, {pages}]"
+
+
+def step_serve(tmp: Path) -> str:
+    """The OpenAI-compatible server (uvicorn + starlette) on a free loopback port answers a chat."""
+    import httpx
+
+    from macapp.core.models.tiny_gguf import write_tiny_gguf
+    from macapp.core.server.launch import ServerOptions, start_server
+    from macapp.core.settings import Settings
+
+    model = write_tiny_gguf(tmp / "served" / "tiny-served.gguf")
+    Settings(model_files=[str(model)]).save()
+    with start_server(ServerOptions(port=0, n_ctx=256, idle_unload_s=0)) as server:
+        ids = [m["id"] for m in httpx.get(f"{server.url}/models", timeout=30).json()["data"]]
+        served = next((i for i in ids if i.endswith(model.name)), None)
+        if served is None:
+            raise RuntimeError(f"/v1/models does not list the tiny model: {ids}")
+        reply = httpx.post(f"{server.url}/chat/completions", timeout=60, json={
+            "model": served, "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]})
+        reply.raise_for_status()
+        usage = reply.json()["usage"]
+    if not usage.get("completion_tokens"):
+        raise RuntimeError(f"the server generated nothing: {reply.text[:200]}")
+    return f"{server.url}: /models and a chat answer of {usage['completion_tokens']} tokens"
+
+
 def step_tune(tmp: Path) -> str:
     """A few LoRA iterations on a tiny mlx-lm model, in the training child (``-m`` in a bundle)."""
     import json
@@ -179,6 +251,8 @@ STEPS: dict[str, Step] = {
     "natives": step_natives,
     "generate": step_generate,
     "embed": step_embed,
+    "documents": step_documents,
+    "serve": step_serve,
     "tune": step_tune,
     "window": step_window,
 }

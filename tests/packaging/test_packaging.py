@@ -160,3 +160,21 @@ def test_selftest_passes_through_the_bundle_entry_point():
     steps = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok ")]
     assert steps == list(selftest.STEPS)
     assert "selftest ok" in result.stdout
+
+
+def test_a_failing_step_is_reported_the_others_still_run_and_the_exit_code_says_so():
+    script = (
+        "import sys\n"
+        "from macapp import selftest\n"
+        "def broken(tmp):\n"
+        "    raise ImportError('No module named mlx._reprlib_fix')\n"
+        "selftest.STEPS = {'imports': selftest.step_imports, 'broken': broken, 'embed': selftest.step_embed}\n"
+        "sys.exit(selftest.run())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("FAIL  broken") and "mlx._reprlib_fix" in line for line in lines)
+    assert any(line.startswith("ok    embed") for line in lines)  # the step after the failure ran
+    assert lines[-1].startswith("selftest FAILED: broken")
