@@ -12,11 +12,11 @@ import pytest
 
 from macapp.core import paths
 from macapp.core.errors import Cancelled, UserError
-from macapp.core.progress import CancelToken
+from macapp.core.progress import CancelToken, drain
 from macapp.core.tuning import train as train_module
 from macapp.core.tuning.adapters import get_adapter, list_adapters
 from macapp.core.tuning.datasets import DatasetError, write_jsonl
-from macapp.core.tuning.train import TrainOptions, TrainProgress, plan_training, train_lora
+from macapp.core.tuning.train import TrainOptions, plan_training, train_lora
 
 QUESTIONS = ["what colour is the sky?", "name a colour.", "what is your favourite colour?", "which colour is the sea?",
              "tell me a colour please.", "what colour do you like?", "pick a colour.", "what colour is water?",
@@ -40,13 +40,6 @@ def options(base: Path, data: Path, **changes) -> TrainOptions:
     return TrainOptions(base=base, data=data, **{**settings, **changes})
 
 
-def drain(gen) -> tuple[list[TrainProgress], object]:
-    seen = []
-    while True:
-        try:
-            seen.append(next(gen))
-        except StopIteration as stop:
-            return seen, stop.value
 
 
 def greedy(base: Path, adapter: Path | None, question: str) -> str:

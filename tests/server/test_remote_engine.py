@@ -13,7 +13,7 @@ from macapp.core.engines import open_engine
 from macapp.core.engines.base import SamplingSettings
 from macapp.core.engines.remote import RemoteEngine, api_base, list_remote_models, open_remote
 from macapp.core.errors import UserError
-from macapp.core.progress import CancelToken
+from macapp.core.progress import CancelToken, drain
 from macapp.core.server.launch import ServerOptions, start_server
 from macapp.core.settings import Settings, update_settings
 from tests.server.conftest import openai_client
@@ -22,13 +22,6 @@ KEY = "remote-secret"
 USER = [{"role": "user", "content": "hello world, what is the model?"}]
 
 
-def drain(stream):
-    chunks = []
-    while True:
-        try:
-            chunks.append(next(stream))
-        except StopIteration as done:
-            return chunks, done.value
 
 
 @pytest.fixture

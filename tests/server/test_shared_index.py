@@ -16,6 +16,7 @@ import pytest
 from macapp.core.docs import ingest, retrieve
 from macapp.core.docs.index import DocumentIndex
 from macapp.core.errors import UserError
+from macapp.core.progress import drain
 from tests.fixtures import pdfs
 
 PAGES = [
@@ -76,21 +77,13 @@ def embedder():
     return load_embedder()
 
 
-def drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def test_vectors_live_on_the_server_and_queries_find_their_page(chroma_url, embedder, tmp_path, monkeypatch):
     import chromadb
 
     pdf = pdfs.make_pdf(tmp_path / "notes.pdf", PAGES)
     monkeypatch.setenv("MACAPP_CHROMA_URL", chroma_url)  # the same code path as DocumentIndex() everywhere
     with DocumentIndex(tmp_path / "index") as index:
-        outcomes = drain(ingest.add_files("Shared notes", [pdf], embedder, index=index))
+        _, outcomes = drain(ingest.add_files("Shared notes", [pdf], embedder, index=index))
         assert [o.status for o in outcomes] == ["added"]
         passages = retrieve.query("Shared notes", "What calms the stinging insects?", k=2, mode="vector",
                                   embedder=embedder, index=index)
