@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (Cancelled, KeyboardInterrupt):
-        print("cancelled (an interrupted download resumes when you run it again)", file=sys.stderr)
+        resumable = args.command == "pull"  # the other commands keep nothing half-done to come back to
+        print("cancelled" + (" (the download resumes when you run it again)" if resumable else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # `macapp models | head`
         return 0

@@ -93,3 +93,22 @@ def test_help_lists_commands():
     out = macapp("--help").stdout
     for command in ("doctor", "inspect", "estimate", "models", "gui"):
         assert command in out
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["selftest"], "cancelled"),
+    (["pull", "org/repo", "Q4_K_M"], "cancelled (the download resumes when you run it again)"),
+])
+def test_a_cancelled_command_says_so_and_only_a_download_promises_to_resume(command, said, monkeypatch, capsys):
+    from macapp import selftest
+    from macapp.cli import hub
+    from macapp.cli.main import main
+    from macapp.core.errors import Cancelled
+
+    def cancelled(*_args, **_kwargs):
+        raise Cancelled()
+
+    monkeypatch.setattr(selftest, "run", cancelled)  # Ctrl-C in the middle of the work
+    monkeypatch.setattr(hub, "pull_cmd", cancelled)
+    assert main(command) == 130
+    assert capsys.readouterr().err.strip() == said
