@@ -254,7 +254,7 @@ class MainWindow(QMainWindow):
         for name in changed:
             setattr(self._settings, name, getattr(saved, name))
         if changed & {"default_ctx", "kv_type"}:
-            self.models_page._runtime.clear()  # per-model context and KV type start again from the new defaults
+            self.models_page.reset_runtimes()  # per-model context and KV type start again from the new defaults
         if changed:
             self.models_page.start_scan()
 

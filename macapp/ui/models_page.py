@@ -257,6 +257,10 @@ class ModelsPage(QWidget):
     def budget(self) -> int | None:
         return self._hardware.budget_bytes if self._hardware else None
 
+    def reset_runtimes(self) -> None:
+        """Forget each model's context and KV choice: the next estimates start from the (new) defaults."""
+        self._runtime.clear()
+
     def runtime_for(self, entry: LibraryEntry) -> RuntimeSettings | None:
         """The context length and KV type this entry is estimated with (None for unusable files)."""
         if entry.facts is None:
