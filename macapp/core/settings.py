@@ -49,6 +49,8 @@ class Settings:
         for key, value in raw.items():
             if key in known and isinstance(value, type(getattr(cls(), key))):
                 values[key] = value
+        if "welcome_done" not in raw:  # saved by a version before the welcome: this person has used Orchard
+            values["welcome_done"] = True
         return cls(**values)
 
     def save(self, path: Path | None = None) -> None:

@@ -34,6 +34,14 @@ def test_on_a_mac_data_and_logs_go_where_mac_apps_keep_them(monkeypatch, tmp_pat
     assert paths.logs_dir().is_dir() and paths.chats_db().parent == paths.data_dir()
 
 
+def test_the_welcome_is_for_new_people_only(isolated_home):
+    assert Settings.load().welcome_done is False  # nothing saved yet: the first run
+    paths.settings_file().write_text('{"default_ctx": 4096}')  # saved before the welcome existed
+    assert Settings.load().welcome_done is True
+    Settings(default_ctx=4096).save()  # saved now, welcome not answered yet
+    assert Settings.load().welcome_done is False
+
+
 def test_settings_round_trip_and_bad_file(isolated_home):
     s = Settings(model_dirs=["/x"], default_ctx=4096)
     s.save()
