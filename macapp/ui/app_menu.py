@@ -30,23 +30,9 @@ def standard_shortcuts(key: QKeySequence.StandardKey, fallback: str) -> list[QKe
 
 def diagnostic_report() -> dict[str, Any]:
     """Worker function: what ``macapp doctor --json`` prints (version, machine, budget, paths), minus the speed test."""
-    import macapp
+    from macapp.core.diagnostics import report
 
-    try:
-        from macapp.cli.doctor import report
-    except ImportError:  # a build without the CLI: the same facts from core
-        report = _core_report
-    data = report()
-    data.setdefault("orchard", {"version": macapp.__version__})
-    return data
-
-
-def _core_report() -> dict[str, Any]:
-    from macapp.core import hardware, paths
-
-    return {**hardware.detect().to_json(), "backends": hardware.backend_versions(),
-            "paths": {"data": str(paths.data_dir()), "logs": str(paths.logs_dir()),
-                      "hf_cache": str(paths.hf_hub_cache())}}
+    return report()
 
 
 class AppMenu(QObject):
