@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QFrame,
@@ -39,13 +37,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from macapp.core import paths
 from macapp.core.progress import CancelToken
 from macapp.core.tuning import adapters
 from macapp.core.tuning.child import TrainProgress
+from macapp.core.tuning.datasets import write_chat_dataset
 from macapp.core.tuning.estimate import default_settings
 from macapp.core.tuning.train import TrainOptions, TrainPlan, TrainResult, plan_training, train_lora
 from macapp.core.units import format_bytes
+from macapp.ui.chat_picker import ChatPicker, read_conversations
 from macapp.ui.loss_plot import LossPlot
 from macapp.ui.notice import Notice
 from macapp.ui.worker import Worker, error_text, named_pool
@@ -109,61 +108,6 @@ def plan_summary(plan: TrainPlan) -> str:
 
 def plan_blocks_start(plan: TrainPlan) -> bool:
     return bool(plan.problems) or (plan.options.check_memory and plan.estimate.verdict == "too_big")
-
-
-def read_conversations() -> list[tuple[int, str]]:
-    from macapp.core.chat.store import ChatStore
-
-    store = ChatStore()
-    try:
-        return [(c.id, c.title or f"Conversation {c.id}") for c in store.list_conversations()]
-    finally:
-        store.close()
-
-
-def build_chat_dataset(conversation_ids: list[int]) -> tuple[Path, int]:
-    """A JSONL file of the chosen conversations under the data dir; (path, examples)."""
-    from macapp.core.chat.store import ChatStore
-    from macapp.core.errors import UserError
-    from macapp.core.tuning.datasets import dataset_from_chats, write_jsonl
-
-    store = ChatStore()
-    try:
-        records = dataset_from_chats(store, conversation_ids)
-    finally:
-        store.close()
-    if not records:
-        raise UserError("None of the chosen conversations has a finished answer to learn from")
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = write_jsonl(paths.data_dir() / "tuning-data" / f"chats-{stamp}.jsonl", records)
-    return path, len(records)
-
-
-class ChatPicker(QDialog):
-    """Saved conversations with checkboxes."""
-
-    def __init__(self, conversations: list[tuple[int, str]], parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Dataset from chats")
-        lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Each chosen conversation becomes one example (the answers as shown, edits included)."))
-        self.list = QListWidget()
-        for cid, title in conversations:
-            item = QListWidgetItem(title)
-            item.setData(Qt.ItemDataRole.UserRole, cid)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Unchecked)
-            self.list.addItem(item)
-        lay.addWidget(self.list, 1)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        lay.addWidget(buttons)
-        self.resize(460, 420)
-
-    def chosen(self) -> list[int]:
-        return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())
-                if self.list.item(i).checkState() == Qt.CheckState.Checked]
 
 
 class TuningPage(QWidget):
@@ -440,7 +384,7 @@ class TuningPage(QWidget):
         dialog = ChatPicker(conversations, self)
         if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.chosen():
             return
-        worker = Worker(build_chat_dataset, dialog.chosen())
+        worker = Worker(write_chat_dataset, dialog.chosen())
         worker.signals.returned.connect(self._chats_built)
         worker.signals.errored.connect(lambda exc: self.notice.show_message(error_text(exc)))
         worker.start()

@@ -14,6 +14,7 @@ from macapp.core.tuning.datasets import (
     dataset_from_chats,
     split_dataset,
     validate_dataset,
+    write_chat_dataset,
     write_jsonl,
 )
 
@@ -190,3 +191,18 @@ def test_dataset_from_chats_keeps_the_chosen_and_edited_answers(tmp_path):
     path = write_jsonl(tmp_path / "chats.jsonl", records)
     report = validate_dataset(path, mask_prompt=True)
     assert report.ok and report.format == "chat" and report.examples == 2
+
+
+def test_write_chat_dataset_saves_the_chosen_chats_under_the_data_dir(isolated_home):
+    with ChatStore() as store:
+        kept = store.create_conversation("kept")
+        store.add_message(kept.id, "user", "sky?")
+        store.add_message(kept.id, "assistant", "blue")
+        empty = store.create_conversation("unanswered")
+        store.add_message(empty.id, "user", "hello?")
+    path, examples = write_chat_dataset([kept.id, empty.id])  # opens the history itself
+    assert examples == 1 and path.parent == isolated_home / "tuning-data"
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"messages": [{"role": "user", "content": "sky?"}, {"role": "assistant", "content": "blue"}]}]
+    with pytest.raises(UserError, match="finished answer"):
+        write_chat_dataset([empty.id])

@@ -311,3 +311,26 @@ def dataset_from_chats(store: Any, conversation_ids: Iterable[int], include_syst
         if any(m["role"] == "assistant" for m in messages):
             records.append({"messages": messages})
     return records
+
+
+def write_chat_dataset(conversation_ids: list[int], store: Any = None) -> tuple[Path, int]:
+    """The chosen saved conversations as a JSONL file under the data dir: (path, examples).
+
+    Raises ``UserError`` when none of them has a finished answer to learn from.
+    """
+    from datetime import datetime
+
+    from macapp.core import paths
+    from macapp.core.chat.store import ChatStore
+
+    own = store is None
+    store = store or ChatStore()
+    try:
+        records = dataset_from_chats(store, conversation_ids)
+    finally:
+        if own:
+            store.close()
+    if not records:
+        raise UserError("None of the chosen conversations has a finished answer to learn from")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return write_jsonl(paths.data_dir() / "tuning-data" / f"chats-{stamp}.jsonl", records), len(records)
