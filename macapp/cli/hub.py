@@ -114,12 +114,13 @@ def files_cmd(args: argparse.Namespace) -> int:
 
 def curated_cmd(args: argparse.Namespace) -> int:
     from macapp.core import hardware
-    from macapp.core.models.catalog import recommend
+    from macapp.core.models.catalog import best_pick, recommend
 
     budget = args.budget if args.budget is not None else hardware.detect().budget_bytes
     picks = recommend(budget, backend=hardware.default_backend())
+    best = best_pick(picks)
     if args.json:
-        print_json({"budget_bytes": budget, "recommended": picks[0].entry.id if picks else None, "models": [
+        print_json({"budget_bytes": budget, "recommended": best.entry.id if best else None, "models": [
             {"id": r.entry.id, "name": r.entry.name, "repo": r.entry.repo, "file": r.file.file, "quant": r.file.quant,
              "parameters": r.entry.facts.parameters, "licence": r.entry.licence, "mlx_repo": r.entry.mlx_repo,
              "verdict": r.verdict, "estimate": r.estimate.to_json()} for r in picks]})
@@ -131,8 +132,8 @@ def curated_cmd(args: argparse.Namespace) -> int:
     for col in ("model", "params", "quant", "needs", "verdict", "repo"):
         table.add_column(col, justify="right" if col in ("params", "needs") else "left")
     colours = {"fits": "green", "tight": "yellow", "too_big": "red"}
-    for i, r in enumerate(picks):
-        name = r.entry.name + ("  [bold]← recommended[/bold]" if i == 0 and r.verdict == "fits" else "")
+    for r in picks:
+        name = r.entry.name + ("  [bold]← recommended[/bold]" if r is best else "")
         table.add_row(name, format_params(r.entry.facts.parameters), r.file.quant,
                       format_bytes(r.estimate.total_bytes), f"[{colours[r.verdict]}]{r.verdict}[/]", r.entry.repo)
     console().print(table)

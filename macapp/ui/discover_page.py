@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.models.catalog import best_pick
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.downloads_panel import DownloadsPanel
 from macapp.ui.hub_jobs import load_recommendations, search_hub
@@ -228,12 +229,12 @@ class DiscoverPage(QWidget):
         if not self._is_latest("recommend"):
             return
         self.recommended.clear("" if picks else "The model catalog is empty.")
-        best = bool(picks) and picks[0].verdict == "fits"
-        for i, pick in enumerate(picks):
+        best = best_pick(picks)
+        for pick in picks:
             entry, file = pick.entry, pick.file
             subtitle = " · ".join((f"{format_params(entry.facts.parameters)} parameters", file.quant,
                                    f"{format_bytes(file.approx_bytes)} download", entry.licence))
-            row = ModelRow(entry.name, subtitle, (entry.repo, (file.file,)), best=best and i == 0)
+            row = ModelRow(entry.name, subtitle, (entry.repo, (file.file,)), best=pick is best)
             row.title.setToolTip(f"{entry.name}\n{entry.repo}" + (f"\n{entry.note}" if entry.note else ""))
             row.subtitle.setToolTip(f"{entry.repo} · {file.file}\nLicence: {entry.licence}")
             row.set_estimate(pick.estimate)

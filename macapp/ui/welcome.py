@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.models.catalog import best_pick
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.hub_jobs import DISCOVER_CTX, load_recommendations
 from macapp.ui.labels import make_label as _label
@@ -37,11 +38,6 @@ MEASURING = "Measuring this Mac's memory…"
 CHOOSING = "Finding the best model for this Mac…"
 PROBE_FAILED = ("Orchard could not measure this Mac's memory, so it cannot recommend a model. "
                 "Browse the catalog instead: every model there shows the memory it needs.")
-
-
-def best_pick(picks: list[Recommendation]) -> Recommendation | None:
-    """The catalog's first model whose usual quant (Q4_K_M) fits well, or None when none does."""
-    return picks[0] if picks and picks[0].preferred_verdict == "fits" and picks[0].verdict == "fits" else None
 
 
 

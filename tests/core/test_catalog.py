@@ -10,6 +10,7 @@ from macapp.core.errors import UserError
 from macapp.core.hardware import apple
 from macapp.core.models.catalog import (
     PREFERRED_QUANT,
+    best_pick,
     catalog_path,
     facts_for,
     load_catalog,
@@ -156,6 +157,18 @@ def test_recommend_prefers_q4_and_upgrades_with_room(catalog):
     assert tight.file.quant == PREFERRED_QUANT and tight.verdict != "fits"
     nothing = recommend(1 * GiB, entries=catalog)
     assert nothing[-1].verdict == "too_big" and nothing[-1].file.quant == PREFERRED_QUANT
+
+
+def test_the_recommended_pick_is_the_first_whose_q4_fits_well(catalog):
+    picks = recommend(mac_budget(16), entries=catalog)
+    assert best_pick(picks) is picks[0] and picks[0].preferred_verdict == "fits"
+    # budgets where the first entry's Q4_K_M is merely tight (or too big): the list still offers
+    # models, but none is "recommended"
+    squeezed = [recommend(mb * 1024**2, entries=catalog) for mb in range(256, 2048, 64)]
+    squeezed = [picks for picks in squeezed if picks[0].preferred_verdict != "fits"]
+    assert any(picks[0].preferred_verdict == "tight" for picks in squeezed)
+    assert all(best_pick(picks) is None for picks in squeezed)
+    assert best_pick([]) is None
 
 
 # --- broken catalogs -------------------------------------------------------------------------

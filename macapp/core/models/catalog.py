@@ -266,3 +266,9 @@ def recommend(budget_bytes: int, backend: str = "metal", ctx: int = 8192,
         return group, -r.entry.facts.parameters, r.entry.rank, r.entry.id
 
     return sorted(out, key=order)
+
+
+def best_pick(picks: list[Recommendation]) -> Recommendation | None:
+    """"Recommended for this Mac": the first of ``recommend()``'s list when its Q4_K_M fits well (not
+    merely "tight", not only at a smaller quant); None when no entry's does."""
+    return picks[0] if picks and picks[0].preferred_verdict == "fits" else None
