@@ -45,10 +45,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 class _Sink:
     """Writes the received bytes as they come and hashes them on a thread of its own.
 
-    The bytes go into a few reusable 1 MiB buffers: the receiving thread fills one (``space`` /
-    ``commit``, or ``put`` to copy a chunk in), writes it to the file
-    when it is full, and passes it to the hasher thread (sha256), which puts it back on the free
-    list. hashlib releases the GIL, so hashing runs beside receiving; with ``BUFFERS`` buffers the
+    The bytes go into a few reusable 1 MiB buffers: the receiving thread fills one (``put``), writes
+    it to the file when it is full, and passes it to the hasher thread (sha256), which puts it back
+    on the free list. hashlib releases the GIL, so hashing runs beside receiving; with ``BUFFERS`` buffers the
     memory is fixed and a hasher slower than the network just makes the receiver wait. Every
     ``WRITEBACK`` bytes the kernel is asked to start writing them out (``_Flusher``), so the
     ``fsync`` before the file enters the cache has little left to do. ``sync()`` writes what is
@@ -75,26 +74,18 @@ class _Sink:
         self._hasher = threading.Thread(target=self._hash, name="download-sha256", daemon=True)
         self._hasher.start()
 
-    def space(self) -> memoryview:
-        """The free part of the current buffer (waits for one if all are in use): fill it, then ``commit``."""
-        if self._buffer is None:
-            self._buffer, self._filled = self._free.get(), 0
-        return memoryview(self._buffer)[self._filled:]
-
-    def commit(self, n: int) -> None:
-        """``n`` more bytes were put at the start of ``space()``."""
-        self._filled += n
-        if self._filled == self.BUFFER:
-            self._write()
-
     def put(self, chunk: bytes) -> None:
+        """Copy ``chunk`` into the buffers (waiting for a free one if all are being hashed)."""
         view = memoryview(chunk)
         while view:
-            space = self.space()
-            n = min(len(space), len(view))
-            space[:n] = view[:n]
-            self.commit(n)
+            if self._buffer is None:
+                self._buffer, self._filled = self._free.get(), 0
+            n = min(self.BUFFER - self._filled, len(view))
+            self._buffer[self._filled:self._filled + n] = view[:n]
+            self._filled += n
             view = view[n:]
+            if self._filled == self.BUFFER:
+                self._write()
 
     def sync(self) -> None:
         self._write()
