@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from macapp.core.models.catalog import best_pick
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.downloads_panel import DownloadsPanel
 from macapp.ui.hub_jobs import load_recommendations, search_hub
@@ -229,6 +228,8 @@ class DiscoverPage(QWidget):
         if not self._is_latest("recommend"):
             return
         self.recommended.clear("" if picks else "The model catalog is empty.")
+        from macapp.core.models.catalog import best_pick  # off the start-up path (tomllib, estimate)
+
         best = best_pick(picks)
         for pick in picks:
             entry, file = pick.entry, pick.file

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from macapp.core.models.catalog import best_pick
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.hub_jobs import DISCOVER_CTX, load_recommendations
 from macapp.ui.labels import make_label as _label
@@ -264,6 +263,8 @@ class WelcomeScreen(QWidget):
     def _show_picks(self, picks: list[Recommendation]) -> None:
         if self.sender() is not self._latest:
             return
+        from macapp.core.models.catalog import best_pick  # off the start-up path (tomllib, estimate)
+
         pick = best_pick(picks)
         if pick is None:
             budget = format_bytes(self.hardware.budget_bytes) if self.hardware else "its"
