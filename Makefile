@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EMBEDDER := resources/embedder/all-MiniLM-L6-v2.gguf
+TEST_MODEL := tests/data/models/SmolLM2-135M-Instruct.Q4_1.gguf
 ICONS    := build/icons/Orchard.icns
 # The frozen app: its executable inside Orchard.app on macOS, in the onedir folder elsewhere.
 ifeq ($(shell uname -s),Darwin)
@@ -14,7 +15,7 @@ endif
 
 .PHONY: setup run test lint bench app bundle app-smoke clean
 
-setup: $(STAMP) $(EMBEDDER)
+setup: $(STAMP) $(EMBEDDER) $(TEST_MODEL)
 
 # Idempotent: re-runs only when pyproject.toml or the system-deps script changes.
 $(STAMP): pyproject.toml scripts/system-deps.sh
@@ -28,6 +29,11 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 # changes; it only needs the venv to exist (order-only), not a rebuild on every reinstall.
 $(EMBEDDER): models/embedder/convert_minilm.py scripts/build-embedder.sh | $(STAMP)
 	PY=$(PY) bash scripts/build-embedder.sh
+
+# The real instruct model of the tests' real_model tier (git-ignored, not bundled): fetched once,
+# hash-checked; fetched again when the script (its pinned version and hashes) changes.
+$(TEST_MODEL): scripts/fetch-test-model.sh | $(STAMP)
+	PY=$(PY) bash scripts/fetch-test-model.sh && touch $@
 
 run: setup
 	$(PY) -m macapp

@@ -19,6 +19,10 @@ SHAPES = {
 }
 
 
+# The real instruct model of the real_model tier: scripts/fetch-test-model.sh (run by `make setup`).
+REAL_MODEL = Path(__file__).parent / "data" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch) -> Path:
     home = tmp_path_factory.mktemp("home")
@@ -59,3 +63,11 @@ def tiny_mlx(tmp_path_factory) -> Path:
     from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 
     return write_tiny_mlx(tmp_path_factory.mktemp("mlx") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 (Apache-2.0): a real tokenizer, chat template and answers. Missing: the test fails."""
+    if not REAL_MODEL.is_file():
+        pytest.fail(f"{REAL_MODEL} is missing: run `make setup` (it fetches the real test model)", pytrace=False)
+    return REAL_MODEL
