@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EMBEDDER := resources/embedder/all-MiniLM-L6-v2.gguf
 TEST_MODEL := tests/data/models/SmolLM2-135M-Instruct.Q4_1.gguf
+TEST_PDFS  := tests/data/pdfs/real/debian-reference.en.pdf
 ICONS    := build/icons/Orchard.icns
 # The frozen app: its executable inside Orchard.app on macOS, in the onedir folder elsewhere.
 ifeq ($(shell uname -s),Darwin)
@@ -15,7 +16,7 @@ endif
 
 .PHONY: setup run test lint bench app bundle app-smoke clean
 
-setup: $(STAMP) $(EMBEDDER) $(TEST_MODEL)
+setup: $(STAMP) $(EMBEDDER) $(TEST_MODEL) $(TEST_PDFS)
 
 # Idempotent: re-runs only when pyproject.toml or the system-deps script changes.
 $(STAMP): pyproject.toml scripts/system-deps.sh
@@ -34,6 +35,11 @@ $(EMBEDDER): models/embedder/convert_minilm.py scripts/build-embedder.sh | $(STA
 # hash-checked; fetched again when the script (its pinned version and hashes) changes.
 $(TEST_MODEL): scripts/fetch-test-model.sh | $(STAMP)
 	PY=$(PY) bash scripts/fetch-test-model.sh && touch $@
+
+# The real PDFs the document tests ingest (git-ignored): pinned Debian doc packages, hash-checked; without
+# apt-get (macOS) the script says so and those tests fail with the same advice.
+$(TEST_PDFS): scripts/fetch-test-pdfs.sh
+	bash scripts/fetch-test-pdfs.sh
 
 run: setup
 	$(PY) -m macapp

@@ -18,17 +18,25 @@ How a document becomes chunks:
    read is ``embedding_text(chunk)``: the chunk text, prefixed by its heading line when the text does not
    already start with it. Every chunk is checked with the real counter: ``count_tokens(embedding_text(c))
    <= max_tokens`` always holds.
+6. ``Chunk.page_breaks`` records where each page after the first begins in the chunk's text, so a hit
+   can name the page of the sentences it matched rather than the first page of the span.
 
 Token counts are taken per sentence and per word (cached) and summed, which is exact for WordPiece
-(whitespace never becomes a token); the per-chunk check catches any counter for which it is not.
+(whitespace never becomes a token); the per-chunk check catches any counter for which it is not. Nothing a
+page holds can make chunking fail: a unit the exact count refuses is halved (at a space, else between
+characters, never inside a character's combining marks unless nothing else is left), a heading run too long
+to repeat becomes body text, and a single character that cannot fit a chunk even alone (no real tokenizer
+does that) is dropped with a warning rather than stop the file.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import unicodedata
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from macapp.core.docs.types import Chunk, PageText
 
@@ -39,6 +47,10 @@ _NUMBERED = re.compile(r"^(?:(?:\d+\.)*\d+\.?|[IVXLC]+\.|[A-Z]\.|(?:chapter|sect
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 _CJK_END = "。！？"
 _WORDS = re.compile(r"\S+")
+_SPACE_RUN = re.compile(r"\s+")
+_JOINERS = {0x200C, 0x200D, 0x034F}  # ZWNJ, ZWJ, combining grapheme joiner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,6 +78,17 @@ class _Section:
     units: list[_Unit]
 
 
+@dataclass(frozen=True)
+class _Packed:
+    """One chunk as the packer emits it."""
+
+    text: str
+    first: int
+    last: int
+    breaks: tuple[int, ...]
+    heading: str | None
+
+
 def embedding_text(chunk: Chunk) -> str:
     """The text the embedder reads for ``chunk``: its heading line first if the text doesn't start with it."""
     if chunk.heading and not chunk.text.startswith(chunk.heading):
@@ -87,8 +110,9 @@ def chunk_pages(pages: Sequence[PageText], file: str, file_hash: str, count_toke
     packer = _Packer(count_tokens, max_tokens, overlap_tokens)
     chunks: list[Chunk] = []
     for section in _sections(_strip_running_lines(pages)):
-        for text, first, last in packer.pack(section):
-            chunks.append(Chunk(file, file_hash, len(chunks), first, last, text, section.heading))
+        for piece in packer.pack(section):
+            chunks.append(Chunk(file, file_hash, len(chunks), piece.first, piece.last, piece.text, piece.heading,
+                                piece.breaks))
     return chunks
 
 
@@ -228,16 +252,20 @@ class _Packer:
             n = self._costs[text] = max(self.count_tokens(text) - self.base, 0)
         return n
 
-    def pack(self, section: _Section) -> list[tuple[str, int, int]]:
-        """(text, first page, last page) of each chunk of ``section``."""
+    def pack(self, section: _Section) -> list[_Packed]:
+        """The chunks of ``section``, in order."""
         if section.heading and self.cost(section.heading) > (self.max_tokens - self.base) // 3:
-            section.heading = None  # too long to repeat before every chunk: it stays in the text only
+            # Too long to repeat before every chunk (a run of title-like lines, a table of contents): its lines
+            # become body text, which splits like any other.
+            section.heading = None
+            section.units = [replace(u, heading=False, paragraph_start=True) if u.heading else u
+                             for u in section.units]
         self.heading = section.heading
         prefix = self.cost(section.heading) if section.heading else 0
         self.room = self.max_tokens - self.base - prefix  # a continuation chunk carries the heading prefix
         self.piece_room = max(self.room - self.overlap, self.room // 2)  # cut long sentences leaving overlap room
         queue = deque(piece for unit in section.units for piece in self._fit(unit))
-        self.out: list[tuple[str, int, int]] = []
+        self.out: list[_Packed] = []
         self.current: list[_Unit] = []
         self.carried = 0  # leading units of ``current`` repeated from the previous chunk
         self.used = 0
@@ -264,10 +292,14 @@ class _Packer:
         return any(not u.heading for u in self.current[self.carried:])
 
     def _fits(self, units: list[_Unit]) -> bool:
-        text = _join(units)
+        text = _join(units)[0]
         if self.heading and not text.startswith(self.heading):
             text = f"{self.heading}\n{text}"
         return self.count_tokens(text) <= self.max_tokens
+
+    def _emit(self, units: list[_Unit], heading: str | None) -> None:
+        text, breaks = _join(units)
+        self.out.append(_Packed(text, units[0].page_start, units[0].page_start + len(breaks), breaks, heading))
 
     def _flush(self, queue: deque[_Unit]) -> None:
         """Emit the chunk built so far (as much of it as the exact count allows); start the next with the
@@ -283,12 +315,19 @@ class _Packer:
             if self.carried and self._fits(units[self.carried:keep]):
                 units, keep = units[self.carried:], keep - self.carried
             else:  # one unit is too long for the exact count: halve it and try again
-                queue.extendleft(reversed(_halves(units[keep - 1]) + units[keep:]))
+                last = units[keep - 1]
+                halves = _halves(last)
                 self.current = units[:keep - 1]
+                queue.extendleft(reversed(halves + units[keep:]))
+                if not halves:  # one character that can't follow what precedes it (a counter no real model has)
+                    if self.count_tokens(last.text) <= self.max_tokens:
+                        self._emit([last], None)
+                    else:
+                        log.warning("dropped %r: the token counter says it is longer than a chunk", last.text)
                 self.used = sum(self.cost(u.text) for u in self.current)
                 return
         chunk = units[:keep]
-        self.out.append((_join(chunk), min(u.page_start for u in chunk), max(u.page_end for u in chunk)))
+        self._emit(chunk, self.heading)
         queue.extendleft(reversed(units[keep:]))
         self.current = self._tail(chunk)
         self.carried = len(self.current)
@@ -343,34 +382,78 @@ class _Packer:
             step = e - s  # a word longer than a chunk: a URL, a hash, CJK text without spaces
             while step > 1 and any(self.cost(text[k:min(k + step, e)]) > self.room for k in range(s, e, step)):
                 step //= 2
-            spans.extend((k, min(k + step, e)) for k in range(s, e, step))
+            cuts = [s]
+            for k in range(s + step, e, step):
+                k = _grapheme_start(text, k)  # a base character keeps its accents
+                if k > cuts[-1]:
+                    cuts.append(k)
+            spans.extend(zip(cuts, [*cuts[1:], e]))
         return spans
 
 
+def _extends_previous(text: str, at: int) -> bool:
+    """Whether ``text[at]`` belongs to the character before it: a combining mark, a joiner or what a joiner
+    joins, a variation selector or an emoji skin tone."""
+    ch = ord(text[at])
+    return (unicodedata.category(text[at]) in ("Mn", "Me", "Mc") or ch in _JOINERS or 0xFE00 <= ch <= 0xFE0F
+            or 0xE0100 <= ch <= 0xE01EF or 0x1F3FB <= ch <= 0x1F3FF or 0xE0020 <= ch <= 0xE007F
+            or (at > 0 and ord(text[at - 1]) in _JOINERS))
+
+
+def _grapheme_start(text: str, at: int) -> int:
+    """``at`` moved back to the start of the character (with its marks) it falls in; 0 < result unless none."""
+    while 0 < at < len(text) and _extends_previous(text, at):
+        at -= 1
+    return at
+
+
 def _halves(unit: _Unit) -> list[_Unit]:
-    middle = len(unit.text) // 2
-    cut = unit.text.rfind(" ", 0, middle) + 1 or unit.text.find(" ", middle) + 1 or middle
-    if not 0 < cut < len(unit.text):
-        raise ValueError(f"the token counter says one character is longer than a chunk: {unit.text!r}")
-    return [unit.part(0, cut - (unit.text[cut - 1] == " ")), unit.part(cut, len(unit.text))]
+    """``unit`` in two non-empty parts: at the space nearest its middle, else between characters (keeping
+    each with its combining marks if it can), else between code points; [] for one code point."""
+    text = unit.text
+    middle = len(text) // 2
+    spaces = [m.span() for m in _SPACE_RUN.finditer(text) if m.start() > 0 and m.end() < len(text)]
+    if spaces:
+        s, e = min(spaces, key=lambda span: abs(span[0] - middle))
+        return [unit.part(0, s), unit.part(e, len(text))]
+    cut = _grapheme_start(text, middle)
+    if cut == 0:  # the middle is inside the first character's marks: the first boundary after it
+        cut = middle
+        while cut < len(text) and _extends_previous(text, cut):
+            cut += 1
+        if cut == len(text):
+            cut = middle  # one character with many marks: split the marks
+    if not 0 < cut < len(text):
+        return []
+    return [unit.part(0, cut), unit.part(cut, len(text))]
 
 
-def _join(units: list[_Unit]) -> str:
-    """Units as chunk text: a heading on its own line, paragraphs apart, sentences spaced (CJK: not)."""
-    text = ""
+def _join(units: list[_Unit]) -> tuple[str, tuple[int, ...]]:
+    """Units as chunk text (a heading on its own line, paragraphs apart, sentences spaced, CJK not) and the
+    offsets in it where each page after the first unit's first page begins."""
+    parts: list[str] = []
+    breaks: list[int] = []
+    length = 0
+    page = units[0].page_start if units else 0
     previous: _Unit | None = None
     for unit in units:
         if previous is None:
-            text = unit.text
+            sep = ""
         elif unit.heading and previous.heading:
-            text += " " + unit.text  # heading lines merge, as in ``Chunk.heading``
+            sep = " "  # heading lines merge, as in ``Chunk.heading``
         elif unit.heading or previous.heading:
-            text += "\n" + unit.text
+            sep = "\n"
         elif unit.paragraph_start:
-            text += "\n\n" + unit.text
-        elif text[-1] in _CJK_END:
-            text += unit.text
+            sep = "\n\n"
+        elif previous.text.endswith(tuple(_CJK_END)):
+            sep = ""
         else:
-            text += " " + unit.text
+            sep = " "
+        length += len(sep)
+        breaks.extend([length] * (unit.page_start - page))
+        breaks.extend(length + b for b in unit.breaks)
+        page = max(page, unit.page_end)
+        parts.append(sep + unit.text)
+        length += len(unit.text)
         previous = unit
-    return text
+    return "".join(parts), tuple(breaks)

@@ -67,6 +67,11 @@ MIGRATIONS: list[str] = [
             VALUES ('delete', old.id, coalesce(old.heading, ''), old.text);
     END;
     """,
+    # Where each page after the first begins in a chunk's text ("812,1650"): a hit names its exact page.
+    # NULL for chunks indexed before: their hits name the span's first page until the file is added again.
+    """
+    ALTER TABLE chunks ADD COLUMN page_breaks TEXT;
+    """,
 ]
 
 _WORD = re.compile(r"\w+")
@@ -122,10 +127,20 @@ class ChunkRow:
     file: str
     file_hash: str
     path: str
+    page_breaks: tuple[int, ...] | None = None  # None: indexed before pages were recorded (see MIGRATIONS)
 
 
-_CHUNK_COLUMNS = ("c.id, c.file_id, c.idx, c.page_start, c.page_end, c.heading, c.text, f.name, f.file_hash, f.path "
-                  "FROM chunks c JOIN files f ON f.id = c.file_id")
+_CHUNK_COLUMNS = ("c.id, c.file_id, c.idx, c.page_start, c.page_end, c.heading, c.text, f.name, f.file_hash, f.path, "
+                  "c.page_breaks FROM chunks c JOIN files f ON f.id = c.file_id")
+
+
+def _chunk_row(row: tuple) -> ChunkRow:
+    breaks = row[-1]
+    return ChunkRow(*row[:-1], tuple(int(b) for b in breaks.split(",") if b) if breaks is not None else None)
+
+
+def breaks_text(breaks: Sequence[int]) -> str:
+    return ",".join(str(b) for b in breaks)
 
 
 def now_text() -> str:
@@ -237,9 +252,10 @@ class ChunkStore:
                              " added_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                              (collection_id, file_hash, name, path, pages, len(chunks), this_writer(), now_text()))
             file_id = cur.lastrowid
-            db.executemany("INSERT INTO chunks (file_id, idx, page_start, page_end, heading, text)"
-                           " VALUES (?, ?, ?, ?, ?, ?)",
-                           [(file_id, c.index, c.page_start, c.page_end, c.heading, c.text) for c in chunks])
+            db.executemany("INSERT INTO chunks (file_id, idx, page_start, page_end, heading, text, page_breaks)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(file_id, c.index, c.page_start, c.page_end, c.heading, c.text,
+                             breaks_text(c.page_breaks)) for c in chunks])
             ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE file_id = ? ORDER BY idx", (file_id,))]
         return file_id, ids
 
@@ -292,16 +308,16 @@ class ChunkStore:
             part = list(ids[start:start + 500])
             marks = ",".join("?" * len(part))
             for r in self._all(f"SELECT {_CHUNK_COLUMNS} WHERE c.id IN ({marks}) AND f.status = 'ready'", part):
-                found[r[0]] = ChunkRow(*r)
+                found[r[0]] = _chunk_row(r)
         return found
 
     def chunk_range(self, file_id: int, first: int, last: int) -> list[ChunkRow]:
-        return [ChunkRow(*r) for r in self._all(
+        return [_chunk_row(r) for r in self._all(
             f"SELECT {_CHUNK_COLUMNS} WHERE c.file_id = ? AND c.idx BETWEEN ? AND ? ORDER BY c.idx",
             (file_id, first, last))]
 
     def file_chunks(self, file_id: int) -> list[ChunkRow]:
-        return [ChunkRow(*r) for r in self._all(f"SELECT {_CHUNK_COLUMNS} WHERE c.file_id = ? ORDER BY c.idx",
+        return [_chunk_row(r) for r in self._all(f"SELECT {_CHUNK_COLUMNS} WHERE c.file_id = ? ORDER BY c.idx",
                                                 (file_id,))]
 
     def search(self, collection_id: int, question: str, limit: int,

@@ -23,6 +23,8 @@ class Chunk:
 
     ``file`` is the display name (the PDF's file name), ``file_hash`` the sha256 of its bytes,
     ``index`` the chunk's position within the file (0-based), pages are 1-based and inclusive.
+    ``page_breaks[i]`` is the offset in ``text`` where page ``page_start + i + 1`` begins (one per page after
+    the first, so a hit can name the exact page of the text it matched; see ``pages.page_at``).
     """
 
     file: str
@@ -32,6 +34,7 @@ class Chunk:
     page_end: int
     text: str
     heading: str | None = None
+    page_breaks: tuple[int, ...] = ()
 
 
 class EmbeddingModel(Protocol):
