@@ -23,7 +23,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import ask, chat, docs, doctor, embed, export, hub, models, selftest, serve, tune
+    from macapp.cli import ask, chat, docs, doctor, embed, export, hub, models, remotes, selftest, serve, tune
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     docs.register(sub)
     ask.register(sub)
     serve.register(sub)
+    remotes.register(sub)
     export.register(sub)
     tune.register(sub)
     selftest.register(sub)

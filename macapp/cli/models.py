@@ -1,8 +1,9 @@
-"""``macapp inspect | estimate | models``: GGUF facts, memory estimates and the local library."""
+"""``macapp inspect | estimate | models [add|remove]``: GGUF facts, memory estimates and the local library."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from macapp.cli.output import console, key_values, print_json
 from macapp.core.units import format_bytes, format_params, parse_bytes
@@ -30,10 +31,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=estimate_cmd)
 
-    p = sub.add_parser("models", help="the local model library",
-                       description="GGUF models in the Hugging Face cache, your folders, and LM Studio's.")
+    p = sub.add_parser("models", help="the local model library; add or remove a model file or folder",
+                       description="GGUF models in the Hugging Face cache, your folders, and LM Studio's. "
+                                   "Without an action, lists them.")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=models_cmd)
+    actions = p.add_subparsers(dest="models_action", metavar="ACTION")
+    a = actions.add_parser("add", help="add a .gguf file, or a folder to watch for them",
+                           description="A .gguf file joins the library as it is; a folder is scanned with its "
+                                       "subfolders now and at every start (as Add model… and Add folder… do).")
+    a.add_argument("path", metavar="PATH", help="a .gguf file or a folder")
+    a.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
+    a.set_defaults(handler=models_add_cmd)
+    r = actions.add_parser("remove", help="forget a model file or folder (the files stay on disk)",
+                           description="Takes a file you added, or a folder Orchard watches, out of the library. "
+                                       "Nothing is deleted from disk.")
+    r.add_argument("ref", metavar="ID|PATH", help="a library id (see `macapp models`), a file or a watched folder")
+    r.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
+    r.set_defaults(handler=models_remove_cmd)
 
 
 def _facts(ref: str):
@@ -119,17 +134,26 @@ def estimate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _entry_json(e) -> dict:
+    return {"id": e.id, "path": e.path, "source": e.source, "error": e.error,
+            "facts": e.facts.to_json() if e.facts else None}
+
+
 def models_cmd(args: argparse.Namespace) -> int:
     from macapp.core.models.library import list_library
 
     entries = list_library()
     if args.json:
-        print_json([{"id": e.id, "path": e.path, "source": e.source, "error": e.error,
-                     "facts": e.facts.to_json() if e.facts else None} for e in entries])
+        print_json([_entry_json(e) for e in entries])
         return 0
     if not entries:
-        console().print("No models yet. Download one (macapp pull) or add a folder in the window.")
+        console().print("No models yet. Download one (macapp pull) or add one (macapp models add PATH).")
         return 0
+    _print_entries(entries)
+    return 0
+
+
+def _print_entries(entries) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -143,4 +167,47 @@ def models_cmd(args: argparse.Namespace) -> int:
             table.add_row(e.id, format_params(f.parameters), f.quantization, f"{f.context_length:,}",
                           format_bytes(f.file_size), e.source)
     console().print(table)
+
+
+def models_add_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from macapp.core.errors import UserError
+    from macapp.core.models.library import add_model_file, list_library
+    from macapp.core.models.library_sources import add_model_folder
+
+    path = Path(args.path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    if path.is_dir():
+        kind, saved = "folder", add_model_folder(path)
+        root = os.path.realpath(saved).rstrip(os.sep) + os.sep
+        entries = [e for e in list_library() if os.path.realpath(e.path).startswith(root)]
+    else:
+        entry = add_model_file(path)  # refuses what is missing or not a .gguf
+        kind, saved, entries = "file", entry.path, [entry]
+    if args.json:
+        print_json({"kind": kind, "path": saved, "models": [_entry_json(e) for e in entries]})
+        return 0
+    if kind == "folder":
+        n = len(entries)
+        console().print(f"Watching {saved}: {n} model{'s' if n != 1 else ''}"
+                        + (" (none yet; it is scanned again at every start)" if not n else ""), markup=False)
+    else:
+        unusable = " (it cannot be used, see why below)" if entries[0].error else ""
+        console().print(f"Added {entries[0].name}{unusable}", markup=False)
+    if entries:
+        _print_entries(entries)
+    return 0
+
+
+def models_remove_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.models.library_sources import forget
+
+    gone = forget(args.ref)
+    if args.json:
+        print_json({"kind": gone.kind, "path": gone.path})
+        return 0
+    console().print(f"Removed the {gone.kind} {gone.path} from the library (nothing was deleted from disk).",
+                    markup=False)
     return 0

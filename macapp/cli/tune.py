@@ -48,6 +48,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "unfinished runs show as incomplete (resume them with `macapp tune --resume`).")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=adapters_cmd)
+    actions = p.add_subparsers(dest="adapters_action", metavar="ACTION")
+    ls = actions.add_parser("list", help="the adapters (the default action)")
+    ls.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
+    ls.set_defaults(handler=adapters_cmd)
+    rm = actions.add_parser("delete", help="delete an adapter (finished or not) and its files",
+                            description="Deletes the adapter's folder in Orchard's adapter registry. Files you "
+                                        "exported from it (macapp export) stay where you put them.")
+    rm.add_argument("name", metavar="NAME", help="the adapter's name (see `macapp adapters`)")
+    rm.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
+    rm.set_defaults(handler=adapters_delete_cmd)
+
+
+def adapters_delete_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.tuning.adapters import delete_adapter, get_adapter
+
+    info = get_adapter(args.name, include_incomplete=True)  # a clear error for a bad or unknown name
+    delete_adapter(info.name)
+    if args.json:
+        print_json({"deleted": info.name, "path": str(info.path), "status": info.status,
+                    "size_bytes": info.size_bytes})
+        return 0
+    console().print(f"Deleted the adapter {info.name} ({format_bytes(info.size_bytes)}).", markup=False)
+    return 0
 
 
 def _options(args: argparse.Namespace):

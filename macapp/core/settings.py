@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from macapp.core import paths
+from macapp.core.server import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 _UPDATE_LOCK = threading.Lock()
@@ -30,6 +31,8 @@ class Settings:
     embedder_path: str = ""  # a GGUF embedding model; "" = the bundled all-MiniLM-L6-v2
     remote_endpoints: list[dict] = field(default_factory=list)  # OpenAI-compatible servers: {name, url, api_key}
     welcome_done: bool = False  # the first-run welcome screen was answered (download, browse or skip)
+    serve_on_launch: bool = False  # the sidebar's server switch was on at the last quit: serve again at launch
+    server_port: int = DEFAULT_PORT  # the port that switch serves on
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         side_lay.setSpacing(8)
         side_lay.addWidget(brand)
         side_lay.addWidget(self.sidebar, 1)
-        self.server_panel = ServerPanel()  # the OpenAI-compatible server switch and the remote servers
+        self.server_panel = ServerPanel(self._settings)  # the OpenAI-compatible server switch and the remote servers
         self.server_panel.endpointsChanged.connect(self.chat_page.refresh_remote)
         side_lay.addWidget(self.server_panel)
         self.machine_label = QLabel("")
@@ -173,6 +173,7 @@ class MainWindow(QMainWindow):
         self._open_download_queue()
         self.chat_page.open_history()
         self.chat_page.refresh_remote()  # the configured remote servers' models join the picker
+        self.server_panel.resume()  # serving again if the switch was on at the last quit
 
     def _open_download_queue(self) -> None:
         """The app's one download queue; unfinished downloads of the last session come back paused."""

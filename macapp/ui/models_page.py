@@ -350,17 +350,18 @@ class ModelsPage(QWidget):
             names = ", ".join(Path(r.path).name for r in rejected[:5]) + (" …" if len(rejected) > 5 else "")
             self.notice.show_message(f"{len(rejected)} files were not added (Orchard adds .gguf model files): {names}")
 
-    def add_folder(self, folder: str) -> Worker:
-        """Remember ``folder`` in Settings.model_dirs and rescan."""
-        from macapp.core.settings import update_settings
+    def add_folder(self, folder: str) -> Worker | None:
+        """Watch ``folder`` (``core.models.library_sources``, as ``macapp models add`` does) and rescan."""
+        from macapp.core.errors import UserError
+        from macapp.core.models.library_sources import add_model_folder
+        from macapp.core.settings import Settings
 
-        folder = str(Path(folder).expanduser())
-
-        def remember(s) -> None:
-            if folder not in s.model_dirs:
-                s.model_dirs.append(folder)
-
-        self._settings.model_dirs = list(update_settings(remember).model_dirs)
+        try:
+            add_model_folder(folder)
+        except UserError as exc:  # gone since it was chosen
+            self.notice.show_message(f"Not added: {exc}.")
+            return None
+        self._settings.model_dirs = list(Settings.load().model_dirs)
         return self.start_scan()
 
     def _choose_files(self) -> None:

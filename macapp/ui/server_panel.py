@@ -5,9 +5,9 @@ starting and stopping run in ``Worker``s, so the GUI never waits for uvicorn. Fr
 loopback only, so no API key is needed (``macapp serve --host … --api-key …`` is for the rest). When on, it
 shows the URL to paste into other apps, with Copy. The window stops it on close (``shutdown``).
 
-``RemoteServersDialog`` edits ``Settings.remote_endpoints`` (name, URL, key), saved at once with
-``update_settings``; Test lists an endpoint's models in a worker. ``endpointsChanged`` tells the Chat page
-to list the remote models again.
+``RemoteServersDialog`` edits ``Settings.remote_endpoints`` (name, URL, key) through
+``core.engines.remote_endpoints``, as ``macapp remotes`` does; Test lists an endpoint's models in a worker.
+``endpointsChanged`` tells the Chat page to list the remote models again.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from macapp.ui.worker import Worker, error_text
 
 if TYPE_CHECKING:
     from macapp.core.server.launch import RunningServer
+    from macapp.core.settings import Settings
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"  # the window serves on loopback only: no key needed
@@ -58,9 +59,12 @@ class ServerPanel(QWidget):
     stateChanged = Signal(str)  # the URL once serving, "" once stopped
     endpointsChanged = Signal()  # the remote servers were edited
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, settings: Settings | None = None, parent: QWidget | None = None):
         super().__init__(parent)
+        from macapp.core.settings import Settings
+
         self.setObjectName("serverPanel")
+        self._settings = settings if settings is not None else Settings.load()
         self.server: RunningServer | None = None
         self.worker: Worker | None = None
         self._closed = False
@@ -78,7 +82,7 @@ class ServerPanel(QWidget):
         kind.setObjectName("serverMuted")
         self.port = QSpinBox()
         self.port.setRange(1024, 65535)
-        self.port.setValue(DEFAULT_PORT)
+        self.port.setValue(self._settings.server_port if 1024 <= self._settings.server_port <= 65535 else DEFAULT_PORT)
         self.port.setToolTip("The port the server listens on (127.0.0.1 only)")
         port_row.addWidget(kind)
         port_row.addWidget(self.port)
@@ -115,11 +119,34 @@ class ServerPanel(QWidget):
         return self.server.url if self.server is not None else ""
 
     # --- the switch ------------------------------------------------------------------------------
+    def resume(self) -> Worker | None:
+        """Serve again if the switch was on at the last quit (called once the window has painted)."""
+        if self._settings.serve_on_launch and self.server is None and not self.switch.isChecked():
+            self.switch.setChecked(True)
+            return self.worker
+        return None
+
     def _on_switch(self, on: bool) -> None:
+        self._remember(on)
         if on and self.server is None:
             self._start()
         elif not on and self.server is not None:
             self._stop()
+
+    def _remember(self, on: bool) -> None:
+        """The switch's state (and port) in settings: a window opened later serves again if it was on."""
+        from macapp.core.settings import update_settings
+
+        port = self.port.value()
+        self._settings.serve_on_launch, self._settings.server_port = on, port
+
+        def save(s: Settings) -> None:
+            s.serve_on_launch, s.server_port = on, port
+
+        try:
+            update_settings(save)
+        except OSError as exc:
+            log.warning("could not save the server switch: %s", exc)
 
     def _busy(self, text: str) -> None:
         self.switch.setEnabled(False)
@@ -158,6 +185,7 @@ class ServerPanel(QWidget):
         self.switch.blockSignals(True)
         self.switch.setChecked(False)
         self.switch.blockSignals(False)
+        self._remember(False)  # the switch shows off: that is what the next launch remembers
         self.switch.setEnabled(True)
         self.port.setEnabled(True)
         self._show_status(f"Could not start the server: {error_text(exc)}", error=True)
@@ -203,10 +231,11 @@ def _endpoints() -> list[dict]:
     return [dict(e) for e in Settings.load().remote_endpoints if isinstance(e, dict)]
 
 
-def probe_endpoint(url: str, api_key: str | None) -> list[str]:
-    from macapp.core.engines.remote import list_remote_models
+def probe_endpoint(endpoint: dict) -> list[str]:
+    from macapp.core.engines.remote import RemoteEndpoint
+    from macapp.core.engines.remote_endpoints import endpoint_models
 
-    return [m.id for m in list_remote_models(url, api_key)]
+    return [m.id for m in endpoint_models(RemoteEndpoint.from_json(endpoint))]
 
 
 class RemoteServersDialog(QDialog):
@@ -273,7 +302,8 @@ class RemoteServersDialog(QDialog):
         self.list.clear()
         for endpoint in _endpoints():
             item = QListWidgetItem(f"{endpoint.get('name')} — {endpoint.get('url')}"
-                                   + (" · key set" if endpoint.get("api_key") else ""))
+                                   + (f" · key from ${endpoint['api_key_env']}" if endpoint.get("api_key_env")
+                                      else " · key set" if endpoint.get("api_key") else ""))
             item.setData(Qt.ItemDataRole.UserRole, endpoint)
             self.list.addItem(item)
         self._update_buttons()
@@ -289,28 +319,15 @@ class RemoteServersDialog(QDialog):
 
     def add_endpoint(self, name: str, url: str, api_key: str = "") -> bool:
         """Save a new endpoint; False (with the reason shown) when the fields are not usable."""
-        from macapp.core.engines.remote import api_base
+        from macapp.core.engines.remote_endpoints import add_endpoint
         from macapp.core.errors import UserError
-        from macapp.core.settings import update_settings
 
-        name, url, api_key = name.strip(), url.strip(), api_key.strip()
-        if not name or "/" in name:
-            self.result.setText("Give the server a name without “/” (it names its models: remote:NAME/MODEL).")
-            return False
         try:
-            api_base(url)
+            endpoint = add_endpoint(name, url, api_key)
         except UserError as exc:
             self.result.setText(error_text(exc))
             return False
-        if any(e.get("name") == name for e in _endpoints()):
-            self.result.setText(f"There is already a server named {name!r}.")
-            return False
-
-        def add(settings) -> None:
-            settings.remote_endpoints.append({"name": name, "url": url, "api_key": api_key})
-
-        update_settings(add)
-        self.result.setText(f"Added {name}.")
+        self.result.setText(f"Added {endpoint.name}.")
         self.name_edit.clear()
         self.url_edit.clear()
         self.key_edit.clear()
@@ -323,15 +340,19 @@ class RemoteServersDialog(QDialog):
         self.add_endpoint(self.name_edit.text(), self.url_edit.text(), self.key_edit.text())
 
     def remove_selected(self) -> None:
-        from macapp.core.settings import update_settings
+        from macapp.core.engines.remote_endpoints import remove_endpoint
+        from macapp.core.errors import UserError
 
         endpoint = self._selected()
         if endpoint is None:
             return
         name = endpoint.get("name")
-        update_settings(lambda s: setattr(s, "remote_endpoints",
-                                          [e for e in s.remote_endpoints if e.get("name") != name]))
-        self.result.setText(f"Removed {name}.")
+        try:
+            remove_endpoint(name)
+        except UserError as exc:  # removed elsewhere (macapp remotes remove) since the list was read
+            self.result.setText(error_text(exc))
+        else:
+            self.result.setText(f"Removed {name}.")
         self.reload()
         self.changed.emit()
 
@@ -340,7 +361,7 @@ class RemoteServersDialog(QDialog):
         if endpoint is None or self.worker is not None:
             return None
         self.result.setText(f"Asking {endpoint.get('url')} for its models…")
-        worker = Worker(probe_endpoint, endpoint.get("url", ""), endpoint.get("api_key") or None)
+        worker = Worker(probe_endpoint, endpoint)
         worker.signals.returned.connect(
             lambda ids: self.result.setText(f"{len(ids)} model(s): " + ", ".join(ids[:20]) if ids
                                             else "The server answers but lists no models."))

@@ -95,3 +95,55 @@ def test_a_remote_endpoint_answers_in_the_chat_page(qtbot, tmp_path):
         assert turn.message.content and chunks  # streamed over SSE from the second server
         page.shutdown()
         store.close()
+
+
+def _serving(url: str) -> bool:
+    try:
+        return httpx.get(url + "/models", timeout=5).status_code == 200
+    except httpx.ConnectError:
+        return False
+
+
+def test_the_switch_is_remembered_between_launches(qtbot, window_factory):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    first = window_factory()
+    first.server_panel.port.setValue(port)
+    with qtbot.waitSignal(first.server_panel.stateChanged, timeout=15_000):
+        first.server_panel.switch.setChecked(True)
+    saved = Settings.load()
+    assert (saved.serve_on_launch, saved.server_port) == (True, port)
+    first.close()  # quit with the switch on: the server stops with the window
+    assert not _serving(url) and Settings.load().serve_on_launch
+
+    second = window_factory()  # the next launch, same MACAPP_HOME
+    qtbot.waitUntil(lambda: second.server_panel.url == url, timeout=15_000)
+    assert second.server_panel.switch.isChecked() and second.server_panel.port.value() == port
+    assert _serving(url)
+    with qtbot.waitSignal(second.server_panel.stateChanged, timeout=15_000):
+        second.server_panel.switch.setChecked(False)  # off at quit: the next launch does not serve
+    second.close()
+    assert not Settings.load().serve_on_launch and not _serving(url)
+
+    third = window_factory()
+    assert not third.server_panel.switch.isChecked() and third.server_panel.worker is None
+    third.close()
+    assert not _serving(url)
+
+
+def test_a_start_that_fails_is_not_retried_at_the_next_launch(qtbot):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+
+        def switched_on_at_quit(s: Settings) -> None:
+            s.serve_on_launch, s.server_port = True, busy.getsockname()[1]
+
+        update_settings(switched_on_at_quit)
+        panel = ServerPanel()
+        qtbot.addWidget(panel)
+        assert panel.resume() is not None
+        qtbot.waitUntil(lambda: panel.switch.isEnabled(), timeout=10_000)
+    assert not panel.switch.isChecked() and "Could not start the server" in panel.status.text()
+    assert not Settings.load().serve_on_launch  # the switch shows off, so the next launch starts off
+    panel.shutdown()

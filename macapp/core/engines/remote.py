@@ -13,12 +13,14 @@ behind the same ``Engine`` protocol as llama.cpp, for models that outgrow this M
   answer reports is the server's own count.
 
 Ids: ``remote:<endpoint name>/<model>`` names a model on an endpoint in ``Settings.remote_endpoints``
-(``{"name", "url", "api_key"}``); ``open_remote`` turns one into an engine.
+(``{"name", "url", "api_key"}``, or ``api_key_env``: the variable that holds the key); ``open_remote`` turns
+one into an engine; ``core.engines.remote_endpoints`` adds and removes them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -57,12 +59,21 @@ class RemoteEndpoint:
     name: str
     url: str
     api_key: str | None = None
+    api_key_env: str | None = None  # the key is read from this environment variable when used (never saved)
 
     @classmethod
     def from_json(cls, data: Any) -> RemoteEndpoint:
         if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("url"), str):
             raise UserError("a remote endpoint in settings needs a name and a url")
-        return cls(data["name"], data["url"], data.get("api_key") or None)
+        env = data.get("api_key_env") if isinstance(data.get("api_key_env"), str) else None
+        key = data.get("api_key") or (os.environ.get(env) if env else None)
+        return cls(data["name"], data["url"], key or None, env or None)
+
+    def check_key(self) -> None:
+        """Refuse to call the server without its key when the variable that holds the key is not set."""
+        if self.api_key_env and not self.api_key:
+            raise UserError(f"the API key of {self.name} is read from ${self.api_key_env}, which is not set",
+                            hint=f"export {self.api_key_env}=… before starting Orchard")
 
 
 def api_base(url: str) -> str:
@@ -414,4 +425,5 @@ def open_remote(ref: str, settings=None, **_plan_options: Any) -> RemoteEngine:
     if endpoint is None:
         known = ", ".join(sorted(endpoints)) or "none yet"
         raise UserError(f"no remote endpoint named {name!r}", hint=f"add it in settings (known: {known})")
+    endpoint.check_key()
     return RemoteEngine(endpoint.url, model, endpoint.api_key, model_id=ref)
