@@ -165,5 +165,5 @@ def _speed_rows(test: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _model_name(test: dict[str, Any]) -> str:
-    """A Hub or LM Studio model by its library id (it names the repo); a local file by its name alone."""
-    return test["file_name"] if test["model"].startswith("local:") else test["model"]
+    """The model's library id and its file name (``smollm2-135m-instruct-q4_1 · SmolLM2-135M-Instruct.Q4_1.gguf``)."""
+    return f"{test['model']} · {test['file_name']}" if test["model"] != test["file_name"] else test["file_name"]

@@ -38,7 +38,7 @@ def test_json_speed_test_runs_on_the_smallest_model(two_models):
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     test = data["speed_test"]
-    assert test["file_name"] == small.name and test["model"] == f"local:{small}"
+    assert test["file_name"] == small.name and test["model"] == small.stem.lower()
     assert test["tokens"] > 0 and test["tokens_per_s"] > 0 and test["prompt_tokens_per_s"] > 0
     assert test["stopped_by"] in ("time", "context") and test["generation_s"] < 3
     assert test["n_ctx"] > 0 and test["quantization"] == "F32"

@@ -48,7 +48,7 @@ def test_download_lands_in_the_hf_cache_and_the_library(hub, model_bytes):
     assert path.read_bytes() == model_bytes and path.is_symlink()
     assert progress[-1].stage == "done" and progress[-1].done == len(model_bytes)
     assert any(p.stage == "downloading" and p.speed > 0 for p in progress)
-    entries = {e.id: e for e in list_library()}
+    entries = {e.long_id: e for e in list_library()}
     assert entries[f"{REPO}/{NAME}"].facts.quantization == "Q8_0"
     gets = len(hub.file_requests("GET"))
     again, _ = run(download_file(REPO, NAME))  # already there: no second transfer
@@ -97,7 +97,7 @@ def test_corrupt_download_is_rejected_deleted_and_not_in_the_library(hub):
     info = resolve_remote_file(REPO, NAME)
     assert not partial_path(info).exists()
     assert not (partial_path(info).parent / info.sha256).exists()
-    assert all(e.id != f"{REPO}/{NAME}" for e in list_library())
+    assert all(e.long_id != f"{REPO}/{NAME}" for e in list_library())
 
 
 def test_disk_full_is_refused_before_any_byte(hub, model_bytes, isolated_home):

@@ -26,11 +26,13 @@ def test_folder_and_hf_cache_and_added_file(tmp_path, tiny_models, isolated_home
     settings = Settings(model_dirs=[str(folder)])
     settings.save()
 
-    entries = {e.id: e for e in list_library()}
+    entries = {e.long_id: e for e in list_library()}
     assert set(entries) == {"acme/tiny-GGUF/tiny-f16.gguf", f"local:{folder / 'sub' / 'a-Q8_0.gguf'}"}
+    assert [e.id for e in entries.values()] == ["tiny-f16", "a-q8_0"]
     assert entries["acme/tiny-GGUF/tiny-f16.gguf"].source == "hf-cache"
     assert entries["acme/tiny-GGUF/tiny-f16.gguf"].facts.n_head_kv == 1
     assert resolve_model("acme/tiny-GGUF/tiny-f16.gguf").name == "tiny-f16.gguf"
+    assert resolve_model("tiny-f16").name == "tiny-f16.gguf"
     assert resolve_model("a-Q8_0.gguf") == folder / "sub" / "a-Q8_0.gguf"
 
     bad = tmp_path / "broken.gguf"
@@ -38,10 +40,11 @@ def test_folder_and_hf_cache_and_added_file(tmp_path, tiny_models, isolated_home
     entry = add_model_file(bad)
     assert entry.facts is None and "truncated" in entry.error
     assert str(bad.resolve()) in Settings.load().model_files
-    ids = {e.id: e for e in list_library()}
+    ids = {e.long_id: e for e in list_library()}
     assert ids[f"local:{bad.resolve()}"].error == entry.error  # stays listed, with its reason
+    assert ids[f"local:{bad.resolve()}"].id == entry.id == "broken"
     # the facts cache returns the same facts
-    again = {e.id: e for e in list_library()}
+    again = {e.long_id: e for e in list_library()}
     assert again["acme/tiny-GGUF/tiny-f16.gguf"].facts == entries["acme/tiny-GGUF/tiny-f16.gguf"].facts
 
 

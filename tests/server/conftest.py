@@ -41,9 +41,9 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def library(model_files, isolated_home) -> dict[str, str]:
-    """The tiny models in this test's library; returns their ids."""
-    Settings(model_files=[str(p) for p in model_files.values()]).save()
-    return {name: f"local:{path}" for name, path in model_files.items()}
+    """The tiny models in this test's library; returns their ids (a file's name without .gguf)."""
+    Settings(model_files=[str(p) for p in model_files.values()], include_lm_studio=False).save()
+    return {name: path.stem for name, path in model_files.items()}
 
 
 def openai_client(url: str, api_key: str = "unused", **options):

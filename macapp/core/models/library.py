@@ -1,7 +1,8 @@
 """The local model library: GGUF files in the Hugging Face cache, folders the user added,
 single files dropped on the window, and LM Studio's models folder when present.
 
-A model is named by a file path or a library id (``org/repo/file.gguf`` for the HF cache,
+A model is named by its short id (``smollm2-135m-instruct-q4_1``, see ``model_ids``), a file path, or
+the long id older versions used and stored (``org/repo/file.gguf`` for the HF cache,
 ``lmstudio:publisher/repo/file.gguf``, or ``local:<path>``). Bad files stay in the list with a
 readable reason instead of facts. Facts are cached by (path, size, mtime) so a large library
 lists quickly.
@@ -21,12 +22,12 @@ from macapp.core import paths
 from macapp.core.errors import UserError
 from macapp.core.models.facts import ModelFacts, facts_from_header, read_facts
 from macapp.core.models.gguf_header import GGUFError, read_header_from_path
+from macapp.core.models.model_ids import assign_short_ids, short_name, split_name
 from macapp.core.progress import CancelToken
 from macapp.core.settings import Settings, update_settings
 
 log = logging.getLogger(__name__)
 
-_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<idx>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
 _SKIP = re.compile(r"mmproj|\.imatrix", re.I)  # vision projectors and importance matrices
 MAX_SCAN_DEPTH = 6
 
@@ -35,21 +36,30 @@ MAX_SCAN_DEPTH = 6
 class LibraryEntry:
     """One model in the library: its facts, or the reason it cannot be used."""
 
-    id: str
+    id: str  # the short id: smollm2-135m-instruct-q4_1
     path: str
     source: str  # hf-cache | folder | lm-studio | file
     facts: ModelFacts | None = None
     error: str | None = None
+    long_id: str = ""  # org/repo/file.gguf, lmstudio:…, local:<path> (what older versions stored)
 
     @property
     def name(self) -> str:
         return Path(self.path).name
 
+    def known_as(self, ref: str) -> bool:
+        """``ref`` names this model: its short id, its long id or its path."""
+        return ref in (self.id, self.long_id, self.path)
 
-def split_name(name: str) -> tuple[str, int] | None:
-    """(stem, part count) for a split GGUF's file name (``x-00001-of-00003.gguf``), else None."""
-    m = _SPLIT.match(name)
-    return (m.group("stem"), int(m.group("count"))) if m else None
+
+@dataclass(frozen=True)
+class LibraryFile:
+    """A model file the library knows, before its header is read."""
+
+    id: str  # the short id
+    long_id: str
+    source: str
+    path: Path
 
 
 def _split_parts(path: Path) -> list[Path] | None:
@@ -146,7 +156,7 @@ def _hf_cache_models(cache: Path) -> Iterator[tuple[str, Path]]:
 
 
 def iter_model_files(settings: Settings | None = None) -> Iterator[tuple[str, str, Path]]:
-    """(id, source, path) for every GGUF the library knows, without reading any header."""
+    """(long id, source, path) for every GGUF the library knows, without reading any header."""
     settings = settings or Settings.load()
     seen: set[str] = set()
 
@@ -171,6 +181,13 @@ def iter_model_files(settings: Settings | None = None) -> Iterator[tuple[str, st
             yield from once(f"lmstudio:{path.relative_to(lms).as_posix()}", "lm-studio", path)
 
 
+def library_files(settings: Settings | None = None) -> list[LibraryFile]:
+    """Every GGUF the library knows, with its short id (no header is read)."""
+    found = list(iter_model_files(settings))
+    short = assign_short_ids(found)
+    return [LibraryFile(short[long_id], long_id, source, path) for long_id, source, path in found]
+
+
 def iter_library(settings: Settings | None = None, cancel: CancelToken | None = None) -> Iterator[LibraryEntry]:
     """Yield every model in the library with its facts (or the reason it is unusable), one by one.
 
@@ -179,10 +196,10 @@ def iter_library(settings: Settings | None = None, cancel: CancelToken | None = 
     """
     cache = FactsCache()
     try:
-        for ident, source, path in iter_model_files(settings):
+        for file in library_files(settings):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            yield load_entry(ident, source, path, cache)
+            yield load_entry(file.id, file.source, file.path, cache, long_id=file.long_id)
     finally:
         cache.save()
 
@@ -192,8 +209,9 @@ def list_library(settings: Settings | None = None) -> list[LibraryEntry]:
     return list(iter_library(settings))
 
 
-def load_entry(ident: str, source: str, path: Path, cache: FactsCache | None = None) -> LibraryEntry:
-    entry = LibraryEntry(ident, str(path), source)
+def load_entry(ident: str, source: str, path: Path, cache: FactsCache | None = None, *,
+               long_id: str = "") -> LibraryEntry:
+    entry = LibraryEntry(ident, str(path), source, long_id=long_id or ident)
     try:
         entry.facts = cache.get(path) if cache else model_facts(path)
     except UserError as exc:
@@ -214,23 +232,34 @@ def add_model_file(path: str | os.PathLike[str], settings_path: Path | None = No
         if str(p) not in s.model_files:
             s.model_files.append(str(p))
 
-    update_settings(remember, settings_path)
-    return load_entry(f"local:{p}", "file", p)
+    settings = update_settings(remember, settings_path)
+    real = os.path.realpath(p)
+    file = next((f for f in library_files(settings) if os.path.realpath(f.path) == real), None)
+    if file is None:  # not listed after all (cannot happen unless the file went meanwhile)
+        return load_entry(short_name(p.name), "file", p, long_id=f"local:{p}")
+    return load_entry(file.id, file.source, file.path, long_id=file.long_id)
+
+
+def match_files(ref: str, files: list[LibraryFile]) -> list[LibraryFile]:
+    """The library files ``ref`` names: by short id (any case) or long id first, else by file name or by
+    a long id's part after ``local:`` / ``lmstudio:`` (a file name can match several)."""
+    exact = [f for f in files if ref in (f.id, f.long_id) or ref.lower() == f.id]
+    if exact:
+        return exact
+    return [f for f in files if ref in (f.path.name, f.long_id.split(":", 1)[-1])]
 
 
 def resolve_model(ref: str, settings: Settings | None = None) -> Path:
-    """A path, or a library id (or a unique file name in the library) -> the model's path."""
+    """A path, a short or long library id, or a unique file name in the library -> the model's path."""
     p = Path(ref).expanduser()
     if p.exists():
         if p.is_dir():
             raise UserError(f"{ref} is a folder; name a .gguf file")
         return p
-    candidates = []
-    for ident, _source, path in iter_model_files(settings):
-        if ref in (ident, path.name, ident.split(":", 1)[-1]):
-            candidates.append(path)
+    candidates = match_files(ref, library_files(settings))
     if len(candidates) == 1:
-        return candidates[0]
+        return candidates[0].path
     if len(candidates) > 1:
-        raise UserError(f"{ref!r} matches {len(candidates)} models", hint="use the full library id (macapp models)")
+        ids = ", ".join(sorted(f.id for f in candidates)[:4])
+        raise UserError(f"{ref!r} matches {len(candidates)} models ({ids})", hint="use the id `macapp models` shows")
     raise UserError(f"no model {ref!r}: not a file and not in the library", hint="see `macapp models`")

@@ -150,16 +150,16 @@ class ModelRegistry:
         return cards
 
     def resolve(self, ref: str) -> tuple[str, Path]:
-        """(library id, path) for what a request names: a library id, a unique file name, or a folder model's path.
+        """(short id, path) for what a request names: a short or long library id, a unique file name, or a
+        library model's path.
 
         Paths outside the library are not accepted: a client picks from what the server lists.
         """
-        from macapp.core.models.library import iter_model_files
+        from macapp.core.models.library import library_files, match_files
 
-        matches = [(ident, path) for ident, _source, path in iter_model_files()
-                   if ref in (ident, path.name, ident.split(":", 1)[-1])]
-        if len({ident for ident, _ in matches}) == 1:
-            return matches[0]
+        matches = match_files(ref, library_files())
+        if len(matches) == 1:
+            return matches[0].id, matches[0].path
         if matches:
             raise bad_request(f"{ref!r} names {len(matches)} models; use an id from GET /v1/models", param="model")
         if ref == embedder_id():
