@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Without an action, lists them.")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=models_cmd)
-    actions = p.add_subparsers(dest="models_action", metavar="ACTION")
+    actions = p.add_subparsers(dest="models_action", metavar="[ACTION]")
     a = actions.add_parser("add", help="add a .gguf file, or a folder to watch for them",
                            description="A .gguf file joins the library as it is; a folder is scanned with its "
                                        "subfolders now and at every start (as Add model… and Add folder… do).")

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "as the window's Remote servers… dialog. Without an action, lists them.")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=list_cmd)
-    actions = p.add_subparsers(dest="remotes_action", metavar="ACTION")
+    actions = p.add_subparsers(dest="remotes_action", metavar="[ACTION]")
 
     a = actions.add_parser("add", help="save a server (nothing is contacted; see `remotes test`)",
                            description="Save a server under NAME. Its models are then remote:NAME/MODEL.")

@@ -43,12 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
     p.set_defaults(handler=tune_cmd)
 
-    p = sub.add_parser("adapters", help="the trained LoRA adapters",
+    p = sub.add_parser("adapters", help="the trained LoRA adapters; delete one",
                        description="Name, base model, dataset hash, settings, final losses and size of each adapter; "
-                                   "unfinished runs show as incomplete (resume them with `macapp tune --resume`).")
+                                   "unfinished runs show as incomplete (resume them with `macapp tune --resume`). "
+                                   "Without an action, lists them.")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=adapters_cmd)
-    actions = p.add_subparsers(dest="adapters_action", metavar="ACTION")
+    actions = p.add_subparsers(dest="adapters_action", metavar="[ACTION]")
     ls = actions.add_parser("list", help="the adapters (the default action)")
     ls.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
     ls.set_defaults(handler=adapters_cmd)

@@ -10,6 +10,8 @@ import pytest
 
 from macapp.cli.main import main
 from macapp.core import paths
+from macapp.core.engines.remote import open_remote
+from macapp.core.errors import UserError
 from macapp.core.models.library import add_model_file
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.server.launch import ServerOptions, start_server
@@ -76,6 +78,8 @@ def test_a_key_from_the_environment_is_never_saved(capsys, server, monkeypatch):
     assert code == 1 and out == "" and "$ORCHARD_TEST_KEY, which is not set" in err and err.count("\n") == 1
     code, out, _err = run(capsys, "remotes", "list")
     assert code == 0 and "from $ORCHARD_TEST_KEY (not set)" in out
+    with pytest.raises(UserError, match=r"\$ORCHARD_TEST_KEY, which is not set"):  # a chat with its models too
+        open_remote("remote:env-box/tiny-remote")
 
 
 def test_a_wrong_key_is_refused_clearly(capsys, server):
