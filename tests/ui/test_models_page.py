@@ -16,7 +16,7 @@ from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings
 from macapp.core.units import format_bytes, format_count, format_params
 from macapp.ui.library_table import ESTIMATE_ROLE, Column
-from macapp.ui.models_page import EMPTY_TEXT
+from macapp.ui.models_page import EMPTY_TEXT, ModelsPage
 
 
 def _cell(page, name: str, column: Column, role=Qt.ItemDataRole.DisplayRole):
@@ -175,3 +175,14 @@ def test_add_folder_remembers_it_and_rescans(qtbot, model_dir, window_factory):
         page.add_folder(str(model_dir))
     assert Settings.load().model_dirs == [str(model_dir)]
     assert page.table_model.rowCount() == 3
+    page.add_folder(str(model_dir))  # the same folder again: still one entry (as `macapp models add` keeps it)
+    qtbot.waitUntil(lambda: not page.scanning, timeout=15_000)
+    assert Settings.load().model_dirs == [str(model_dir)] and page.table_model.rowCount() == 3
+
+
+def test_a_folder_gone_before_it_is_added_says_so(qtbot, tmp_path):
+    page = ModelsPage(Settings())
+    qtbot.addWidget(page)
+    assert page.add_folder(str(tmp_path / "gone")) is None
+    assert page.notice.isVisibleTo(page) and "does not exist" in page.notice.label.text()
+    assert Settings.load().model_dirs == []
