@@ -132,7 +132,7 @@ def test_broken_and_missing_templates_fall_back_to_chatml():
 
 def test_render_errors_fall_back_with_a_notice():
     for source, detail in [("{{ foo.bar }}", "'foo' is undefined"), ("{{ 1 / 0 }}", "ZeroDivisionError"),
-                           ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError"),
+                           ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nests calls over 100 deep"),
                            ("{{ range(10**9) | list }}", "MAX_RANGE")]:
         rendered = ChatTemplate(source).render(CONVERSATION)
         assert rendered.text == render_chatml(CONVERSATION)
@@ -209,3 +209,88 @@ def test_render_is_fast_after_compile():
     per_render = (time.perf_counter() - start) / runs
     assert per_render < 0.005, f"{per_render * 1e3:.3f} ms per render"  # ~0.1 ms measured; loose for CI
     assert ChatTemplate(LLAMA3)._template is template._template  # compiled once, shared
+
+
+# Templates that would run for hours or fill the memory: each ends within 2 s with a notice (issue 18).
+BOMBS = {
+    "10^9 loop steps": "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}"
+                       "{% endfor %}{% endfor %}{% endfor %}",
+    "10^10 loop steps": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+    "filtered loop": "{% for i in range(100000) %}{% for j in range(100000) if j < 0 %}{% endfor %}{% endfor %}",
+    "loop.cycle": "{% for i in range(100000) %}{{ loop.cycle(*range(100000)) }}{% endfor %}",
+    "recursive loop": "{% for i in range(100000) recursive %}{{ loop(range(100000)) }}{% endfor %}",
+    "branching macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+    "endless macro": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "string * huge": "{{ 'x' * 10**10 }}",
+    "list * huge": "{{ [1] * 10**9 }}",
+    "power": "{{ 2 ** 100000000 }}",
+    "squaring": "{% set ns = namespace(x=3) %}{% for i in range(64) %}{% set ns.x = ns.x * ns.x %}{% endfor %}",
+    "doubling ~": "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "doubling +": "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+    "doubling list": "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}"
+                     "{{ ns.l == ns.l }}",
+    "join huge range": "{{ range(100000) | join('x' * 1000000) }}",
+    "join of a generator": "{{ ('x' * 1000000).join(range(100000) | map('string')) }}",
+    "many big strings": "{{ range(100000) | map('center', 3999999) | join }}",
+    "center": "{{ 'x' | center(10**10) }}",
+    "center at compile time": "{{ 'x' | center(9999999999) }}",
+    "indent": "{{ ('a\n' * 1000000) | indent(10**6) }}",
+    "str.ljust": "{{ 'x'.ljust(10**10) }}",
+    "% width": "{{ '%0999999999d' % 1 }}",
+    "format width": "{{ '{:>{w}}'.format(1, w=999999999) }}",
+    "replace": "{{ ('x' * 1000000).replace('', 'y' * 1000) }}",
+    "tojson indent": "{{ messages | tojson(indent=10**9) }}",
+    "output repeated": "{% set s = 'x' * 3000000 %}{% for i in range(100000) %}{{ s }}{% endfor %}",
+    "strftime width": "{{ strftime_now('%1000000000Y') }}",
+}
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_costly_templates_stop_within_two_seconds_and_are_not_run_again(name):
+    template = ChatTemplate(BOMBS[name], name="bomb")
+    start = time.monotonic()
+    rendered = template.render(CONVERSATION)
+    first = time.monotonic() - start
+    assert first < 2.0, f"{name}: {first:.2f} s"
+    assert rendered.text == render_chatml(CONVERSATION)
+    assert rendered.notice is not None and rendered.notice.startswith("This model's chat template ")
+    assert rendered.notice.endswith("; using ChatML instead.") and "\n" not in rendered.notice
+    start = time.monotonic()
+    again = ChatTemplate(BOMBS[name]).render(CONVERSATION[1:])  # the same source in a new model object
+    assert time.monotonic() - start < 0.05
+    assert again == RenderedPrompt(render_chatml(CONVERSATION[1:]), rendered.notice)
+
+
+def test_the_timeout_notice_says_how_long_and_the_limits_are_named():
+    from macapp.core.chat.template_limits import RENDER_TIMEOUT_S
+
+    rendered = ChatTemplate(BOMBS["10^10 loop steps"] + "{# 2 #}").render(CONVERSATION)
+    assert rendered.notice == (f"This model's chat template took over {RENDER_TIMEOUT_S:g} s to render; "
+                               "using ChatML instead.")
+
+
+def test_compile_time_bombs_are_bounded():
+    from macapp.core.chat.template_limits import MAX_SOURCE_CHARS
+
+    deep = "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}"
+    huge = "{% set x = x ~ 'a' %}" * (MAX_SOURCE_CHARS // 20)  # ~10 µs per character to compile
+    for source, detail in ((deep, "RecursionError"), (huge, "characters long")):
+        start = time.monotonic()
+        template = ChatTemplate(source)
+        assert time.monotonic() - start < 2.0
+        assert template.notice is not None and detail in template.notice and FALLBACK_NAME in template.notice
+        assert template.render(CONVERSATION).text == render_chatml(CONVERSATION)
+
+
+def test_limits_leave_real_templates_alone():
+    """Long conversations, loop helpers, recursion a few levels deep and literals all work as before."""
+    huge_turn: list[ChatMessage] = [{"role": "user", "content": "word " * 1_500_000}]  # 7.5 MB: above the floor
+    rendered = ChatTemplate(CHATML).render(huge_turn)
+    assert rendered.notice is None and rendered.text == render_chatml(huge_turn)
+    source = ("{% for m in messages %}{{ loop.index }}/{{ loop.length }}{{ '!' if loop.last }}"
+              "{{ loop.cycle('a', 'b') }} {% endfor %}"
+              "{% for item in [[1, [2]], [3]] recursive %}({{ item if item is number else loop(item) }}){% endfor %}"
+              "{{ {'k': (1, 2)} | tojson }}{{ 'x' * 3 }}{{ [0] * 2 }}{{ '%05d' % 7 }}{{ 2 ** 10 }}"
+              "{{ range(3) | join(',') }}{{ 'ab' | center(6) }}|{{ 'a\nb' | indent(2) }}")
+    assert ChatTemplate(source).render(CONVERSATION).text == (
+        "1/4a 2/4b 3/4a 4/4!b ((1)((2)))((3)){\"k\": [1, 2]}xxx[0, 0]0000710240,1,2  ab  |a\n  b")

@@ -3,16 +3,18 @@
 A GGUF file is untrusted input and its template is a program, so it runs in jinja2's
 ``ImmutableSandboxedEnvironment`` set up like Hugging Face transformers (``raise_exception``,
 ``strftime_now``, a ``tojson`` that keeps non-ASCII). Any unsafe access fails the render at once
-(no silent empty string). A missing, broken, unsafe or failing template never raises: the prompt
-falls back to ChatML with a one-line notice for the user. The sandbox stops code execution and
-mutation, not resource use: a template can still loop for long (huge allocations end in
-``MemoryError``, which falls back like any other error).
+(no silent empty string). The sandbox also bounds what a template may cost (``template_limits``):
+a render stops after ``RENDER_TIMEOUT_S``, values and output are capped in size, and operations
+that would allocate too much are refused before they run. A missing, broken, unsafe, failing or
+too costly template never raises: the prompt falls back to ChatML with a one-line notice for the
+user. A template that was too costly once is not run again for the rest of the process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +23,8 @@ from typing import Any
 
 from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from macapp.core.chat.template_limits import Budget, LimitedSandbox, TemplateTooCostly, limited, size_of
 from macapp.core.engines.base import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ END_OF_TURN_MARKERS: tuple[str, ...] = (
 )
 
 _DETAIL_MAX = 160
+MAX_INPUT_SIZE = 1 << 40  # no limit on what the user sends; only counted
+_REMEMBERED_MAX = 64  # costly template sources remembered (a few per model in a library)
+_STRFTIME_WIDTH = re.compile(r"%[-_0^#]*\d{4,}")  # glibc pads to any width: %1000000000Y
 
 
 class _TemplateRaised(TemplateError):
@@ -58,6 +63,8 @@ def _raise_exception(message: Any = "") -> None:
 
 
 def _strftime_now(fmt: str) -> str:
+    if _STRFTIME_WIDTH.search(str(fmt)):
+        raise TemplateTooCostly("formats a date with a width of a thousand or more")
     return datetime.now().strftime(fmt)
 
 
@@ -66,7 +73,7 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, s
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
+class _Sandbox(LimitedSandbox):
     """Refuses unsafe attributes with an error instead of jinja's silent undefined."""
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
@@ -75,7 +82,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 def _make_environment() -> _Sandbox:
     env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = _tojson
+    env.add_filter("tojson", _tojson)
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env
@@ -107,15 +114,41 @@ def _broken(detail: str) -> str:
     return f"This model's chat template is broken ({_one_line(detail)}); using {FALLBACK_NAME} instead."
 
 
+def _too_costly(error: TemplateTooCostly) -> str:
+    return f"This model's chat template {error.reason}; using {FALLBACK_NAME} instead."
+
+
+# Template source -> notice, for templates that ran out of time or memory: later turns fall back at once.
+_COSTLY: dict[str, str] = {}
+
+
+def _remember_costly(source: str, notice: str) -> None:
+    if len(_COSTLY) >= _REMEMBERED_MAX:
+        del _COSTLY[next(iter(_COSTLY))]
+    _COSTLY[source] = notice
+
+
 @lru_cache(maxsize=16)
 def _compile(source: str) -> tuple[Template | None, str | None]:
     """(template, None) or (None, notice); cached so reopening a model costs nothing."""
     try:
-        return _ENV.from_string(source), None
+        with limited(Budget()):  # constant parts are evaluated while compiling
+            return _ENV.from_string(source), None
+    except TemplateTooCostly as e:
+        return None, _too_costly(e)
     except TemplateSyntaxError as e:
         return None, _broken(f"{e.message} at line {e.lineno}")
     except Exception as e:  # deep nesting (RecursionError), sandbox refusals while compiling, ...
         return None, _broken(_describe(e))
+
+
+def _input_size(messages: Sequence[ChatMessage], extra: dict[str, Any]) -> int:
+    """Characters in the conversation and the extra variables (tools): a template may copy them."""
+    text = 0
+    for message in messages:
+        content = message.get("content")
+        text += len(content) if type(content) is str else size_of(content, MAX_INPUT_SIZE)
+    return text + (size_of(extra, MAX_INPUT_SIZE) if extra else 0)
 
 
 def render_chatml(messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
@@ -180,36 +213,51 @@ class ChatTemplate:
         """The prompt for ``messages``; ``extra`` reaches the template as variables (``tools``, ...)."""
         if self._template is None:
             return self._fallback(messages, add_generation_prompt, self.notice or "")
+        if self.source in _COSTLY:
+            return self._fallback(messages, add_generation_prompt, _COSTLY[self.source])
+        budget = Budget.for_input(_input_size(messages, extra))  # both tries share it
         try:
-            return RenderedPrompt(self._run(messages, add_generation_prompt, extra))
+            return RenderedPrompt(self._run(messages, add_generation_prompt, extra, budget))
         except _TemplateRaised as e:
             first = e
         except SecurityError as e:
             return self._fallback(messages, add_generation_prompt, self._unsafe(e))
+        except TemplateTooCostly as e:
+            return self._fallback(messages, add_generation_prompt, self._costly(e))
         except Exception as e:
             return self._fallback(messages, add_generation_prompt, self._failed(e))
         # Gemma, Mistral v1 and others refuse a system turn: merge it into the first user turn (as LM Studio does).
         if messages and messages[0]["role"] == "system":
             try:
-                return RenderedPrompt(self._run(merge_system_into_user(messages), add_generation_prompt, extra))
+                return RenderedPrompt(self._run(merge_system_into_user(messages), add_generation_prompt, extra,
+                                                budget))
             except SecurityError as e:
                 return self._fallback(messages, add_generation_prompt, self._unsafe(e))
+            except TemplateTooCostly as e:
+                return self._fallback(messages, add_generation_prompt, self._costly(e))
             except Exception:
                 pass
         notice = f"This model's chat template refused the conversation ({_one_line(first)}); using {FALLBACK_NAME}."
         return self._fallback(messages, add_generation_prompt, notice)
 
-    def _run(self, messages: Sequence[ChatMessage], add_generation_prompt: bool, extra: dict[str, Any]) -> str:
+    def _run(self, messages: Sequence[ChatMessage], add_generation_prompt: bool, extra: dict[str, Any],
+             budget: Budget) -> str:
         assert self._template is not None
         variables: dict[str, Any] = {"tools": None, "bos_token": self.bos_token, "eos_token": self.eos_token}
         variables.update(extra)
         variables["messages"] = list(messages)
         variables["add_generation_prompt"] = add_generation_prompt
-        return self._template.render(variables)
+        with limited(budget):
+            return self._template.render(variables)
 
     def _unsafe(self, error: Exception) -> str:
         detail = _one_line(error)
         return f"This model's chat template tried something unsafe ({detail}); it was not run, using {FALLBACK_NAME}."
+
+    def _costly(self, error: TemplateTooCostly) -> str:
+        notice = _too_costly(error)
+        _remember_costly(self.source, notice)
+        return notice
 
     def _failed(self, error: Exception) -> str:
         return f"This model's chat template failed ({_one_line(_describe(error))}); using {FALLBACK_NAME} instead."
