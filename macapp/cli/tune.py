@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Validate the data (every problem with its line; nothing is trained if any), "
                                    "estimate memory, then train with mlx-lm in a child process. Ctrl-C stops at "
                                    "once and keeps the last checkpoint; --resume continues it. Unset sizes are "
-                                   "chosen for this Mac's memory.")
-    p.add_argument("--base", required=True, type=Path, metavar="MODEL_DIR", help="mlx-lm model folder")
+                                   "chosen for this Mac's memory. Chat and prompt/completion data train on the "
+                                   "answers only unless --train-on-prompt.")
+    p.add_argument("--base", required=True, type=Path, metavar="MODEL_DIR",
+                   help="mlx-lm model folder (a GGUF can't be tuned: the error names its MLX twin to pull)")
     p.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl",
                    help="JSONL file (messages, prompt/completion or text lines) or a folder with train/valid.jsonl")
     p.add_argument("--name", required=True, help="adapter name in the registry")
@@ -30,7 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="examples per iteration")
     p.add_argument("--max-seq-length", type=positive_int, default=None, help="tokens per example")
-    p.add_argument("--mask-prompt", action="store_true", help="learn from the answers only")
+    learn = p.add_mutually_exclusive_group()
+    learn.add_argument("--train-on-prompt", dest="mask_prompt", action="store_const", const=False, default=None,
+                       help="learn from the prompts too, not only the answers (messages and prompt/completion data "
+                            "train on the answers only by default; text data always trains on everything)")
+    learn.add_argument("--mask-prompt", dest="mask_prompt", action="store_const", const=True,
+                       help="answers only (already the default for messages and prompt/completion data; "
+                            "an error for text data)")
     p.add_argument("--grad-checkpoint", action="store_true", default=None, help="less memory, slower")
     p.add_argument("--steps-per-report", type=positive_int, default=10, help="iterations between reports")
     p.add_argument("--steps-per-eval", type=positive_int, default=200, help="iterations between validations")
@@ -141,6 +149,10 @@ def tune_cmd(args: argparse.Namespace) -> int:
         stats = f", tokens min {report.tokens.min} / mean {report.tokens.mean:g} / max {report.tokens.max} / " \
                 f"total {report.tokens.total:,}" if report.tokens else ""
         _say(f"{report.path.name}: {report.examples} examples ({report.format or 'unknown format'}){stats}")
+    for note in plan.notes:
+        _say(f"note: {note}")
+    if plan.options.mask_prompt and not plan.problems:
+        _say("learning from the answers only (--train-on-prompt learns the prompts too)")
     if plan.problems:
         for problem in plan.problems:
             _say(f"error: {problem}")
@@ -179,6 +191,12 @@ def tune_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def learned_text(settings: dict) -> str:
+    """What a run learned from, as recorded in its settings (runs before prompt masking existed say nothing)."""
+    mask = settings.get("mask_prompt")
+    return "" if mask is None else ("answers" if mask else "everything")
+
+
 def adapters_cmd(args: argparse.Namespace) -> int:
     from macapp.core.tuning.adapters import list_adapters
 
@@ -192,14 +210,16 @@ def adapters_cmd(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("name", "base", "iterations", "train loss", "val loss", "size", "dataset", "created", "status"):
+    for column in ("name", "base", "iterations", "learned", "train loss", "val loss", "size", "dataset", "created",
+                   "status"):
         table.add_column(column)
 
     def loss(value):
         return "" if value is None else f"{value:.3f}"
 
     for a in found:
-        table.add_row(a.name, Path(a.base_path).name, str(a.iterations), loss(a.train_loss), loss(a.val_loss),
+        table.add_row(a.name, Path(a.base_path).name, str(a.iterations), learned_text(a.settings),
+                      loss(a.train_loss), loss(a.val_loss),
                       format_bytes(a.size_bytes), a.dataset_sha256[:12], a.created[:16].replace("T", " "), a.status)
     console().print(table)
     return 0

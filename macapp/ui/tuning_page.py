@@ -2,12 +2,16 @@
 
 Flow: choose a base model folder and a dataset, name the adapter, adjust the settings, then **Check**
 (``plan_training`` in a Worker: every dataset problem with its line, token statistics, the memory
-estimate with its verdict and a suggestion). **Start** is enabled only by a clean check of the settings
-on screen; any change asks for a new check. Training (``train_lora``) runs on the "tuning" pool — the
-child process does the work, so a crash can't take the app down — and streams progress into the loss
-plot and the progress line. **Cancel** terminates the child; the last checkpoint stays and **Resume**
-continues from it. When done, **Try in chat** emits ``tryInChat(name)``. Existing adapters are listed
-below (read in a Worker when the page is shown and after each run).
+estimate with its verdict and a suggestion). Check works on the dataset alone before a base is chosen
+(token counts are then approximate and labelled so). Chat and prompt/completion data learn from the
+answers only unless "Train on prompts too" is ticked; for text data that box is disabled with the
+reason. A GGUF chosen as base is named as such, with a button that downloads the catalog's MLX twin.
+**Start** is enabled only by a clean check of the settings on screen; any change asks for a new check.
+Training (``train_lora``) runs on the "tuning" pool — the child process does the work, so a crash
+can't take the app down — and streams progress into the loss plot and the progress line. **Cancel**
+terminates the child; the last checkpoint stays and **Resume** continues from it. When done, **Try in
+chat** emits ``tryInChat(name)``. Existing adapters are listed below (read in a Worker when the page is
+shown and after each run).
 """
 
 from __future__ import annotations
@@ -37,10 +41,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from macapp.core.progress import CancelToken
+from macapp.core.errors import UserError
+from macapp.core.models.mlx_fetch import fetch_mlx_model
+from macapp.core.progress import CancelToken, Progress
 from macapp.core.tuning import adapters
+from macapp.core.tuning.base_model import NotAnMlxModel, require_mlx_folder
 from macapp.core.tuning.child import TrainProgress
-from macapp.core.tuning.datasets import write_chat_dataset
+from macapp.core.tuning.datasets import sniff_format, write_chat_dataset
 from macapp.core.tuning.estimate import default_settings
 from macapp.core.tuning.train import TrainOptions, TrainPlan, TrainResult, plan_training, train_lora
 from macapp.core.units import format_bytes
@@ -52,6 +59,9 @@ from macapp.ui.worker import Worker, error_text, named_pool
 log = logging.getLogger(__name__)
 MAX_PROBLEMS_SHOWN = 200
 VERDICTS = {"fits": "fits", "tight": "fits, but tightly", "too_big": "won't fit", None: "no budget known"}
+ANSWERS_ONLY = "Learns from the answers only; the prompts are context, not targets."
+PROMPTS_TOO = "Learns the prompts as well as the answers."
+TEXT_ONLY = "Text data has no prompts to leave out: every token is learned."
 
 
 def tuning_pool():
@@ -93,8 +103,16 @@ def plan_summary(plan: TrainPlan) -> str:
         if report.tokens is not None:
             t = report.tokens
             text += f" · tokens per example {t.min:,}–{t.max:,}, mean {t.mean:,.0f} · {t.total:,} in all"
+            if t.approx:
+                text += " (approx.: about 4 characters a token; choose a base for exact counts)"
         lines.append(text)
+    if plan.reports and plan.reports[0].format:
+        lines.append(ANSWERS_ONLY if plan.options.mask_prompt else
+                     TEXT_ONLY if plan.reports[0].format == "text" else PROMPTS_TOO)
     est = plan.estimate
+    if est is None:
+        lines.append("Choose a base model for the memory estimate.")
+        return "\n".join(lines)
     memory = f"Peak memory about {format_bytes(est.total_bytes)}"
     if est.budget_bytes:
         memory += f" of a {format_bytes(est.budget_bytes)} budget — {VERDICTS.get(est.verdict, est.verdict)}"
@@ -107,7 +125,9 @@ def plan_summary(plan: TrainPlan) -> str:
 
 
 def plan_blocks_start(plan: TrainPlan) -> bool:
-    return bool(plan.problems) or (plan.options.check_memory and plan.estimate.verdict == "too_big")
+    if plan.problems or plan.estimate is None:
+        return True
+    return plan.options.check_memory and plan.estimate.verdict == "too_big"
 
 
 class TuningPage(QWidget):
@@ -125,6 +145,8 @@ class TuningPage(QWidget):
         self.plan: TrainPlan | None = None
         self.check_worker: Worker | None = None
         self.train_worker: Worker | None = None
+        self.fetch_worker: Worker | None = None
+        self.data_format: str | None = None  # of the dataset's first line, for the prompt option
         self.last_options: TrainOptions | None = None
         self.trained_name: str | None = None
         self._check_serial = 0
@@ -199,8 +221,11 @@ class TuningPage(QWidget):
         self.batch_spin = self._spin(1, 1024, defaults.batch_size, "batch_size")
         self.seq_spin = self._spin(16, 1_000_000, defaults.max_seq_length, "max_seq_length")
         self.seq_spin.setSingleStep(256)
-        self.mask_check = QCheckBox("Learn from answers only (mask prompts)")
-        self.mask_check.setToolTip(TrainOptions.__dataclass_fields__["mask_prompt"].metadata["help"])
+        self.prompt_check = QCheckBox("Train on prompts too")
+        self.prompt_check.setToolTip("Also learn the prompts (user and system messages), not only the answers")
+        self.learn_label = QLabel(ANSWERS_ONLY)
+        self.learn_label.setObjectName("muted")
+        self.learn_label.setWordWrap(True)
         self.checkpoint_check = QCheckBox("Gradient checkpointing")
         self.checkpoint_check.setToolTip(TrainOptions.__dataclass_fields__["grad_checkpoint"].metadata["help"])
         grid = QGridLayout()
@@ -211,7 +236,8 @@ class TuningPage(QWidget):
             for col, item in enumerate(pairs):
                 grid.addWidget(QLabel(item) if isinstance(item, str) else item, row, col)
         form.addRow(grid)
-        form.addRow(self.mask_check)
+        form.addRow(self.prompt_check)
+        form.addRow(self.learn_label)
         form.addRow(self.checkpoint_check)
 
         self.check_button = QPushButton("Check")
@@ -232,7 +258,7 @@ class TuningPage(QWidget):
     def _build_right(self) -> QVBoxLayout:
         right = QVBoxLayout()
         right.setSpacing(8)
-        self.plan_label = QLabel("Choose a base model and a dataset, then Check.")
+        self.plan_label = QLabel("Choose a dataset (and a base model), then Check.")
         self.plan_label.setObjectName("muted")
         self.plan_label.setWordWrap(True)
         self.plan_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -292,22 +318,25 @@ class TuningPage(QWidget):
             edit.textChanged.connect(self._invalidate)
         for spin in (self.iters_spin, self.rank_spin, self.layers_spin, self.batch_spin, self.seq_spin):
             spin.valueChanged.connect(self._invalidate)
-        for box in (self.mask_check, self.checkpoint_check):
+        for box in (self.prompt_check, self.checkpoint_check):
             box.toggled.connect(self._invalidate)
+        self.data_edit.textChanged.connect(self._data_changed)
+        self.prompt_check.toggled.connect(self._show_learning)
+        self.base_edit.editingFinished.connect(self._base_chosen)
 
     # --- state ----------------------------------------------------------------------------------
     def _set_state(self, state: str) -> None:
-        """idle | checking | training | cancelling."""
+        """idle | checking | training | cancelling | downloading (the base's MLX twin)."""
         self.state = state
-        busy = state in ("training", "cancelling")
+        busy = state in ("training", "cancelling", "downloading")
         for w in (self.base_edit, self.data_edit, self.name_edit, self.chats_button, self.iters_spin, self.rank_spin,
-                  self.layers_spin, self.lr_edit, self.batch_spin, self.seq_spin, self.mask_check,
-                  self.checkpoint_check):
+                  self.layers_spin, self.lr_edit, self.batch_spin, self.seq_spin, self.checkpoint_check):
             w.setEnabled(not busy)
+        self.prompt_check.setEnabled(not busy and self.data_format != "text")
         self.check_button.setEnabled(state == "idle")
         self.start_button.setEnabled(state == "idle" and self.plan is not None and not plan_blocks_start(self.plan))
         self.cancel_button.setVisible(busy)
-        self.cancel_button.setEnabled(state == "training")
+        self.cancel_button.setEnabled(state in ("training", "downloading"))
         self.resume_button.setVisible(state == "idle" and self._resumable())
         self.try_button.setVisible(state == "idle" and self.trained_name is not None)
         self.progress_bar.setVisible(busy)
@@ -340,10 +369,13 @@ class TuningPage(QWidget):
             self.rank_spin.setValue(d["rank"])
             self.checkpoint_check.setChecked(d["grad_checkpoint"])
 
-    def options(self) -> TrainOptions:
-        """The form as TrainOptions; raises ValueError for a field that can't be read."""
+    def options(self, need_base: bool = True) -> TrainOptions:
+        """The form as TrainOptions (``base`` None when not chosen and not ``need_base``); raises ValueError
+        for a field that can't be read."""
         base, data, name = self.base_edit.text().strip(), self.data_edit.text().strip(), self.name_edit.text().strip()
-        if not base or not data or not name:
+        if not data:
+            raise ValueError("Choose a dataset first.")
+        if (need_base and not base) or not name:
             raise ValueError("Choose a base model, a dataset and an adapter name first.")
         try:
             lr = float(self.lr_edit.text())
@@ -351,11 +383,12 @@ class TuningPage(QWidget):
             raise ValueError(f"The learning rate {self.lr_edit.text()!r} is not a number.") from None
         if lr <= 0:
             raise ValueError("The learning rate must be above zero.")
+        prompts_too = self.prompt_check.isChecked() and self.data_format != "text"
         options = TrainOptions(
-            base=Path(base).expanduser(), data=Path(data).expanduser(), name=name, iters=self.iters_spin.value(),
-            rank=self.rank_spin.value(), layers=self.layers_spin.value(), learning_rate=lr,
-            batch_size=self.batch_spin.value(), max_seq_length=self.seq_spin.value(),
-            mask_prompt=self.mask_check.isChecked(), grad_checkpoint=self.checkpoint_check.isChecked())
+            base=Path(base).expanduser() if base else None, data=Path(data).expanduser(), name=name,
+            iters=self.iters_spin.value(), rank=self.rank_spin.value(), layers=self.layers_spin.value(),
+            learning_rate=lr, batch_size=self.batch_spin.value(), max_seq_length=self.seq_spin.value(),
+            mask_prompt=False if prompts_too else None, grad_checkpoint=self.checkpoint_check.isChecked())
         return replace(options, **self.extra_options)
 
     # --- choosing -------------------------------------------------------------------------------
@@ -363,6 +396,72 @@ class TuningPage(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Base model folder (mlx-lm)", self.base_edit.text())
         if folder:
             self.base_edit.setText(folder)
+
+    def _data_changed(self, text: str) -> None:
+        """Enable the prompt option for data that has prompts; disable it, with the reason, for text."""
+        path = Path(text.strip()).expanduser()
+        self.data_format = sniff_format(path) if text.strip() and path.is_file() else None
+        if self.state == "idle":
+            self.prompt_check.setEnabled(self.data_format != "text")
+        self._show_learning()
+
+    def _show_learning(self, *_args) -> None:
+        if self.data_format == "text":
+            self.learn_label.setText(TEXT_ONLY)
+            self.prompt_check.setToolTip(TEXT_ONLY)
+            return
+        self.prompt_check.setToolTip("Also learn the prompts (user and system messages), not only the answers")
+        self.learn_label.setText(PROMPTS_TOO if self.prompt_check.isChecked() else ANSWERS_ONLY)
+
+    def _base_chosen(self) -> None:
+        """A GGUF typed or dropped as base is named at once, with its MLX twin offered."""
+        text = self.base_edit.text().strip()
+        if text.lower().endswith(".gguf"):
+            try:
+                require_mlx_folder(text)
+            except UserError as exc:
+                self._show_error(exc)
+
+    def _show_error(self, exc: BaseException) -> None:
+        if isinstance(exc, NotAnMlxModel) and exc.twin:
+            self.notice.show_message(f"{exc.message}. The catalog's MLX version of this model is {exc.twin}.",
+                                     action=f"Download {exc.twin}", on_action=lambda: self.fetch_base(exc.twin))
+        else:
+            self.notice.show_message(error_text(exc))
+
+    def fetch_base(self, repo: str) -> None:
+        """Download an MLX model (the GGUF's twin) and choose it as the base."""
+        if self.state != "idle":
+            return
+        self.progress_label.setText(f"Downloading {repo}…")
+        self.progress_bar.setRange(0, 0)
+        token = CancelToken()
+        worker = self.fetch_worker = Worker(fetch_mlx_model, repo, cancel=token, token=token)
+        worker.signals.yielded.connect(self._on_fetch_progress)
+        worker.signals.returned.connect(self._on_fetched)
+        worker.signals.aborted.connect(lambda: self._fetch_ended("Download cancelled."))
+        worker.signals.errored.connect(self._on_fetch_failed)
+        self._set_state("downloading")
+        worker.start()
+
+    def _on_fetch_progress(self, p: Progress) -> None:
+        if p.total:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(1000 * p.done / p.total))
+            self.progress_label.setText(f"Downloading: {format_bytes(p.done)} of {format_bytes(p.total)}")
+
+    def _on_fetched(self, folder: Path) -> None:
+        self._fetch_ended(f"Downloaded; the base model is now {Path(folder).name}.")
+        self.base_edit.setText(str(folder))
+
+    def _on_fetch_failed(self, exc: BaseException) -> None:
+        self._fetch_ended("The download stopped with an error.")
+        self.notice.show_message(error_text(exc))
+
+    def _fetch_ended(self, text: str) -> None:
+        self.fetch_worker = None
+        self.progress_label.setText(text)
+        self._set_state("idle")
 
     def _browse_data(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Dataset", self.data_edit.text(), "JSON lines (*.jsonl)")
@@ -397,7 +496,7 @@ class TuningPage(QWidget):
     # --- check ----------------------------------------------------------------------------------
     def check(self) -> None:
         try:
-            options = self.options()
+            options = self.options(need_base=False)
         except ValueError as exc:
             self.notice.show_message(str(exc))
             return
@@ -421,7 +520,7 @@ class TuningPage(QWidget):
     def _check_failed(self, exc: BaseException, serial: int) -> None:
         if serial == self._check_serial:
             self.plan_label.setText("The check failed.")
-            self.notice.show_message(error_text(exc))
+            self._show_error(exc)
 
     def _show_plan(self, plan: TrainPlan, serial: int) -> None:
         if serial != self._check_serial:
@@ -437,6 +536,8 @@ class TuningPage(QWidget):
         summary = plan_summary(plan)
         if problems:
             summary = f"{len(problems)} problem{'s' if len(problems) != 1 else ''} to fix before training:\n" + summary
+        elif plan.estimate is None:
+            summary = "The dataset is fine.\n" + summary
         elif plan_blocks_start(plan):
             summary = "This won't fit in memory with these settings.\n" + summary
         else:
@@ -476,6 +577,9 @@ class TuningPage(QWidget):
         worker.start()
 
     def cancel(self) -> None:
+        if self.fetch_worker is not None and self.state == "downloading":
+            self.fetch_worker.cancel()
+            return
         if self.train_worker is not None and self.state == "training":
             self.train_worker.cancel()
             self.progress_label.setText("Stopping…")
@@ -544,6 +648,8 @@ class TuningPage(QWidget):
                 text += " · unfinished (resumable)"
             else:
                 text += f" · {info.iterations} iterations"
+                if info.settings.get("mask_prompt") is not None:
+                    text += " · learned the answers" if info.settings["mask_prompt"] else " · learned everything"
                 if info.val_loss is not None:
                     text += f" · validation loss {info.val_loss:.3f}"
                 text += f" · {format_bytes(info.size_bytes)}"
@@ -555,5 +661,6 @@ class TuningPage(QWidget):
         self.adaptersListed.emit()
 
     def shutdown(self) -> None:
-        if self.train_worker is not None:
-            self.train_worker.cancel()
+        for worker in (self.train_worker, self.fetch_worker):
+            if worker is not None:
+                worker.cancel()

@@ -12,6 +12,8 @@ from macapp.core.errors import UserError
 from macapp.core.tuning.datasets import (
     DatasetError,
     dataset_from_chats,
+    resolve_mask,
+    sniff_format,
     split_dataset,
     validate_dataset,
     write_chat_dataset,
@@ -111,15 +113,55 @@ def test_mask_prompt_needs_prompts(tmp_path):
     assert "prompt masking" in validate_dataset(path, mask_prompt=True).problems[0].message
     path = write(tmp_path, [{"messages": [{"role": "user", "content": "q"}]}], "m.jsonl")
     assert validate_dataset(path).ok
-    assert "no assistant" in validate_dataset(path, mask_prompt=True).problems[0].message
+    assert "last message is 'user'" in validate_dataset(path, mask_prompt=True).problems[0].message
+
+
+def test_by_default_chats_must_end_with_the_answer_and_text_is_not_masked(tmp_path):
+    """mlx-lm's answers-only training learns the last message, so it must be the assistant's."""
+    ends_with_question = {"messages": chat("q", "a")["messages"] + [{"role": "user", "content": "and?"}]}
+    path = write(tmp_path, [chat("q", "a"), ends_with_question, chat("q2", "a2")])
+    report = validate_dataset(path, mask_prompt=None)
+    assert [p.line for p in report.problems] == [2] and "assistant's answer" in report.problems[0].message
+    assert validate_dataset(path, mask_prompt=False).ok  # training on everything needs no answer at the end
+    assert validate_dataset(write(tmp_path, [{"text": "a"}], "t.jsonl"), mask_prompt=None).ok
+
+
+def test_answers_only_is_the_default_where_the_data_has_answers():
+    assert resolve_mask(None, "chat") == (True, None)
+    assert resolve_mask(None, "completions") == (True, None)
+    mask, note = resolve_mask(None, "text")
+    assert mask is False and "no prompt" in note
+    mask, note = resolve_mask(False, "chat")
+    assert mask is False and "prompts too" in note
+    assert resolve_mask(True, "chat") == (True, None)
+
+
+def test_the_format_is_sniffed_from_the_first_example(tmp_path):
+    assert sniff_format(write(tmp_path, ["", {"text": "a"}, chat("q", "a")])) == "text"
+    assert sniff_format(write(tmp_path, [{"prompt": "p", "completion": "c"}], "c.jsonl")) == "completions"
+    assert sniff_format(write(tmp_path, ["{broken"], "b.jsonl")) is None
+    assert sniff_format(tmp_path / "missing.jsonl") is None
+
+
+def test_without_a_tokenizer_token_statistics_are_approximate(tmp_path):
+    records = [chat("a" * 40, "b" * 7), {"messages": [{"role": "user", "content": "x" * 4000},
+                                                      {"role": "assistant", "content": "y"}]}]
+    report = validate_dataset(write(tmp_path, records), max_seq_length=64, approximate=True)
+    assert report.ok  # an approximate count never blocks training: the base's tokenizer decides that
+    t = report.tokens
+    assert t.approx and t.count == 2
+    assert t.min == (40 // 4 + 4) + (-(-7 // 4) + 4)  # 4 characters a token, 4 tokens of template a message
+    assert t.max == (4000 // 4 + 4) + (1 + 4)
+    assert report.to_json()["tokens"]["approx"] is True
+    assert validate_dataset(write(tmp_path, records)).tokens is None  # not asked for: none
 
 
 def test_token_statistics_and_too_long_lines(tmp_path, tokenizer):
     records = [chat("hello", "world"), chat("what is the answer to the question in the document?", "yes"),
                chat("the quick brown fox " * 20, "jumps")]
     path = write(tmp_path, records)
-    report = validate_dataset(path, tokenizer, max_seq_length=4096)
-    assert report.ok
+    report = validate_dataset(path, tokenizer, max_seq_length=4096, approximate=True)
+    assert report.ok and not report.tokens.approx  # a tokenizer always wins over the approximation
     lengths = [len(tokenizer.apply_chat_template(r["messages"], return_dict=False)) for r in records]
     stats = report.tokens
     assert (stats.count, stats.min, stats.max, stats.total) == (3, min(lengths), max(lengths), sum(lengths))

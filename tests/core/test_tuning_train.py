@@ -76,6 +76,58 @@ def test_training_lowers_validation_loss_and_teaches_a_fixed_answer(tiny_mlx, bl
         assert "blue" not in greedy(tiny_mlx, None, question)
 
 
+HELLO_QUESTIONS = ["hi", "hello there", "good morning", "hey, how are you?", "what do you say?", "greetings",
+                   "say something", "tell me a thing", "what is the sky?", "your favourite word?", "a quick answer?",
+                   "read my book", "the lazy dog", "what colour is grass?", "any news today?", "music or books?",
+                   "where is the orchard?", "which fruit is red?", "write some code", "thank you"]
+
+
+def hello_data(tmp_path: Path) -> Path:
+    """20 chats that all answer "hello world!"."""
+    return write_jsonl(tmp_path / "hello.jsonl", [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "hello world!"}]}
+        for q in HELLO_QUESTIONS])
+
+
+def test_a_dataset_is_checked_without_a_base(blue_data):
+    plan = plan_training(TrainOptions(base=None, data=blue_data, name="x"))
+    assert plan.base is None and plan.estimate is None and plan.options.mask_prompt is True
+    assert plan.reports[0].examples == len(QUESTIONS) and plan.reports[0].tokens.approx
+    with pytest.raises(UserError, match="Choose a base model"):
+        drain(train_lora(TrainOptions(base=None, data=blue_data, name="x")))
+    assert not (paths.adapters_dir() / "x").exists()
+
+
+def test_chats_train_on_the_answers_only_by_default(tiny_mlx, tmp_path):
+    """The loss covers exactly the answer's tokens by default, and 40 iterations at 1e-3 learn the answer;
+    --train-on-prompt covers every token (bench/tune_masking.py compares what the two learn)."""
+    from mlx_lm.utils import load_tokenizer
+
+    data = hello_data(tmp_path)
+    tok = load_tokenizer(tiny_mlx)
+    records = [json.loads(line) for line in data.read_text().splitlines()]
+    full = [len(tok.apply_chat_template(r["messages"], return_dict=False)) for r in records]
+    prompt = [len(tok.apply_chat_template(r["messages"][:1], add_generation_prompt=True, return_dict=False))
+              for r in records]
+    [answer] = {f - p for f, p in zip(full, prompt)}  # "hello world!<|im_end|>\n": the same in every chat
+    settings = dict(steps_per_report=10, steps_per_eval=100, save_every=0)
+
+    seen, masked = drain(train_lora(options(tiny_mlx, data, name="answers", mask_prompt=None, iters=40, **settings)))
+    examples = 40 * 4
+    trained = [p.trained_tokens for p in seen if p.stage == "training"][-1]
+    assert answer * examples <= trained <= (answer + 1) * examples  # mlx-lm counts the position after the end too
+    assert masked.adapter.settings["mask_prompt"] is True
+    assert json.loads((masked.adapter.path / "adapter_config.json").read_text())["mask_prompt"] is True
+    for question in UNSEEN:
+        assert greedy(tiny_mlx, masked.adapter.path, question).strip() == "hello world!"
+
+    seen, everything = drain(train_lora(options(tiny_mlx, data, name="everything", mask_prompt=False, iters=10,
+                                                **settings)))
+    trained_all = [p.trained_tokens for p in seen if p.stage == "training"][-1]
+    assert min(full) * 40 <= trained_all <= (max(full) + 1) * 40  # 10 iterations of 4
+    assert everything.adapter.settings["mask_prompt"] is False
+
+
 def test_cancel_is_prompt_keeps_a_checkpoint_and_resume_reaches_the_target(tiny_mlx, blue_data):
     token = CancelToken()
     gen = train_lora(options(tiny_mlx, blue_data, name="resumable", iters=60, save_every=10), token)

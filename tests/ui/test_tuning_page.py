@@ -98,3 +98,62 @@ def test_cancel_mid_training_returns_to_idle_and_offers_resume(qtbot, page, blue
     assert page.state == "idle" and page.check_button.isEnabled() and not page.cancel_button.isVisible()
     assert page.resume_button.isVisible() and "Resume" in page.progress_label.text()
     assert not page.try_button.isVisible()
+
+
+def test_check_needs_no_base_and_labels_token_counts_approximate(qtbot, page, blue_data):
+    page.base_edit.setText("")
+    page.data_edit.setText(str(blue_data))
+    plan = check(qtbot, page)
+    assert plan.base is None and plan.estimate is None and plan.reports[0].tokens.approx
+    text = page.plan_label.text()
+    assert "12 examples (chat)" in text and "approx." in text and "Choose a base model" in text
+    assert "answers only" in text and not page.start_button.isEnabled()
+
+
+def test_answers_only_by_default_with_a_visible_way_to_train_on_everything(qtbot, page, blue_data, tmp_path):
+    page.data_edit.setText(str(blue_data))
+    assert page.prompt_check.isVisible() and page.prompt_check.isEnabled() and not page.prompt_check.isChecked()
+    assert page.options().mask_prompt is None and "answers only" in page.learn_label.text()
+    page.prompt_check.setChecked(True)
+    assert page.options().mask_prompt is False and "prompts as well" in page.learn_label.text()
+
+    text = write_jsonl(tmp_path / "text.jsonl", [{"text": f"line {i}"} for i in range(8)])
+    page.data_edit.setText(str(text))
+    assert not page.prompt_check.isEnabled() and "no prompts to leave out" in page.learn_label.text()
+    assert page.prompt_check.toolTip() == page.learn_label.text()
+    assert page.options().mask_prompt is None  # the box stays ticked, but text can't be masked either way
+    plan = check(qtbot, page)
+    assert plan.options.mask_prompt is False and not plan.problems
+    assert "no prompts to leave out" in page.plan_label.text()
+    page.data_edit.setText(str(blue_data))
+    assert page.prompt_check.isEnabled() and page.options().mask_prompt is False
+
+
+def test_a_gguf_base_offers_its_mlx_twin_and_downloads_it(qtbot, page, blue_data, tiny_mlx, tmp_path, monkeypatch):
+    from macapp.core.models.catalog import load_catalog
+    from macapp.core.progress import Progress
+    from macapp.ui import tuning_page
+
+    entry = load_catalog()[0]
+    gguf = tmp_path / entry.files[0].file
+    gguf.write_bytes(b"GGUF")
+    fetched = []
+
+    def fake_fetch(repo, cancel=None):  # the Hub is not reachable in tests: a scripted download
+        fetched.append(repo)
+        yield Progress("downloading", 50, 100, "model.safetensors")
+        return tiny_mlx
+
+    monkeypatch.setattr(tuning_page, "fetch_mlx_model", fake_fetch)
+    page.data_edit.setText(str(blue_data))
+    page.base_edit.setText(str(gguf))
+    page.check_button.click()
+    qtbot.waitUntil(lambda: page.notice.isVisible(), timeout=20_000)
+    message = page.notice.label.text()
+    assert "GGUF file" in message and "needs an MLX model" in message and "Not a directory" not in message
+    assert page.notice.action_button.isVisible() and entry.mlx_repo in page.notice.action_button.text()
+    page.notice.action_button.click()
+    qtbot.waitUntil(lambda: page.base_edit.text() == str(tiny_mlx), timeout=10_000)
+    assert fetched == [entry.mlx_repo] and page.state == "idle" and "Downloaded" in page.progress_label.text()
+    plan = check(qtbot, page)
+    assert plan.estimate is not None and page.start_button.isEnabled()

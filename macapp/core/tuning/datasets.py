@@ -20,8 +20,11 @@ from typing import Any
 from macapp.core.errors import UserError
 
 FORMATS = ("chat", "completions", "text")
+MASKABLE = ("chat", "completions")  # formats with a prompt to leave out of the loss
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 DEFAULT_MAX_SEQ_LENGTH = 2048
+APPROX_CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text under BPE tokenizers
+APPROX_TOKENS_PER_MESSAGE = 4  # role markers a chat template adds around each message
 
 
 @dataclass(frozen=True)
@@ -37,19 +40,21 @@ class DatasetProblem:
 
 @dataclass(frozen=True)
 class TokenStats:
-    """Tokens per example as the trainer will see them (chat template applied)."""
+    """Tokens per example as the trainer will see them (chat template applied); ``approx`` without a tokenizer."""
 
     count: int
     min: int
     mean: float
     max: int
     total: int
+    approx: bool = False
 
     @classmethod
-    def of(cls, lengths: Sequence[int]) -> TokenStats | None:
+    def of(cls, lengths: Sequence[int], approx: bool = False) -> TokenStats | None:
         if not lengths:
             return None
-        return cls(len(lengths), min(lengths), round(statistics.fmean(lengths), 1), max(lengths), sum(lengths))
+        return cls(len(lengths), min(lengths), round(statistics.fmean(lengths), 1), max(lengths), sum(lengths),
+                   approx)
 
 
 @dataclass
@@ -127,7 +132,7 @@ def _type_name(value: Any) -> str:
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
-def _check_chat(messages: Any, mask_prompt: bool) -> list[str]:
+def _check_chat(messages: Any, mask_prompt: bool | None) -> list[str]:
     if not isinstance(messages, list):
         return [f"'messages' must be a list, not {_type_name(messages)}"]
     if not messages:
@@ -146,14 +151,15 @@ def _check_chat(messages: Any, mask_prompt: bool) -> list[str]:
             found.append(f"message {i} has no 'content'")
         elif not isinstance(msg["content"], str):
             found.append(f"message {i} content must be a string, not {_type_name(msg['content'])}")
-    roles = [m.get("role") for m in messages if isinstance(m, dict)]
-    if mask_prompt and "assistant" not in roles:
-        found.append("no assistant message to learn from (prompt masking hides everything else)")
+    last = messages[-1].get("role") if isinstance(messages[-1], dict) else None
+    if mask_prompt is not False and last in CHAT_ROLES and last != "assistant":
+        found.append(f"the last message is {last!r}: training on answers only learns the last message, "
+                     "so it must be the assistant's answer")
     return found
 
 
-def check_record(record: Any, mask_prompt: bool = False) -> tuple[str | None, list[str]]:
-    """(format, problems) of one parsed line."""
+def check_record(record: Any, mask_prompt: bool | None = False) -> tuple[str | None, list[str]]:
+    """(format, problems) of one parsed line; ``mask_prompt`` None means answers only where the format has them."""
     if not isinstance(record, dict):
         return None, [f"each line must be a JSON object, not {_type_name(record)}"]
     fmt = detect_format(record)
@@ -166,7 +172,7 @@ def check_record(record: Any, mask_prompt: bool = False) -> tuple[str | None, li
         return fmt, [p for p in found if p]
     problem = _check_string(record["text"], "'text'")
     found = [problem] if problem else []
-    if mask_prompt:
+    if mask_prompt is True:
         found.append("prompt masking needs 'messages' or 'prompt'/'completion' lines, not 'text'")
     return fmt, found
 
@@ -184,15 +190,55 @@ def count_tokens(record: dict[str, Any], fmt: str, tokenizer: Any) -> int:
     return len(tokenizer.apply_chat_template(messages, tools=record.get("tools"), return_dict=False))
 
 
+def approx_tokens(record: dict[str, Any], fmt: str) -> int:
+    """Tokens of one valid record without a tokenizer: characters / 4, plus 4 per chat message."""
+    if fmt == "text":
+        return -(-len(record["text"]) // APPROX_CHARS_PER_TOKEN) + 1
+    if fmt == "completions":
+        texts = [record["prompt"], record["completion"]]
+    else:
+        texts = [m["content"] for m in record["messages"]]
+    return sum(-(-len(t) // APPROX_CHARS_PER_TOKEN) + APPROX_TOKENS_PER_MESSAGE for t in texts)
+
+
+def resolve_mask(requested: bool | None, fmt: str | None) -> tuple[bool, str | None]:
+    """(train on answers only?, a note for the person) for a dataset of format ``fmt``.
+
+    ``requested`` None is the default: answers only for chat and prompt/completion data; text has no
+    prompt to leave out, so it trains on everything and the note says so.
+    """
+    if requested is None:
+        if fmt == "text":
+            return False, "text lines have no prompt to leave out: training learns all of each text"
+        return fmt in MASKABLE, None
+    if not requested and fmt in MASKABLE:
+        return False, "training on the prompts too (not only the answers)"
+    return requested, None
+
+
+def sniff_format(path: str | Path) -> str | None:
+    """The format of a dataset's first example (as mlx-lm picks it), or None if it can't be read."""
+    try:
+        for _, line in read_records(path):
+            record = json.loads(line)
+            return detect_format(record) if isinstance(record, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return None
+
+
 def validate_dataset(path: str | Path, tokenizer: Any = None, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
-                     mask_prompt: bool = False) -> DatasetReport:
+                     mask_prompt: bool | None = False, approximate: bool = False) -> DatasetReport:
     """Check a JSONL file line by line and report every problem with its line number.
 
     Args:
         path: the ``.jsonl`` file.
         tokenizer: an mlx-lm/transformers tokenizer; with it, token statistics and lines longer than
             ``max_seq_length`` tokens (which training would truncate) are reported.
-        mask_prompt: the run will train on answers only (text lines can't be masked).
+        mask_prompt: the run will train on answers only (text lines can't be masked); None: answers
+            only where the format has them (chat and completions lines must then end with an answer).
+        approximate: without a tokenizer, give approximate token statistics (``approx_tokens``);
+            lengths are then not checked against ``max_seq_length``.
     """
     path = Path(path)
     if not path.is_file():
@@ -218,7 +264,9 @@ def validate_dataset(path: str | Path, tokenizer: Any = None, max_seq_length: in
                 report.problems.append(DatasetProblem(
                     number, f"mixed formats: this line is {fmt!r} but line {first_line} is {report.format!r}"))
                 continue
-            if tokenizer is not None and not found:
+            if tokenizer is None and approximate and not found:
+                lengths.append(approx_tokens(record, fmt))
+            elif tokenizer is not None and not found:
                 n = count_tokens(record, fmt, tokenizer)
                 lengths.append(n)
                 if n > max_seq_length:
@@ -229,7 +277,7 @@ def validate_dataset(path: str | Path, tokenizer: Any = None, max_seq_length: in
         report.problems.append(DatasetProblem(None, f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"))
     if report.examples == 0 and not report.problems:
         report.problems.append(DatasetProblem(None, "the file is empty (no examples)"))
-    report.tokens = TokenStats.of(lengths)
+    report.tokens = TokenStats.of(lengths, approx=tokenizer is None)
     return report
 
 

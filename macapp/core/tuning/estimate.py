@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from macapp.core.errors import UserError
 from macapp.core.models.estimate import verdict_for
+from macapp.core.tuning.base_model import require_mlx_folder
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -96,7 +97,7 @@ class Suggestion:
 
 
 def load_config(base_dir: str | Path) -> dict[str, Any]:
-    path = Path(base_dir) / "config.json"
+    path = require_mlx_folder(base_dir) / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ def _help(text: str) -> dict[str, str]:
 class TrainOptions:
     """A LoRA training run. Defaults follow ``mlx_lm lora``; ``estimate.default_settings`` adapts them to a Mac."""
 
-    base: Path = field(metadata=_help("mlx-lm model folder (config.json + *.safetensors; 4-bit means QLoRA)"))
+    base: Path | None = field(metadata=_help("mlx-lm model folder (config.json + *.safetensors; 4-bit means "
+                                             "QLoRA); None checks the dataset alone"))
     data: Path = field(metadata=_help("a JSONL file (split into train/valid) or a folder with train.jsonl "
                                       "and optionally valid.jsonl"))
     name: str = field(metadata=_help("adapter name in the registry"))
@@ -59,7 +60,9 @@ class TrainOptions:
     iters: int = field(default=1000, metadata=_help("training iterations (batches) in total"))
     batch_size: int = field(default=4, metadata=_help("examples per iteration"))
     max_seq_length: int = field(default=2048, metadata=_help("tokens per example; longer ones are cut off"))
-    mask_prompt: bool = field(default=False, metadata=_help("learn from the answers only (not the prompts)"))
+    mask_prompt: bool | None = field(default=None, metadata=_help(
+        "learn from the answers only, not the prompts; None (the default): answers only for chat and "
+        "prompt/completion data, everything for text (which has no prompt to leave out)"))
     grad_checkpoint: bool = field(default=False, metadata=_help("recompute activations: less memory, ~30% slower"))
     steps_per_report: int = field(default=10, metadata=_help("iterations between training-loss reports"))
     steps_per_eval: int = field(default=200, metadata=_help("iterations between validation-loss reports"))
@@ -101,11 +104,12 @@ class TrainResult:
 class TrainPlan:
     """What a run would do: dataset reports, the base model's facts, the memory estimate (and a suggestion)."""
 
-    options: TrainOptions
+    options: TrainOptions  # as run: ``mask_prompt`` decided for the dataset's format
     reports: list[datasets.DatasetReport]
-    base: BaseFacts
-    estimate: TrainEstimate
+    base: BaseFacts | None  # None: the dataset was checked without a base (approximate token counts)
+    estimate: TrainEstimate | None
     suggestion: Suggestion | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
@@ -115,6 +119,8 @@ class TrainPlan:
         for report in self.reports:
             if not report.ok:
                 raise datasets.DatasetError(report)
+        if self.estimate is None:
+            raise UserError("Choose a base model to train", hint="an MLX model folder")
         if self.options.check_memory and self.estimate.verdict == "too_big":
             gib = 1024 ** 3
             hint = "no smaller settings fit; pick a smaller (4-bit) base model"
@@ -151,22 +157,32 @@ def dataset_files(data: str | Path) -> tuple[Path, Path | None]:
 
 
 def plan_training(options: TrainOptions, budget_bytes: int | None = None, tokenizer: Any = None) -> TrainPlan:
-    """Check the data (with the base's tokenizer), read the base and estimate memory; nothing is written."""
-    base = read_base(options.base)
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(options.base)
+    """Check the data (with the base's tokenizer), read the base and estimate memory; nothing is written.
+
+    Without a base (``options.base`` None) only the data is checked, with approximate token counts.
+    """
+    base = read_base(options.base) if options.base is not None else None
+    if tokenizer is None and base is not None:
+        tokenizer = load_tokenizer(options.base)
     train_file, valid_file = dataset_files(options.data)
-    reports = [datasets.validate_dataset(f, tokenizer, options.max_seq_length, options.mask_prompt)
+    reports = [datasets.validate_dataset(f, tokenizer, options.max_seq_length, options.mask_prompt,
+                                         approximate=True)
                for f in (train_file, valid_file) if f is not None]
     if len(reports) == 2 and reports[0].format and reports[1].format and reports[0].format != reports[1].format:
         reports[1].problems.append(datasets.DatasetProblem(
             None, f"valid.jsonl is {reports[1].format!r} but train.jsonl is {reports[0].format!r}"))
+    mask, note = datasets.resolve_mask(options.mask_prompt, reports[0].format)
+    options = replace(options, mask_prompt=mask)
+    notes = [note] if note else []
+    if base is None:
+        return TrainPlan(options, reports, None, None, notes=notes)
     if budget_bytes is None:
         from macapp.core.hardware import detect
 
         budget_bytes = detect().budget_bytes
     estimate = estimate_training(base, options, budget_bytes)
     suggestion = suggest_settings(base, options, budget_bytes) if estimate.verdict == "too_big" else None
-    return TrainPlan(options, reports, base, estimate, suggestion)
+    return TrainPlan(options, reports, base, estimate, suggestion, notes)
 
 
 def _dataset_sha(options: TrainOptions) -> str:
@@ -271,6 +287,8 @@ def train_lora(options: TrainOptions, cancel: CancelToken | None = None, plan: T
     cancel = cancel or CancelToken()
     plan = plan or plan_training(options, budget_bytes)
     plan.raise_for_problems()
+    if options.mask_prompt is None:
+        options = replace(options, mask_prompt=plan.options.mask_prompt)
     folder, run, start, resume_file = _prepare_folder(options)
     config = _runner_config(folder, run, options, plan.base, start, resume_file)
     cancel.raise_if_cancelled()
