@@ -151,10 +151,14 @@ def add_cmd(args: argparse.Namespace) -> int:
 
 def list_cmd(args: argparse.Namespace) -> int:
     from macapp.core.docs.ingest import list_collections
+    from macapp.core.docs.names import collection_title, embedder_name
 
     collections = list_collections()
+    titles = _chat_titles()
+    shown = {c.name: collection_title(c.name, len(c.files), titles.get(c.name.casefold())) for c in collections}
     if args.json:
-        print_json([c.to_json() for c in collections])
+        print_json([c.to_json() | {"shown_as": shown[c.name], "embedder_name": embedder_name(c.embedder)}
+                    for c in collections])
         return 0
     out = console()
     if not collections:
@@ -164,8 +168,9 @@ def list_cmd(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     for c in collections:
-        out.print(f"[bold]{escape(c.name)}[/]: {len(c.files)} files, {c.pages} pages, {c.chunks} passages "
-                  f"[dim]({escape(c.embedder)})[/]")
+        also = f" ({escape(shown[c.name])})" if shown[c.name] != c.name else ""
+        out.print(f"[bold]{escape(c.name)}[/]{also}: {len(c.files)} files, {c.pages} pages, {c.chunks} passages "
+                  f"[dim](embedded with {escape(embedder_name(c.embedder))})[/]")
         table = Table(box=None, pad_edge=False)
         for column in ("File", "Pages", "Passages", "sha256", "Added"):
             table.add_column(column, justify="right" if column in ("Pages", "Passages") else "left")
@@ -174,6 +179,19 @@ def list_cmd(args: argparse.Namespace) -> int:
                           f.added_at[:16].replace("T", " "))
         out.print(table)
     return 0
+
+
+def _chat_titles() -> dict[str, str]:
+    """Chat titles by collection (casefolded); none when the chat history can't be read."""
+    import sqlite3
+
+    from macapp.core.chat.store import ChatStore
+
+    try:
+        with ChatStore() as store:
+            return store.collection_titles()
+    except (OSError, sqlite3.Error, UserError):
+        return {}
 
 
 def remove_cmd(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@ the citation chips of its answers open the page viewer.
 
 A conversation without a collection gets one named ``chat-<conversation id>`` (``-2``, ``-3``… when a
 collection of that name already exists: names match without case, and conversation ids can come back
-after a delete). The name is saved on the conversation when its first file is in the index, so a
+after a delete). On screen it is what it holds, "2 PDFs in this chat" (``docs.names``); the name is in
+the tooltip. The name is saved on the conversation when its first file is in the index, so a
 question asked while the first PDF is still being read is answered without documents rather than
 refused; from then on every ``ChatSession`` built for the conversation (one per answer) grounds its
 answers in the collection. The adding itself runs on the indexing pool (``ingest_panel``).
@@ -22,8 +23,9 @@ from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QLabel
 
+from macapp.core.docs.names import chat_collection_base, chat_documents
 from macapp.core.errors import UserError
-from macapp.ui.doc_jobs import free_collection_name
+from macapp.ui.doc_jobs import collection_file_count, free_collection_name
 from macapp.ui.ingest_panel import IngestPanel
 from macapp.ui.page_viewer import PageViewer
 from macapp.ui.worker import Worker, error_text
@@ -50,14 +52,14 @@ def is_pdf(path: str) -> bool:
 
 
 def passages_note(passages: list[Passage], collection: str | None) -> str:
-    """What a grounded answer works from: ``Using 4 passages of 2 files from “chat-3”``."""
-    where = f"“{collection}”" if collection else "the documents"
+    """What a grounded answer works from: ``Using 4 passages from 2 of this chat's PDFs``."""
+    where = "this chat's PDFs" if collection else "the documents"
     if not passages:
         return f"Nothing in {where} is about this"
     files = {p.file for p in passages}
     noun = "passage" if len(passages) == 1 else "passages"
-    source = f" of {len(files)} files" if len(files) > 1 else ""
-    return f"Using {len(passages)} {noun}{source} from {where}"
+    source = f"{len(files)} of {where}" if len(files) > 1 else where
+    return f"Using {len(passages)} {noun} from {source}"
 
 
 class ChatDocuments(QObject):
@@ -71,7 +73,9 @@ class ChatDocuments(QObject):
         page.setAcceptDrops(True)
         page.installEventFilter(self)  # drags anywhere on the page (children that take no files pass them up)
         self.panel = IngestPanel()
+        self.panel.place = lambda _collection: "this chat"
         self.panel.fileFinished.connect(self._on_file)
+        self.panel.batchFinished.connect(self._on_batch)
         self.label = QLabel("")
         self.label.setObjectName("docsLine")
         self.label.setWordWrap(True)
@@ -98,9 +102,29 @@ class ChatDocuments(QObject):
     def _show_collection(self, conv: Conversation | None) -> None:
         name = conv.collection if conv is not None else None
         if name:
-            self.label.setText(f"Answers in this chat use the documents in “{name}” and cite their pages. "
-                               "Drop more PDFs to add them.")
+            try:
+                files = collection_file_count(name)
+            except (UserError, OSError) as exc:  # an unreadable index: the chat itself still works
+                log.warning("could not count the files of %s: %s", name, exc)
+                files = None
+            held = chat_documents(files) if files is not None else "PDFs in this chat"
+            self.label.setText(f"{held}: answers use them and cite their pages. Drop more PDFs to add them.")
+            self.label.setToolTip(f"Kept in the collection “{name}” on the Documents page")
         self.label.setVisible(bool(name))
+
+    def _on_batch(self, collection: str, _outcomes: list) -> None:
+        """PDFs were added to (or removed from) a collection: the line under the chat counts them again."""
+        store = self.page.store
+        if self.page.closed or store is None or self.page.cid is None:
+            return
+        from macapp.core.chat.store import NotFoundError
+
+        try:
+            conv = store.get_conversation(self.page.cid)
+        except NotFoundError:
+            return
+        if conv.collection and conv.collection.casefold() == collection.casefold():
+            self._show_collection(conv)
 
     def forget_collection(self, name: str) -> None:
         """``name`` was deleted: conversations that used it go back to plain chat."""
@@ -168,7 +192,7 @@ class ChatDocuments(QObject):
             cid = page.ensure_conversation()
             name = page.store.get_conversation(cid).collection or self._chosen.get(cid)
             if name is None:
-                name = self._chosen[cid] = free_collection_name(f"chat-{cid}")
+                name = self._chosen[cid] = free_collection_name(chat_collection_base(cid))
         except (UserError, OSError) as exc:
             page.notice.show_message(error_text(exc))
             return None

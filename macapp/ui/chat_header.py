@@ -165,10 +165,11 @@ class ModelPicker(QComboBox):
         return self._entries.get(ident) if ident is not None else None
 
     def select_path(self, path: str) -> bool:
+        """Pick the model a chat names: a path, a short or long library id (as older versions stored), a remote id."""
         for row in range(self.count()):
             ident = self.itemData(row)
             entry = self._entries.get(ident)
-            if ident == path or (entry is not None and entry.path == path):
+            if ident == path or (entry is not None and entry.known_as(path)):
                 self.setCurrentIndex(row)
                 return True
         return False
@@ -182,7 +183,8 @@ class ModelPicker(QComboBox):
             est = estimates.get(ident)
             verdict = est.verdict if est is not None else None
             self.setItemIcon(row, _dot(verdict_color(verdict)))
-            self.setItemData(row, f"{self._entries[ident].path}\n{verdict_text(est)}", Qt.ItemDataRole.ToolTipRole)
+            entry = self._entries[ident]
+            self.setItemData(row, f"{entry.id}\n{entry.path}\n{verdict_text(est)}", Qt.ItemDataRole.ToolTipRole)
 
     def estimate(self) -> MemoryEstimate | None:
         entry = self.current_entry()

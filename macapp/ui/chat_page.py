@@ -458,9 +458,12 @@ class ChatPage(QWidget):
         collection = (self.store.get_conversation(self._turn_cid).collection
                       if isinstance(exc, EmbedderMismatch) and self._turn_cid is not None else None)
         if collection:  # the embedding model was changed since the documents were indexed
-            self.notice.show_message(f"{exc.message} Re-index the documents to search them with the current "
-                                     "embedding model, then ask again.", "Re-index",
-                                     lambda: self.documents.reindex(collection))
+            from macapp.core.docs.names import embedder_names
+
+            indexed, current = embedder_names(exc.indexed_with, exc.asked_with)
+            self.notice.show_message(f"The PDFs in this chat were indexed with {indexed}, not the embedding model "
+                                     f"chosen now ({current}). Re-index them to search them, then ask again.",
+                                     "Re-index", lambda: self.documents.reindex(collection))
         else:
             self.notice.show_message(error_text(exc))
 

@@ -107,6 +107,43 @@ def read_collections() -> list[CollectionInfo]:
     return list_collections()
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The collections, and the title of the chat each chat-made one belongs to (keyed by casefolded name)."""
+
+    collections: list[CollectionInfo]
+    chat_titles: dict[str, str]
+
+    def chat_title(self, collection: str) -> str | None:
+        return self.chat_titles.get(collection.casefold())
+
+
+def read_listing() -> Listing:
+    """The collections with their chats' titles (a chat history that can't be read just leaves them out)."""
+    import logging
+    import sqlite3
+
+    from macapp.core.chat.store import ChatStore
+    from macapp.core.errors import UserError
+
+    titles: dict[str, str] = {}
+    try:
+        with ChatStore() as store:
+            titles = store.collection_titles()
+    except (OSError, sqlite3.Error, UserError):
+        logging.getLogger(__name__).warning("chat history unreadable: collections listed by name", exc_info=True)
+    return Listing(read_collections(), titles)
+
+
+def collection_file_count(collection: str) -> int:
+    """How many files ``collection`` holds (0 if it is gone): one short SQLite read, fine on the GUI thread."""
+    from macapp.core.docs.index import DocumentIndex
+
+    with DocumentIndex() as index:
+        row = index.chunks.collection(collection)
+        return len(index.chunks.files(row.id)) if row is not None else 0
+
+
 def remove_pdf(collection: str, file_hash: str) -> FileInfo:
     from macapp.core.docs.ingest import remove_file
 

@@ -5,7 +5,9 @@ Listing is one short read in a ``Worker`` on the global pool (newest answer wins
 writes the index (add, remove, re-index, delete) runs on the indexing pool behind whatever the Chat
 page is adding, with its progress in an ``IngestPanel``. The list is read again when the page is
 shown and after each change. PDFs dropped on the page go to the selected collection ("Documents"
-when there is none yet). Collections made by dropping PDFs on a chat (``chat-<id>``) are listed too.
+when there is none yet). Collections made by dropping PDFs on a chat (``chat-<id>``) are listed too, by what
+they hold and whose they are ("2 PDFs in chat “Trip”"); embedding models by their names. Exact names and ids
+are in the tooltips.
 
 The "Embedding model" row names the model that makes the vectors (loaded in a worker to read its name
 and dimension). Choosing another GGUF loads it first: a file that is not an embedding model is refused
@@ -42,15 +44,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.docs.names import collection_title, embedder_name, embedder_names, is_chat_collection
 from macapp.core.errors import UserError
 from macapp.ui.chat_documents import dropped_files, is_pdf
 from macapp.ui.doc_jobs import (
     EmbedderChoice,
+    Listing,
     current_embedder,
     delete_collection,
     free_collection_name,
     indexing_pool,
-    read_collections,
+    read_listing,
     remove_pdf,
     use_embedder,
 )
@@ -110,6 +114,7 @@ class DocumentsPage(QWidget):
         super().__init__(parent)
         self.setAcceptDrops(True)
         self.collections: list[CollectionInfo] = []
+        self._listing = Listing([], {})
         self._selected: str | None = None
         self._list_serial = 0
         self.embedder: EmbedderChoice | None = None  # None until loaded (or when it can't be)
@@ -143,6 +148,7 @@ class DocumentsPage(QWidget):
         self.stack.addWidget(splitter)
         root.addWidget(self.stack, 1)
         self.panel = IngestPanel()
+        self.panel.place = self.place
         self.panel.batchFinished.connect(lambda *_: self.refresh())
         self.panel.busyChanged.connect(lambda _busy: (self._update_buttons(), self._update_marks()))
         root.addWidget(self.panel)
@@ -278,14 +284,16 @@ class DocumentsPage(QWidget):
         """Read the collections again (in a worker); ``refreshed`` when they are on screen."""
         self._list_serial += 1
         serial = self._list_serial
-        worker = Worker(read_collections)
-        worker.signals.returned.connect(lambda infos: self._on_listed(infos, serial))
+        worker = Worker(read_listing)
+        worker.signals.returned.connect(lambda listing: self._on_listed(listing, serial))
         worker.signals.errored.connect(lambda exc: self._on_list_failed(exc, serial))
         return worker.start()
 
-    def _on_listed(self, infos: list[CollectionInfo], serial: int) -> None:
+    def _on_listed(self, listing: Listing, serial: int) -> None:
         if serial != self._list_serial:
             return
+        infos = listing.collections
+        self._listing = listing
         self.collections = list(infos)
         lst = self.collection_list
         lst.blockSignals(True)
@@ -293,7 +301,7 @@ class DocumentsPage(QWidget):
         for info in infos:
             item = QListWidgetItem(self._item_text(info))
             item.setData(NAME_ROLE, info.name)
-            item.setToolTip(f"{info.name}\nEmbedded with {info.embedder}")
+            item.setToolTip(f"Collection “{info.name}”\nEmbedded with {info.embedder}")
             lst.addItem(item)
         lst.blockSignals(False)
         names = [i.name for i in infos]
@@ -394,7 +402,18 @@ class DocumentsPage(QWidget):
 
     def _item_text(self, info: CollectionInfo) -> str:
         mark = {"stale": "\nNeeds re-index", "reindexing": "\nRe-indexing…"}.get(self.embedder_state(info), "")
-        return f"{info.name}\n{collection_summary(info)}{mark}"
+        return f"{self.title_of(info)}\n{collection_summary(info)}{mark}"
+
+    def title_of(self, info: CollectionInfo) -> str:
+        """What the list calls a collection: its name, or for a chat's, its PDFs and chat."""
+        return collection_title(info.name, len(info.files), self._listing.chat_title(info.name))
+
+    def place(self, collection: str) -> str:
+        """A collection in a sentence: ``“Papers”``, or a chat's as ``chat “Trip”``."""
+        title = self._listing.chat_title(collection)
+        if title is not None:
+            return f"chat “{title}”"
+        return "a chat's PDFs" if is_chat_collection(collection) else f"“{collection}”"
 
     def _update_marks(self) -> None:
         """Say again which collections need (or are getting) a re-index."""
@@ -411,8 +430,10 @@ class DocumentsPage(QWidget):
         if state == "reindexing":
             self.stale_label.setText("Re-indexing with the current embedding model…")
         elif state == "stale":
-            self.stale_label.setText(f"Indexed with {info.embedder}, not the current embedding model: "
+            indexed, current = embedder_names(info.embedder, self.embedder.name if self.embedder else "")
+            self.stale_label.setText(f"Indexed with {indexed}, not the current embedding model ({current}): "
                                      "it can't be searched until it is re-indexed.")
+            self.stale_label.setToolTip(f"Indexed with {info.embedder}")
         self.stale_button.setVisible(state == "stale")
 
     # --- selection -----------------------------------------------------------------------------
@@ -445,9 +466,11 @@ class DocumentsPage(QWidget):
             self.collection_title.setText("")
             self.collection_meta.setText("")
         else:
-            self.collection_title.setText(info.name)
-            self.collection_meta.setText(f"{collection_summary(info)} · embedded with {info.embedder} · "
-                                         f"created {added_text(info.created_at)}")
+            self.collection_title.setText(self.title_of(info))
+            self.collection_title.setToolTip(f"Collection “{info.name}”")
+            self.collection_meta.setText(f"{collection_summary(info)} · embedded with {embedder_name(info.embedder)}"
+                                         f" · created {added_text(info.created_at)}")
+            self.collection_meta.setToolTip(f"Embedded with {info.embedder}")
             table.setRowCount(len(info.files))
             for row, f in enumerate(info.files):
                 name = QTableWidgetItem(f.file)
@@ -499,7 +522,8 @@ class DocumentsPage(QWidget):
         info, file = self.selected, self.selected_file()
         if info is None or file is None:
             return None
-        return self._write(remove_pdf, info.name, file.file_hash, done=f"Removed {file.file} from “{info.name}”.")
+        return self._write(remove_pdf, info.name, file.file_hash,
+                           done=f"Removed {file.file} from {self.place(info.name)}.")
 
     def reindex_selected(self) -> Worker | None:
         info = self.selected
@@ -516,12 +540,12 @@ class DocumentsPage(QWidget):
         if confirm:
             answer = QMessageBox.question(
                 self, "Delete collection",
-                f"Delete “{info.name}” and its index ({collection_summary(info)})?\n\n"
+                f"Delete {self.place(info.name)} and its index ({collection_summary(info)})?\n\n"
                 "The PDFs themselves stay where they are; chats that used the collection stop citing it.",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
             if answer != QMessageBox.StandardButton.Yes:
                 return None
-        return self._write(delete_collection, info.name, done=f"Deleted “{info.name}”.",
+        return self._write(delete_collection, info.name, done=f"Deleted {self.place(info.name)}.",
                            then=lambda name: self.collectionDeleted.emit(name))
 
     def _write(self, fn, *args, done: str, then=None) -> Worker:
@@ -562,7 +586,7 @@ class DocumentsPage(QWidget):
         if any(is_pdf(p) for p in dropped_files(event)):
             event.acceptProposedAction()
             target = self._selected or DEFAULT_COLLECTION
-            self.drop_overlay.setText(f"Drop PDFs to add them to “{target}”")
+            self.drop_overlay.setText(f"Drop PDFs to add them to {self.place(target)}")
             self.drop_overlay.setGeometry(self.rect().adjusted(8, 8, -8, -8))
             self.drop_overlay.raise_()
             self.drop_overlay.show()

@@ -8,7 +8,7 @@ Cancel stops every batch: the file in progress is rolled back, finished files st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,6 +140,7 @@ class IngestPanel(QFrame):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         self._batches: list[_Batch] = []
         self.rows: list[IngestRow] = []
+        self.place: Callable[[str], str] = lambda collection: f"“{collection}”"  # how titles name a collection
         lay = QVBoxLayout(self)
         lay.setContentsMargins(10, 6, 6, 6)
         lay.setSpacing(4)
@@ -192,7 +193,7 @@ class IngestPanel(QFrame):
     def reindex(self, collection: str, if_needed: bool = False) -> Worker:
         """Re-embed ``collection`` in a worker (``if_needed``: only if it was built with another embedder);
         one row follows it."""
-        row = self._add_row(f"Re-indexing “{collection}”")
+        row = self._add_row(f"Re-indexing {self.place(collection)}")
         worker = Worker(reindex_collection, collection, if_needed=if_needed, pass_token=True, pool=indexing_pool())
         return self._start(_Batch("reindex", collection, [row], worker))
 
@@ -282,7 +283,7 @@ class IngestPanel(QFrame):
             if all(b.kind == "reindex" for b in self._batches):
                 self.title.setText("Re-indexing…")
             else:
-                where = f" to “{collections[0]}”" if len(collections) == 1 else ""
+                where = f" to {self.place(collections[0])}" if len(collections) == 1 else ""
                 self.title.setText(f"Adding PDFs{where} · {len(finished)} of {total} done")
         else:
             parts = [f"{ok} added" if ok else "", f"{failed} failed" if failed else ""]

@@ -226,7 +226,8 @@ class LibraryTableModel(QAbstractTableModel):
             return f"{entry.path}\n\nCannot be used: {entry.error}"
         if col == Column.NAME:
             facts = entry.facts
-            return f"{entry.path}\n{facts.name} · {facts.architecture} · from {entry.source}" if facts else entry.path
+            where = f"{entry.path}\nid {entry.id} (for `macapp run` and the server)"
+            return f"{where}\n{facts.name} · {facts.architecture} · from {entry.source}" if facts else where
         if col == Column.KIND and entry.facts is not None:
             return entry.facts.kind_reason
         if col in (Column.MEMORY, Column.STATUS) and estimate is not None:

@@ -207,7 +207,7 @@ class ModelDetails(QFrame):
         self.kind_badge.setText({"instruct": "Instruct", "base": "Base"}.get(f.kind, "Kind unknown"))
         self.kind_badge.setToolTip(f.kind_reason)
         self.path_label.setText(entry.path)
-        self.path_label.setToolTip(entry.path)
+        self.path_label.setToolTip(f"{entry.path}\nid {entry.id} (for `macapp run` and the server)")
         heads = f"{f.n_head} heads, {f.n_head_kv} KV, {f.head_dim}-d" if f.n_head else "none"
         values = {
             "Architecture": f.architecture,

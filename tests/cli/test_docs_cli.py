@@ -126,3 +126,19 @@ def test_ctrl_c_rolls_back_the_file_in_progress_and_exits_130(tmp_path):
     assert listing[0]["files"] == []
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+
+
+def test_list_shows_a_chats_collection_by_what_it_holds_and_the_embedder_by_name(book):
+    from macapp.core.chat.store import ChatStore
+
+    with ChatStore() as store:
+        conv = store.create_conversation(title="Reading list")
+        store.update_conversation(conv.id, collection=f"chat-{conv.id}")
+    assert macapp("add", f"chat-{conv.id}", str(book), "--json").returncode == 0
+    [listed] = json.loads(macapp("list", "--json").stdout)
+    assert (listed["name"], listed["shown_as"]) == (f"chat-{conv.id}", "1 PDF in chat “Reading list”")
+    assert listed["embedder_name"] == "all-MiniLM-L6-v2" and listed["embedder"].startswith("all-MiniLM-L6-v2@")
+    human = macapp("list")
+    assert human.returncode == 0, human.stderr
+    assert f"chat-{conv.id} (1 PDF in chat “Reading list”): 1 files" in human.stdout
+    assert "(embedded with all-MiniLM-L6-v2)" in human.stdout and "@" not in human.stdout

@@ -119,7 +119,9 @@ def test_dropping_pdfs_on_the_chat_attaches_them_with_progress(qtbot, chat, docs
 
     name = f"chat-{chat.cid}"
     assert chat.store.get_conversation(chat.cid).collection == name
-    assert chat.documents.label.isVisible() and name in chat.documents.label.text()
+    assert chat.documents.label.isVisible() and chat.documents.label.text().startswith("2 PDFs in this chat: ")
+    assert name not in chat.documents.label.text() and name in chat.documents.label.toolTip()
+    chat.grab().save("/tmp/chat-2-pdfs.png")
     info = {c.name: c for c in list_collections()}[name]
     assert sorted(f.file for f in info.files) == ["bees.pdf", "volcanoes.pdf"] and info.pages == 5
 
@@ -163,7 +165,8 @@ def test_answers_from_documents_cite_pages_and_a_chip_opens_the_viewer(qtbot, mo
     page.transcript.set_stream_note = lambda note, real=page.transcript.set_stream_note: (notes.append(note),
                                                                                           real(note))
     turn = _ask(qtbot, page, "How do beekeepers calm the colony?")
-    assert notes and notes[0].startswith("Using ") and f"from “{collection}”" in notes[0]
+    assert notes and notes[0].startswith("Using ") and notes[0].endswith(" this chat's PDFs")
+    assert collection not in notes[0]
     assert turn.plan.prompt_tokens > 100 and turn.result.completion_tokens > 0  # the passages were in the prompt
     answers = [b for b in page.transcript.bubbles() if b.role == "assistant"]
     assert len(answers) == 1 and answers[0].message_id == turn.message.id and answers[0].text()
@@ -255,6 +258,31 @@ def test_documents_page_lists_removes_reindexes_and_deletes(qtbot, docs, monkeyp
         page.delete_button.click()
     assert list_collections() == [] and page.collection_list.count() == 0
     assert page.stack.currentWidget() is page.empty_label
+
+
+def test_a_chats_collection_shows_what_it_holds_and_the_embedder_its_name(qtbot, docs):
+    """No internal names on screen: ``chat-3`` is "2 PDFs in chat “…”", the embedder is "all-MiniLM-L6-v2"
+    (its ``@`` file hash is for the index); the exact ones are in the tooltips."""
+    embedder = load_embedder()
+    with ChatStore() as store:
+        conv = store.create_conversation(title="Bees and volcanoes")
+        store.update_conversation(conv.id, collection=f"chat-{conv.id}")
+    for name, files in ((f"chat-{conv.id}", [docs["bees"], docs["volcanoes"]]), ("chat-99", [docs["bees"]]),
+                        ("Papers", [docs["volcanoes"]])):
+        for _ in add_files(name, files, embedder):
+            pass
+    page = _documents_page(qtbot)
+    titles = {page.collection_list.item(r).data(Qt.ItemDataRole.UserRole):
+              page.collection_list.item(r).text().split("\n")[0] for r in range(page.collection_list.count())}
+    assert titles == {f"chat-{conv.id}": "2 PDFs in chat “Bees and volcanoes”", "chat-99": "1 PDF from a chat",
+                      "Papers": "Papers"}
+    page.select_collection(f"chat-{conv.id}")
+    assert page.collection_title.text() == "2 PDFs in chat “Bees and volcanoes”"
+    assert f"chat-{conv.id}" in page.collection_title.toolTip()
+    meta = page.collection_meta.text()
+    assert " · embedded with all-MiniLM-L6-v2 · " in meta and "@" not in meta
+    assert embedder.name in page.collection_meta.toolTip() and "@" in embedder.name
+    page.grab().save("/tmp/documents-chat-collection.png")
 
 
 def test_deleting_a_collection_detaches_it_from_its_chats(qtbot, chat, docs):
@@ -350,7 +378,9 @@ def test_changing_the_embedder_reindexes_the_collections_built_with_another(qtbo
         page.load_embedder_info()
     assert _marks(page) == {"Notes": "Needs re-index", "Papers": "Needs re-index"}
     page.select_collection("Papers")
-    assert page.stale_box.isVisible() and other.name in page.stale_label.text()
+    assert page.stale_box.isVisible() and "Indexed with alt-MiniLM-L6-v2, not the current embedding model " \
+        "(all-MiniLM-L6-v2)" in page.stale_label.text() and "@" not in page.stale_label.text()
+    assert other.name in page.stale_label.toolTip()
     with pytest.raises(EmbedderMismatch):
         query("Papers", BEE_QUESTION, k=1, mode="vector")
     with qtbot.waitSignal(page.panel.batchFinished, timeout=30_000):
@@ -368,7 +398,9 @@ def test_a_chat_on_documents_of_another_embedder_offers_to_reindex(qtbot, model_
     update_settings(lambda settings: setattr(settings, "embedder_path", str(other_embedder)))
     with qtbot.waitSignal(page.busyChanged, timeout=30_000, check_params_cb=lambda busy: not busy):
         page.send_message(BEE_QUESTION)
-    assert f"The collection '{collection}' was indexed with" in page.notice.label.text()  # and the app goes on
+    notice = page.notice.label.text()  # and the app goes on
+    assert "The PDFs in this chat were indexed with all-MiniLM-L6-v2, not the embedding model chosen now " \
+           "(alt-MiniLM-L6-v2)" in notice and collection not in notice and "@" not in notice
     assert page.notice.action_button.isVisible() and page.notice.action_button.text() == "Re-index"
     assert [b.role for b in page.transcript.bubbles()] == ["user"]  # the question stays; no answer
 

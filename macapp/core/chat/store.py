@@ -196,6 +196,14 @@ class ChatStore:
                                       (-1 if limit is None else limit,)).fetchall()
         return [_conversation(r) for r in rows]
 
+    def collection_titles(self) -> dict[str, str]:
+        """The title of the conversation whose PDFs each collection holds, by casefolded collection name."""
+        titles: dict[str, str] = {}
+        for conv in self.list_conversations():
+            if conv.collection:
+                titles.setdefault(conv.collection.casefold(), conv.title)
+        return titles
+
     def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
         return self.update_conversation(conversation_id, title=title)
 

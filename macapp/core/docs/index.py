@@ -42,6 +42,7 @@ import numpy as np
 
 from macapp.core import paths
 from macapp.core.docs.keyword import ChunkRow, ChunkStore, CollectionRow, writer_alive
+from macapp.core.docs.names import embedder_names
 from macapp.core.docs.types import Chunk, EmbeddingModel
 from macapp.core.errors import UserError
 
@@ -55,6 +56,11 @@ CHROMA_URL_ENV = "MACAPP_CHROMA_URL"
 
 class EmbedderMismatch(UserError):
     """The collection's vectors come from another embedder than the one asked to search it."""
+
+    def __init__(self, message: str, hint: str | None = None, *, indexed_with: str = "", asked_with: str = ""):
+        super().__init__(message, hint)
+        self.indexed_with = indexed_with  # embedder ids, as the index records them
+        self.asked_with = asked_with
 
 
 def check_collection_name(name: str) -> str:
@@ -225,9 +231,11 @@ class DocumentIndex:
 
     def check_embedder(self, row: CollectionRow, embedder: EmbeddingModel) -> None:
         if row.embedder != embedder.name:
+            indexed, asked = embedder_names(row.embedder, embedder.name)
             raise EmbedderMismatch(
-                f"The collection {row.name!r} was indexed with {row.embedder}, not {embedder.name}.",
-                hint=f"re-index it with `macapp docs reindex {row.name!r}` (vectors of two models never mix)")
+                f"The collection {row.name!r} was indexed with {indexed}, not {asked}.",
+                hint=f"re-index it with `macapp docs reindex {row.name!r}` (vectors of two models never mix)",
+                indexed_with=row.embedder, asked_with=embedder.name)
 
     # ------------------------------------------------------------ removing
 
