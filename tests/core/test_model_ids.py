@@ -123,3 +123,14 @@ def test_an_added_file_gets_its_short_id(tmp_path, tiny_models):
     entry = add_model_file(path)
     assert (entry.id, entry.long_id) == ("dropped-q8_0", f"local:{path.resolve()}")
     assert [e.id for e in list_library()] == ["dropped-q8_0"]
+
+
+def test_an_added_file_is_forgotten_by_its_old_id_too(tmp_path, tiny_models):
+    from macapp.core.models.library_sources import forget
+
+    Settings(include_lm_studio=False).save()
+    path = tmp_path / "Old.Q8_0.gguf"
+    shutil.copy(tiny_models["mha_f32"], path)
+    add_model_file(path)
+    assert forget(f"local:{path.resolve()}").path == str(path.resolve())
+    assert list_library() == []

@@ -85,7 +85,8 @@ def _match_by_library_id(ref: str, settings: Settings) -> tuple[Kind, str]:
     from macapp.core.models.library import list_library
 
     on_disk = Path(ref).expanduser().exists()
-    entries = [e for e in list_library(settings) if ref in (e.id, e.path, e.name) or (on_disk and _same(ref, e.path))]
+    entries = [e for e in list_library(settings)
+               if e.known_as(ref) or ref == e.name or (on_disk and _same(ref, e.path))]
     if not entries:
         if on_disk:
             raise UserError(f"{ref} is not in the library", hint="`macapp models` lists what is")
