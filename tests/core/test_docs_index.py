@@ -112,7 +112,7 @@ class HashEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + 2
 
-    def embed(self, texts):
+    def embed(self, texts, cancel=None):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in text.lower().split():

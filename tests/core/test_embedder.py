@@ -156,3 +156,29 @@ def test_cli_embed_summary_and_bad_model(tmp_path):
     result = subprocess.run([sys.executable, "-m", "macapp.cli.main", "embed", "--model", str(bad), "x"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
+
+
+def test_a_cancel_aborts_inside_llama_cpp_and_the_embedder_stays_usable(embedder):
+    import threading
+    import time
+
+    from macapp.core.errors import Cancelled
+    from macapp.core.progress import CancelToken
+
+    started = time.perf_counter()
+    expected = embedder.embed([f"{LONG_TEXT} ({n})" for n in range(2)])
+    per_text = (time.perf_counter() - started) / 2
+    texts = [f"{LONG_TEXT} ({n})" for n in range(max(8, int(3.0 / per_text)))]  # ~3 s of work, 256 tokens each
+    token = CancelToken()
+    started = time.perf_counter()
+    timer = threading.Timer(0.3, token.cancel)
+    timer.start()
+    with pytest.raises(Cancelled):
+        embedder.embed(texts, cancel=token)
+    stopped = time.perf_counter() - started
+    timer.join()
+    assert stopped < 0.3 + 0.5, f"embed returned {stopped - 0.3:.2f} s after the cancel"
+    with pytest.raises(Cancelled):  # cancelled before it starts: no work at all
+        embedder.embed(texts[:1], cancel=token)
+    np.testing.assert_allclose(embedder.embed(texts[:2]), expected, atol=1e-6)  # no token: nothing aborts it
+    np.testing.assert_allclose(embedder.embed(texts[:2], cancel=CancelToken()), expected, atol=1e-6)

@@ -9,7 +9,8 @@ vectors of different models (or different builds) never share a collection.
 Texts are packed many to a llama.cpp batch (one sequence each, shortest first): on CPU that
 embeds short texts ~1.4x faster than one call per text, and far faster when other work competes
 for the cores (each call pays llama.cpp's thread synchronisation). An embedder is used by one thread at
-a time (see ``load_embedder``).
+a time (see ``load_embedder``). A ``CancelToken`` passed to ``embed`` aborts llama.cpp inside its graph
+(checked after every node), so a cancel lands within milliseconds even when one batch takes seconds.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from __future__ import annotations
 import atexit
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from macapp.core.errors import UserError
+from macapp.core.errors import Cancelled, UserError
+from macapp.core.progress import CancelToken
 
 BUNDLED_NAME = "all-MiniLM-L6-v2.gguf"
 MAX_TOKENS_KEY = "orchard.embedder.max_tokens"  # written by models/embedder/convert_minilm.py
@@ -140,8 +143,11 @@ class LlamaEmbedder:
             return tokens[: self.max_tokens - 1] + tokens[-1:]
         return tokens[: self.max_tokens]
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Shape (len(texts), dim), float32, rows L2-normalised; longer texts read their first ``max_tokens``."""
+    def embed(self, texts: Sequence[str], cancel: CancelToken | None = None) -> np.ndarray:
+        """Shape (len(texts), dim), float32, rows L2-normalised; longer texts read their first ``max_tokens``.
+
+        ``cancel`` raises ``Cancelled`` within one step of llama.cpp's graph (the model stays usable).
+        """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -149,24 +155,49 @@ class LlamaEmbedder:
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
         batch: list[int] = []
         used = 0
-        with self._lock:
+        with self._lock, self._aborted_by(cancel):
             for i in order:
                 if batch and (used + len(encoded[i]) > self._batch_tokens or len(batch) >= self._n_seq_max):
-                    self._run(batch, encoded, out)
+                    self._run(batch, encoded, out, cancel)
                     batch, used = [], 0
                 batch.append(i)
                 used += len(encoded[i])
-            self._run(batch, encoded, out)
+            self._run(batch, encoded, out, cancel)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1)
 
-    def _run(self, rows: list[int], encoded: list[list[int]], out: np.ndarray) -> None:
+    @contextmanager
+    def _aborted_by(self, cancel: CancelToken | None) -> Iterator[None]:
+        """While inside, llama.cpp asks ``cancel`` after each graph node and aborts the batch when it is set
+        (installed per call, under the lock: another caller's embedding is never aborted by this token)."""
+        if cancel is None:
+            yield
+            return
+        import llama_cpp
+
+        def aborted(_data) -> bool:
+            try:
+                return cancel.cancelled
+            except BaseException:  # noqa: BLE001 - a KeyboardInterrupt landing here can't propagate: stop instead
+                cancel.cancel()
+                return True
+
+        callback = llama_cpp.ggml_abort_callback(aborted)  # referenced here until llama.cpp lets go of it
+        llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, callback, None)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, llama_cpp.ggml_abort_callback(), None)
+
+    def _run(self, rows: list[int], encoded: list[list[int]], out: np.ndarray, cancel: CancelToken | None) -> None:
         """One llama.cpp batch, one sequence per row (the path ``Llama.embed`` takes, minus its
         truncation that drops [SEP] and its lists of Python floats)."""
         import llama_cpp
 
         from macapp.core.engines import llama_log
 
+        if cancel is not None:
+            cancel.raise_if_cancelled()
         llm = self._llm
         llm._batch.reset()
         for seq_id, row in enumerate(rows):
@@ -176,6 +207,9 @@ class LlamaEmbedder:
             try:
                 llm._ctx.decode(llm._batch)
             except RuntimeError as exc:
+                if cancel is not None and cancel.cancelled:  # aborted by the callback (llama_decode returns 2)
+                    llm._batch.reset()
+                    raise Cancelled() from exc
                 reason = llama_log.load_failure_reason(list(lines)) or str(exc)
                 raise UserError(f"{self.path.name} failed to embed: {reason}") from exc
         for seq_id, row in enumerate(rows):

@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from macapp.core.progress import CancelToken
+
 
 @dataclass(frozen=True)
 class PageText:
@@ -45,8 +47,8 @@ class EmbeddingModel(Protocol):
     dim: int
     max_tokens: int
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Shape (len(texts), dim), float32, each row L2-normalised."""
+    def embed(self, texts: Sequence[str], cancel: CancelToken | None = None) -> np.ndarray:
+        """Shape (len(texts), dim), float32, each row L2-normalised; ``Cancelled`` soon after ``cancel`` is set."""
         ...
 
     def count_tokens(self, text: str) -> int: ...
