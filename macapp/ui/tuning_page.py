@@ -102,16 +102,16 @@ def plan_summary(plan: TrainPlan) -> str:
             text += f" ({report.format})"
         if report.tokens is not None:
             t = report.tokens
-            text += f" · tokens per example {t.min:,}–{t.max:,}, mean {t.mean:,.0f} · {t.total:,} in all"
-            if t.approx:
-                text += " (approx.: about 4 characters a token; choose a base for exact counts)"
+            spread = f"{t.min:,}" if t.min == t.max else f"{t.min:,}–{t.max:,}, mean {t.mean:,.0f}"
+            text += f" · tokens per example {spread} · {t.total:,} in all" + (" (approx.)" if t.approx else "")
         lines.append(text)
     if plan.reports and plan.reports[0].format:
         lines.append(ANSWERS_ONLY if plan.options.mask_prompt else
                      TEXT_ONLY if plan.reports[0].format == "text" else PROMPTS_TOO)
     est = plan.estimate
     if est is None:
-        lines.append("Choose a base model for the memory estimate.")
+        lines.append("Choose a base model for exact token counts (approx. = 4 characters a token) "
+                     "and the memory estimate.")
         return "\n".join(lines)
     memory = f"Peak memory about {format_bytes(est.total_bytes)}"
     if est.budget_bytes:
@@ -266,6 +266,7 @@ class TuningPage(QWidget):
         self.problem_list = QListWidget()
         self.problem_list.setObjectName("problemList")
         self.problem_list.setMaximumHeight(120)
+        self.problem_list.setWordWrap(True)
         self.problem_list.hide()
         right.addWidget(self.problem_list)
         self.progress_bar = QProgressBar()
@@ -425,7 +426,7 @@ class TuningPage(QWidget):
     def _show_error(self, exc: BaseException) -> None:
         if isinstance(exc, NotAnMlxModel) and exc.twin:
             self.notice.show_message(f"{exc.message}. The catalog's MLX version of this model is {exc.twin}.",
-                                     action=f"Download {exc.twin}", on_action=lambda: self.fetch_base(exc.twin))
+                                     action="Download the MLX version", on_action=lambda: self.fetch_base(exc.twin))
         else:
             self.notice.show_message(error_text(exc))
 

@@ -151,7 +151,8 @@ def test_a_gguf_base_offers_its_mlx_twin_and_downloads_it(qtbot, page, blue_data
     qtbot.waitUntil(lambda: page.notice.isVisible(), timeout=20_000)
     message = page.notice.label.text()
     assert "GGUF file" in message and "needs an MLX model" in message and "Not a directory" not in message
-    assert page.notice.action_button.isVisible() and entry.mlx_repo in page.notice.action_button.text()
+    assert entry.mlx_repo in message and page.notice.action_button.isVisible()
+    assert page.notice.action_button.text() == "Download the MLX version"
     page.notice.action_button.click()
     qtbot.waitUntil(lambda: page.base_edit.text() == str(tiny_mlx), timeout=10_000)
     assert fetched == [entry.mlx_repo] and page.state == "idle" and "Downloaded" in page.progress_label.text()

@@ -153,8 +153,8 @@ def _check_chat(messages: Any, mask_prompt: bool | None) -> list[str]:
             found.append(f"message {i} content must be a string, not {_type_name(msg['content'])}")
     last = messages[-1].get("role") if isinstance(messages[-1], dict) else None
     if mask_prompt is not False and last in CHAT_ROLES and last != "assistant":
-        found.append(f"the last message is {last!r}: training on answers only learns the last message, "
-                     "so it must be the assistant's answer")
+        found.append(f"the last message is {last!r}: answers-only training learns the last message, "
+                     "so end with the assistant's answer")
     return found
 
 
