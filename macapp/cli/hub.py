@@ -1,4 +1,4 @@
-"""``macapp search | files``: GGUF models on the Hub, and whether each file fits this Mac."""
+"""``macapp search | files``: GGUF models on the Hub, and whether each file fits this machine."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from macapp.core.units import format_bytes, format_params, parse_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="find GGUF models on the Hub (no QUERY: curated picks for this Mac)",
-                       description="Search the Hub (HF_ENDPOINT) for GGUF repositories, most downloaded first. "
-                                   "Without QUERY: Orchard's curated models with the quant to get on this Mac "
-                                   "and whether it fits at 8k context (offline), the recommendation first.")
+    p = sub.add_parser("search", help="find GGUF models on the Hub (no QUERY: curated picks for this machine)",
+                       description="Search the Hub (HF_ENDPOINT) for GGUF repositories, most downloaded first; "
+                                   "when the Hub cannot be reached, the curated models matching QUERY instead "
+                                   "(rows with \"source\": \"catalog\" in --json). Without QUERY: Orchard's "
+                                   "curated models with the quant to get here, whether it fits at 8k context and "
+                                   "its expected speed (offline), the recommendation first: the largest model "
+                                   "that fits and answers at a readable pace (>= 10 tokens/s).")
     p.add_argument("query", metavar="QUERY", nargs="?")
     p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
                    help="with no QUERY: memory budget (e.g. 16G); default: this machine's")
@@ -38,14 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def search_cmd(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from macapp.core.models.hub import search_models
+    from macapp.core.models.hub import HubUnreachable, search_models
 
     if not args.query:
         return curated_cmd(args)
 
-    models = search_models(args.query, limit=args.limit)
+    try:
+        models = search_models(args.query, limit=args.limit)
+    except HubUnreachable as exc:
+        return _offline_search(args, exc)
     if args.json:
-        print_json([asdict(m) for m in models])
+        print_json([asdict(m) | {"source": "hub"} for m in models])
         return 0
     if not models:
         console().print(f"No GGUF repositories match {args.query!r}.")
@@ -112,31 +118,84 @@ def files_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def curated_cmd(args: argparse.Namespace) -> int:
+def _curated(budget: int | None):
+    """(this machine, its decode bandwidth, the budget, the catalog ordered for them)."""
     from macapp.core import hardware
-    from macapp.core.models.catalog import best_pick, recommend
+    from macapp.core.hardware.bandwidth import decode_bandwidth
+    from macapp.core.models.catalog import recommend
 
-    budget = args.budget if args.budget is not None else hardware.detect().budget_bytes
-    picks = recommend(budget, backend=hardware.default_backend())
-    best = best_pick(picks)
-    if args.json:
-        print_json({"budget_bytes": budget, "recommended": best.entry.id if best else None, "models": [
-            {"id": r.entry.id, "name": r.entry.name, "repo": r.entry.repo, "file": r.file.file, "quant": r.file.quant,
-             "parameters": r.entry.facts.parameters, "licence": r.entry.licence, "mlx_repo": r.entry.mlx_repo,
-             "verdict": r.verdict, "estimate": r.estimate.to_json()} for r in picks]})
-        return 0
+    hw = hardware.detect()
+    budget = budget if budget is not None else hw.budget_bytes
+    bandwidth = decode_bandwidth(hw)
+    return hw, bandwidth, budget, recommend(budget, backend=hw.gpu, decode_bandwidth=bandwidth.bytes_per_s)
+
+
+def _pick_json(r) -> dict:
+    return {"id": r.entry.id, "name": r.entry.name, "repo": r.entry.repo, "file": r.file.file, "quant": r.file.quant,
+            "parameters": r.entry.facts.parameters, "licence": r.entry.licence, "mlx_repo": r.entry.mlx_repo,
+            "verdict": r.verdict, "tokens_per_s": round(r.tokens_per_s, 1) if r.tokens_per_s else None,
+            "readable": r.readable, "estimate": r.estimate.to_json()}
+
+
+def _picks_table(picks, best, title: str):
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False, title=f"Curated models for a {format_bytes(budget)} budget at 8k context",
-                  title_justify="left")
-    for col in ("model", "params", "quant", "needs", "verdict", "repo"):
-        table.add_column(col, justify="right" if col in ("params", "needs") else "left")
+    from macapp.core.models.speed import format_speed
+
+    table = Table(box=None, pad_edge=False, title=title, title_justify="left")
+    for col in ("model", "params", "quant", "needs", "verdict", "speed", "repo"):
+        table.add_column(col, justify="right" if col in ("params", "needs", "speed") else "left")
     colours = {"fits": "green", "tight": "yellow", "too_big": "red"}
     for r in picks:
         name = r.entry.name + ("  [bold]← recommended[/bold]" if r is best else "")
+        speed = format_speed(r.tokens_per_s) if r.tokens_per_s else ""
         table.add_row(name, format_params(r.entry.facts.parameters), r.file.quant,
-                      format_bytes(r.estimate.total_bytes), f"[{colours[r.verdict]}]{r.verdict}[/]", r.entry.repo)
-    console().print(table)
+                      format_bytes(r.estimate.total_bytes), f"[{colours[r.verdict]}]{r.verdict}[/]",
+                      speed if r.readable else f"[yellow]{speed}[/]", r.entry.repo)
+    return table
+
+
+def curated_cmd(args: argparse.Namespace) -> int:
+    from macapp.core.models.catalog import best_pick
+    from macapp.core.models.speed import format_speed
+
+    hw, bandwidth, budget, picks = _curated(args.budget)
+    best = best_pick(picks)
+    if args.json:
+        print_json({"budget_bytes": budget, "decode_bandwidth": bandwidth.to_json(),
+                    "recommended": best.entry.id if best else None,
+                    "recommended_tokens_per_s": round(best.tokens_per_s, 1) if best and best.tokens_per_s else None,
+                    "models": [_pick_json(r) for r in picks]})
+        return 0
+    console().print(_picks_table(picks, best, f"Curated models for a {format_bytes(budget)} budget at 8k context"))
+    if best is not None and best.tokens_per_s:
+        console().print(f"Recommended: {best.entry.name} {best.file.quant}, {format_speed(best.tokens_per_s)} "
+                        f"on {hw.place} ({bandwidth.basis}).")
+    return 0
+
+
+def _offline_search(args: argparse.Namespace, exc: Exception) -> int:
+    """The Hub is unreachable: the curated models matching the query, with a note that says so."""
+    import sys
+
+    from macapp.core.models.catalog import best_pick, load_catalog, matching
+
+    _, _, budget, picks = _curated(None)
+    ids = {e.id for e in matching(load_catalog(), args.query)}
+    best = best_pick(picks)
+    shown = [r for r in picks if r.entry.id in ids][: args.limit]
+    note = f"{exc}: showing the curated models matching {args.query!r} instead."
+    if args.json:
+        print(f"warning: {note}", file=sys.stderr)
+        print_json([{"id": r.entry.repo, "downloads": None, "likes": None, "last_modified": None, "gated": False,
+                     "source": "catalog", "catalog": _pick_json(r)} for r in shown])
+        return 0
+    console().print(f"[yellow]{note}[/]")
+    if not shown:
+        console().print(f"No curated model matches {args.query!r}.")
+        return 0
+    console().print(_picks_table(shown, best, f"Curated models matching {args.query!r} "
+                                              f"({format_bytes(budget)} budget, 8k context)"))
     return 0
 
 

@@ -30,6 +30,11 @@ class Hardware:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def place(self) -> str:
+        """How text names this machine: "this Mac" on a Mac, "this computer" elsewhere."""
+        return "this Mac" if self.gpu == "metal" or self.os.startswith("macOS") else "this computer"
+
 
 def is_apple_silicon() -> bool:
     return platform.system() == "Darwin" and platform.machine() == "arm64"

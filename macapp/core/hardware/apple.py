@@ -7,6 +7,7 @@ only ``probe_mac()`` touches macOS (``sysctl`` and, when installed, mlx's Metal 
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 from dataclasses import dataclass
 
@@ -90,3 +91,49 @@ def probe_mac(available_bytes: int) -> MacMemory:
     names = ["hw.memsize", "machdep.cpu.brand_string", "iogpu.wired_limit_mb"]
     out = subprocess.run(["sysctl", *names], capture_output=True, text=True, timeout=5).stdout
     return memory_from_sysctl(parse_sysctl(out), available_bytes, metal_working_set())
+
+
+# Unified-memory bandwidth Apple publishes for each chip (GB/s). Where the figure depends on the
+# binned part (M3 Max, M4 Max) the entry is (cores of the smaller part, its GB/s, the full part's GB/s).
+PUBLISHED_BANDWIDTH_GBS: dict[str, float | tuple[int, float, float]] = {
+    "M1": 68.25, "M1 Pro": 200, "M1 Max": 400, "M1 Ultra": 800,
+    "M2": 100, "M2 Pro": 200, "M2 Max": 400, "M2 Ultra": 800,
+    "M3": 100, "M3 Pro": 150, "M3 Max": (14, 300, 400), "M3 Ultra": 819,
+    "M4": 120, "M4 Pro": 273, "M4 Max": (14, 410, 546),
+    "M5": 153,
+}
+# The share of that bandwidth llama.cpp's decode reaches on Metal, roughly, from its published Apple
+# Silicon results (7B Q4_0): the wide Max and Ultra buses are harder to fill than the base chips'.
+DECODE_SHARE = {"": 0.75, "Pro": 0.7, "Max": 0.6, "Ultra": 0.4}
+_CHIP = re.compile(r"\bM(\d+)(?:\s+(Pro|Max|Ultra))?\b")
+
+
+@dataclass(frozen=True)
+class ChipBandwidth:
+    chip: str  # the table's name for it: "M3 Max"
+    published_gbs: float
+    decode_share: float
+
+    @property
+    def decode_bytes_per_s(self) -> float:
+        """What a bandwidth-bound decode really streams per second on this chip (rough)."""
+        return self.published_gbs * 1e9 * self.decode_share
+
+
+def chip_bandwidth(brand: str, cpu_count: int = 0) -> ChipBandwidth | None:
+    """The published bandwidth of an Apple chip named by ``machdep.cpu.brand_string`` ("Apple M3 Max").
+
+    ``cpu_count`` tells a binned Max from the full one; None for a chip the table does not know.
+    """
+    match = _CHIP.search(brand)
+    if not match:
+        return None
+    tier = match.group(2) or ""
+    name = f"M{match.group(1)}" + (f" {tier}" if tier else "")
+    figure = PUBLISHED_BANDWIDTH_GBS.get(name)
+    if figure is None:
+        return None
+    if isinstance(figure, tuple):
+        binned_cores, binned, full = figure
+        figure = full if cpu_count > binned_cores else binned
+    return ChipBandwidth(name, float(figure), DECODE_SHARE[tier])

@@ -1,8 +1,9 @@
-"""The curated model catalog (``models/catalog.toml``): what Orchard offers, and what fits this Mac.
+"""The curated model catalog (``models/catalog.toml``): what Orchard offers, and what suits this machine.
 
 Every entry carries the architecture facts the memory estimate needs, so ``recommend`` works
 offline, before any GGUF header is read. The sizes there are approximate; the hub refines each
-estimate from the real header before a download.
+estimate from the real header before a download. With the machine's decode bandwidth, the
+recommendation also weighs how fast each model would answer (``speed``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from macapp.core.errors import UserError
 from macapp.core.models.estimate import MemoryEstimate, RuntimeSettings, estimate_memory
 from macapp.core.models.facts import ModelFacts, sliding_window_layers
 from macapp.core.models.quant_names import parse_quant_name
+from macapp.core.models.speed import decode_tokens_per_s, is_readable
 
 KINDS = ("chat", "code", "reasoning")
 PREFERRED_QUANT = "Q4_K_M"  # every entry must offer it; recommendations start from it
@@ -81,6 +83,12 @@ class Recommendation:
     estimate: MemoryEstimate  # of that quant at the requested context
     verdict: str  # fits | tight | too_big (of that quant)
     preferred_verdict: str  # the verdict of the entry's Q4_K_M, which decides the order
+    tokens_per_s: float | None = None  # expected decode speed of that quant here (None: bandwidth unknown)
+
+    @property
+    def readable(self) -> bool:
+        """Answers at a readable pace here (``speed.READABLE_TOKENS_PER_S``), or the speed is unknown."""
+        return is_readable(self.tokens_per_s)
 
 
 def catalog_path() -> Path:
@@ -228,15 +236,17 @@ def facts_for(entry: CatalogEntry, quant: str = PREFERRED_QUANT) -> ModelFacts:
     )
 
 
-def _choose(entry: CatalogEntry, estimates: dict[str, MemoryEstimate], budget: int) -> CatalogFile:
-    """Q4_K_M, or the biggest bigger quant that fits with room to spare (<= ROOM of the budget),
-    or, when Q4_K_M is too big, the biggest smaller quant that fits."""
+def _choose(entry: CatalogEntry, estimates: dict[str, MemoryEstimate], budget: int,
+            speeds: dict[str, float | None]) -> CatalogFile:
+    """Q4_K_M, or the biggest bigger quant that fits with room to spare (<= ROOM of the budget) and
+    still answers at a readable pace, or, when Q4_K_M is too big, the biggest smaller quant that fits."""
     base = entry.file_for(PREFERRED_QUANT)
     assert base is not None  # load_catalog guarantees it
     by_size = sorted(entry.files, key=lambda f: f.approx_bytes, reverse=True)
     for f in by_size:
         est = estimates[f.quant]
-        if f.approx_bytes > base.approx_bytes and est.verdict == "fits" and est.gpu_bytes <= ROOM * budget:
+        if (f.approx_bytes > base.approx_bytes and est.verdict == "fits" and est.gpu_bytes <= ROOM * budget
+                and is_readable(speeds[f.quant])):
             return f
     if estimates[base.quant].verdict != "too_big":
         return base
@@ -245,30 +255,56 @@ def _choose(entry: CatalogEntry, estimates: dict[str, MemoryEstimate], budget: i
 
 
 def recommend(budget_bytes: int, backend: str = "metal", ctx: int = 8192,
-              entries: list[CatalogEntry] | None = None) -> list[Recommendation]:
-    """Every catalog entry with the quant to offer on a Mac with ``budget_bytes`` at ``ctx`` tokens.
+              entries: list[CatalogEntry] | None = None,
+              decode_bandwidth: float | None = None) -> list[Recommendation]:
+    """Every catalog entry with the quant to offer on a machine with ``budget_bytes`` at ``ctx`` tokens.
 
-    Order: entries whose Q4_K_M fits (not merely "tight") first, biggest parameter count first, then
-    ``rank``; then the ones that only fit tightly (or at a smaller quant); the too-big ones last. The
-    first item is "Recommended for this Mac" when its ``preferred_verdict`` is "fits".
+    Args:
+        budget_bytes: what a model may use (``Hardware.budget_bytes``).
+        backend: "metal" or "cpu" (``hardware.default_backend()``).
+        ctx: the context the memory estimate is for.
+        entries: the catalog (default: the shipped one).
+        decode_bandwidth: weight bytes a decode reads per second here
+            (``hardware.bandwidth.decode_bandwidth``); None to judge by memory alone.
+
+    Order: entries whose Q4_K_M fits well (not merely "tight") and that answer at a readable pace
+    first, biggest parameter count first, then ``rank``; then those that fit but answer slowly,
+    fastest first; then the ones that only fit tightly (or at a smaller quant); the too-big ones last.
     """
     out = []
     for entry in entries if entries is not None else load_catalog():
         settings = RuntimeSettings(n_ctx=min(ctx, entry.facts.context_length), backend=backend)
         estimates = {f.quant: estimate_memory(facts_for(entry, f.quant), settings, budget_bytes) for f in entry.files}
-        chosen = _choose(entry, estimates, budget_bytes)
+        speeds = {q: decode_tokens_per_s(e.weights_bytes, decode_bandwidth) if decode_bandwidth else None
+                  for q, e in estimates.items()}
+        chosen = _choose(entry, estimates, budget_bytes, speeds)
         est = estimates[chosen.quant]
         out.append(Recommendation(entry, chosen, est, est.verdict or "too_big",
-                                  estimates[PREFERRED_QUANT].verdict or "too_big"))
+                                  estimates[PREFERRED_QUANT].verdict or "too_big", speeds[chosen.quant]))
 
-    def order(r: Recommendation) -> tuple[int, int, int, str]:
-        group = 0 if r.preferred_verdict == "fits" else 1 if r.verdict != "too_big" else 2
-        return group, -r.entry.facts.parameters, r.entry.rank, r.entry.id
+    def order(r: Recommendation) -> tuple[int, float, int, str]:
+        if r.preferred_verdict == "fits":
+            if r.readable:
+                return 0, -r.entry.facts.parameters, r.entry.rank, r.entry.id
+            return 1, -(r.tokens_per_s or 0.0), r.entry.rank, r.entry.id
+        return 2 if r.verdict != "too_big" else 3, -r.entry.facts.parameters, r.entry.rank, r.entry.id
 
     return sorted(out, key=order)
 
 
 def best_pick(picks: list[Recommendation]) -> Recommendation | None:
-    """"Recommended for this Mac": the first of ``recommend()``'s list when its Q4_K_M fits well (not
-    merely "tight", not only at a smaller quant); None when no entry's does."""
+    """"Recommended for this machine": the first of ``recommend()``'s list when its Q4_K_M fits well
+    (not merely "tight", not only at a smaller quant); None when no entry's does.
+
+    That is the largest model that fits and answers at a readable pace, or, where none is that fast,
+    the fastest one that fits (its expected speed says how slow).
+    """
     return picks[0] if picks and picks[0].preferred_verdict == "fits" else None
+
+
+def matching(entries: list[CatalogEntry], query: str) -> list[CatalogEntry]:
+    """The entries whose id, name, repos, family or kind contain every word of ``query`` (any case)."""
+    words = query.lower().split()
+    def text(e: CatalogEntry) -> str:
+        return " ".join((e.id, e.name, e.repo, e.mlx_repo, e.family, e.kind)).lower()
+    return [e for e in entries if all(w in text(e) for w in words)]

@@ -48,6 +48,11 @@ def safe_repo_path(name: str) -> PurePosixPath:
 _reachable_until: dict[str, float] = {}
 
 
+class HubUnreachable(UserError):
+    """The Hub cannot be reached at all (offline, DNS, refused, timed out): callers may fall back
+    to what works offline, such as the curated catalog."""
+
+
 def ensure_reachable(timeout: float = 3.0) -> None:
     """Fail in seconds, not after the client's retry back-off (~25 s), when the Hub can't be reached.
 
@@ -65,8 +70,8 @@ def ensure_reachable(timeout: float = 3.0) -> None:
             pass
     except OSError as exc:
         reason = "offline?" if isinstance(exc, socket.gaierror) else exc.strerror or type(exc).__name__
-        raise UserError(f"cannot reach the Hub at {url} ({reason})",
-                        hint="check the network, or set HF_ENDPOINT") from None
+        raise HubUnreachable(f"cannot reach the Hub at {url} ({reason})",
+                             hint="check the network, or set HF_ENDPOINT") from None
     _reachable_until[url] = time.monotonic() + 60
 
 
@@ -91,7 +96,7 @@ def hub_errors(what: str) -> Iterator[None]:
         raise UserError(f"{what}: the Hub answered HTTP {status}", hint="try again later") from None
     except Exception as exc:
         if is_network_error(exc):
-            raise UserError(f"{what}: cannot reach the Hub at {endpoint()} ({type(exc).__name__})") from None
+            raise HubUnreachable(f"{what}: cannot reach the Hub at {endpoint()} ({type(exc).__name__})") from None
         raise
 
 
