@@ -1,12 +1,15 @@
-"""ChatSession and plan_context with a real engine and a real store."""
+"""ChatSession and plan_context with a real engine and store; a scripted FakeEngine where the words matter."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from macapp.core.chat.session import ChatSession, ContextPlan, plan_context
 from macapp.core.chat.store import ChatStore
 from macapp.core.engines.base import GenerationChunk, SamplingSettings
+from macapp.core.engines.fake import FakeEngine
 from macapp.core.engines.llama_engine import LlamaCppEngine
 from macapp.core.errors import UserError
 from macapp.core.models.estimate import RuntimeSettings
@@ -114,28 +117,42 @@ def test_closing_the_stream_early_marks_the_answer_cancelled(model_path):
     assert reply.role == "assistant" and reply.status == "cancelled" and reply.content == chunk.text
 
 
-def test_regenerate_and_edit_keep_versions(model_path):
-    engine = loaded(model_path, 1024)
+def fake(*answers: str) -> FakeEngine:
+    """A loaded FakeEngine with ``answers`` queued (each streamed word by word)."""
+    engine = FakeEngine()
+    for _ in engine.load():
+        pass
+    for answer in answers:
+        engine.enqueue(re.findall(r"\S+\s*", answer))
+    return engine
+
+
+def test_regenerate_and_edit_keep_versions():
+    engine = fake("Hello to you.", "Hi again.", "A document is a file.")
     store = ChatStore()
     session = ChatSession(engine, store, sampling=SamplingSettings(temperature=1.0, max_tokens=12))
     _, first = run_turn(session.send("hello world"))
     _, again = run_turn(session.regenerate())
     assert again.message.id != first.message.id and again.message.version_count == 2
-    assert [m.id for m in store.versions(again.message.id)] == [first.message.id, again.message.id]
+    versions = store.versions(again.message.id)
+    assert [(m.id, m.content) for m in versions] == [(first.message.id, "Hello to you."),
+                                                      (again.message.id, "Hi again.")]
     user = store.thread(session.conversation_id)[0]
     _, edited = run_turn(session.edit_and_resend(user.id, "what is a document?"))
     thread = store.thread(session.conversation_id)
     assert thread[0].content == "what is a document?" and thread[-1].id == edited.message.id
+    assert thread[-1].content == "A document is a file."
+    assert engine.prompts[-1] == [{"role": "user", "content": "what is a document?"}]  # not the old branch
     assert store.get_message(user.id).content == "hello world"  # the old branch is still there
     with pytest.raises(UserError):
         run_turn(session.send("   "))
 
 
-def test_regenerate_does_not_show_the_model_its_old_answer(model_path):
-    engine = loaded(model_path, 1024)
-    session = ChatSession(engine, ChatStore(), sampling=SamplingSettings(seed=4, max_tokens=12))
+def test_regenerate_does_not_show_the_model_its_old_answer():
+    engine = fake("First answer.", "Second answer.")
+    session = ChatSession(engine, ChatStore(), system_prompt="Be brief.")
     _, first = run_turn(session.send("hello world"))
-    events, again = run_turn(session.regenerate())
-    plan = events[0]
-    assert [m["role"] for m in plan.messages] == ["user"]
-    assert again.result.prompt_tokens == first.result.prompt_tokens
+    _, again = run_turn(session.regenerate())
+    assert engine.prompts[0] == engine.prompts[1] == [{"role": "system", "content": "Be brief."},
+                                                      {"role": "user", "content": "hello world"}]
+    assert again.result.prompt_tokens == first.result.prompt_tokens and again.message.content == "Second answer."

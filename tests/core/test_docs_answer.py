@@ -11,6 +11,7 @@ from macapp.core.docs.answer import ask, find_passages, grounded_prompt, label_c
 from macapp.core.docs.index import DocumentIndex
 from macapp.core.docs.retrieve import Passage
 from macapp.core.engines.base import SamplingSettings
+from macapp.core.engines.fake import FakeEngine
 from macapp.core.engines.llama_engine import LlamaCppEngine
 from macapp.core.models.estimate import RuntimeSettings
 from macapp.core.models.tiny_gguf import write_tiny_gguf
@@ -97,20 +98,42 @@ def test_ask_says_so_when_nothing_is_relevant_without_calling_the_model(collecti
     assert "couldn't find anything" in answer.text
 
 
-def test_a_chat_with_documents_attached_grounds_and_saves_citations(collection, engine, monkeypatch):
+def test_ask_labels_the_passages_the_answer_cites(collection):
+    engine = FakeEngine()
+    drain(engine.load())
+    engine.enqueue(["Beekeepers puff smoke", " at the entrance [1]", " and pray [9]."])
+    _, answer = drain(ask("Notes", "how do you calm the bees?", engine, index=collection, system_prompt="Be brief."))
+    cited = answer.passages[0]
+    assert answer.raw_text == "Beekeepers puff smoke at the entrance [1] and pray [9]."
+    assert answer.text == f"Beekeepers puff smoke at the entrance [{cited.file}, p. {cited.page}] and pray ."
+    assert [(c.number, c.file, c.page) for c in answer.citations] == [(1, "notes.pdf", cited.page)]
+    system, user = engine.prompts[0]
+    assert system == {"role": "system", "content": "Be brief."}
+    assert user["content"] == grounded_prompt("how do you calm the bees?", answer.passages)
+
+
+def test_a_chat_with_documents_attached_grounds_and_saves_citations(collection, monkeypatch):
     import macapp.core.docs.answer as grounding
 
+    engine = FakeEngine()
+    drain(engine.load())
+    engine.enqueue(["Smoke", " calms", " them [1]."])
     store = ChatStore()
     conv = store.create_conversation()
     store.update_conversation(conv.id, collection="Notes")
     session = ChatSession(engine, store, conv.id, sampling=SamplingSettings(seed=2, max_tokens=8))
-    # the tiny model can't cite by itself: make the retrieval run against the test index
+    # the store keeps only the collection's name: make the retrieval run against the test index
     real = grounding.context_passages
     monkeypatch.setattr(grounding, "context_passages", lambda *a, **kw: real(*a, **kw, index=collection))
     events, turn = drain(session.send("how do you calm the bees?"))
-    assert isinstance(events[0], list) and events[0][0].page == 1
-    assert turn.plan.prompt_tokens > 100  # the grounded prompt, not just the question
+    passages = events[0]
+    assert isinstance(passages, list) and passages[0].page == 1
+    assert engine.prompts[0][-1]["content"] == grounded_prompt("how do you calm the bees?", passages)
+    assert turn.plan.prompt_tokens == engine.count_chat_tokens(engine.prompts[0])
     stored = store.thread(conv.id)
     assert stored[0].content == "how do you calm the bees?"  # history keeps what the user typed
+    assert stored[1].content == "Smoke calms them [1]."
+    assert [(c["number"], c["file"], c["page"]) for c in stored[1].citations] == [(1, "notes.pdf", passages[0].page)]
     _, nothing = drain(session.send("quarterly revenue of a software company"))
     assert "couldn't find anything" in nothing.message.content and nothing.result.completion_tokens == 0
+    assert len(engine.prompts) == 1  # nothing found: the model was not asked
