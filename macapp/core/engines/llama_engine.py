@@ -255,8 +255,12 @@ class LlamaCppEngine:
         self.template_notice = rendered.notice
         return rendered
 
+    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The tokens llama.cpp gets for ``messages`` and the assistant cue (with BOS when the model adds one)."""
+        return self._tokenize_prompt(self.render(messages).text, reuse=False)
+
     def count_chat_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return len(self._tokenize_prompt(self.render(messages).text, reuse=False))
+        return len(self.prompt_tokens(messages))
 
     def _tokenize_prompt(self, text: str, reuse: bool = True) -> list[int]:
         """Tokens for a whole prompt; past the last exchange only the new text is tokenized."""
