@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.downloads_panel import DownloadsPanel
-from macapp.ui.hub_jobs import load_recommendations, search_hub
+from macapp.ui.hub_jobs import CuratedPicks, load_recommendations, search_hub
 from macapp.ui.hub_widgets import ModelRow, RepoDelegate, RepoListModel, RowList
 from macapp.ui.labels import make_label as _label
 from macapp.ui.notice import Notice
@@ -60,6 +60,7 @@ class DiscoverPage(QWidget):
         self._latest: dict[str, object] = {}  # kind of work -> the signals of its newest worker
         self._jobs: dict[JobKey, str] = {}  # job state by what it downloads
         self._query = ""
+        self._picks: list[Recommendation] = []  # the curated list on screen, in row order
 
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 18, 24, 18)
@@ -106,7 +107,8 @@ class DiscoverPage(QWidget):
         lay = QVBoxLayout(view)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(6)
-        lay.addWidget(_label("Recommended for this Mac", "sectionTitle"))
+        self.recommend_title = _label("Recommended for this Mac", "sectionTitle")
+        lay.addWidget(self.recommend_title)
         self.recommend_note = _label("", "muted")
         self.recommend_note.setWordWrap(True)
         lay.addWidget(self.recommend_note)
@@ -125,7 +127,7 @@ class DiscoverPage(QWidget):
         self.back_button = QPushButton("← Recommended")
         self.back_button.setObjectName("flat")
         self.back_button.setToolTip("Back to the models recommended for this Mac")
-        self.back_button.clicked.connect(self.show_recommendations)
+        self.back_button.clicked.connect(lambda: self.show_recommendations())
         self.results_label = _label("", "sectionTitle")
         top.addWidget(self.back_button)
         top.addWidget(self.results_label, 1)
@@ -199,8 +201,9 @@ class DiscoverPage(QWidget):
     def apply_hardware(self, hardware: Hardware) -> None:
         """This Mac's budget is known (or changed): order the curated models for it, re-estimate the files."""
         self._hardware = hardware
+        self.recommend_title.setText(f"Recommended for {hardware.place}")
         self._update_status()
-        worker = Worker(load_recommendations, hardware.budget_bytes, self.backend)
+        worker = Worker(load_recommendations, hardware)
         self._latest["recommend"] = worker.signals
         worker.signals.returned.connect(self._show_recommended)
         worker.signals.errored.connect(self._on_recommend_failed)
@@ -224,18 +227,25 @@ class DiscoverPage(QWidget):
         return self.sender() is self._latest.get(kind)
 
     # --- recommendations -----------------------------------------------------------------------
-    def _show_recommended(self, picks: list[Recommendation]) -> None:
+    def _show_recommended(self, curated: CuratedPicks) -> None:
         if not self._is_latest("recommend"):
             return
+        picks = curated.picks
+        self._picks = picks
         self.recommended.clear("" if picks else "The model catalog is empty.")
         from macapp.core.models.catalog import best_pick  # off the start-up path (tomllib, estimate)
+        from macapp.core.models.speed import READABLE_TOKENS_PER_S, format_speed
 
         best = best_pick(picks)
+        place = self._hardware.place if self._hardware else "this computer"
         for pick in picks:
             entry, file = pick.entry, pick.file
-            subtitle = " · ".join((f"{format_params(entry.facts.parameters)} parameters", file.quant,
+            speed = [f"{format_speed(pick.tokens_per_s)} here"] if pick.tokens_per_s else []
+            subtitle = " · ".join((f"{format_params(entry.facts.parameters)} parameters", file.quant, *speed,
                                    f"{format_bytes(file.approx_bytes)} download", entry.licence))
             row = ModelRow(entry.name, subtitle, (entry.repo, (file.file,)), best=pick is best)
+            row.badge.setToolTip(f"The model that suits {place} best: the largest that fits its memory well and "
+                                 f"answers at a readable pace (at least {READABLE_TOKENS_PER_S:.0f} tokens/s)")
             row.title.setToolTip(f"{entry.name}\n{entry.repo}" + (f"\n{entry.note}" if entry.note else ""))
             row.subtitle.setToolTip(f"{entry.repo} · {file.file}\nLicence: {entry.licence}")
             row.set_estimate(pick.estimate)
@@ -244,9 +254,11 @@ class DiscoverPage(QWidget):
             row.downloadClicked.connect(lambda e=entry, f=file: self.download(e.repo, [f.file]))
             self.recommended.add_row(row)
             row.set_job_state(self._jobs.get(row.key))
-        self.recommend_note.setText(f"Curated instruct models, estimated for an 8k-token chat within this Mac's "
-                                    f"{format_bytes(self.budget)} model budget. Each shows the largest "
-                                    f"quantization that fits well.")
+        self.recommend_note.setText(f"Curated instruct models, estimated for an 8k-token chat within {place}'s "
+                                    f"{format_bytes(self.budget)} model budget, with the speed each would answer "
+                                    f"at here. Each shows the largest quantization that fits well.")
+        self.recommend_note.setToolTip(f"Speeds are rough: decode reads every weight once per token "
+                                       f"({curated.bandwidth.basis}).")
         self.recommendationsShown.emit()
 
     def _on_recommend_failed(self, exc: BaseException) -> None:
@@ -254,7 +266,17 @@ class DiscoverPage(QWidget):
             self.recommended.show_placeholder("")
             self.notice.show_message(sentence(error_text(exc)))
 
-    def show_recommendations(self) -> None:
+    def show_recommendations(self, matching_query: str = "") -> None:
+        """The curated list; with ``matching_query``, only the entries that match it (the offline search)."""
+        from macapp.core.models.catalog import matching  # off the start-up path
+
+        keep = {e.id for e in matching([p.entry for p in self._picks], matching_query)}
+        for row, pick in zip(self.recommended.rows, self._picks, strict=False):
+            row.setVisible(pick.entry.id in keep)
+        if self._picks and not keep:
+            self.recommended.show_placeholder(f"No curated model matches “{matching_query}”.")
+        elif self._picks:
+            self.recommended.show_placeholder("")
         self.views.setCurrentWidget(self.recommend_view)
         self._update_status()
 
@@ -292,8 +314,15 @@ class DiscoverPage(QWidget):
 
     def _on_search_failed(self, exc: BaseException) -> None:
         if self._is_latest("search"):
+            from macapp.core.models.hub import HubUnreachable
+
             self._update_status()
-            self.notice.show_message(sentence(error_text(exc)))
+            if isinstance(exc, HubUnreachable) and self._picks:  # offline: the catalog still answers
+                self.show_recommendations(self._query)
+                self.notice.show_message(f"{sentence(error_text(exc)).rstrip('.')}. Showing the curated models "
+                                         f"matching “{self._query}”.")
+            else:
+                self.notice.show_message(sentence(error_text(exc)))
             self.searchFinished.emit()
 
     def select_repo(self, row: int) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from macapp.core.errors import UserError
 
 if TYPE_CHECKING:
+    from macapp.core.hardware import Hardware
+    from macapp.core.hardware.bandwidth import DecodeBandwidth
     from macapp.core.models.catalog import Recommendation
     from macapp.core.models.estimate import MemoryEstimate
     from macapp.core.models.facts import ModelFacts
@@ -43,11 +45,24 @@ def estimate_at_discover_ctx(facts: ModelFacts, budget: int | None, backend: str
     return estimate_memory(facts, RuntimeSettings(n_ctx=n_ctx, backend=backend), budget)
 
 
-def load_recommendations(budget: int, backend: str) -> list[Recommendation]:
-    """Worker function: the curated catalog ordered for this Mac (offline)."""
+@dataclass(frozen=True)
+class CuratedPicks:
+    """The curated catalog ordered for a machine, and the decode bandwidth its speeds come from."""
+
+    picks: list[Recommendation]
+    bandwidth: DecodeBandwidth
+
+
+def load_recommendations(hardware: Hardware) -> CuratedPicks:
+    """Worker function: the curated catalog ordered for this machine's memory and speed (offline;
+    on a machine without Metal the first call measures its memory bandwidth, ~0.3 s, then it is cached)."""
+    from macapp.core.hardware.bandwidth import decode_bandwidth
     from macapp.core.models.catalog import recommend
 
-    return recommend(budget, backend=backend, ctx=DISCOVER_CTX)
+    bandwidth = decode_bandwidth(hardware)
+    picks = recommend(hardware.budget_bytes, backend=hardware.gpu, ctx=DISCOVER_CTX,
+                      decode_bandwidth=bandwidth.bytes_per_s)
+    return CuratedPicks(picks, bandwidth)
 
 
 def search_hub(query: str) -> list[HubModel]:

@@ -1,9 +1,10 @@
-"""The first-run welcome: this Mac's chip, memory and model budget, and the one model to start with.
+"""The first-run welcome: this machine's chip, memory and model budget, and the one model to start with.
 
 The window shows it over the pages until the person answers (download the pick, browse the
 catalog, or skip); the answer is saved as ``Settings.welcome_done``. The screen does not probe
 the machine itself: the window hands it the Models page's ``hardwareDetected`` answer (or says
-the probe failed), and the catalog is ordered for that budget in a Worker.
+the probe failed), and the catalog is ordered for that budget and that machine's speed in a
+Worker. The pick shows how fast it would answer here.
 """
 
 from __future__ import annotations
@@ -23,18 +24,21 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.core.units import format_bytes, format_params
-from macapp.ui.hub_jobs import DISCOVER_CTX, load_recommendations
+from macapp.ui.hub_jobs import DISCOVER_CTX, CuratedPicks, load_recommendations
 from macapp.ui.labels import make_label as _label
 from macapp.ui.memory_bar import VERDICT_WORDS, MemoryBar, verdict_color
 from macapp.ui.worker import Worker, error_text
 
 if TYPE_CHECKING:
     from macapp.core.hardware import Hardware
+    from macapp.core.hardware.bandwidth import DecodeBandwidth
     from macapp.core.models.catalog import Recommendation
 
 CARD_WIDTH = 640
-MEASURING = "Measuring this Mac's memory…"
-CHOOSING = "Finding the best model for this Mac…"
+MEASURING = "Measuring memory and speed…"
+CHOOSING = "Finding the best model to start with…"
+LEAD = ("Chat with open-weight language models on {place}. Everything runs here: your prompts and documents "
+        "never leave it.")
 PROBE_FAILED = ("Orchard could not measure this Mac's memory, so it cannot recommend a model. "
                 "Browse the catalog instead: every model there shows the memory it needs.")
 
@@ -106,11 +110,12 @@ class WelcomeScreen(QWidget):
         lay.setContentsMargins(32, 28, 32, 24)
         lay.setSpacing(10)
         lay.addWidget(_label("Welcome to Orchard", "welcomeTitle"))
-        lay.addWidget(_label("Chat with open-weight language models on this Mac. Everything runs here: "
-                             "your prompts and documents never leave it.", "welcomeLead", wrap=True))
+        self.lead_label = _label(LEAD.format(place="this Mac"), "welcomeLead", wrap=True)
+        lay.addWidget(self.lead_label)
         lay.addSpacing(8)
 
-        lay.addWidget(_label("This Mac", "sectionTitle"))
+        self.machine_title = _label("This Mac", "sectionTitle")
+        lay.addWidget(self.machine_title)
         facts = QGridLayout()
         facts.setHorizontalSpacing(10)
         self.chip_fact, self.memory_fact, self.budget_fact = _Fact("Chip"), _Fact("Memory"), _Fact("Model budget")
@@ -173,7 +178,7 @@ class WelcomeScreen(QWidget):
         self.name_label = _label("", "welcomeModel")
         top.addWidget(self.name_label)
         badge = _label("Best pick", "bestBadge")
-        badge.setToolTip("The largest curated model that fits this Mac's memory well")
+        self.badge = badge
         badge.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         top.addWidget(badge, 0, Qt.AlignmentFlag.AlignVCenter)
         top.addStretch(1)
@@ -181,6 +186,8 @@ class WelcomeScreen(QWidget):
         self.facts_label = _label("", "muted", wrap=True)
         self.facts_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.facts_label)
+        self.speed_label = _label("", "welcomeSpeed", wrap=True)
+        lay.addWidget(self.speed_label)
         lay.addSpacing(4)
         memory = QHBoxLayout()
         memory.setSpacing(12)
@@ -215,6 +222,8 @@ class WelcomeScreen(QWidget):
         """This Mac is known: show it and order the catalog for its budget (in a Worker)."""
         self.hardware = hardware
         metal = hardware.gpu == "metal"
+        self.lead_label.setText(LEAD.format(place=hardware.place))
+        self.machine_title.setText(hardware.place[0].upper() + hardware.place[1:])
         self.chip_fact.value.setText(hardware.chip)
         self.chip_fact.value.setToolTip(f"{hardware.os} · {hardware.cpu_count} cores")
         self.memory_fact.value.setText(format_bytes(hardware.total_bytes))
@@ -234,7 +243,7 @@ class WelcomeScreen(QWidget):
             self.hardware_note.setText(f"No Metal GPU here: models run on the CPU, within the "
                                        f"{format_bytes(hardware.budget_bytes)} of memory available now.")
         self._show_status(CHOOSING)
-        worker = Worker(load_recommendations, hardware.budget_bytes, "metal" if metal else "cpu")
+        worker = Worker(load_recommendations, hardware)
         self._latest = worker.signals
         worker.signals.returned.connect(self._show_picks)
         worker.signals.errored.connect(self._on_failed)
@@ -260,15 +269,16 @@ class WelcomeScreen(QWidget):
         self.error_label.setText(text)
         self.error_label.setVisible(bool(text))
 
-    def _show_picks(self, picks: list[Recommendation]) -> None:
+    def _show_picks(self, curated: CuratedPicks) -> None:
         if self.sender() is not self._latest:
             return
         from macapp.core.models.catalog import best_pick  # off the start-up path (tomllib, estimate)
 
-        pick = best_pick(picks)
+        pick = best_pick(curated.picks)
+        place = self.hardware.place if self.hardware else "this computer"
         if pick is None:
             budget = format_bytes(self.hardware.budget_bytes) if self.hardware else "its"
-            self._show_status(f"No curated model fits this Mac's {budget} model budget well right now. "
+            self._show_status(f"No curated model fits {place}'s {budget} model budget well right now. "
                               f"Quit other apps to free memory, or browse the catalog for a smaller model.")
             self.recommendationShown.emit()
             return
@@ -279,6 +289,7 @@ class WelcomeScreen(QWidget):
         self.facts_label.setText(" · ".join((f"{format_params(entry.facts.parameters)} parameters", file.quant,
                                              f"{format_bytes(file.approx_bytes)} download",
                                              f"licence: {entry.licence}")))
+        self._show_speed(pick, curated.bandwidth, place)
         self.bar.set_estimate(est)
         self.estimate_label.setText(f"needs about {format_bytes(est.total_bytes)} of {format_bytes(est.budget_bytes)}")
         self.estimate_label.setToolTip(f"Estimated for a {DISCOVER_CTX // 1024}k-token chat: weights, "
@@ -295,6 +306,23 @@ class WelcomeScreen(QWidget):
         self.browse_button.setObjectName("")
         self.browse_button.style().polish(self.browse_button)
         self.recommendationShown.emit()
+
+    def _show_speed(self, pick: Recommendation, bandwidth: DecodeBandwidth, place: str) -> None:
+        from macapp.core.models.speed import READABLE_TOKENS_PER_S, format_speed
+
+        self.badge.setToolTip(f"The largest curated model that fits {place}'s memory well and answers at a "
+                              f"readable pace (at least {READABLE_TOKENS_PER_S:.0f} tokens/s)")
+        if pick.tokens_per_s is None:
+            self.speed_label.hide()
+            return
+        speed = f"{format_speed(pick.tokens_per_s)} on {place}"
+        self.speed_label.setText(f"Answers at {speed}" if pick.readable else
+                                 f"Answers at {speed}: slower than reading pace, but the fastest curated "
+                                 f"model that fits here")
+        weights = format_bytes(pick.estimate.weights_bytes)
+        self.speed_label.setToolTip(f"Rough decode speed: each token reads all {weights} of weights "
+                                    f"({bandwidth.basis})")
+        self.speed_label.show()
 
     def _on_failed(self, exc: BaseException) -> None:
         if self.sender() is self._latest:

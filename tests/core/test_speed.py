@@ -4,6 +4,8 @@ answers at a readable pace (supplied machines: an M3 8 GB, an M3 Max 64 GB, a 2-
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -139,6 +141,21 @@ def test_the_copy_bandwidth_is_measured_once_and_cached(monkeypatch):
     assert bandwidth.cached_copy_bandwidth(box) == 12e9 and len(calls) == 2  # a broken cache is measured again
     assert json.loads((paths.cache_dir() / "memory-bandwidth.json").read_text()) == {"AMD EPYC|2|25769803776": 12e9}
     assert decode_bandwidth(box) == cpu_decode_bandwidth(12e9, 2)
+
+
+def test_two_asking_at_once_share_one_measurement(monkeypatch):
+    calls = []
+
+    def slow_measure() -> float:
+        calls.append(1)
+        time.sleep(0.2)
+        return 10e9 + len(calls)  # a second measurement would differ
+
+    monkeypatch.setattr(bandwidth, "measure_copy_bandwidth", slow_measure)
+    monkeypatch.setattr(bandwidth, "_measured", {})
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: decode_bandwidth(cpu_box()).bytes_per_s, range(2)))
+    assert len(calls) == 1 and results[0] == results[1]
 
 
 def test_a_real_copy_measures_something_plausible():

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from macapp.core.models.catalog import recommend
+from macapp.core.hardware.bandwidth import decode_bandwidth
+from macapp.core.models.catalog import load_catalog, matching, recommend
 from macapp.core.models.estimate import RuntimeSettings, estimate_memory
 from macapp.core.models.library import model_facts
+from macapp.core.models.speed import format_speed
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.hub_widgets import REPO_STATS_ROLE
@@ -70,14 +72,16 @@ def test_recommendations_before_any_search(qtbot, window_factory, fake_hub, big_
     window, page = open_discover(qtbot, window_factory)
     assert page.views.currentWidget() is page.recommend_view
     hw = window.models_page.hardware
-    picks = recommend(hw.budget_bytes, backend=page.backend, ctx=8192)
+    speed = decode_bandwidth(hw).bytes_per_s  # this machine's, as the page's worker finds it
+    picks = recommend(hw.budget_bytes, backend=page.backend, ctx=8192, decode_bandwidth=speed)
     rows = page.recommended.rows
     assert [r.title.full_text() for r in rows] == [p.entry.name for p in picks]
     best, pick = rows[0], picks[0]
     is_best = pick.verdict == "fits"
     assert best.badge.isVisibleTo(best) == is_best and best.property("best") == is_best
     assert not any(r.badge.isVisibleTo(r) for r in rows[1:])
-    for part in (format_params(pick.entry.facts.parameters), pick.file.quant, pick.entry.licence):
+    for part in (format_params(pick.entry.facts.parameters), pick.file.quant, pick.entry.licence,
+                 f"{format_speed(pick.tokens_per_s)} here"):
         assert part in best.subtitle.full_text()
     assert best.memory_label.text() == format_bytes(pick.estimate.total_bytes)
     assert best.bar.verdict == pick.verdict and best.verdict_label.text()
@@ -87,7 +91,7 @@ def test_recommendations_before_any_search(qtbot, window_factory, fake_hub, big_
     small = replace(hw, budget_bytes=3 << 30)
     with qtbot.waitSignal(page.recommendationsShown, timeout=15_000):
         window.models_page.apply_hardware(small)
-    expected = recommend(small.budget_bytes, backend=page.backend, ctx=8192)
+    expected = recommend(small.budget_bytes, backend=page.backend, ctx=8192, decode_bandwidth=speed)
     assert [r.title.full_text() for r in page.recommended.rows] == [p.entry.name for p in expected]
     assert [r.bar.verdict for r in page.recommended.rows] == [p.verdict for p in expected]
 
@@ -265,3 +269,14 @@ def test_searching_offline_shows_one_readable_message(qtbot, window_factory):
     assert page.repo_model.rowCount() == 0
     assert "Searching" not in page.status_label.text()
     assert page.search_box.isEnabled()
+    # The catalog still answers: only its entries matching the query are shown, and the notice says so.
+    assert text.endswith("Showing the curated models matching “llama”.")
+    assert page.views.currentWidget() is page.recommend_view
+    shown = [r.title.full_text() for r in page.recommended.rows if r.isVisibleTo(page)]
+    expected = [e.name for e in matching(load_catalog(), "llama")]
+    assert sorted(shown) == sorted(expected) and 0 < len(shown) < len(page.recommended.rows)
+    search(qtbot, page, "no-such-model")
+    assert not any(r.isVisibleTo(page) for r in page.recommended.rows)
+    assert page.recommended.placeholder.text() == "No curated model matches “no-such-model”."
+    page.search_box.clear()  # an empty search box brings the whole list back
+    assert all(r.isVisibleTo(page) for r in page.recommended.rows) and not page.recommended.placeholder.isVisible()

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from macapp.core.hardware import Hardware, apple
 
@@ -29,6 +31,7 @@ CPU_DECODE_SHARE = 0.5
 PER_CORE_DECODE_BYTES_S = 4e9
 _CACHE_NAME = "memory-bandwidth.json"
 _measured: dict[str, float] = {}  # this process's measurements, by machine key
+_measuring = threading.Lock()  # the welcome and Discover ask at once: one measures, the other waits for it
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,13 @@ def cached_copy_bandwidth(hw: Hardware) -> float:
     from macapp.core import paths
 
     key = _machine_key(hw)
-    if key in _measured:
+    with _measuring:
+        if key not in _measured:
+            _measured[key] = _load_or_measure(key, paths.cache_dir() / _CACHE_NAME)
         return _measured[key]
-    path = paths.cache_dir() / _CACHE_NAME
+
+
+def _load_or_measure(key: str, path: Path) -> float:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -84,7 +91,6 @@ def cached_copy_bandwidth(hw: Hardware) -> float:
             os.replace(tmp, path)
         except OSError as exc:  # a read-only cache only costs a new measurement next time
             log.warning("cannot cache the memory bandwidth: %s", exc)
-    _measured[key] = float(value)
     return float(value)
 
 
