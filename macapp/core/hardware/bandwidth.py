@@ -102,7 +102,8 @@ def cpu_decode_bandwidth(copy_bytes_per_s: float, cores: int) -> DecodeBandwidth
         basis = f"{cores} CPU core{'s' if cores != 1 else ''} at ~{PER_CORE_DECODE_BYTES_S / 1e9:.0f} GB/s each"
     else:
         basis = f"memory copy measured at {copy_bytes_per_s / 1e9:.0f} GB/s"
-    return DecodeBandwidth(min(memory, compute), f"no Metal: {basis}")
+    rate = min(memory, compute)
+    return DecodeBandwidth(rate, f"no Metal: {basis}, so a decode reads ~{rate / 1e9:.0f} GB/s of weights")
 
 
 def decode_bandwidth(hw: Hardware, copy_bytes_per_s: float | None = None) -> DecodeBandwidth:
