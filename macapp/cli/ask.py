@@ -60,6 +60,8 @@ def ask_cmd(args: argparse.Namespace) -> int:
     err = _stderr_console()
     for c in answer.citations:
         err.print(f"[dim][{c.number}] {c.label}[/dim]")
+    for note in answer.notes:
+        err.print(f"[yellow]{note}[/yellow]")
     if answer.result is not None and answer.found and not answer.citations:
         err.print("[yellow]The answer cites no passage; check it against the documents.[/yellow]")
     return 0

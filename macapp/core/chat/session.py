@@ -226,9 +226,9 @@ class ChatSession:
         status = "cancelled" if result.finish_reason == "cancelled" else "done"
         citations = None
         if passages:
-            from macapp.core.docs.answer import resolve_citations
+            from macapp.core.docs.support import cite_answer
 
-            citations = [c.to_json() for c in resolve_citations(result.text, passages)[1]]
+            citations = [c.to_json() for c in cite_answer(result.text, passages)[1]]
         self.store.finish_message(reply.id, status=status, finish_reason=result.finish_reason,
                                   prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                                   tokens_per_s=round(result.tokens_per_s, 2), citations=citations)

@@ -63,7 +63,7 @@ class Answer:
 
     def to_json(self) -> dict:
         data = {"text": self.text, "found": self.found, "citations": [c.to_json() for c in self.citations],
-                "passages": [p.to_json() for p in self.passages]}
+                "passages": [p.to_json() for p in self.passages], "notes": list(self.notes)}
         if self.result is not None:
             data |= {k: v for k, v in self.result.to_json().items() if k != "text"}
         return data
@@ -157,5 +157,7 @@ def ask(collection: str, question: str, engine: Engine, *, k: int = 5, system_pr
         return Answer(text, text, [], [], found=False)
     messages = with_system([{"role": "user", "content": grounded_prompt(question, passages)}], system_prompt)
     result = yield from engine.stream_chat(messages, sampling, cancel)
-    text, citations = resolve_citations(result.text, passages)
-    return Answer(text, result.text, citations, passages, found=True, result=result)
+    from macapp.core.docs.support import cite_answer
+
+    text, citations, note = cite_answer(result.text, passages)
+    return Answer(text, result.text, citations, passages, found=True, result=result, notes=[note] if note else [])
