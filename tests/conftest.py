@@ -71,3 +71,22 @@ def real_model() -> Path:
     if not REAL_MODEL.is_file():
         pytest.fail(f"{REAL_MODEL} is missing: run `make setup` (it fetches the real test model)", pytrace=False)
     return REAL_MODEL
+
+
+@pytest.fixture(scope="session")
+def thousand_page_pdf(tmp_path_factory) -> Path:
+    """A 1000-page report (fpdf2, ~170 words a page, ~1,000 passages), written once per session (~10-30 s)."""
+    from tests.fixtures.pdfs import make_pdf, report_pages
+
+    return make_pdf(tmp_path_factory.mktemp("thousand") / "report-1000.pdf", report_pages(1000))
+
+
+@pytest.fixture(scope="session")
+def real_pdfs(tmp_path_factory):
+    """The real-PDF corpus (Debian manuals, scripts/fetch-test-pdfs.sh) ingested once per session with the bundled
+    embedder into the collection ``tests.fixtures.real_pdfs.COLLECTION``; see ``IngestedCorpus``."""
+    from tests.fixtures.real_pdfs import ingest_corpus
+
+    corpus = ingest_corpus(tmp_path_factory.mktemp("real-pdfs-index"))
+    yield corpus
+    corpus.index.close()

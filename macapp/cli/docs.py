@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,9 +83,33 @@ def _ctrl_c_cancels(token):
         signal.signal(signal.SIGINT, previous)
 
 
+PROGRESS_LINE_S = 1.0  # without a terminal, a progress line at most this often (plus the line ending each file)
+_DOING = {"extract": "read", "embed": "embedded"}
+
+
+def _progress_line(step, label: str) -> str:
+    """One plain line for a step: ``report.pdf: 340/1000 pages embedded`` (``[2/5]`` first when adding several)."""
+    if step.stage == "reindex":
+        return f"{step.message or label}: {int(step.done)}/{int(step.total or 0)} passages"
+    outcome, pages = getattr(step, "outcome", None), getattr(step, "pages", 0)
+    if outcome is None and not pages:
+        return step.message or label
+    number = int(step.done) if outcome is not None else int(step.done) + 1  # which file of the batch
+    where = f"[{number}/{int(step.total)}] {step.file}" if step.total and step.total > 1 else step.file
+    if outcome is not None:
+        if outcome.status in ("added", "updated"):
+            return f"{where}: {outcome.pages}/{outcome.pages} pages embedded, {outcome.status}"
+        return f"{where}: {outcome.status}"
+    if step.stage == "chunk":
+        return f"{where}: {pages}/{pages} pages read, splitting into passages"
+    return f"{where}: {step.page}/{pages} pages {_DOING.get(step.stage, step.stage)}"
+
+
 def _run(gen, label: str):
-    """Drain a progress generator, with a bar on stderr when it is a terminal; returns its value."""
+    """Drain a progress generator and return its value: a live bar on stderr when it is a terminal, else plain
+    progress lines there (one a second at most, plus the line that ends each file), so logs and pipes see it."""
     bar = None
+    printed_at = time.monotonic()
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
@@ -101,6 +126,9 @@ def _run(gen, label: str):
                 return stop.value
             if bar is not None:
                 bar.update(task, completed=step.done, total=step.total, description=step.message or label)
+            elif getattr(step, "outcome", None) is not None or time.monotonic() - printed_at >= PROGRESS_LINE_S:
+                print(_progress_line(step, label), file=sys.stderr, flush=True)
+                printed_at = time.monotonic()
     finally:
         if bar is not None:
             bar.stop()

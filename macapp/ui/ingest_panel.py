@@ -33,7 +33,8 @@ from macapp.ui.worker import Worker, error_text
 if TYPE_CHECKING:
     from macapp.core.docs.ingest import FileOutcome, IngestProgress
 
-STAGE_WORDS = {"hash": "Reading", "extract": "Reading pages", "embed": "Indexing", "reindex": "Re-indexing"}
+STAGE_WORDS = {"hash": "Reading", "extract": "Reading pages", "chunk": "Splitting into passages", "embed": "Indexing",
+               "reindex": "Re-indexing"}
 STATUS_WORDS = {"added": "Added", "updated": "Updated", "skipped": "Skipped", "failed": "Failed"}
 STATUS_COLORS = {"added": VERDICT_COLORS["fits"], "updated": VERDICT_COLORS["fits"],
                  "skipped": VERDICT_COLORS["tight"], "failed": VERDICT_COLORS["too_big"]}

@@ -2,8 +2,10 @@
 
 Per file: sha256 → skip if the collection already holds those bytes → extract pages → chunk → write the
 chunks as a *pending* file (SQLite, one transaction) → embed in batches, storing each batch's vectors →
-publish (one update makes the file visible). A failure, a cancel or a crash before publishing rolls the
-file back (here, or by the next process that opens the vectors), so a query never sees half a file.
+publish (one update makes the file visible). A cancel is noticed at every page, every token count of the
+chunker and inside every embedding call, so it lands well within a second at any stage. A failure, a cancel
+or a crash before publishing rolls the file back (here, or by the next process that opens the vectors), so a
+query never sees half a file.
 Re-adding the same path with new content replaces the old version at publish time.
 
 Embedder change: ``add_files`` with an embedder other than the collection's first re-indexes the whole
@@ -14,9 +16,12 @@ refused (``index.EmbedderMismatch``) rather than mixing vectors of two models.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable, Sequence
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from macapp.core.docs.chunking import chunk_pages, embedding_text
 from macapp.core.docs.index import DocumentIndex, chunk_metadata, vector_key
@@ -28,7 +33,8 @@ from macapp.core.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 
-BATCH = 64  # chunks per embed call and per vector write (a cancel is noticed within one batch)
+BATCH = 64  # chunks per vector write (chromadb's cost per call is small next to embedding 64 chunks)
+EMBED_CALL_S = 0.5  # chunks per embed call are sized to take about this long: the bar moves that often
 EXTRACT_SHARE = 0.15  # of a file's progress bar: extraction is quick next to embedding
 
 
@@ -59,10 +65,13 @@ class FileOutcome:
 @dataclass(frozen=True)
 class IngestProgress(Progress):
     """``done`` counts files (fractional within one) of ``total``; the step finishing a file has its ``outcome``.
-    Stages: hash, extract, embed, file (a file finished), reindex (``done``/``total`` count chunks)."""
+    Stages: hash, extract, chunk, embed, file (a file finished), reindex (``done``/``total`` count chunks).
+    ``page`` of ``pages``: how far the stage is through the file's pages (``pages`` 0 until they are counted)."""
 
     file: str = ""
     outcome: FileOutcome | None = None
+    page: int = 0
+    pages: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,8 +156,8 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
              cancel: CancelToken | None, number: int, total: int) -> Generator[IngestProgress, None, FileOutcome]:
     name = path.name
 
-    def step(stage: str, fraction: float, message: str) -> IngestProgress:
-        return IngestProgress(stage, number + fraction, total, message, file=name)
+    def step(stage: str, fraction: float, message: str, page: int = 0, pages: int = 0) -> IngestProgress:
+        return IngestProgress(stage, number + fraction, total, message, file=name, page=page, pages=pages)
 
     def failed(e: PdfError) -> FileOutcome:
         return FileOutcome(path, name, "failed", kind=e.kind, message=e.message, hint=e.hint)
@@ -176,10 +185,12 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
                 pages = stop.value
                 break
             fraction = progress.done / progress.total if progress.total else 0.0
-            yield step("extract", EXTRACT_SHARE * fraction, progress.message)
+            yield step("extract", EXTRACT_SHARE * fraction, progress.message, int(progress.done),
+                       int(progress.total or 0))
     except PdfError as e:
         return failed(e)
-    chunks = chunk_pages(pages, name, file_hash, embedder.count_tokens, embedder.max_tokens)
+    yield step("chunk", EXTRACT_SHARE, f"{name}: splitting {len(pages)} pages into passages", 0, len(pages))
+    chunks = chunk_pages(pages, name, file_hash, _checking(cancel, embedder.count_tokens), embedder.max_tokens)
     if not chunks:
         return failed(PdfError("no_text", f"{name} has no text to index."))
     resolved = str(path.resolve())
@@ -188,7 +199,8 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
     try:
         yield from _store_vectors(index, row.vector_key, chunks, ids, embedder, cancel,
                                   lambda done: step("embed", EXTRACT_SHARE + (1 - EXTRACT_SHARE) * done / len(chunks),
-                                                    f"{name}: {done} of {len(chunks)} passages"))
+                                                    f"{name}: {done} of {len(chunks)} passages",
+                                                    chunks[done - 1].page_end if done else 0, len(pages)))
         if cancel:
             cancel.raise_if_cancelled()
         index.chunks.publish_file(file_id, [f.id for f in older])
@@ -203,15 +215,44 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
     return FileOutcome(path, name, "updated" if older else "added", file_hash, len(pages), len(chunks))
 
 
+def _checking(cancel: CancelToken | None, count_tokens: Callable[[str], int]) -> Callable[[str], int]:
+    """``count_tokens`` that first checks ``cancel``: the chunker calls it for every piece it weighs."""
+    if cancel is None:
+        return count_tokens
+
+    def count(text: str) -> int:
+        cancel.raise_if_cancelled()
+        return count_tokens(text)
+
+    return count
+
+
 def _store_vectors(index: DocumentIndex, key: str, chunks: Sequence[Chunk | ChunkRow], ids: Sequence[int],
                    embedder: EmbeddingModel, cancel: CancelToken | None, progress) -> Generator[Progress, None, None]:
-    for start in range(0, len(chunks), BATCH):
+    """Embed ``chunks`` and store their vectors under ``ids``, yielding ``progress(chunks done)`` per embed call.
+
+    Embed calls are sized to take about ``EMBED_CALL_S`` on this machine (the bar moves smoothly however fast
+    the embedder is); vectors are written ``BATCH`` at a time.
+    """
+    size = 8  # chunks per embed call, resized after every call
+    written = done = 0
+    vectors: list[np.ndarray] = []
+    while done < len(chunks):
         if cancel:
             cancel.raise_if_cancelled()
-        batch = chunks[start:start + BATCH]
-        vectors = embedder.embed([embedding_text(c) for c in batch])
-        index.vectors.add(key, ids[start:start + BATCH], vectors, [chunk_metadata(c) for c in batch])
-        yield progress(start + len(batch))
+        batch = chunks[done:done + size]
+        started = time.perf_counter()
+        vectors.append(embedder.embed([embedding_text(c) for c in batch], cancel=cancel))
+        elapsed = time.perf_counter() - started
+        done += len(batch)
+        if done - written >= BATCH or done == len(chunks):
+            if cancel:
+                cancel.raise_if_cancelled()
+            index.vectors.add(key, ids[written:done], np.concatenate(vectors),
+                              [chunk_metadata(c) for c in chunks[written:done]])
+            written, vectors = done, []
+        yield progress(done)
+        size = max(1, min(BATCH, 2 * size, round(size * EMBED_CALL_S / max(elapsed, 1e-3))))
 
 
 def reindex(collection: str, embedder: EmbeddingModel, cancel: CancelToken | None = None, *,
