@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Fetch the corpus of real PDFs the document tests ingest (tests/core/test_real_pdfs.py): manuals built by
-# Debian's documentation toolchains (DBLaTeX, Sphinx → LaTeX), which Orchard did not make. Each comes out of
-# a pinned Debian package (`apt-get download PKG=VERSION`, `dpkg-deb -x`) and is checked against the sha256
+# Fetch the corpus of real PDFs the document tests ingest (tests/core/test_real_pdfs.py; bench/ may use it
+# too): manuals built by Debian's documentation toolchains, which Orchard did not make. Each comes out of a
+# pinned Debian package (`apt-get download PKG=VERSION`, `dpkg-deb -x`) and is checked against the sha256
 # below. They land in tests/data/pdfs/real/ (git-ignored: GPL'd documents are fetched, not committed).
 #
-#   debian-reference.en.pdf  debian-reference-en 2.100   GPL-2+ (Osamu Aoki)            261 pages, DBLaTeX
-#   policy.pdf               debian-policy 4.6.2.0       GPL-2+ (Debian contributors)   193 pages, Sphinx/LaTeX
-#   debian-faq.en.pdf        debian-faq 11.1             verbatim copying (SPI)          73 pages, 7 blank
-#   refcard-en-a4.pdf        debian-refcard 12.0         GPL-3+ (W. Martin Borgert)       2 dense multi-column pages
-#   refcard-ja-a4.pdf        debian-refcard 12.0         GPL-3+ (W. Martin Borgert)       2 pages of Japanese
+#   debian-reference.en.pdf  debian-reference-en 2.100  GPL-2+ (Osamu Aoki)          261 pages, DBLaTeX
+#   debmake-doc.en.pdf       debmake-doc 1.17-7         Expat (Osamu Aoki)           143 pages, DBLaTeX: its runs
+#                                                                                    of list lines once failed ingest
+#   refcard-en-a4.pdf        debian-refcard 12.0        GPL-3+ (W. Martin Borgert)     2 dense multi-column pages
+#   refcard-ja-a4.pdf        debian-refcard 12.0        GPL-3+ (W. Martin Borgert)     2 pages of Japanese
+#   refcard-ru-a4.pdf        debian-refcard 12.0        GPL-3+ (W. Martin Borgert)     2 pages of Russian
 #
 # Idempotent: nothing is downloaded when every PDF is there with its hash. Needs apt-get and dpkg-deb
 # (Debian/Ubuntu, as root or with sudo for `apt-get update`); without them (macOS) it says so and exits 0,
@@ -20,10 +21,10 @@ OUT=tests/data/pdfs/real
 # name  package=version  path inside the package (a .gz is unpacked)  sha256 of the PDF
 CORPUS="
 debian-reference.en.pdf debian-reference-en=2.100 usr/share/debian-reference/debian-reference.en.pdf 32775deeca0770ac25282b0c894cbaae83f4dd4ab00e891b94e8f009c0366728
-policy.pdf debian-policy=4.6.2.0 usr/share/doc/debian-policy/policy.pdf.gz 220f9366d6deb3984e84236f02f04bdd6275d6fe7b5587acd6c689dfeb99020f
-debian-faq.en.pdf debian-faq=11.1 usr/share/doc/debian/FAQ/debian-faq.en.pdf.gz ea67ca925863324d97a30b5c926aed95efc687c689aa16788c9bed54525c0b47
+debmake-doc.en.pdf debmake-doc=1.17-7 usr/share/doc/debmake-doc/debmake-doc.en.pdf b49a29f9f39ccf599a93de7789338eb001dda98063bfbb9960f7d45e95d027d6
 refcard-en-a4.pdf debian-refcard=12.0 usr/share/doc/debian-refcard/refcard-en-a4.pdf.gz e876ef5e889cc82835b96a1b32df6a295e41534a1adae69def6d4ad981e38f61
 refcard-ja-a4.pdf debian-refcard=12.0 usr/share/doc/debian-refcard/refcard-ja-a4.pdf.gz 652d6da8f92399493f69ef54d4f0a12c42b5e4dd2e42248ca61f34793fe76360
+refcard-ru-a4.pdf debian-refcard=12.0 usr/share/doc/debian-refcard/refcard-ru-a4.pdf.gz 6e722dcf5fdaba5c5e0a5bc7c51a25267207cb320c7a721409df3b6dc5d08183
 "
 
 sha256_of() {

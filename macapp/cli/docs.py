@@ -42,8 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=remove_cmd)
 
     p = actions.add_parser("query", help="the passages that best answer a question (retrieval only)",
-                           description="Passages best first, as {file, page, text, score} (page is 1-based; "
-                                       "scores compare within one mode only).")
+                           description="Passages best first, each on a different page when enough match, as "
+                                       "{file, page, page_start, page_end, text, quote, score}: page (1-based) "
+                                       "holds the sentences that matched (quote); a passage may run over "
+                                       "page_start..page_end. Scores compare within one mode only.")
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("question", metavar="QUESTION")
     p.add_argument("-k", type=positive_int, default=5, help="how many passages (default 5)")
@@ -249,9 +251,9 @@ def query_cmd(args: argparse.Namespace) -> int:
     passages = query(args.collection, args.question, k=args.k, mode=args.mode, neighbours=args.neighbours,
                      embedder=embedder)
     if args.json:
-        print_json([{"file": p.file, "page": p.page, "text": p.text, "score": p.score, "page_end": p.page_end,
-                     "chunk_index": p.chunk_index, "file_hash": p.file_hash, "heading": p.heading}
-                    for p in passages])
+        print_json([{"file": p.file, "page": p.page, "page_start": p.page_start, "page_end": p.page_end,
+                     "text": p.text, "quote": p.quote, "score": p.score, "chunk_index": p.chunk_index,
+                     "file_hash": p.file_hash, "heading": p.heading} for p in passages])
         return 0
     from rich.markup import escape
 
@@ -259,8 +261,8 @@ def query_cmd(args: argparse.Namespace) -> int:
     if not passages:
         out.print("No passages match.")
     for rank, p in enumerate(passages, start=1):
-        pages = f"p. {p.page}" if p.page == p.page_end else f"pp. {p.page}-{p.page_end}"
-        out.print(f"[bold]{rank}. {escape(p.file)} {pages}[/]  [dim]score {p.score:.4f}[/]")
+        span = f" (passage pp. {p.page_start}-{p.page_end})" if p.page_start != p.page_end else ""
+        out.print(f"[bold]{rank}. {escape(p.file)} p. {p.page}[/]{span}  [dim]score {p.score:.4f}[/]")
         out.print(p.text, markup=False)
         out.print()
     return 0

@@ -1,5 +1,5 @@
-"""The page a citation points at: the PDF page rendered, the cited passage marked in translucent yellow
-and scrolled into view, with previous/next page and zoom.
+"""The page a citation points at: the PDF page rendered, the sentences the citation stands for (its
+``quote``) marked in translucent yellow and scrolled into view, with previous/next page and zoom.
 
 Pages render in a ``Worker`` on the viewer's own one-thread pool (PDFium runs one call at a time
 anyway), so a big page never stalls the window and a render never waits behind indexing. Only the
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.docs.pages import PagedText
 from macapp.ui.doc_jobs import RenderedPage, render_cited_page
 from macapp.ui.worker import Worker, error_text
 
@@ -163,10 +164,21 @@ class PageViewer(QDialog):
         self.show_page(self.page)
 
     def _passage_for(self, page: int) -> str:
-        """The cited text, on the pages the citation spans (other pages get no highlight)."""
-        first = int(self.citation.get("page") or 0)
-        last = int(self.citation.get("page_end") or first)
-        return str(self.citation.get("text") or "") if first <= page <= last else ""
+        """What to highlight on ``page``: on the cited page, the sentences the citation stands for (its quote);
+        on the passage's other pages, the passage (where it runs onto them); elsewhere nothing."""
+        cited = int(self.citation.get("page") or 0)
+        first = int(self.citation.get("page_start") or cited)
+        last = int(self.citation.get("page_end") or cited)
+        text = str(self.citation.get("text") or "")
+        if page == cited and self.citation.get("quote"):
+            return str(self.citation["quote"])
+        if not first <= page <= last:
+            return ""
+        breaks = tuple(self.citation.get("page_breaks") or ())
+        if len(breaks) != last - first:  # saved before pages were recorded: the passage, where it shows
+            return text
+        paged = PagedText(text, first, breaks)
+        return " ".join(paged.text[s:e] for p, s, e in paged.parts() if p == page)
 
     # --- results -------------------------------------------------------------------------------
     def _on_rendered(self, result: RenderedPage, serial: int) -> None:

@@ -3,7 +3,10 @@
 The passages go into the user's turn as *data*: numbered, each inside ``<passage …>`` tags whose
 closing tag cannot be forged from inside a PDF, under instructions that say text in the documents
 is never an instruction. The model cites by number (``[2]``); ``resolve_citations`` turns the
-numbers into ``[file, p. N]`` labels and a list of ``Citation``s the window shows as chips.
+numbers into ``[file, p. N]`` labels and a list of ``Citation``s the window shows as chips. A passage
+may span pages: N is the page of the passage's sentences that the citing sentence of the answer used
+(``pages.best_page``), else the page the retrieval named for the question. Retrieval gives ``k``
+different pages (see ``retrieve``), so the context holds ``k`` distinct pieces of evidence.
 When retrieval finds nothing relevant, ``ask`` says so without calling the model at all.
 """
 
@@ -14,6 +17,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from macapp.core.chat.templates import with_system
+from macapp.core.docs.pages import best_page
 from macapp.core.docs.retrieve import Passage
 from macapp.core.engines.base import Engine, GenerationChunk, GenerationResult, SamplingSettings
 from macapp.core.progress import CancelToken
@@ -27,11 +31,14 @@ INSTRUCTIONS = (
 )
 _TAG = re.compile(r"</?\s*(passage|documents)\b[^>]*>", re.I)
 _NUMBERS = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_CLAIM_END = re.compile(r"[.!?。！？]\s+|\n+")
+_CLAIM_CHARS = 400  # the most of the answer's text before a marker taken as its claim
 
 
 @dataclass(frozen=True)
 class Citation:
-    """A source an answer cites: ``number`` as in the prompt, pages 1-based."""
+    """A source an answer cites: ``number`` as in the prompt; ``page`` (1-based) holds ``quote``, the
+    sentences of the passage the answer used; the passage (``text``) spans ``page_start``..``page_end``."""
 
     number: int
     file: str
@@ -39,11 +46,17 @@ class Citation:
     page_end: int
     text: str
     path: str | None = None
+    page_start: int = 0  # 0: the same as ``page``
+    quote: str = ""
+    page_breaks: tuple[int, ...] = ()  # where each later page begins in ``text``
+
+    def __post_init__(self) -> None:
+        if not self.page_start:
+            object.__setattr__(self, "page_start", self.page)
 
     @property
     def label(self) -> str:
-        pages = f"p. {self.page}" if self.page_end == self.page else f"pp. {self.page}–{self.page_end}"
-        return f"[{self.file}, {pages}]"
+        return f"[{self.file}, p. {self.page}]"
 
     def to_json(self) -> dict:
         return asdict(self) | {"label": self.label}
@@ -78,27 +91,50 @@ def grounded_prompt(question: str, passages: Sequence[Passage]) -> str:
     """The user's turn: instructions, the numbered passages as data, then the question."""
     blocks = []
     for number, p in enumerate(passages, start=1):
-        pages = str(p.page) if p.page_end == p.page else f"{p.page}-{p.page_end}"
+        pages = str(p.page_start) if p.page_end == p.page_start else f"{p.page_start}-{p.page_end}"
         blocks.append(f'<passage id="{number}" file="{_quoted(p.file)}" page="{pages}">\n'
                       f"{_quoted(p.text.strip())}\n</passage>")
     return f"{INSTRUCTIONS}\n\n<documents>\n" + "\n".join(blocks) + f"\n</documents>\n\nQuestion: {question.strip()}"
 
 
 def resolve_citations(text: str, passages: Sequence[Passage]) -> tuple[str, list[Citation]]:
-    """Replace ``[n]`` markers with ``[file, p. N]``; numbers no passage has are dropped (the model made them up)."""
-    cited: dict[int, Citation] = {}
+    """Replace ``[n]`` markers with ``[file, p. N]``; numbers no passage has are dropped (the model made them up).
+
+    N is the page of passage n's sentences that best match the answer's sentence holding the marker (else
+    the page retrieval named); one citation per passage and page, in order of number then page.
+    """
+    cited: dict[tuple[int, int], Citation] = {}
 
     def label(match: re.Match) -> str:
         labels = []
+        claim = _citing_sentence(text, match.start())
         for part in re.split(r"\s*[,;]\s*", match.group(1)):
             n = int(part)
             if 1 <= n <= len(passages):
-                p = passages[n - 1]
-                cited.setdefault(n, Citation(n, p.file, p.page, p.page_end, p.text, p.path))
-                labels.append(cited[n].label)
+                citation = cite(n, passages[n - 1], claim)
+                cited.setdefault((n, citation.page), citation)
+                labels.append(citation.label)
         return "".join(dict.fromkeys(labels))
 
-    return _NUMBERS.sub(label, text), sorted(cited.values(), key=lambda c: c.number)
+    return _NUMBERS.sub(label, text), [cited[key] for key in sorted(cited)]
+
+
+def cite(number: int, passage: Passage, claim: str) -> Citation:
+    """A citation of ``passage`` for ``claim`` (a sentence of the answer): on the page of the sentences it used."""
+    match = best_page(passage.paged, claim) if claim.strip() else None
+    page, quote = (match.page, match.quote) if match and match.score > 0 else (passage.page, passage.quote)
+    return Citation(number, passage.file, page, passage.page_end, passage.text, passage.path, passage.page_start,
+                    quote, passage.paged.breaks)
+
+
+def _citing_sentence(text: str, at: int) -> str:
+    """The answer's sentence a marker at ``at`` belongs to: from the previous sentence end (or marker) to it."""
+    before = _NUMBERS.sub(" ", text[:at])
+    ends = [m.end() for m in _CLAIM_END.finditer(before.rstrip())]
+    sentence = before[ends[-1]:] if ends else before
+    if not sentence.strip():  # the marker opens the text or follows another sentence's end: that sentence
+        sentence = before
+    return sentence[-_CLAIM_CHARS:]
 
 
 def label_citations(text: str, citations: Sequence[dict]) -> str:

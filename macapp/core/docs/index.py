@@ -6,9 +6,10 @@ function (its default would download a model) and is given our vectors.
 
 Each user collection ("Papers", "Tax 2024", any text) maps to a chromadb collection with a safe generated
 name (``docs-<slug>-<random>``) whose metadata records the embedder's name and dimension; the vector ids are
-the SQLite chunk ids, and each vector's metadata is its chunk's file, file_hash, page_start, page_end, index
-and heading. Vectors of two embedders never share a chromadb collection: a re-index builds a new one and
-swaps it in (see ``ingest.reindex``).
+the SQLite chunk ids, and each vector's metadata is its chunk's file, file_hash, page_start, page_end,
+page_breaks (where each later page begins in its text, "812,1650"), index and heading. Vectors of two
+embedders never share a chromadb collection: a re-index builds a new one and swaps it in (see
+``ingest.reindex``).
 
 Crash safety: the first time a process touches the vectors it sweeps what dead processes left behind —
 files still ``pending``/``removing`` (their vectors and rows are deleted) and half-built re-index
@@ -41,7 +42,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from macapp.core import paths
-from macapp.core.docs.keyword import ChunkRow, ChunkStore, CollectionRow, writer_alive
+from macapp.core.docs.keyword import ChunkRow, ChunkStore, CollectionRow, breaks_text, writer_alive
 from macapp.core.docs.names import embedder_names
 from macapp.core.docs.types import Chunk, EmbeddingModel
 from macapp.core.errors import UserError
@@ -286,4 +287,5 @@ class DocumentIndex:
 def chunk_metadata(chunk: Chunk | ChunkRow) -> dict:
     """What chromadb keeps beside a vector (None is not storable: no heading is '')."""
     return {"file": chunk.file, "file_hash": chunk.file_hash, "page_start": chunk.page_start,
-            "page_end": chunk.page_end, "index": chunk.index, "heading": chunk.heading or ""}
+            "page_end": chunk.page_end, "page_breaks": breaks_text(chunk.page_breaks or ()), "index": chunk.index,
+            "heading": chunk.heading or ""}

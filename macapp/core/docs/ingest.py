@@ -26,7 +26,7 @@ import numpy as np
 from macapp.core.docs.chunking import chunk_pages, embedding_text
 from macapp.core.docs.index import DocumentIndex, chunk_metadata, vector_key
 from macapp.core.docs.keyword import ChunkRow, CollectionRow, writer_alive
-from macapp.core.docs.pdf import PdfError, extract_pages, file_sha256
+from macapp.core.docs.pdf import PdfError, bug_report, extract_pages, file_sha256
 from macapp.core.docs.types import Chunk, EmbeddingModel
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress
@@ -139,10 +139,9 @@ def add_files(collection: str, paths: Iterable[str | Path], embedder: EmbeddingM
                 raise
             except UserError as e:  # e.g. the embedder failed on this file's text
                 outcome = FileOutcome(path, path.name, "failed", kind="error", message=e.message, hint=e.hint)
-            except Exception as e:  # a bug, but one file's bug must not sink the batch
+            except Exception:  # a bug, but one file's bug must not sink the batch; its details go to the log
                 log.exception("adding %s to %s failed", path, row.name)
-                outcome = FileOutcome(path, path.name, "failed", kind="error",
-                                      message=f"{path.name} could not be added: {e}")
+                outcome = FileOutcome(path, path.name, "failed", kind="error", **bug_report(path.name, "added"))
             outcomes.append(outcome)
             yield IngestProgress("file", number + 1, len(paths), outcome.message or path.name, file=path.name,
                                  outcome=outcome)
@@ -192,7 +191,8 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
     yield step("chunk", EXTRACT_SHARE, f"{name}: splitting {len(pages)} pages into passages", 0, len(pages))
     chunks = chunk_pages(pages, name, file_hash, _checking(cancel, embedder.count_tokens), embedder.max_tokens)
     if not chunks:
-        return failed(PdfError("no_text", f"{name} has no text to index."))
+        return failed(PdfError("no_text", f"{name} has no text to index: its pages hold only page numbers, running "
+                               "headers or images.", "if it is scanned, run it through an OCR tool and add the result"))
     resolved = str(path.resolve())
     older = [f for f in index.chunks.files(row.id) if f.path == resolved]  # this path's previous version
     file_id, ids = index.chunks.add_pending_file(row.id, file_hash, name, resolved, len(pages), chunks)

@@ -177,6 +177,14 @@ def _load_error(path: Path, code: int | None) -> PdfError:
     return PdfError("corrupt", f"{path.name} is damaged or not a PDF.", "Try re-saving it from a PDF viewer.")
 
 
+def bug_report(name: str, verb: str) -> dict[str, str]:
+    """``message`` and ``hint`` for a file that failed through a fault of Orchard's (never the exception's own
+    text, which speaks of internals): what a person can do is report it with the logged details."""
+    return {"message": f"{name} could not be {verb} because of a problem in Orchard, not in your file.",
+            "hint": "please report it with the details from the log (Help > Open Logs Folder in the app; "
+                    "the lines above for `macapp`)"}
+
+
 def pdf_info(path: str | Path) -> PdfInfo:
     """Open ``path`` just far enough to count its pages; raises ``PdfError`` like ``extract_pages``."""
     path = Path(path)
@@ -339,9 +347,9 @@ def extract_many(paths: Iterable[str | Path],
             raise
         except PdfError as e:
             outcome = FileOutcome(path, path.name, False, kind=e.kind, message=e.message, hint=e.hint)
-        except Exception as e:  # a bug, but one file's bug must not sink the batch
+        except Exception:  # a bug, but one file's bug must not sink the batch; its details go to the log
             log.exception("extracting %s failed", path)
-            outcome = FileOutcome(path, path.name, False, kind="error", message=f"{path.name} could not be read: {e}")
+            outcome = FileOutcome(path, path.name, False, kind="error", **bug_report(path.name, "read"))
         outcomes.append(outcome)
         yield ExtractProgress("extract", number + 1, len(paths), outcome.message or path.name, file=path.name,
                               outcome=outcome)

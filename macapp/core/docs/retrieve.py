@@ -8,6 +8,11 @@ question would otherwise outrank the best vector match (bench/retrieval.py: para
 ``score`` is comparable within one mode only: the fused RRF value, the cosine similarity, or the BM25 score.
 Chunks with the same text (a duplicate PDF under another name) appear once.
 
+Every hit names the exact page of the text it stands for (``Passage.page``: the page of the hit's sentences
+that best match the question, see ``pages.best_page``; ``page_start``..``page_end`` is the passage's span,
+``quote`` the matched sentences). The top ``k`` are ``k`` different pages when that many match: a hit on a
+page already taken gives its slot to the next-best passage.
+
 ``neighbours=n`` widens each hit with the ``n`` chunks before and after it in its file (hits whose windows
 touch become one passage; the overlap consecutive chunks share is not repeated). ``whole_documents``
 returns every chunk in order when the whole collection fits the model's context, which beats retrieval
@@ -20,8 +25,11 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from macapp.core.docs.index import DocumentIndex
 from macapp.core.docs.keyword import ChunkRow
+from macapp.core.docs.pages import PagedText, best_page
 from macapp.core.docs.types import EmbeddingModel
 from macapp.core.errors import UserError
 
@@ -34,8 +42,9 @@ MAX_CHARS_PER_TOKEN = 10  # no tokenizer averages more on real text: a cheap "ca
 
 @dataclass(frozen=True)
 class Passage:
-    """A passage to show or to quote: ``page``..``page_end`` (1-based) of ``file``; ``chunk_index`` is the
-    hit's position in the file."""
+    """A passage to show or to quote from ``file``: ``page`` (1-based) holds the text the hit stands for
+    (``quote``, the sentences that matched); the passage runs over ``page_start``..``page_end``, where
+    ``page_breaks`` say each later page begins in ``text``. ``chunk_index`` is the hit's position in the file."""
 
     file: str
     page: int
@@ -46,6 +55,19 @@ class Passage:
     file_hash: str
     heading: str | None = None
     path: str | None = None
+    page_start: int = 0  # 0: the same as ``page``
+    page_breaks: tuple[int, ...] = ()
+    quote: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.page_start:
+            object.__setattr__(self, "page_start", self.page)
+
+    @property
+    def paged(self) -> PagedText:
+        """The text with its pages (a span whose breaks are unknown counts as its first page)."""
+        known = len(self.page_breaks) == self.page_end - self.page_start
+        return PagedText(self.text, self.page_start, self.page_breaks if known else ())
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -57,6 +79,8 @@ class _Window:
     score: float
     first: int
     last: int
+    page: int
+    quote: str
 
 
 def query(collection: str, question: str, k: int = 5, mode: str = "hybrid", neighbours: int = 0, *,
@@ -83,6 +107,7 @@ def query(collection: str, question: str, k: int = 5, mode: str = "hybrid", neig
         row = index.collection(collection)
         depth = max(MIN_DEPTH, 4 * k)
         rankings: list[list[tuple[int, float]]] = []
+        vector = None
         if mode != "keyword":
             if embedder is None:
                 from macapp.core.docs.embedder import load_embedder
@@ -96,7 +121,8 @@ def query(collection: str, question: str, k: int = 5, mode: str = "hybrid", neig
             rankings.append(index.chunks.search(row.id, question, depth, min_coverage=coverage))
         ranked = fuse(rankings) if mode == "hybrid" else rankings[0]
         chunks = index.chunks.chunks_by_id([chunk_id for chunk_id, _ in ranked])
-        return _passages(index, ranked, chunks, k, neighbours)
+        pager = _Pager(question, embedder if vector is not None else None, vector)
+        return _passages(index, ranked, chunks, k, neighbours, pager)
     finally:
         if own:
             index.close()
@@ -111,19 +137,65 @@ def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K) -> lis
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
+def chunk_paged(chunk: ChunkRow) -> PagedText:
+    """A stored chunk's text with its pages (one indexed before pages were recorded: its first page)."""
+    breaks = chunk.page_breaks
+    if breaks is None or len(breaks) != chunk.page_end - chunk.page_start:
+        return PagedText(chunk.text, chunk.page_start)
+    return PagedText(chunk.text, chunk.page_start, breaks)
+
+
+class _Pager:
+    """The exact page of each hit for one question: its sentences scored against the question, plus (when an
+    embedder is at hand) the similarity of the question to each page's part of a hit that spans pages,
+    embedded a batch of hits at a time."""
+
+    BATCH = 16  # multi-page hits whose page parts are embedded in one call
+
+    def __init__(self, question: str, embedder: EmbeddingModel | None, vector: np.ndarray | None):
+        self.question = question
+        self.embedder = embedder
+        self.vector = vector
+        self._similarity: dict[int, dict[int, float]] = {}
+
+    def page(self, chunk: ChunkRow, upcoming: Sequence[ChunkRow]):
+        paged = chunk_paged(chunk)
+        if paged.breaks and self.embedder is not None and chunk.id not in self._similarity:
+            self._embed_parts([c for c in upcoming if c.id not in self._similarity][: self.BATCH])
+        return best_page(paged, self.question, self._similarity.get(chunk.id))
+
+    def _embed_parts(self, chunks: Sequence[ChunkRow]) -> None:
+        owners: list[tuple[int, int]] = []
+        texts: list[str] = []
+        for chunk in chunks:
+            paged = chunk_paged(chunk)
+            self._similarity[chunk.id] = {}
+            if paged.breaks:
+                for page, start, end in paged.parts():
+                    owners.append((chunk.id, page))
+                    texts.append(paged.text[start:end])
+        if not texts:
+            return
+        vectors = self.embedder.embed(texts)
+        for (chunk_id, page), sim in zip(owners, vectors @ np.asarray(self.vector, dtype=np.float32)):
+            self._similarity[chunk_id][page] = float(sim)
+
+
 def _passages(index: DocumentIndex, ranked: Sequence[tuple[int, float]], chunks: dict[int, ChunkRow], k: int,
-              neighbours: int) -> list[Passage]:
+              neighbours: int, pager: _Pager) -> list[Passage]:
     windows: list[_Window] = []
     seen: set[str] = set()
-    for chunk_id, score in ranked:
-        chunk = chunks.get(chunk_id)
-        if chunk is None:  # its file is being added or removed
-            continue
+    taken: set[tuple[str, int]] = set()  # (file, exact page) of every hit kept
+    hits = [(chunks[i], score) for i, score in ranked if i in chunks]  # not in it: its file is being added/removed
+    for at, (chunk, score) in enumerate(hits):
         text_key = " ".join(chunk.text.split()).casefold()
         if text_key in seen:
             continue
         seen.add(text_key)
-        window = _Window(chunk, score, chunk.index - neighbours, chunk.index + neighbours)
+        match = pager.page(chunk, [c for c, _ in hits[at:at + _Pager.BATCH]])
+        if (chunk.file_hash, match.page) in taken:  # this page is already a hit: the slot goes to the next one
+            continue
+        window = _Window(chunk, score, chunk.index - neighbours, chunk.index + neighbours, match.page, match.quote)
         touching = [w for w in windows if w.hit.file_id == chunk.file_id and neighbours
                     and window.first <= w.last + 1 and window.last >= w.first - 1]
         if touching:  # widen the best of them over this hit and any others it joins
@@ -132,16 +204,18 @@ def _passages(index: DocumentIndex, ranked: Sequence[tuple[int, float]], chunks:
                 keep.first, keep.last = min(keep.first, other.first, window.first), max(keep.last, other.last,
                                                                                           window.last)
             windows = [w for w in windows if w is keep or all(w is not t for t in touching)]
+            taken.add((chunk.file_hash, match.page))
             continue
         if len(windows) == k:
             break
         windows.append(window)
+        taken.add((chunk.file_hash, match.page))
     passages = []
     for w in windows:
         span = [w.hit] if not neighbours else index.chunks.chunk_range(w.hit.file_id, max(0, w.first), w.last)
-        passages.append(Passage(w.hit.file, min(c.page_start for c in span), max(c.page_end for c in span),
-                                join_chunk_texts([c.text for c in span]), w.score, w.hit.index, w.hit.file_hash,
-                                w.hit.heading, w.hit.path))
+        paged = join_paged([chunk_paged(c) for c in span])
+        passages.append(Passage(w.hit.file, w.page, paged.page_end, paged.text, w.score, w.hit.index,
+                                w.hit.file_hash, w.hit.heading, w.hit.path, paged.page_start, paged.breaks, w.quote))
     return passages
 
 
@@ -172,6 +246,26 @@ def join_chunk_texts(texts: Sequence[str]) -> str:
     return "".join(_new_parts(texts)).strip()
 
 
+def _new_paged_parts(chunks: Sequence[PagedText]) -> list[PagedText]:
+    """``_new_parts`` keeping each part's pages."""
+    parts = []
+    for i, chunk in enumerate(chunks):
+        cut = _overlap(chunks[i - 1].text, chunk.text) if i else 0
+        if cut or not i:
+            parts.append(chunk.slice(cut))
+        else:
+            parts.append(PagedText("\n\n", chunks[i - 1].page_end) + chunk)
+    return parts
+
+
+def join_paged(chunks: Sequence[PagedText]) -> PagedText:
+    """``join_chunk_texts`` for texts with pages: the breaks follow the text."""
+    joined = PagedText("", chunks[0].page_start)
+    for part in _new_paged_parts(chunks):
+        joined = joined + part
+    return joined.strip()
+
+
 def whole_documents(collection: str, count_tokens: Callable[[str], int], budget: int, *,
                     index: DocumentIndex | None = None) -> list[Passage] | None:
     """Every chunk of ``collection`` in reading order (file by file, overlaps removed), or None when the
@@ -185,15 +279,18 @@ def whole_documents(collection: str, count_tokens: Callable[[str], int], budget:
         used = 0
         for file in files:
             chunks = index.chunks.file_chunks(file.id)
-            parts = _new_parts([c.text for c in chunks])
-            text = "".join(parts)
+            parts = _new_paged_parts([chunk_paged(c) for c in chunks])
+            text = "".join(p.text for p in parts)
             if len(text) > MAX_CHARS_PER_TOKEN * (budget - used):
                 return None
             used += count_tokens(text)
             if used > budget:
                 return None
-            passages.extend(Passage(c.file, c.page_start, c.page_end, part.strip(), 1.0, c.index, c.file_hash,
-                                    c.heading, c.path) for c, part in zip(chunks, parts) if part.strip())
+            for c, part in zip(chunks, parts):
+                part = part.strip()
+                if part.text:
+                    passages.append(Passage(c.file, part.page_start, part.page_end, part.text, 1.0, c.index,
+                                            c.file_hash, c.heading, c.path, part.page_start, part.breaks))
         return passages
     finally:
         if own:
