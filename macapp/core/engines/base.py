@@ -18,8 +18,18 @@ from macapp.core.progress import CancelToken, Progress
 FinishReason = Literal["stop", "length", "context", "cancelled"]
 
 
-class ChatMessage(TypedDict):
-    """One turn as chat templates see it. ``role`` is system | user | assistant."""
+class _ToolParts(TypedDict, total=False):
+    tool_calls: list[dict[str, Any]]
+    tool_call_id: str
+    name: str
+
+
+class ChatMessage(_ToolParts):
+    """One turn as chat templates see it. ``role`` is system | user | assistant | tool.
+
+    An assistant turn that called tools carries ``tool_calls`` (OpenAI's shape); a ``tool`` turn is one
+    call's result, with its ``tool_call_id`` and the tool's ``name``.
+    """
 
     role: str
     content: str

@@ -9,7 +9,9 @@ What it adds over a bare ``llama_cpp.Llama``:
   next prompt is tokenized only past that point and llama.cpp evaluates only the new tokens;
 - streaming decodes each token's bytes once (an incremental UTF-8 decoder), never the whole answer;
 - a GGUF LoRA adapter can be applied over the loaded model and switched per conversation
-  (``set_adapter``) without reloading the base; a switch drops the remembered prefix and KV cache.
+  (``set_adapter``) without reloading the base; a switch drops the remembered prefix and KV cache;
+- ``grammar=`` (GBNF, from ``structured``/``tool_calls``) constrains sampling, so JSON answers and tool
+  calls match their schema by construction; ``tools=`` reaches the chat template.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class LlamaCppEngine:
     """One GGUF model in llama.cpp. Use it from one thread at a time."""
 
     name = "llama.cpp"
+    supports_grammar = True
 
     def __init__(self, path: str | Path, settings: RuntimeSettings | None = None, *, model_id: str | None = None,
                  n_threads: int | None = None, adapter: str | Path | None = None, adapter_scale: float = 1.0) -> None:
@@ -249,18 +252,19 @@ class LlamaCppEngine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text, special=False))
 
-    def render(self, messages: Sequence[ChatMessage]) -> RenderedPrompt:
+    def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> RenderedPrompt:
         self._require()
-        rendered = self.template.render(list(messages), add_generation_prompt=True)
+        extra = {"tools": list(tools)} if tools else {}
+        rendered = self.template.render(list(messages), add_generation_prompt=True, **extra)
         self.template_notice = rendered.notice
         return rendered
 
-    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+    def prompt_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> list[int]:
         """The tokens llama.cpp gets for ``messages`` and the assistant cue (with BOS when the model adds one)."""
-        return self._tokenize_prompt(self.render(messages).text, reuse=False)
+        return self._tokenize_prompt(self.render(messages, tools).text, reuse=False)
 
-    def count_chat_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return len(self.prompt_tokens(messages))
+    def count_chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
+        return len(self.prompt_tokens(messages, tools))
 
     def _tokenize_prompt(self, text: str, reuse: bool = True) -> list[int]:
         """Tokens for a whole prompt; past the last exchange only the new text is tokenized."""
@@ -284,22 +288,29 @@ class LlamaCppEngine:
     # -- generation ----------------------------------------------------------------------------
 
     def stream_chat(self, messages: Sequence[ChatMessage], sampling: SamplingSettings | None = None,
-                    cancel: CancelToken | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
-        """Answer ``messages`` (system prompt included by the caller), streaming text."""
-        rendered = self.render(messages)
+                    cancel: CancelToken | None = None, *, tools: Sequence[dict] | None = None,
+                    grammar: str | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
+        """Answer ``messages`` (system prompt included by the caller), streaming text.
+
+        ``tools`` (OpenAI's shape) reach the chat template; ``grammar`` (GBNF) constrains every token.
+        """
+        rendered = self.render(messages, tools)
         tokens = self._tokenize_prompt(rendered.text)
-        return (yield from self._generate(rendered.text, tokens, sampling or SamplingSettings(), cancel))
+        return (yield from self._generate(rendered.text, tokens, sampling or SamplingSettings(), cancel, grammar))
 
     def stream_completion(self, prompt: str, sampling: SamplingSettings | None = None,
-                          cancel: CancelToken | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
-        """Continue raw ``prompt`` text (no chat template)."""
+                          cancel: CancelToken | None = None, *, grammar: str | None = None
+                          ) -> Generator[GenerationChunk, None, GenerationResult]:
+        """Continue raw ``prompt`` text (no chat template), under ``grammar`` (GBNF) when given."""
         tokens = self._tokenize_prompt(prompt)
-        return (yield from self._generate(prompt, tokens, sampling or SamplingSettings(), cancel))
+        return (yield from self._generate(prompt, tokens, sampling or SamplingSettings(), cancel, grammar))
 
     def _generate(self, prompt_text: str, tokens: list[int], sampling: SamplingSettings,
-                  cancel: CancelToken | None) -> Generator[GenerationChunk, None, GenerationResult]:
+                  cancel: CancelToken | None, grammar: str | None = None
+                  ) -> Generator[GenerationChunk, None, GenerationResult]:
         """The token loop: sample, decode bytes incrementally, hold back text that may start a stop string."""
         import llama_cpp
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         llm = self._require()
         n_ctx = llm.n_ctx()
@@ -324,7 +335,8 @@ class LlamaCppEngine:
         finish: FinishReason = "length"
         cut_by_stop_string = False
         steps = llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-                             temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty)
+                             temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
+                             grammar=LlamaGrammar.from_string(grammar) if grammar else None)
         try:
             for token in steps:
                 if not generated and first_at == started:
