@@ -92,14 +92,15 @@ PROGRESS_LINE_S = 1.0  # without a terminal, a progress line at most this often 
 _DOING = {"extract": "read", "embed": "embedded"}
 
 
-def _progress_line(step, label: str) -> str:
-    """One plain line for a step: ``report.pdf: 340/1000 pages embedded`` (``[2/5]`` first when adding several)."""
+def _progress_line(step, label: str, finished: int = 0) -> str | None:
+    """One plain line for a step: ``report.pdf: 340/1000 pages embedded`` (``[2/5]`` first when adding several;
+    ``finished`` counts the files done, this step's included); None for a step with nothing to count yet."""
     if step.stage == "reindex":
         return f"{step.message or label}: {int(step.done)}/{int(step.total or 0)} passages"
     outcome, pages = getattr(step, "outcome", None), getattr(step, "pages", 0)
     if outcome is None and not pages:
-        return step.message or label
-    number = int(step.done) if outcome is not None else int(step.done) + 1  # which file of the batch
+        return None
+    number = finished + (outcome is None)  # which file of the batch
     where = f"[{number}/{int(step.total)}] {step.file}" if step.total and step.total > 1 else step.file
     if outcome is not None:
         if outcome.status in ("added", "updated"):
@@ -115,6 +116,7 @@ def _run(gen, label: str):
     progress lines there (one a second at most, plus the line that ends each file), so logs and pipes see it."""
     bar = None
     printed_at = time.monotonic()
+    finished = 0  # files
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
@@ -132,8 +134,10 @@ def _run(gen, label: str):
             if bar is not None:
                 bar.update(task, completed=step.done, total=step.total, description=step.message or label)
             elif getattr(step, "outcome", None) is not None or time.monotonic() - printed_at >= PROGRESS_LINE_S:
-                print(_progress_line(step, label), file=sys.stderr, flush=True)
-                printed_at = time.monotonic()
+                finished += getattr(step, "outcome", None) is not None
+                if (line := _progress_line(step, label, finished)) is not None:
+                    print(line, file=sys.stderr, flush=True)
+                    printed_at = time.monotonic()
     finally:
         if bar is not None:
             bar.stop()

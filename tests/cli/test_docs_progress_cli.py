@@ -29,8 +29,11 @@ def test_piped_output_gets_page_lines_ending_with_the_whole_file(tmp_path):
     out, err = run.communicate(timeout=180)
     assert run.returncode == 0, err
     lines = err.splitlines()
-    assert "[1/2] book.pdf: 3/3 pages embedded, added" in lines
-    assert "[2/2] other.pdf: 2/2 pages embedded, added" in lines
+    assert lines[-1] == "[2/2] other.pdf: 2/2 pages embedded, added", lines
+    assert "[1/2] book.pdf: 3/3 pages embedded, added" in lines, lines
+    for line in lines:  # any line while a file was under way names it with its place in the batch
+        m = re.match(r"^\[(\d)/2\] (\S+): (\d+)/(\d+) pages", line)
+        assert m and (m[1], m[2], m[4]) in {("1", "book.pdf", "3"), ("2", "other.pdf", "2")}, line
     assert "added book.pdf (3 pages" in out  # the summary stays on stdout
     assert "\x1b[" not in err  # no terminal codes in a log
 
