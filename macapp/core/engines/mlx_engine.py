@@ -232,14 +232,15 @@ class MlxEngine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
-    def render(self, messages: Sequence[ChatMessage]) -> RenderedPrompt:
+    def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> RenderedPrompt:
         self._require()
-        rendered = self.template.render(list(messages), add_generation_prompt=True)
+        extra = {"tools": list(tools)} if tools else {}
+        rendered = self.template.render(list(messages), add_generation_prompt=True, **extra)
         self.template_notice = rendered.notice
         return rendered
 
-    def count_chat_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return len(self.tokenize(self.render(messages).text))
+    def count_chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
+        return len(self.tokenize(self.render(messages, tools).text))
 
     def _tokenize_prompt(self, text: str) -> list[int]:
         """Tokens for a whole prompt; past the last exchange only the new text is tokenized."""
@@ -251,9 +252,14 @@ class MlxEngine:
     # -- generation ----------------------------------------------------------------------------
 
     def stream_chat(self, messages: Sequence[ChatMessage], sampling: SamplingSettings | None = None,
-                    cancel: CancelToken | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
-        """Answer ``messages`` (system prompt included by the caller), streaming text."""
-        text = self.render(messages).text
+                    cancel: CancelToken | None = None, *, tools: Sequence[dict] | None = None
+                    ) -> Generator[GenerationChunk, None, GenerationResult]:
+        """Answer ``messages`` (system prompt included by the caller), streaming text.
+
+        ``tools`` reach the chat template. MLX takes no grammar: ``constrained.stream_structured``
+        validates its JSON and tool calls and retries a bounded number of times instead.
+        """
+        text = self.render(messages, tools).text
         return (yield from self.generate_tokens(self._tokenize_prompt(text), sampling or SamplingSettings(), cancel,
                                                 prompt_text=text))
 

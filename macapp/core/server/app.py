@@ -1,6 +1,9 @@
 """The OpenAI-compatible HTTP API (Starlette): ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings``, and vLLM's ``/tokenize`` (exact token counts for Orchard's own remote engine).
 
+Chat takes ``tools`` and ``response_format``: calls come back as ``tool_calls`` (streamed as deltas after
+the answer's text) with ``finish_reason: "tool_calls"``; both are schema-valid by construction on llama.cpp.
+
 Nothing here runs a model on the event loop: generation happens on each model's owner thread
 (``owners.ModelOwner``), library scans and embeddings on worker threads. A request is checked (model
 loaded, prompt plus ``max_tokens`` within the context) before its response starts, so refusals are plain
@@ -184,6 +187,8 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
                                else protocol.text_completion(ident, created, model, value.text, None))
                 elif kind == "done":
                     finish = protocol.FINISH_REASONS[value.finish_reason]
+                    for delta in protocol.tool_call_deltas(value) if chat else ():
+                        yield _sse(protocol.chat_chunk(ident, created, model, delta))
                     yield _sse(protocol.chat_chunk(ident, created, model, {}, finish) if chat
                                else protocol.text_completion(ident, created, model, "", finish))
                     if include_usage:
@@ -212,7 +217,7 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
     async def chat_completions(request: Request) -> Response:
         req = protocol.parse_chat(await _json_body(request))
         ident, created = protocol.new_id("chatcmpl"), protocol.now()
-        job = Job(chat_work(req.messages, req.sampling), streaming=req.stream)
+        job = Job(chat_work(req.messages, req.sampling, req.output), streaming=req.stream)
         return await generate(
             request, req.model, job,
             lambda j: events(j, ident, created, req.model, req.include_usage, chat=True),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from macapp.core.engines.base import ChatMessage, Engine, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.constrained import OutputSpec, StructuredResult, count_prompt_tokens, stream_structured
 from macapp.core.progress import CancelToken
 from macapp.core.server.errors import bad_request
 
@@ -65,7 +66,7 @@ def _check_fits(prompt_tokens: int, sampling: SamplingSettings, n_ctx: int) -> N
                           param="max_tokens", code="context_length_exceeded")
 
 
-def _run_stream(job: Job, stream: Generator[GenerationChunk, None, GenerationResult]) -> GenerationResult:
+def _run_stream(job: Job, stream: Generator[GenerationChunk, None, Any]) -> Any:
     while True:
         try:
             chunk = next(stream)
@@ -75,14 +76,15 @@ def _run_stream(job: Job, stream: Generator[GenerationChunk, None, GenerationRes
             job.post("chunk", chunk)
 
 
-def chat_work(messages: Sequence[ChatMessage], sampling: SamplingSettings) -> Work:
-    """Answer ``messages`` with the model's chat template."""
+def chat_work(messages: Sequence[ChatMessage], sampling: SamplingSettings, output: OutputSpec | None = None) -> Work:
+    """Answer ``messages`` with the model's chat template, held to ``output`` (tools, a JSON schema)."""
+    output = output or OutputSpec()
 
-    def work(engine: Engine, job: Job) -> GenerationResult:
-        prompt_tokens = engine.count_chat_tokens(messages)
+    def work(engine: Engine, job: Job) -> StructuredResult:
+        prompt_tokens = count_prompt_tokens(engine, messages, output)
         _check_fits(prompt_tokens, sampling, engine.n_ctx)
         job.post("ready", Started(prompt_tokens, engine.n_ctx))
-        return _run_stream(job, engine.stream_chat(messages, sampling, job.cancel))
+        return _run_stream(job, stream_structured(engine, messages, output, sampling, job.cancel))
 
     return work
 

@@ -2,9 +2,14 @@
 
 Sampling: ``temperature``, ``top_p``, ``max_tokens`` (or ``max_completion_tokens``), ``stop`` and ``seed`` are
 honoured; what the request leaves out comes from Orchard's balanced preset. llama.cpp's ``top_k``, ``min_p`` and
-``repeat_penalty`` are accepted as extensions (as llama.cpp's own server does). ``presence_penalty``,
-``frequency_penalty``, ``logit_bias``, ``user`` and other fields this server cannot honour are ignored, as most
-local servers do; ``n`` > 1 and non-text content are refused with a 400.
+``repeat_penalty`` are accepted as extensions (as llama.cpp's own server does).
+
+Chat also takes ``tools``, ``tool_choice`` (auto, none, required or a named function), ``parallel_tool_calls``
+and ``response_format`` (text, json_object, json_schema); calls and JSON answers are held to their schemas
+(``engines.constrained``). A field the server understands but cannot honour is a 400 naming it, never
+silently dropped: ``n`` > 1, ``logprobs``/``top_logprobs``, a non-empty ``logit_bias``, non-zero
+``presence_penalty``/``frequency_penalty`` (use ``repeat_penalty``), audio output, image or audio content,
+and the legacy ``functions``. Hints that change no answer (``user``, ``metadata``, ``store``, ...) are ignored.
 """
 
 from __future__ import annotations
@@ -18,12 +23,17 @@ from typing import Any
 import numpy as np
 
 from macapp.core.engines.base import ChatMessage, GenerationResult, SamplingSettings
+from macapp.core.engines.constrained import JSON_OBJECT_SCHEMA, OutputSpec, StructuredResult
+from macapp.core.engines.tool_calls import ToolSpec
+from macapp.core.errors import UserError
 from macapp.core.server.errors import bad_request
 
-FINISH_REASONS = {"stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
+FINISH_REASONS = {"stop": "stop", "length": "length", "context": "length", "cancelled": "stop",
+                  "tool_calls": "tool_calls"}
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; chat runs until the context is full
 MAX_STOPS = 4
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
+_TOOL_CHOICES = ("auto", "none", "required")
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class ChatRequest:
     sampling: SamplingSettings
     stream: bool
     include_usage: bool
+    output: OutputSpec = OutputSpec()
 
 
 @dataclass(frozen=True)
@@ -87,9 +98,28 @@ def _stream_options(body: dict) -> tuple[bool, bool]:
     return stream, bool(stream and options.get("include_usage"))
 
 
-def _sampling(body: dict, default_max_tokens: int) -> SamplingSettings:
+def _refuse_unsupported(body: dict) -> None:
+    """400 for fields this server understands but cannot honour (an answer must not quietly differ)."""
     if _field(body, "n", int, 1) != 1:
         raise bad_request("only n=1 is supported", param="n")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        param = "logprobs" if body.get("logprobs") else "top_logprobs"
+        raise bad_request("logprobs are not supported by this server", param=param)
+    if body.get("logit_bias"):
+        raise bad_request("logit_bias is not supported by this server", param="logit_bias")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if _field(body, name, (int, float), 0, lo=-2, hi=2) != 0:
+            raise bad_request(f"{name} is not supported by this server; use repeat_penalty (1 = off, 1.1 = mild)",
+                              param=name)
+    if body.get("audio") is not None or any(m != "text" for m in body.get("modalities") or ()):
+        raise bad_request("only text output is supported", param="modalities")
+    for name in ("functions", "function_call"):
+        if body.get(name) is not None:
+            raise bad_request(f"'{name}' is the legacy form: send 'tools' and 'tool_choice'", param=name)
+
+
+def _sampling(body: dict, default_max_tokens: int) -> SamplingSettings:
+    _refuse_unsupported(body)
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = _field(body, name, int, default_max_tokens, lo=1, hi=1 << 30)
     stop = body.get("stop")
@@ -123,10 +153,24 @@ def _content(message: dict, i: int) -> str:
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise bad_request(f"messages[{i}]: only text content is supported", param="messages")
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise bad_request(f"messages[{i}]: only text content is supported (got a {kind!r} part)",
+                                  param="messages")
             texts.append(part["text"])
         return "\n".join(texts)
     raise bad_request(f"messages[{i}].content must be a string or a list of text parts", param="messages")
+
+
+def _tool_calls(message: dict, i: int) -> list[dict[str, Any]]:
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("function"), dict) and isinstance(c["function"].get("name"), str)
+            for c in calls):
+        raise bad_request(f"messages[{i}].tool_calls must be a list of {{'id', 'type': 'function', 'function': "
+                          "{'name', 'arguments'}}", param="messages")
+    return [{"id": str(c.get("id") or ""), "type": "function",
+             "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or "{}"}}
+            for c in calls]
 
 
 def parse_messages(raw: Any) -> list[ChatMessage]:
@@ -140,13 +184,83 @@ def parse_messages(raw: Any) -> list[ChatMessage]:
         if role is None:
             raise bad_request(f"messages[{i}].role must be system, user or assistant (got {message.get('role')!r})",
                               param="messages")
-        messages.append({"role": role, "content": _content(message, i)})
+        turn: ChatMessage = {"role": role, "content": _content(message, i)}
+        if role == "assistant" and message.get("tool_calls"):
+            turn["tool_calls"] = _tool_calls(message, i)
+        if role == "tool":
+            turn["tool_call_id"] = str(message.get("tool_call_id") or "")
+            if isinstance(message.get("name"), str):
+                turn["name"] = message["name"]
+        messages.append(turn)
+    _name_tool_results(messages)
     return messages
+
+
+def _name_tool_results(messages: list[ChatMessage]) -> None:
+    """Give each tool result the name of the call it answers (templates and the generic format show it)."""
+    names = {c["id"]: c["function"]["name"] for m in messages for c in m.get("tool_calls", ()) if c["id"]}
+    for message in messages:
+        if message["role"] == "tool" and "name" not in message and message["tool_call_id"] in names:
+            message["name"] = names[message["tool_call_id"]]
+
+
+def parse_output(body: dict) -> OutputSpec:
+    """``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format`` as an ``OutputSpec``."""
+    raw_tools = body.get("tools")
+    if raw_tools is not None and not isinstance(raw_tools, list):
+        raise bad_request("'tools' must be a list", param="tools")
+    try:
+        tools = tuple(ToolSpec.from_openai(t) for t in raw_tools or ())
+    except UserError as exc:
+        raise bad_request(str(exc), param="tools") from exc
+    if len({t.name for t in tools}) != len(tools):
+        raise bad_request("two tools have the same name", param="tools")
+    choice, function = body.get("tool_choice") or ("auto" if tools else "none"), None
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        if choice.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise bad_request("tool_choice must be auto, none, required or {'type': 'function', 'function': "
+                              "{'name': ...}}", param="tool_choice")
+        choice, function = "required", fn["name"]
+    if choice not in _TOOL_CHOICES:
+        raise bad_request(f"tool_choice must be auto, none, required or a function (got {choice!r})",
+                          param="tool_choice")
+    try:
+        return OutputSpec(tools, choice, function, _response_schema(body.get("response_format")),
+                          bool(_field(body, "parallel_tool_calls", bool, True)))
+    except UserError as exc:
+        raise bad_request(str(exc), param="response_format" if "schema" in str(exc) else "tool_choice") from exc
+
+
+def _response_schema(fmt: Any) -> dict[str, Any] | None:
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return JSON_OBJECT_SCHEMA
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise bad_request("response_format json_schema needs 'json_schema': {'name', 'schema': {...}}",
+                              param="response_format")
+        from macapp.core.engines.structured import check_schema
+
+        try:
+            check_schema(schema)
+        except UserError as exc:
+            raise bad_request(str(exc), param="response_format") from exc
+        return schema
+    raise bad_request("response_format must be {'type': 'text' | 'json_object' | 'json_schema'}",
+                      param="response_format")
 
 
 def parse_chat(body: dict) -> ChatRequest:
     stream, usage = _stream_options(body)
-    return ChatRequest(_model(body), parse_messages(body.get("messages")), _sampling(body, 0), stream, usage)
+    return ChatRequest(_model(body), parse_messages(body.get("messages")), _sampling(body, 0), stream, usage,
+                       parse_output(body))
 
 
 def parse_completion(body: dict) -> CompletionRequest:
@@ -192,19 +306,34 @@ def now() -> int:
     return int(time.time())
 
 
-def usage(result: GenerationResult) -> dict[str, int]:
+def usage(result: GenerationResult | StructuredResult) -> dict[str, int]:
+    if isinstance(result, StructuredResult):
+        result = result.result
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
             "total_tokens": result.prompt_tokens + result.completion_tokens}
 
 
-def chat_completion(ident: str, created: int, model: str, result: GenerationResult) -> dict[str, Any]:
-    choice = {"index": 0, "message": {"role": "assistant", "content": result.text}, "logprobs": None,
-              "finish_reason": FINISH_REASONS[result.finish_reason]}
+def chat_completion(ident: str, created: int, model: str, result: StructuredResult) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.content}
+    if result.tool_calls:
+        message["content"] = result.content or None
+        message["tool_calls"] = [call.to_openai() for call in result.tool_calls]
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH_REASONS[result.finish_reason]}
     return {"id": ident, "object": "chat.completion", "created": created, "model": model, "choices": [choice],
             "usage": usage(result)}
 
 
-def chat_chunk(ident: str, created: int, model: str, delta: dict[str, str], finish: str | None = None
+def tool_call_deltas(result: StructuredResult) -> list[dict[str, Any]]:
+    """Stream deltas for the calls: each call's id and name, then its arguments (the SDKs join them by index)."""
+    deltas = []
+    for index, call in enumerate(result.tool_calls):
+        deltas.append({"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                                       "function": {"name": call.name, "arguments": ""}}]})
+        deltas.append({"tool_calls": [{"index": index, "function": {"arguments": call.arguments_json}}]})
+    return deltas
+
+
+def chat_chunk(ident: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None
                ) -> dict[str, Any]:
     choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
     return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [choice]}
@@ -220,7 +349,8 @@ def text_completion(ident: str, created: int, model: str, text: str, finish: str
     return doc
 
 
-def usage_chunk(ident: str, created: int, model: str, obj: str, result: GenerationResult) -> dict[str, Any]:
+def usage_chunk(ident: str, created: int, model: str, obj: str, result: GenerationResult | StructuredResult
+                ) -> dict[str, Any]:
     return {"id": ident, "object": obj, "created": created, "model": model, "choices": [], "usage": usage(result)}
 
 
