@@ -116,7 +116,7 @@ class _Splitter:
             if start == -1:  # can't tell yet
                 return ""
             if start is not None:
-                end = start
+                end = start if self.fmt.markers_anywhere else self.sent  # nothing before a call at the start
                 self.in_call = any(self.text.startswith(m, start) for m in self.fmt.call_markers)
         return self._take(end)
 

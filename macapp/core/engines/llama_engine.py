@@ -89,6 +89,7 @@ class LlamaCppEngine:
         self.adapter_scale = adapter_scale
         self._applied: tuple[Path, float] | None = None
         self._adapters: dict[Path, int] = {}  # loaded adapter handles (llama_adapter_lora *), freed at unload
+        self._grammars_ok: set[str] = set()  # grammars llama.cpp parsed for this vocabulary
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -334,6 +335,8 @@ class LlamaCppEngine:
         generated: list[int] = []
         finish: FinishReason = "length"
         cut_by_stop_string = False
+        if grammar:
+            self._check_grammar(grammar)
         steps = llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
                              temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
                              grammar=LlamaGrammar.from_string(grammar) if grammar else None)
@@ -384,6 +387,20 @@ class LlamaCppEngine:
             text=text, finish_reason=finish, prompt_tokens=len(tokens),
             prompt_eval_tokens=len(tokens) - cached_before, completion_tokens=len(generated),
             prompt_s=first_at - started, generation_s=ended - first_at)
+
+    def _check_grammar(self, grammar: str) -> None:
+        """Refuse a grammar llama.cpp can't parse: sampling with one would crash the process."""
+        if grammar in self._grammars_ok:
+            return
+        import llama_cpp
+
+        with llama_log.capture() as lines:
+            handle = llama_cpp.llama_sampler_init_grammar(self._llm._model.vocab, grammar.encode("utf-8"), b"root")
+        if not handle:
+            detail = " ".join(line.strip() for line in lines if line.strip())[:300]
+            raise UserError(f"llama.cpp could not use this grammar ({detail or 'it does not parse'})")
+        llama_cpp.llama_sampler_free(handle)
+        self._grammars_ok.add(grammar)
 
     def _cached_prefix(self, tokens: list[int]) -> int:
         """How many prompt tokens llama.cpp will take from its KV cache (mirrors ``Llama.generate``)."""

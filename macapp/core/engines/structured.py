@@ -132,13 +132,32 @@ def _where(path) -> str:
     return f"${parts}" if parts else "$ (the whole value)"
 
 
+def _gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal: quotes, backslashes and control characters escaped."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
 @lru_cache(maxsize=GRAMMAR_CACHE_SIZE)
 def _gbnf(key: str, name: str) -> str:
     from llama_cpp.llama_grammar import SchemaConverter
 
+    class Converter(SchemaConverter):
+        # llama-cpp-python 0.3.36 leaves backslashes unescaped in literals: an enum value or property
+        # name holding one gave a grammar llama.cpp can't parse (and a crash when sampling with it).
+        def _format_literal(self, literal: str) -> str:
+            return _gbnf_literal(literal)
+
     schema = json.loads(key)
     check_schema(schema)
-    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     try:
         schema = converter.resolve_refs(schema, "schema")
         top = converter.visit(schema, "" if name == "root" else name)

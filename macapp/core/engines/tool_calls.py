@@ -115,7 +115,7 @@ def call_problems(call: ToolCall, tools: Sequence[ToolSpec]) -> list[str]:
     if tool is None:
         names = ", ".join(t.name for t in tools) or "none"
         return [f"{call.name!r} is not a tool here (the tools are: {names})"]
-    return [f"{call.name} arguments {problem.removeprefix('$')}".replace("arguments  (the whole value)", "arguments")
+    return [f"{call.name} arguments{problem.removeprefix('$').removeprefix(' (the whole value)')}"
             for problem in validation_problems(call.arguments, tool.parameters)]
 
 
