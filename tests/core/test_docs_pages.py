@@ -140,3 +140,29 @@ def test_docs_query_json_gives_the_exact_page_and_the_span(tmp_path):
     assert hits[0]["page"] == 5 and hits[0]["page_start"] <= 5 <= hits[0]["page_end"]
     assert "bletted" in hits[0]["quote"] and len({h["page"] for h in hits}) == len(hits)
     assert "p. 5" in macapp("query", "Small", FACTS[5][1], "-k", "1")
+
+
+def test_an_answer_uses_the_freed_slots_for_evidence_from_other_pages(tmp_path, embedder):
+    from macapp.core.docs.answer import ask
+    from macapp.core.engines.fake import FakeEngine
+
+    crowded = " ".join(f"Bees fly to clover, fact {n}: a forager visits many flowers a day." for n in range(80))
+    others = {"Lavender": "Bees also fly to lavender, which blooms in midsummer and feeds them for weeks.",
+              "Ivy": "In autumn bees fly to ivy, the last big flow of nectar before winter.",
+              "Willow": "Bees fly to willow catkins in early spring for their first pollen."}
+    weather = " ".join(f"The weather station logged rain on day {n} and a light westerly wind." for n in range(150))
+    pages = [crowded]
+    for title, text in others.items():  # each between pages of other matter, so no two hits' neighbours touch
+        pages += [f"# {title}\n{text}", f"# Weather {title}\n{weather}"]
+    engine = FakeEngine(n_ctx=8192)  # too small for the whole document: the answer gets retrieved passages
+    drain(engine.load())
+    engine.enqueue(["Clover [1], lavender [2], ivy [3] and willow [4]."])
+    with DocumentIndex(tmp_path / "index") as index:
+        drain(ingest.add_files("Bees", [pdfs.make_pdf(tmp_path / "bees.pdf", pages)], embedder, index=index))
+        assert index.chunks.files()[0].chunks >= 10
+        _, answer = drain(ask("Bees", "which flowers do bees fly to?", engine, k=4, embedder=embedder, index=index))
+    assert len(answer.passages) == 4 and len({p.page for p in answer.passages}) == 4, [
+        (p.page, p.page_start, p.page_end) for p in answer.passages]
+    prompt = engine.prompts[0][-1]["content"]
+    assert all(text in prompt for text in others.values())  # every page's evidence, not four pieces of page 1
+    assert {p.page for p in answer.passages} == {1, 2, 4, 6}
