@@ -166,3 +166,16 @@ def test_an_answer_uses_the_freed_slots_for_evidence_from_other_pages(tmp_path, 
     prompt = engine.prompts[0][-1]["content"]
     assert all(text in prompt for text in others.values())  # every page's evidence, not four pieces of page 1
     assert {p.page for p in answer.passages} == {1, 2, 4, 6}
+
+
+def test_passages_indexed_before_pages_were_recorded_name_their_first_page(tmp_path):
+    from tests.core.test_docs_index import HashEmbedder
+
+    with DocumentIndex(tmp_path / "index") as index:
+        drain(ingest.add_files("Old", [pdfs.make_pdf(tmp_path / "small.pdf", small_pages())], HashEmbedder(),
+                               index=index))
+        with index.chunks.transaction() as db:
+            db.execute("UPDATE chunks SET page_breaks = NULL")  # as the migration leaves older rows
+        hits = retrieve.query("Old", FACTS[5][1], k=3, mode="keyword", index=index)
+    assert hits and all(h.page == h.page_start and h.page_breaks == () for h in hits)
+    assert any(h.page_end > h.page_start for h in hits) and FACTS[5][0] in hits[0].text

@@ -214,7 +214,8 @@ def _passages(index: DocumentIndex, ranked: Sequence[tuple[int, float]], chunks:
     for w in windows:
         span = [w.hit] if not neighbours else index.chunks.chunk_range(w.hit.file_id, max(0, w.first), w.last)
         paged = join_paged([chunk_paged(c) for c in span])
-        passages.append(Passage(w.hit.file, w.page, paged.page_end, paged.text, w.score, w.hit.index,
+        page_end = max(paged.page_end, *(c.page_end for c in span))  # more when indexed before pages were recorded
+        passages.append(Passage(w.hit.file, w.page, page_end, paged.text, w.score, w.hit.index,
                                 w.hit.file_hash, w.hit.heading, w.hit.path, paged.page_start, paged.breaks, w.quote))
     return passages
 
