@@ -120,3 +120,17 @@ def test_page_breaks_put_every_word_on_its_own_page(pages, max_tokens):
     for c in chunks:
         for m in re.finditer(r"\w+?P(\d+)", c.text):
             assert page_at(m.start(), c.page_start, c.page_breaks) == int(m.group(1)), (c.text, m.group())
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The bundled embedder's own tokenizer (WordPiece through llama.cpp), as ingest counts."""
+    from macapp.core.docs.embedder import LlamaEmbedder, bundled_embedder_path
+
+    return LlamaEmbedder(bundled_embedder_path(), n_threads=1)
+
+
+@given(pages=st.lists(page_texts, min_size=1, max_size=4), max_tokens=st.sampled_from([16, 64, 256]))
+@_settings(max_examples=120)
+def test_the_real_tokenizer_on_any_text(minilm, pages, max_tokens):
+    check([PageText(p, t) for p, t in enumerate(pages, start=1)], minilm.count_tokens, max_tokens, 8)
