@@ -75,7 +75,8 @@ class Answer:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        data = {"text": self.text, "found": self.found, "citations": [c.to_json() for c in self.citations],
+        data = {"text": self.text, "raw_text": self.raw_text, "found": self.found,
+                "citations": [c.to_json() for c in self.citations],
                 "passages": [p.to_json() for p in self.passages], "notes": list(self.notes)}
         if self.result is not None:
             data |= {k: v for k, v in self.result.to_json().items() if k != "text"}
@@ -195,5 +196,5 @@ def ask(collection: str, question: str, engine: Engine, *, k: int = 5, system_pr
     result = yield from engine.stream_chat(messages, sampling, cancel)
     from macapp.core.docs.support import cite_answer
 
-    text, citations, note = cite_answer(result.text, passages)
+    text, citations, note = cite_answer(result.text, passages, embedder=embedder)
     return Answer(text, result.text, citations, passages, found=True, result=result, notes=[note] if note else [])
