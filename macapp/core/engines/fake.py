@@ -17,6 +17,7 @@ demos can drive the same code paths without a model file.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import deque
@@ -63,6 +64,12 @@ class FakeEngine:
         """Queue the next answer, as the chunks it streams in; returns the engine (calls chain)."""
         self._answers.append(ScriptedAnswer(tuple(chunks), finish_reason))
         return self
+
+    def enqueue_call(self, name: str, arguments: dict | None = None, *more: tuple[str, dict]) -> FakeEngine:
+        """Queue an answer that calls tool ``name`` (and the ``(name, arguments)`` pairs in ``more``), written
+        as a model without a native tool format writes calls (``tool_calls.GenericFormat``)."""
+        calls = [{"name": name, "arguments": arguments or {}}, *({"name": n, "arguments": a} for n, a in more)]
+        return self.enqueue([json.dumps({"tool_calls": calls}, ensure_ascii=False)])
 
     @property
     def pending(self) -> int:
