@@ -209,7 +209,7 @@ def builtin_toolbox(grants: Grants, *, collection: str | None = None, embedder=N
     ``grants.tools`` empty means every built-in tool whose needs are met (folders for file tools, a
     collection for search); ``run_command`` needs ``grants.shell`` either way.
     """
-    unknown = [n for n in grants.tools if n not in BUILTIN_NAMES and "." not in n]  # "server.tool": MCP's
+    unknown = [n for n in grants.tools if n not in BUILTIN_NAMES and "__" not in n]  # "server__tool": MCP's
     if unknown:
         raise UserError(f"No built-in tool is named {', '.join(unknown)}", hint=f"tools: {', '.join(BUILTIN_NAMES)}")
     folders = Folders.of(grants.folders)

@@ -71,7 +71,7 @@ class Folders:
 class Grants:
     """The allowlist of one conversation, and the tools it approved for good."""
 
-    tools: tuple[str, ...] = ()  # tool names granted (built-in ones, or "server.tool" from MCP)
+    tools: tuple[str, ...] = ()  # tool names granted (built-in ones, or "server__tool" from MCP)
     folders: tuple[str, ...] = ()
     shell: bool = False  # run_command is off unless granted
     always: set[str] = field(default_factory=set)  # "Always for this tool in this chat"

@@ -74,6 +74,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE conversations ADD COLUMN collection TEXT;
     ALTER TABLE messages ADD COLUMN citations_json TEXT NOT NULL DEFAULT '[]';
     """,
+    # 3: the tool calls an agent made while writing an answer, in order, with approval and result
+    """
+    CREATE TABLE tool_steps (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL, call_id TEXT NOT NULL, tool TEXT NOT NULL,
+        arguments_json TEXT NOT NULL DEFAULT '{}', effect TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
+        approval TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT '', duration_s REAL NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX tool_steps_message ON tool_steps(message_id, position);
+    """,
 ]
 
 

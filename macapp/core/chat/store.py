@@ -77,6 +77,23 @@ class Message:
     citations: list[dict[str, Any]] = field(default_factory=list)  # sources an answer cites (file, page, ...)
 
 
+@dataclass(frozen=True)
+class SavedToolStep:
+    """A tool call an agent made while writing a message: what it called, how it was approved, what came back."""
+
+    message_id: int
+    position: int  # 1-based order within the message
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    effect: str
+    status: str  # ok | error | invalid | refused | denied | timeout | cancelled
+    approval: str
+    result: str
+    duration_s: float
+    created_at: datetime
+
+
 @dataclass
 class SearchHit:
     """A search match: a message (``message_id`` set) or a conversation title (``message_id`` None)."""
@@ -323,6 +340,33 @@ class ChatStore:
         old = self.get_message(message_id)
         return self._insert(old.conversation_id, old.role, new_content, old.parent_id, "done", old.model,
                             old.adapter, old.settings)
+
+    # -- agent steps ----------------------------------------------------------------------------
+
+    def add_tool_step(self, message_id: int, position: int, call_id: str, tool: str, arguments: dict[str, Any],
+                      status: str, *, effect: str = "", approval: str = "", result: str = "",
+                      duration_s: float = 0.0) -> SavedToolStep:
+        """Save one tool call of the agent writing ``message_id`` (committed at once, so a crash keeps it)."""
+        with self._write() as db:
+            self.get_message(message_id)
+            cur = db.execute(
+                "INSERT INTO tool_steps (message_id, position, call_id, tool, arguments_json, effect, status, approval,"
+                " result, duration_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (message_id, position, call_id, tool, json.dumps(arguments, ensure_ascii=False), effect, status,
+                 approval, result, duration_s, _now()))
+            return self._tool_steps("WHERE id = ?", (cur.lastrowid,))[0]
+
+    def tool_steps(self, message_id: int) -> list[SavedToolStep]:
+        """The tool calls made while writing ``message_id``, in order."""
+        return self._tool_steps("WHERE message_id = ? ORDER BY position, id", (message_id,))
+
+    def _tool_steps(self, where: str, args: tuple) -> list[SavedToolStep]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT message_id, position, call_id, tool, arguments_json, effect, status, approval, result,"
+                f" duration_s, created_at FROM tool_steps {where}", args).fetchall()
+        return [SavedToolStep(r[0], r[1], r[2], r[3], _loads(r[4]), r[5], r[6], r[7], r[8], r[9], _time(r[10]))
+                for r in rows]
 
     # -- search ---------------------------------------------------------------------------------
 
