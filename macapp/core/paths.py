@@ -45,6 +45,11 @@ def settings_file() -> Path:
     return data_dir() / "settings.json"
 
 
+def mcp_config_file() -> Path:
+    """The user's MCP servers, in the ``mcp.json`` format Cursor and LM Studio use."""
+    return data_dir() / "mcp.json"
+
+
 def chats_db() -> Path:
     return data_dir() / "chats.sqlite3"
 
