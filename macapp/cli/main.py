@@ -23,7 +23,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import ask, chat, docs, doctor, embed, export, hub, models, remotes, selftest, serve, tune
+    from macapp.cli import ask, chat, docs, doctor, embed, export, hub, mcp, models, remotes, selftest, serve, tune
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.register(sub)
     serve.register(sub)
     remotes.register(sub)
+    mcp.register(sub)
     export.register(sub)
     tune.register(sub)
     selftest.register(sub)

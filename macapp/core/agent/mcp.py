@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from macapp.core import paths
-from macapp.core.agent.mcp_config import McpServerConfig, load_mcp_config
+from macapp.core.agent.mcp_config import McpServerConfig, McpServerError, load_mcp_config
 from macapp.core.agent.tools import ToolResult
 from macapp.core.engines.structured import gbnf_for_schema
 from macapp.core.engines.tool_calls import ToolSpec
@@ -111,7 +111,7 @@ class McpConnection:
         self.connect_timeout_s = connect_timeout_s
         self.tools: list[McpTool] = []
         self.problems: list[str] = []  # tools left out (a schema no grammar can express)
-        self.error: UserError | None = None
+        self.error: McpServerError | None = None
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -142,7 +142,8 @@ class McpConnection:
                 raise Cancelled()
             if time.monotonic() > deadline:  # the SDK's own limits failed to end the attempt
                 self.close()
-                raise UserError(f"MCP server {self.name!r} did not start within {self.connect_timeout_s:g} s")
+                raise McpServerError(self.name, f"MCP server {self.name!r} did not start within "
+                                                f"{self.connect_timeout_s:g} s")
         if self.error is not None:
             raise self.error
 
@@ -202,7 +203,7 @@ class McpConnection:
                 log.info("MCP server %r: session ended: %s", self.name, _one_line(_root_cause(exc)))
         finally:
             if not self._ready.is_set() and self.error is None:
-                self.error = UserError(f"MCP server {self.name!r} was closed before it was ready")
+                self.error = McpServerError(self.name, f"MCP server {self.name!r} was closed before it was ready")
             self._stopped.set()
             self._ready.set()
 
@@ -268,23 +269,26 @@ class McpConnection:
 
     # -- messages
 
-    def _connect_error(self, exc: BaseException) -> UserError:
+    def _connect_error(self, exc: BaseException) -> McpServerError:
         cause = _root_cause(exc)
         config, what = self.config, f"MCP server {self.name!r}"
+
+        def error(message: str, hint: str | None = None) -> McpServerError:
+            return McpServerError(self.name, f"{what} {message}", hint)
+
         if isinstance(cause, FileNotFoundError) and config.command:
-            return UserError(f"{what} can't start: there is no program {config.command!r}",
-                             hint='check "command" in mcp.json; it is looked up on PATH')
+            return error(f"can't start: there is no program {config.command!r}",
+                         'check "command" in mcp.json; it is looked up on PATH')
         if isinstance(cause, PermissionError) and config.command:
-            return UserError(f"{what} can't start: {config.command!r} is not an executable program")
+            return error(f"can't start: {config.command!r} is not an executable program")
         if isinstance(cause, TimeoutError):
-            return UserError(f"{what} did not finish starting within {self.connect_timeout_s:g} s",
-                             hint=self._stderr_hint())
+            return error(f"did not finish starting within {self.connect_timeout_s:g} s", self._stderr_hint())
         if config.command and self._is_connection_lost(cause):
-            return UserError(f"{what} exited before it was ready", hint=self._stderr_hint())
+            return error("exited before it was ready", self._stderr_hint())
         if config.url:
-            return UserError(f"{what} at {config.url} can't be reached: {_one_line(cause)}")
+            return error(f"at {config.url} can't be reached: {_one_line(cause)}")
         log.warning("MCP server %r failed to connect", self.name, exc_info=exc)
-        return UserError(f"{what} failed to connect: {_one_line(cause)}", hint=self._stderr_hint())
+        return error(f"failed to connect: {_one_line(cause)}", self._stderr_hint())
 
     def _gone_message(self, tool: str) -> str:
         hint = self._stderr_hint()
@@ -340,7 +344,7 @@ class McpTools:
     """The connected servers' tools, and one error per server that could not be used; ``close()`` ends them."""
 
     connections: list[McpConnection] = field(default_factory=list)
-    problems: list[UserError] = field(default_factory=list)
+    problems: list[McpServerError] = field(default_factory=list)
 
     @property
     def tools(self) -> list[McpTool]:
@@ -372,7 +376,7 @@ def connect_servers(servers: Iterable[McpServerConfig], cancel: CancelToken | No
             try:
                 connection.wait_ready(cancel)
                 found.connections.append(connection)
-            except UserError as exc:
+            except McpServerError as exc:
                 found.problems.append(exc)
     except Cancelled:
         McpTools(connections).close()
@@ -386,10 +390,10 @@ def connect_configured(names: Iterable[str] | None = None, cancel: CancelToken |
     config = load_mcp_config()
     wanted = None if names is None else set(names)
     servers = [s for s in config.servers if wanted is None or s.name in wanted]
-    problems = [p for p in config.problems if wanted is None or getattr(p, "server", None) in wanted]
+    problems = [p for p in config.problems if wanted is None or p.server in wanted]
     if wanted is not None:
-        known = {s.name for s in config.servers} | {getattr(p, "server", None) for p in config.problems}
-        problems += [UserError(f"no MCP server named {n!r} in {config.path}") for n in sorted(wanted - known)]
+        known = {s.name for s in config.servers} | {p.server for p in config.problems}
+        problems += [McpServerError(n, f"no MCP server named {n!r} in {config.path}") for n in sorted(wanted - known)]
     found = connect_servers(servers, cancel, connect_timeout_s)
     found.problems[:0] = problems
     return found

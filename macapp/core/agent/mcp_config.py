@@ -52,25 +52,32 @@ class McpConfig:
 
     path: Path
     servers: tuple[McpServerConfig, ...] = ()
-    problems: tuple[UserError, ...] = ()
+    problems: tuple[McpServerError, ...] = ()
 
     def server(self, name: str) -> McpServerConfig:
         for server in self.servers:
             if server.name == name:
                 return server
         for problem in self.problems:
-            if getattr(problem, "server", None) == name:
+            if problem.server == name:
                 raise problem
         known = ", ".join(s.name for s in self.servers) or "none yet"
         raise UserError(f"no MCP server named {name!r} in {self.path}", hint=f"known: {known}")
 
 
-class McpEntryError(UserError):
-    """A server entry of ``mcp.json`` that can't be used; ``server`` names it."""
+class McpServerError(UserError):
+    """A problem with one server (its entry, or reaching it); ``server`` names it."""
+
+    def __init__(self, server: str, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.server = server
+
+
+class McpEntryError(McpServerError):
+    """A server entry of ``mcp.json`` that can't be used."""
 
     def __init__(self, server: str, problem: str):
-        super().__init__(f"MCP server {server!r}: {problem}")
-        self.server = server
+        super().__init__(server, f"MCP server {server!r}: {problem}")
 
 
 def load_mcp_config(path: Path | None = None) -> McpConfig:
