@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,22 @@ def test_add_refuses_a_bad_entry_before_writing():
     with pytest.raises(UserError, match="not valid JSON"):
         add_server("time", "python3")
     assert paths.mcp_config_file().read_text() == "{broken"  # never overwritten
+
+
+def test_env_variables_and_the_home_folder_are_filled_in_as_in_cursor(monkeypatch):
+    monkeypatch.setenv("GH_TOKEN", "ghp-123")
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    write({"mcpServers": {
+        "gh": {"command": "${userHome}/bin/gh-mcp", "args": ["--token=${env:GH_TOKEN}"],
+               "env": {"GITHUB_TOKEN": "${env:GH_TOKEN}", "LITERAL": "$GH_TOKEN"}},
+        "web": {"url": "http://127.0.0.1:1/mcp", "headers": {"Authorization": "Bearer ${env:GH_TOKEN}"}},
+        "unset": {"command": "x", "env": {"KEY": "${env:NOT_SET_ANYWHERE}"}},
+    }})
+    config = load_mcp_config()
+    gh, web = config.servers
+    assert gh.command == str(Path.home() / "bin" / "gh-mcp") and gh.args == ("--token=ghp-123",)
+    assert gh.env == {"GITHUB_TOKEN": "ghp-123", "LITERAL": "$GH_TOKEN"}
+    assert web.headers == {"Authorization": "Bearer ghp-123"}
+    [problem] = config.problems
+    assert problem.server == "unset" and "$NOT_SET_ANYWHERE is not set" in str(problem)
+    assert "${env:GH_TOKEN}" in paths.mcp_config_file().read_text()  # the file keeps the reference

@@ -117,7 +117,7 @@ def test_a_hanging_call_times_out_and_cancel_ends_it_within_a_second(odd_server)
     started = time.monotonic()
     result = hang.connection.call("hang", {}, CancelToken(), timeout_s=1.0)
     assert result.is_error and "did not answer hang within 1 s" in result.text
-    assert 1.0 <= time.monotonic() - started < 2.0
+    assert 1.0 <= time.monotonic() - started < 3.0
 
     token = CancelToken()
     threading.Timer(0.3, token.cancel).start()

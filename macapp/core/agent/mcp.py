@@ -104,7 +104,7 @@ class McpTool:
 
 
 class McpConnection:
-    """One live session with one server, on its own thread and event loop; ``connect`` starts it."""
+    """One live session with one server, on its own thread and event loop: ``start``, then ``wait_ready``."""
 
     def __init__(self, config: McpServerConfig, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         self.config = config
@@ -134,7 +134,7 @@ class McpConnection:
         self._thread.start()
 
     def wait_ready(self, cancel: CancelToken | None = None) -> None:
-        """Block until the tools are listed; ``UserError`` if the server could not be reached."""
+        """Block until the tools are listed; ``McpServerError`` if the server could not be reached."""
         deadline = time.monotonic() + self.connect_timeout_s + CLOSE_TIMEOUT_S
         while not self._ready.wait(POLL_S):
             if cancel is not None and cancel.cancelled:
@@ -151,7 +151,10 @@ class McpConnection:
         """Run ``tool`` on the server and wait; ``Cancelled`` when ``cancel`` fires (the call is abandoned)."""
         if not self.alive or self._loop is None:
             return ToolResult(self._gone_message(tool), is_error=True)
-        future = asyncio.run_coroutine_threadsafe(self._session.call_tool(tool, arguments), self._loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._session.call_tool(tool, arguments), self._loop)
+        except RuntimeError:  # the loop ended since `alive` was read
+            return ToolResult(self._gone_message(tool), is_error=True)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -296,7 +299,12 @@ class McpConnection:
 
     @staticmethod
     def _is_connection_lost(exc: BaseException) -> bool:
-        return "connection closed" in str(exc).lower() or isinstance(exc, (BrokenPipeError, EOFError))
+        from mcp.shared.exceptions import MCPError
+        from mcp.types import CONNECTION_CLOSED
+
+        if isinstance(exc, MCPError):
+            return exc.error.code == CONNECTION_CLOSED
+        return isinstance(exc, (BrokenPipeError, EOFError, ConnectionError))
 
     def _stderr_hint(self) -> str | None:
         """The last lines the server wrote on stderr, on one line."""

@@ -6,12 +6,15 @@
 
 A bad entry is reported on its own (a ``UserError`` naming the server and the problem) and never stops
 the others. Keys other clients add (``disabled``, ``autoApprove``, ...) are kept and otherwise ignored.
+As in Cursor, ``${env:NAME}`` and ``${userHome}`` in a value are replaced when the file is read, so a key
+can stay in the environment instead of the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,7 @@ from macapp.core import paths
 from macapp.core.errors import UserError
 
 _HTTP_TYPES = {"http", "streamable-http", "streamableHttp"}  # what Cursor, VS Code and LM Studio write
+_VARIABLE = re.compile(r"\$\{(env:[A-Za-z_][A-Za-z0-9_]*|userHome)\}")
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,10 @@ def parse_server(name: str, entry: Any) -> McpServerConfig:
         args = entry.get("args", [])
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise McpEntryError(name, '"args" must be a list of strings')
-        return McpServerConfig(name, command=command, args=tuple(args), env=_strings(name, entry, "env"))
+        return McpServerConfig(name, command=_expand(name, command), args=tuple(_expand(name, a) for a in args),
+                               env=_strings(name, entry, "env"))
+    if isinstance(url, str):
+        url = _expand(name, url)
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
         raise McpEntryError(name, f'"url" must be an http:// or https:// address (got {url!r})')
     return McpServerConfig(name, url=url, headers=_strings(name, entry, "headers"))
@@ -168,7 +175,22 @@ def _strings(name: str, entry: dict[str, Any], key: str) -> dict[str, str]:
     value = entry.get(key, {})
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise McpEntryError(name, f'"{key}" must be an object of strings, like {{"NAME": "value"}}')
-    return dict(value)
+    return {k: _expand(name, v) for k, v in value.items()}
+
+
+def _expand(name: str, value: str) -> str:
+    """``${env:NAME}`` and ``${userHome}`` replaced; a variable that is not set is an error, not an empty key."""
+
+    def replace(match: re.Match[str]) -> str:
+        variable = match.group(1)
+        if variable == "userHome":
+            return str(Path.home())
+        found = os.environ.get(variable[4:])
+        if found is None:
+            raise McpEntryError(name, f"${{{variable}}} is used but ${variable[4:]} is not set")
+        return found
+
+    return _VARIABLE.sub(replace, value)
 
 
 def _read_doc(path: Path) -> dict[str, Any]:
