@@ -410,3 +410,25 @@ def test_a_chat_on_documents_of_another_embedder_offers_to_reindex(qtbot, model_
     assert {c.name: c.embedder for c in list_collections()}[collection] == load_embedder(str(other_embedder)).name
     turn = _ask(qtbot, page, BEE_QUESTION)
     assert turn.plan.prompt_tokens > 100  # answered from the re-indexed passages
+
+
+@pytest.mark.real_model
+def test_a_real_small_models_grounded_answer_shows_its_sources_as_chips(qtbot, chat, docs, real_model):
+    """SmolLM2-135M answers from the passages but writes no [n]: the chips name the pages its sentences match."""
+    from macapp.core.engines.base import SamplingSettings
+
+    chat.set_library([add_model_file(real_model)], detect())
+    chat.drawer.set_sampling(SamplingSettings(temperature=0.0, seed=1, max_tokens=60))
+    with qtbot.waitSignal(chat.modelLoaded, timeout=60_000):
+        chat.load_model()
+    qtbot.waitUntil(lambda: not chat.loading, timeout=5_000)
+    _ingest(qtbot, chat, [docs["bees"], docs["volcanoes"]])
+    turn = _ask(qtbot, chat, "How do beekeepers calm the colony?")
+    assert turn.result.completion_tokens > 0 and "[" not in turn.result.text  # the model cites nothing itself
+    bubble = [b for b in chat.transcript.bubbles() if b.role == "assistant"][-1]
+    labels = [c.text() for c in bubble.chips.chips]
+    assert labels and all(label.startswith("[bees.pdf, p. ") for label in labels), (turn.result.text, labels)
+    assert bubble.chips.isVisible() and bubble.chips.height() > 10
+    saved = chat.store.get_message(turn.message.id).citations
+    assert saved and all(c["file"] == "bees.pdf" for c in saved)
+    chat.grab().save("/tmp/chat-real-model-chips.png")

@@ -190,7 +190,8 @@ class ChatSession:
                 empty = GenerationResult(reply.content, "stop", 0, 0, 0, 0.0, 0.0)
                 return Turn(reply, empty, ContextPlan([], 0, 0, self.engine.n_ctx, 0))
             history[-1] = {"role": "user", "content": grounding.grounded_prompt(question, passages)}
-        plan = plan_context(self.engine, history, self.system_prompt, self.sampling.max_tokens)
+        system = grounding.grounded_system(self.system_prompt) if passages else self.system_prompt
+        plan = plan_context(self.engine, history, system, self.sampling.max_tokens)
         yield plan
         reply = self.store.begin_message(self.conversation_id, role="assistant", parent_id=parent_id,
                                          model=self.engine.model_id, adapter=self.adapter,
