@@ -210,3 +210,21 @@ def test_an_unreachable_url_and_bad_entries_are_problems_of_their_own():
         messages = [str(p) for p in found.problems]
     assert any("'ghost'" in m and "no MCP server named" in m for m in messages)
     assert any("'down'" in m and "can't be reached" in m for m in messages)
+
+
+SILENT = McpServerConfig("silent", command=sys.executable, args=("-c", "import time; time.sleep(120)"))
+
+
+def test_a_server_that_never_answers_times_out_starting_and_a_cancel_ends_the_wait_within_a_second():
+    started = time.monotonic()
+    with connect_servers([SILENT], connect_timeout_s=1.0) as found:
+        [problem] = found.problems
+    assert "'silent' did not finish starting within 1 s" in str(problem) and found.tools == []
+    assert time.monotonic() - started < 12  # the SDK's stop sequence included
+
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        connect_servers([SILENT], token, connect_timeout_s=60)
+    assert time.monotonic() - started < 0.3 + 1.0

@@ -138,7 +138,7 @@ class McpConnection:
         deadline = time.monotonic() + self.connect_timeout_s + CLOSE_TIMEOUT_S
         while not self._ready.wait(POLL_S):
             if cancel is not None and cancel.cancelled:
-                self.close()
+                self.close(wait=False)  # the server stops in the background; a cancel answers at once
                 raise Cancelled()
             if time.monotonic() > deadline:  # the SDK's own limits failed to end the attempt
                 self.close()
@@ -179,8 +179,8 @@ class McpConnection:
                 return ToolResult(f"MCP server {self.name!r} refused {tool}: {_one_line(exc)}", is_error=True)
         return ToolResult(result_text(result), is_error=bool(result.is_error))
 
-    def close(self) -> None:
-        """End the session and stop the server's process (waits for the SDK's stop sequence)."""
+    def close(self, wait: bool = True) -> None:
+        """End the session and stop the server's process (``wait``: until the SDK's stop sequence is done)."""
         self._close_requested = True
         loop, scope = self._loop, self._scope
         if loop is not None and scope is not None:
@@ -188,9 +188,10 @@ class McpConnection:
                 loop.call_soon_threadsafe(scope.cancel)
             except RuntimeError:  # the loop has ended already
                 pass
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+        if wait and self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(CLOSE_TIMEOUT_S)
-        _live.discard(self)
+        if not self._thread.is_alive():
+            _live.discard(self)  # else the exit handler waits for it
 
     # -- the connection's own thread
 
@@ -387,7 +388,8 @@ def connect_servers(servers: Iterable[McpServerConfig], cancel: CancelToken | No
             except McpServerError as exc:
                 found.problems.append(exc)
     except Cancelled:
-        McpTools(connections).close()
+        for connection in connections:
+            connection.close(wait=False)
         raise
     return found
 
