@@ -15,11 +15,14 @@ from zoneinfo import ZoneInfo
 import psutil
 import pytest
 
+from macapp.core.agent.approvals import ApprovalRequest, Approvals
+from macapp.core.agent.loop import run_agent
 from macapp.core.agent.mcp import connect_configured, connect_servers, effect_of, tool_name
 from macapp.core.agent.mcp_config import McpServerConfig, add_server, add_url_server
 from macapp.core.agent.tools import Toolbox
+from macapp.core.engines.fake import FakeEngine
 from macapp.core.errors import Cancelled, UserError
-from macapp.core.progress import CancelToken
+from macapp.core.progress import CancelToken, drain
 from tests.fixtures.mcp_servers import notes_server
 
 ROOT = __file__.rsplit("/tests/", 1)[0]
@@ -228,3 +231,32 @@ def test_a_server_that_never_answers_times_out_starting_and_a_cancel_ends_the_wa
     with pytest.raises(Cancelled):
         connect_servers([SILENT], token, connect_timeout_s=60)
     assert time.monotonic() - started < 0.3 + 1.0
+
+
+def test_mcp_tools_travel_the_agent_loop_with_its_approvals(time_server, odd_server):
+    engine = FakeEngine()
+    drain(engine.load())
+    engine.enqueue_call("time__get_current_time", {"timezone": "Asia/Tokyo"})
+    engine.enqueue_call("time__get_current_time", {"timezone": "Mars/Olympus_Mons"})
+    engine.enqueue_call("odd__append_note", {"text": "hi"}).enqueue_call("odd__append_note", {"text": "hi"})
+    engine.enqueue(["It is evening in Tokyo."])
+    toolbox = Toolbox([*time_server.tools, odd_server["append_note"]])
+    stream = run_agent(engine, [{"role": "user", "content": "What time is it in Tokyo?"}], toolbox,
+                       approvals=Approvals())
+    asked, decisions = [], iter(["deny", "allow_once"])
+    while True:
+        try:
+            event = next(stream)
+        except StopIteration as done:
+            result = done.value
+            break
+        if isinstance(event, ApprovalRequest):
+            asked.append((event.call.name, event.effect))
+            event.answer(next(decisions))
+    tokyo, mars, denied, allowed = result.steps
+    assert (tokyo.status, tokyo.approval, tokyo.effect) == ("ok", "pre-approved", "read")
+    assert json.loads(tokyo.result)["datetime"].endswith("+09:00")
+    assert mars.status == "error" and "Mars/Olympus_Mons" in mars.result
+    assert (denied.status, denied.effect, allowed.status) == ("denied", "write", "ok")
+    assert allowed.result == "appended 'hi'" and asked == [("odd__append_note", "write")] * 2
+    assert result.answer == "It is evening in Tokyo."
