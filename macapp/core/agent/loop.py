@@ -140,9 +140,13 @@ class _RunToken(CancelToken):
 
 def run_agent(engine: Engine, messages: Sequence[ChatMessage], toolbox: Toolbox, *,
               approvals: Approvals | None = None, limits: AgentLimits | None = None,
-              sampling: SamplingSettings | None = None, cancel: CancelToken | None = None
-              ) -> Generator[AgentEvent, None, AgentResult]:
+              sampling: SamplingSettings | None = None, cancel: CancelToken | None = None,
+              first_call_required: bool = False) -> Generator[AgentEvent, None, AgentResult]:
     """Run the conversation ``messages`` (its last turn is the task) with the tools of ``toolbox``.
+
+    Args:
+        first_call_required: the first round must call a tool (OpenAI's ``tool_choice="required"`` for that
+            round; small models otherwise answer without looking). Later rounds may answer.
 
     Yields:
         ``AgentText`` as the model writes, ``ApprovalRequest`` (answer it before the next ``next()`` or from
@@ -170,7 +174,8 @@ def run_agent(engine: Engine, messages: Sequence[ChatMessage], toolbox: Toolbox,
         rounds += 1
         if final:
             conversation.append({"role": "user", "content": FINAL_ROUND_PROMPT})
-        spec = OutputSpec(tools=toolbox.specs, tool_choice="none" if final or not len(toolbox) else "auto")
+        choice = "none" if final or not len(toolbox) else "required" if first_call_required and rounds == 1 else "auto"
+        spec = OutputSpec(tools=toolbox.specs, tool_choice=choice)
         outcome: StructuredResult = yield from _model_turn(engine, conversation, spec, sampling, token)
         if outcome.result.finish_reason == "cancelled" or token.cancelled:
             return finish(outcome.content, "time_budget" if token.out_of_time else "cancelled")
