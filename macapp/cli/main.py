@@ -23,7 +23,22 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from macapp.cli import ask, chat, docs, doctor, embed, export, hub, mcp, models, remotes, selftest, serve, tune
+    from macapp.cli import (
+        agent,
+        ask,
+        chat,
+        docs,
+        doctor,
+        embed,
+        export,
+        hub,
+        mcp,
+        models,
+        remotes,
+        selftest,
+        serve,
+        tune,
+    )
 
     parser = argparse.ArgumentParser(
         prog="macapp",
@@ -44,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.register(sub)
     docs.register(sub)
     ask.register(sub)
+    agent.register(sub)
     serve.register(sub)
     remotes.register(sub)
     mcp.register(sub)

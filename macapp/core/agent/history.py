@@ -18,6 +18,7 @@ from macapp.core.agent.tools import Toolbox
 from macapp.core.chat.store import ChatStore, Conversation
 from macapp.core.chat.templates import with_system
 from macapp.core.engines.base import ChatMessage, Engine, SamplingSettings
+from macapp.core.errors import Cancelled
 from macapp.core.progress import CancelToken
 
 SETTINGS_KEY = "agent"
@@ -73,6 +74,9 @@ def run_in_chat(store: ChatStore, conversation_id: int, task: str, engine: Engin
             yield event
     except GeneratorExit:
         store.finish_message(answer.id, "interrupted")
+        raise
+    except (KeyboardInterrupt, Cancelled):
+        store.finish_message(answer.id, "cancelled", finish_reason="cancelled")
         raise
     except BaseException:
         store.finish_message(answer.id, "error")
