@@ -83,7 +83,7 @@ def agent_cmd(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     out = sys.stderr if args.json else sys.stdout
     stream = run_in_chat(store, conversation.id, args.task, engine, toolbox, grants=grants, limits=limits,
-                         sampling=sampling_from(args), cancel=cancel)
+                         sampling=sampling_from(args), cancel=cancel, first_call_required=args.require_tool)
     if not args.json:
         print(f"tools: {', '.join(toolbox.names)}", file=sys.stderr)
     try:

@@ -100,3 +100,10 @@ def test_bad_grants_are_one_clear_line_before_the_model_loads(engine, work, monk
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert engine.prompts == []
+
+
+def test_require_tool_sends_back_a_first_answer_that_called_nothing(engine, work, monkeypatch, capsys):
+    engine.enqueue(["I already know."]).enqueue_call("read_file", {"path": "notes.txt"}).enqueue(["They dance."])
+    assert run(monkeypatch, "What do bees do?", "--allow-folder", str(work), "--yes", "--require-tool") == 0
+    assert "one was required" in engine.prompts[1][-1]["content"]
+    assert capsys.readouterr().out.rstrip().endswith("They dance.")

@@ -36,8 +36,8 @@ def save_grants(store: ChatStore, conversation_id: int, grants: Grants) -> Conve
 
 def run_in_chat(store: ChatStore, conversation_id: int, task: str, engine: Engine, toolbox: Toolbox, *,
                 grants: Grants | None = None, limits: AgentLimits | None = None,
-                sampling: SamplingSettings | None = None, cancel: CancelToken | None = None
-                ) -> Generator[AgentEvent, None, AgentResult]:
+                sampling: SamplingSettings | None = None, cancel: CancelToken | None = None,
+                first_call_required: bool = False) -> Generator[AgentEvent, None, AgentResult]:
     """``run_agent`` on the conversation's thread plus ``task``, saving the run as it goes.
 
     Args:
@@ -56,7 +56,7 @@ def run_in_chat(store: ChatStore, conversation_id: int, task: str, engine: Engin
                                  settings={SETTINGS_KEY: {"tools": list(toolbox.names)}})
     always = set(grants.always)
     stream = run_agent(engine, messages, toolbox, approvals=Approvals(grants), limits=limits, sampling=sampling,
-                       cancel=cancel)
+                       cancel=cancel, first_call_required=first_call_required)
     try:
         while True:
             try:
