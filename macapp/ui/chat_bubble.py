@@ -1,7 +1,8 @@
-"""One message in the transcript: its text (Markdown, or a streaming answer), the sources a cited
-answer used (chips that open the page viewer), and a footer with tokens/s, the finish reason, the
-version switcher (‹ 2/3 ›), Copy, and Edit (questions) or Regenerate (the last answer). Editing
-happens in place: Save & resend asks for a new branch.
+"""One message in the transcript: its text (Markdown, or a streaming answer), the tool calls an agent
+made while writing it (``agent_steps``, above the text), the sources a cited answer used (chips that
+open the page viewer), and a footer with tokens/s, the finish reason, the version switcher (‹ 2/3 ›),
+Copy, and Edit (questions) or Regenerate (the last answer). Editing happens in place: Save & resend
+asks for a new branch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.ui.agent_steps import StepsPanel
 from macapp.ui.chat_markdown import RichText, StreamingMarkdown
 from macapp.ui.citation_chips import CitationChips
 
@@ -97,8 +99,12 @@ class MessageBubble(QWidget):
         self._width = 0
         self._note = ""  # what a streaming answer is working from ("Using 4 passages from …")
         self.chips: CitationChips | None = None
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
+        self.steps: StepsPanel | None = None  # an agent's tool calls, above the answer (made when needed)
+        self._outer = QVBoxLayout(self)
+        self._outer.setContentsMargins(0, 0, 0, 0)
+        self._outer.setSpacing(6)
+        row = QHBoxLayout()
+        self._outer.addLayout(row)
         self.frame = QFrame()
         self.frame.setObjectName("userBubble" if role == "user" else "assistantBubble")
         self.frame.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
@@ -155,6 +161,15 @@ class MessageBubble(QWidget):
         self._box.insertWidget(self._box.indexOf(self.view) + 1, self.chips)
         if self._width:
             self.fit(self._width)
+
+    def steps_panel(self) -> StepsPanel:
+        """The tool calls of this answer, above its text (an empty panel the first time)."""
+        if self.steps is None:
+            self.steps = StepsPanel()
+            self._outer.insertWidget(0, self.steps, 0, Qt.AlignmentFlag.AlignLeft)
+            if self._width:
+                self.fit(self._width)
+        return self.steps
 
     def _build_switcher(self) -> None:
         """‹ 2/3 ›: built the first time this message has more than one version."""
@@ -264,6 +279,8 @@ class MessageBubble(QWidget):
             if self.chips is not None:
                 self.chips.fit(inner)
             self.frame.setFixedWidth(inner + BUBBLE_PADDING)  # answers use the column, even while empty
+            if self.steps is not None:
+                self.steps.setFixedWidth(inner + BUBBLE_PADDING)
 
     def _editor_width(self) -> int:
         return int((min(self._width, MAX_TEXT_WIDTH) - BUBBLE_PADDING) * 0.8)

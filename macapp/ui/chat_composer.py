@@ -1,4 +1,4 @@
-"""Where a message is written: the text box, Regenerate, and one button that is Send or Stop.
+"""Where a message is written: the text box, the Tools switch, Regenerate, and one button that is Send or Stop.
 
 Ctrl+Enter sends (⌘+Enter on a Mac, where Qt reports ⌘ as Control; the keypad Enter too); a
 plain Enter starts a new line. While an answer streams the button says Stop.
@@ -51,6 +51,12 @@ class ComposerBox(QFrame):
         self.editor.setFixedHeight(84)
         self.editor.submitted.connect(self.sendClicked)
         buttons = QHBoxLayout()
+        self.tools_button = QPushButton("Tools")
+        self.tools_button.setObjectName("toolsToggle")
+        self.tools_button.setCheckable(True)
+        self.tools_button.setToolTip("Let the model use the tools this chat grants (set them in ⚙ → Tools); "
+                                     "it asks before anything writes or runs")
+        buttons.addWidget(self.tools_button)
         hint = QLabel(SEND_HINT)
         hint.setObjectName("muted")
         self.regenerate_button = QPushButton("Regenerate")

@@ -20,6 +20,12 @@ the indexing pool, with a row per file above the composer); a conversation with 
 from it: the session first yields the passages found, and the saved answer's citations become chips
 that open the page viewer. Documents indexed with another embedding model than the one chosen now
 fail the answer (the question stays saved) with a notice that offers to re-index them.
+
+Tools (``agent_tools``, ``agent_jobs``, ``agent_steps``): with the conversation's Tools switch on, a
+message goes to the agent loop on the engine thread instead. Its tool calls appear above the answer
+as rows; a call that writes or executes shows an approval card and the loop waits (on its thread)
+for the click; Stop cancels the run's token, which ends that wait too. The grants are saved in the
+conversation's settings, beside the sampling values, and come back when it is reopened.
 """
 
 from __future__ import annotations
@@ -32,10 +38,14 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
+from macapp.core.agent.guard import Grants
+from macapp.core.agent.history import SETTINGS_KEY as AGENT_KEY
+from macapp.core.agent.history import grants_of, save_grants
 from macapp.core.chat.session import ContextPlan
 from macapp.core.engines.base import SamplingSettings
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken
+from macapp.ui.agent_steps import ApprovalCard
 from macapp.ui.chat_composer import SEND_HINT, ComposerBox
 from macapp.ui.chat_documents import ChatDocuments, passages_note
 from macapp.ui.chat_engine import EngineHost
@@ -66,6 +76,7 @@ class ChatPage(QWidget):
 
     modelLoaded = Signal(object)  # the loaded engine
     turnFinished = Signal(object)  # Turn
+    agentFinished = Signal(object)  # AgentResult, or None when the run was stopped before it began
     busyChanged = Signal(bool)  # an answer started (True) or ended (False)
 
     def __init__(self, settings: Settings, store: ChatStore | None = None, parent: QWidget | None = None):
@@ -104,6 +115,7 @@ class ChatPage(QWidget):
         self.sidebar.deleted.connect(self._on_deleted)
         self.drawer = SettingsDrawer(settings.default_ctx, settings.kv_type)
         self.drawer.changed.connect(self._save_conversation_settings)
+        self.drawer.tools.changed.connect(self._save_grants)
         self.drawer.hide()
         self.documents = ChatDocuments(self)  # takes the page's drops
         root.addWidget(self.sidebar)
@@ -148,6 +160,7 @@ class ChatPage(QWidget):
         self.regenerate_button = self.composer_box.regenerate_button
         self.composer_box.sendClicked.connect(self._on_send_button)
         self.composer_box.regenerateClicked.connect(self.regenerate)
+        self.composer_box.tools_button.toggled.connect(self.drawer.tools.set_enabled)
         col.addWidget(self.composer_box)
         return col
 
@@ -164,6 +177,7 @@ class ChatPage(QWidget):
                 return
             self._owns_store = True
         self.sidebar.set_store(self.store)
+        self.transcript.steps_of = self.store.tool_steps
         self.drawer.set_adapters(_adapter_names())
         self._update_placeholder()
 
@@ -188,6 +202,7 @@ class ChatPage(QWidget):
             self.documents.show_conversation(conv)
             self.drawer.set_conversation(SamplingSettings.from_json(conv.settings), conv.system_prompt)
             self.drawer.set_adapters(_adapter_names(), conv.adapter)
+            self._show_grants(grants_of(conv))
             if self.engine is None and conv.model and not self.loading:
                 self.header.picker.select_path(conv.model)
             self.notice.hide()
@@ -208,6 +223,7 @@ class ChatPage(QWidget):
         self.cid = None
         self.drawer.set_adapters(_adapter_names(), self.drawer.adapter())
         self.documents.show_conversation(None)
+        self._show_grants(Grants())
         self.sidebar.set_current(None)
         self.notice.hide()
         self.transcript.discard_stream()
@@ -226,9 +242,34 @@ class ChatPage(QWidget):
 
     def _save_conversation_settings(self) -> None:
         if self.cid is not None and self.store is not None:
-            self.store.update_conversation(self.cid, settings=self.drawer.sampling().to_json(),
+            self.store.update_conversation(self.cid, settings=self._settings_json(),
                                            system_prompt=self.drawer.system_prompt())
         self._recount_timer.start()
+
+    def _settings_json(self) -> dict:
+        """The conversation's settings as the drawer shows them: sampling values, and the tools it grants."""
+        agent = self.drawer.tools.grants().to_json()
+        if self.busy and self.cid is not None:  # the run saves its "always" approvals; the panel is locked
+            agent = self.store.get_conversation(self.cid).settings.get(AGENT_KEY, agent)
+        return {**self.drawer.sampling().to_json(), AGENT_KEY: agent}
+
+    def _show_grants(self, grants: Grants) -> None:
+        self.drawer.tools.set_grants(grants)
+        self.drawer.tools.set_problems([])
+        self._sync_tools_button()
+
+    def _sync_tools_button(self) -> None:
+        button = self.composer_box.tools_button
+        button.blockSignals(True)
+        button.setChecked(self.drawer.tools.enabled)
+        button.blockSignals(False)
+
+    def _save_grants(self) -> None:
+        """The Tools settings were edited: save them with the conversation (a new one keeps them until its first
+        message saves it)."""
+        self._sync_tools_button()
+        if self.cid is not None and self.store is not None:
+            save_grants(self.store, self.cid, self.drawer.tools.grants())
 
     # --- models --------------------------------------------------------------------------------
     def set_library(self, entries: list[LibraryEntry], hardware: Hardware | None = None) -> None:
@@ -324,7 +365,7 @@ class ChatPage(QWidget):
         if self.cid is None:
             self.cid = self.store.create_conversation(
                 model=self.engine.model_id if self.engine else None, system_prompt=self.drawer.system_prompt(),
-                settings=self.drawer.sampling().to_json()).id
+                settings=self._settings_json()).id
             self.sidebar.set_current(self.cid)
             self.sidebar.touch(self.cid)
         return self.cid
@@ -337,7 +378,7 @@ class ChatPage(QWidget):
         sampling, system, adapter = self.drawer.sampling(), self.drawer.system_prompt(), self.drawer.adapter()
         self.ensure_conversation()
         self.store.update_conversation(self.cid, model=self.engine.model_id, system_prompt=system,
-                                       settings=sampling.to_json(), adapter=adapter)
+                                       settings=self._settings_json(), adapter=adapter)
         session = ChatSession(self.engine, self.store, self.cid, system_prompt=system, sampling=sampling,
                               adapter=adapter)
         session.system_prompt = system  # an emptied prompt stays empty
@@ -348,6 +389,8 @@ class ChatPage(QWidget):
         text = self.composer.toPlainText() if text is None else text
         if not text.strip() or not self._ready():
             return None
+        if self.drawer.tools.enabled:
+            return self._send_to_agent(text)
         session = self._session()
         self.composer.clear()
         self.transcript.add_pending(text)
@@ -374,6 +417,9 @@ class ChatPage(QWidget):
         if self._stop is not None:
             self._stop.cancel()
             self.composer_box.stopping()
+            steps = self.transcript.stream.steps if self.transcript.stream is not None else None
+            if steps is not None:
+                steps.stop()  # a card waiting for an answer says Stopped at once
 
     def _on_send_button(self) -> None:
         if self.busy:
@@ -384,11 +430,14 @@ class ChatPage(QWidget):
     def _start_turn(self, start) -> Worker:
         self._stop = CancelToken()
         worker = self.host.run(coalesce, with_adapter(self.engine, self.drawer.adapter(), start(self._stop)))
+        return self._run_answer(worker, self._on_turn_event, self._on_turn_done)
+
+    def _run_answer(self, worker: Worker, on_event, on_done) -> Worker:
         self._answering = True
         self._turn_cid = self.cid
         self._plan = None
-        worker.signals.yielded.connect(self._on_turn_event)
-        worker.signals.returned.connect(self._on_turn_done)
+        worker.signals.yielded.connect(on_event)
+        worker.signals.returned.connect(on_done)
         worker.signals.errored.connect(self._on_turn_failed)
         worker.signals.finished.connect(self._after_turn)
         self.notice.hide()
@@ -396,6 +445,67 @@ class ChatPage(QWidget):
         self.transcript.begin_stream()  # at once, not when the plan arrives: the work splits over two events
         self._flush_timer.start()
         return worker.start()
+
+    # --- the agent -----------------------------------------------------------------------------
+    def _send_to_agent(self, text: str) -> Worker:
+        """Run the agent on ``text`` with the tools this conversation grants."""
+        from macapp.ui.agent_jobs import agent_turn
+
+        self._session()  # saves the conversation and today's settings
+        collection = self.store.get_conversation(self.cid).collection
+        self.composer.clear()
+        self.transcript.add_pending(text)
+        self._stop = CancelToken()
+        stream = agent_turn(self.store, self.cid, text, self.engine, self.drawer.tools.grants(), collection,
+                            self._stop, self.drawer.sampling())
+        worker = self.host.run(with_adapter, self.engine, self.drawer.adapter(), stream)
+        return self._run_answer(worker, self._on_agent_event, self._on_agent_done)
+
+    def _on_agent_event(self, event) -> None:
+        from macapp.core.agent.approvals import ApprovalRequest
+        from macapp.core.agent.loop import AgentText, ToolStarted, ToolStep
+        from macapp.ui.agent_jobs import ToolsReady
+
+        if not self._on_screen():
+            return
+        if isinstance(event, ToolsReady):
+            self.drawer.tools.set_problems(event.problems)
+            if event.problems:
+                self.notice.show_message("Some tools can't be used in this run: " + "; ".join(event.problems))
+            return
+        if self.transcript.pending is not None:  # the first event of the run: the store has the question
+            self._adopt_question()
+        steps = self.transcript.stream_steps()
+        if isinstance(event, AgentText):
+            self.transcript.append_stream(event.text, 0)
+        elif isinstance(event, ApprovalRequest):
+            card = steps.add_card(ApprovalCard(event.call.name, event.effect, event.call.arguments,
+                                               event.description, call_id=event.call.id))
+            card.decided.connect(event.answer)
+            QTimer.singleShot(0, self.transcript, lambda: self.transcript.ensureWidgetVisible(card, 0, 20))
+        elif isinstance(event, ToolStarted):
+            steps.add_row(event.index, event.call.name, event.call.arguments)
+        elif isinstance(event, ToolStep):
+            steps.finish_step(event)
+            self.transcript.clear_stream_text()  # words before a call are not the answer
+
+    def _on_agent_done(self, result) -> None:
+        if self._closed:
+            return
+        self._flush_timer.stop()
+        if self._turn_cid == self.cid:
+            self._flush()
+            thread = self._thread(self.cid)
+            if self.transcript.stream is not None and self.transcript.stream.steps is not None:
+                self.transcript.stream.steps.stop()
+            if thread and thread[-1].role == "assistant":
+                self.transcript.finish_stream(thread[-1])
+            self.transcript.set_thread(thread)
+            problems = self.drawer.tools.problems.text()
+            self.drawer.tools.set_grants(grants_of(self.store.get_conversation(self.cid)))  # with "always" ones
+            self.drawer.tools.set_problems(problems.splitlines())
+            self._recount_timer.start()
+        self.agentFinished.emit(result)
 
     def _on_screen(self) -> bool:
         """The answer in progress belongs to the conversation on screen (one answer runs at a time, and
@@ -482,6 +592,8 @@ class ChatPage(QWidget):
 
     def _set_busy(self, busy: bool) -> None:
         self.composer_box.set_streaming(busy)
+        self.drawer.tools.setEnabled(not busy)  # a run keeps the grants it started with
+        self.composer_box.tools_button.setEnabled(not busy)
         self.transcript.set_busy(busy)
         self.sidebar.set_locked(self._turn_cid if busy else None)
         self._update_model_state()

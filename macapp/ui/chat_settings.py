@@ -1,5 +1,6 @@
-"""The Chat page's settings drawer: sampling (a preset or each value), the system prompt, and how
-the next model load runs (context length, KV cache type) with its memory verdict.
+"""The Chat page's settings drawer: the conversation's tools (``agent_tools.ToolsPanel``), sampling (a
+preset or each value), the system prompt, and how the next model load runs (context length, KV cache
+type) with its memory verdict.
 
 Sampling and the system prompt belong to the conversation: the drawer says ``changed`` and the
 page saves them. The load options apply to the next Load and re-estimate the picked model live.
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.core.engines.base import PRESETS, SamplingSettings
+from macapp.ui.agent_tools import ToolsPanel
 from macapp.ui.model_details import CTX_STEP, KV_TYPE_LABELS, KV_TYPES
 
 CUSTOM = "custom"
@@ -73,6 +75,11 @@ class SettingsDrawer(QFrame):
         lay.setContentsMargins(16, 14, 16, 14)
         lay.setSpacing(8)
 
+        lay.addWidget(_title("Tools"))
+        self.tools = ToolsPanel()
+        lay.addWidget(self.tools)
+
+        lay.addSpacing(6)
         lay.addWidget(_title("Answers"))
         form = QFormLayout()
         form.setVerticalSpacing(6)

@@ -9,15 +9,17 @@ while the reader is at the bottom.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from macapp.ui.agent_steps import StepsPanel
 from macapp.ui.chat_bubble import MessageBubble, message_key
 
 if TYPE_CHECKING:
-    from macapp.core.chat.store import Message
+    from macapp.core.chat.store import Message, SavedToolStep
 
 HIGHLIGHT_MS = 2500
 
@@ -63,6 +65,7 @@ class Transcript(QScrollArea):
         self._width = 0
         self._stick = True
         self._highlighted: MessageBubble | None = None
+        self.steps_of: Callable[[int], list[SavedToolStep]] | None = None  # an agent answer's saved tool calls
         bar = self.verticalScrollBar()
         bar.rangeChanged.connect(self._on_range)
         bar.valueChanged.connect(self._on_scrolled)
@@ -118,6 +121,10 @@ class Transcript(QScrollArea):
         bubble.regenerateRequested.connect(self.regenerateRequested)
         bubble.editSubmitted.connect(self.editSubmitted)
         bubble.citationClicked.connect(self.citationClicked)
+        if message is not None and message.role == "assistant" and "agent" in message.settings and self.steps_of:
+            steps = self.steps_of(message.id)
+            if steps:
+                bubble.steps_panel().show_saved(steps)
         if self._width:
             bubble.fit(self._width)
         return bubble
@@ -197,6 +204,14 @@ class Transcript(QScrollArea):
         """Say what the answer being written works from (the passages found in the documents)."""
         if self.stream is not None:
             self.stream.set_note(note)
+
+    def stream_steps(self) -> StepsPanel | None:
+        """The tool calls of the answer being written (None when no answer is)."""
+        return self.stream.steps_panel() if self.stream is not None else None
+
+    def clear_stream_text(self) -> None:
+        """Forget the text streamed so far (an agent's words before its tool calls are not its answer)."""
+        self._stream_text, self._stream_dirty = [], True
 
     def streamed_text(self) -> str:
         return "".join(self._stream_text)

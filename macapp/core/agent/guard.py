@@ -76,10 +76,13 @@ class Grants:
     shell: bool = False  # run_command is off unless granted
     always: set[str] = field(default_factory=set)  # "Always for this tool in this chat"
     preapprove_reads: bool = True  # read-only tools run without asking
+    servers: tuple[str, ...] = ()  # MCP servers (names in mcp.json) whose tools are granted
+    enabled: bool = False  # the chat's Tools switch in the window: its messages go to the agent
 
     def to_json(self) -> dict[str, Any]:
         return {"tools": list(self.tools), "folders": list(self.folders), "shell": self.shell,
-                "always": sorted(self.always), "preapprove_reads": self.preapprove_reads}
+                "always": sorted(self.always), "preapprove_reads": self.preapprove_reads,
+                "servers": list(self.servers), "enabled": self.enabled}
 
     @classmethod
     def from_json(cls, data: Any) -> Grants:
@@ -90,4 +93,5 @@ class Grants:
             return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
         return cls(tuple(strings("tools")), tuple(strings("folders")), data.get("shell") is True,
-                   set(strings("always")), data.get("preapprove_reads", True) is not False)
+                   set(strings("always")), data.get("preapprove_reads", True) is not False,
+                   tuple(strings("servers")), data.get("enabled") is True)
