@@ -1,4 +1,4 @@
-"""What the document views run off the GUI thread: adding PDFs, re-indexing, removing, listing, loading
+"""What the document views run off the GUI thread: adding PDFs and images, re-indexing, removing, listing, loading
 the embedding model (and saving the user's choice of one), and rendering a cited page with its passage boxes.
 
 Everything that writes the index runs in ``Worker``s on the one-thread indexing pool
@@ -188,11 +188,17 @@ class RenderedPage:
 
 
 def render_cited_page(path: str, page: int, scale: float, text: str = "") -> RenderedPage:
-    """Render ``page`` of ``path`` (clamped to the document) and find ``text`` on it (none: no boxes)."""
-    from macapp.core.docs.pdf import find_text_rects, pdf_info, render_page
+    """Render ``page`` of ``path`` (a PDF or an image; clamped to the document) and find ``text`` on it (none: no
+    boxes): in the text layer, or on a page read by OCR in the line boxes the index stored for it."""
+    from macapp.core.docs.index import DocumentIndex
+    from macapp.core.docs.scan import document_page_count, page_highlights, render_document_page
 
-    pages = pdf_info(path).pages
+    pages = document_page_count(path)
     page = max(1, min(page, pages))
-    png = render_page(path, page, scale)
-    rects = tuple(find_text_rects(path, page, text)) if text.strip() else ()
+    png = render_document_page(path, page, scale)
+    rects: tuple[TextRect, ...] = ()
+    if text.strip():
+        with DocumentIndex() as index:
+            lines = index.chunks.page_lines(str(Path(path).resolve()), page)
+        rects = tuple(page_highlights(path, page, text, lines))
     return RenderedPage(path, page, pages, scale, png, rects)

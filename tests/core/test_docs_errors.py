@@ -9,13 +9,14 @@ from macapp.core.docs.index import DocumentIndex
 from macapp.core.progress import drain
 from tests.core.test_docs_index import HashEmbedder
 from tests.fixtures import pdfs
+from tests.fixtures.ocr import ScriptedOcr
 
 INTERNAL = re.compile(r"Error\b|Exception|Traceback|None\b|pdfium|errno|\bint\b|\bstr\b|token counter|chunk", re.I)
 
 
 def add(tmp_path, *paths):
     with DocumentIndex(tmp_path / "index") as index:
-        _, outcomes = drain(ingest.add_files("Files", paths, HashEmbedder(), index=index))
+        _, outcomes = drain(ingest.add_files("Files", paths, HashEmbedder(), index=index, ocr=ScriptedOcr()))
     return outcomes
 
 

@@ -20,6 +20,7 @@ from macapp.core.docs.types import Chunk
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken
 from tests.fixtures import pdfs
+from tests.fixtures.ocr import ScriptedOcr
 
 # One topic per page; each question paraphrases its page without the page's key nouns.
 TOPICS = [
@@ -323,7 +324,7 @@ def test_a_bad_pdf_is_reported_and_the_rest_are_indexed(index, folder, embedder,
     broken = pdfs.make_corrupt_pdfs(tmp_path / "broken")
     scanned = pdfs.make_image_only_pdf(tmp_path / "scan.pdf")
     paths = [folder / "first.pdf", broken["garbage"], tmp_path / "missing.pdf", scanned, folder / "second.pdf"]
-    outcomes, steps = run(ingest.add_files("Batch", paths, embedder, index=index))
+    outcomes, steps = run(ingest.add_files("Batch", paths, embedder, index=index, ocr=ScriptedOcr()))
     assert [o.status for o in outcomes] == ["added", "failed", "failed", "failed", "added"]
     assert [o.kind for o in outcomes[1:4]] == ["corrupt", "unreadable", "no_text"]
     assert all(o.message for o in outcomes[1:4])

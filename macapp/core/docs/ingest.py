@@ -1,6 +1,7 @@
 """Adding PDFs to a collection, removing them, listing and re-indexing collections.
 
-Per file: sha256 → skip if the collection already holds those bytes → extract pages → chunk → write the
+Per file (a PDF, or an image as one page): sha256 → skip if the collection already holds those bytes → read
+the pages (text layer, OCR where a page has none: ``scan.read_document``) → chunk → write the
 chunks as a *pending* file (SQLite, one transaction) → embed in batches, storing each batch's vectors →
 publish (one update makes the file visible). A cancel is noticed at every page, every token count of the
 chunker and inside every embedding call, so it lands well within a second at any stage. A failure, a cancel
@@ -26,7 +27,9 @@ import numpy as np
 from macapp.core.docs.chunking import chunk_pages, embedding_text
 from macapp.core.docs.index import DocumentIndex, chunk_metadata, vector_key
 from macapp.core.docs.keyword import ChunkRow, CollectionRow, writer_alive
-from macapp.core.docs.pdf import PdfError, bug_report, extract_pages, file_sha256
+from macapp.core.docs.ocr import OcrEngine
+from macapp.core.docs.pdf import PdfError, bug_report, file_sha256
+from macapp.core.docs.scan import read_document
 from macapp.core.docs.types import Chunk, EmbeddingModel
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 BATCH = 64  # chunks per vector write (chromadb's cost per call is small next to embedding 64 chunks)
 EMBED_CALL_S = 0.5  # chunks per embed call are sized to take about this long: the bar moves that often
 EXTRACT_SHARE = 0.15  # of a file's progress bar: extraction is quick next to embedding
+OCR_SHARE = 0.8  # ...but OCR (seconds a page) is slow next to it: a file with OCR'd pages gives it this much
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class FileOutcome:
     file_hash: str | None = None
     pages: int = 0
     chunks: int = 0
+    ocr_pages: int = 0  # pages whose text was read by OCR
     kind: str | None = None
     message: str = ""
     hint: str | None = None
@@ -66,12 +71,14 @@ class FileOutcome:
 class IngestProgress(Progress):
     """``done`` counts files (fractional within one) of ``total``; the step finishing a file has its ``outcome``.
     Stages: hash, extract, chunk, embed, file (a file finished), reindex (``done``/``total`` count chunks).
-    ``page`` of ``pages``: how far the stage is through the file's pages (``pages`` 0 until they are counted)."""
+    ``page`` of ``pages``: how far the stage is through the file's pages (``pages`` 0 until they are counted).
+    Stage ``ocr``: reading pages without a text layer, ``eta_seconds`` the time it still needs (None: not known)."""
 
     file: str = ""
     outcome: FileOutcome | None = None
     page: int = 0
     pages: int = 0
+    eta_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class FileInfo:
     pages: int
     chunks: int
     added_at: str
+    ocr_pages: int = 0  # pages whose text was read by OCR
 
 
 @dataclass(frozen=True)
@@ -100,22 +108,28 @@ class CollectionInfo:
     def chunks(self) -> int:
         return sum(f.chunks for f in self.files)
 
+    @property
+    def ocr_pages(self) -> int:
+        return sum(f.ocr_pages for f in self.files)
+
     def to_json(self) -> dict:
         return {"name": self.name, "embedder": self.embedder, "dim": self.dim, "created_at": self.created_at,
-                "pages": self.pages, "chunks": self.chunks, "files": [asdict(f) for f in self.files]}
+                "pages": self.pages, "ocr_pages": self.ocr_pages, "chunks": self.chunks,
+                "files": [asdict(f) for f in self.files]}
 
 
 def add_files(collection: str, paths: Iterable[str | Path], embedder: EmbeddingModel,
-              cancel: CancelToken | None = None, *,
-              index: DocumentIndex | None = None) -> Generator[IngestProgress, None, list[FileOutcome]]:
-    """Add PDFs to ``collection`` (created if new); one bad file never stops the batch.
+              cancel: CancelToken | None = None, *, index: DocumentIndex | None = None,
+              ocr: OcrEngine | None = None) -> Generator[IngestProgress, None, list[FileOutcome]]:
+    """Add PDFs and images to ``collection`` (created if new); one bad file never stops the batch.
 
     Args:
         collection: the collection's name (any text; case-insensitive).
-        paths: PDF files.
+        paths: PDF or image (PNG, JPEG, HEIC where readable) files.
         embedder: makes the vectors; a collection indexed with another one is re-indexed first.
         cancel: cancelling rolls back the file in progress (files already finished stay) and raises ``Cancelled``.
         index: the index to write (default: the one in the data dir).
+        ocr: reads pages without a text layer (default: this platform's engine, loaded when first needed).
     Yields:
         ``IngestProgress`` per step.
     Returns:
@@ -134,7 +148,7 @@ def add_files(collection: str, paths: Iterable[str | Path], embedder: EmbeddingM
         outcomes: list[FileOutcome] = []
         for number, path in enumerate(paths):
             try:
-                outcome = yield from _add_one(index, row, path, embedder, cancel, number, len(paths))
+                outcome = yield from _add_one(index, row, path, embedder, cancel, number, len(paths), ocr)
             except Cancelled:
                 raise
             except UserError as e:  # e.g. the embedder failed on this file's text
@@ -152,11 +166,14 @@ def add_files(collection: str, paths: Iterable[str | Path], embedder: EmbeddingM
 
 
 def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: EmbeddingModel,
-             cancel: CancelToken | None, number: int, total: int) -> Generator[IngestProgress, None, FileOutcome]:
+             cancel: CancelToken | None, number: int, total: int,
+             ocr: OcrEngine | None = None) -> Generator[IngestProgress, None, FileOutcome]:
     name = path.name
 
-    def step(stage: str, fraction: float, message: str, page: int = 0, pages: int = 0) -> IngestProgress:
-        return IngestProgress(stage, number + fraction, total, message, file=name, page=page, pages=pages)
+    def step(stage: str, fraction: float, message: str, page: int = 0, pages: int = 0,
+             eta: float | None = None) -> IngestProgress:
+        return IngestProgress(stage, number + fraction, total, message, file=name, page=page, pages=pages,
+                              eta_seconds=eta)
 
     def failed(e: PdfError) -> FileOutcome:
         return FileOutcome(path, name, "failed", kind=e.kind, message=e.message, hint=e.hint)
@@ -175,8 +192,9 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
             return FileOutcome(path, name, "skipped", file_hash, message=f"{name} is being added or removed "
                                "by another task", hint="try again when it has finished")
         index.drop_file(row, existing.id, existing.file_hash)  # left behind by a run that crashed
+    read_share = EXTRACT_SHARE
     try:
-        inner = extract_pages(path, cancel)
+        inner = read_document(path, cancel, ocr=ocr)
         while True:
             try:
                 progress = next(inner)
@@ -184,21 +202,27 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
                 pages = stop.value
                 break
             fraction = progress.done / progress.total if progress.total else 0.0
-            yield step("extract", EXTRACT_SHARE * fraction, progress.message, int(progress.done),
-                       int(progress.total or 0))
+            if progress.stage == "ocr":
+                read_share = OCR_SHARE
+                yield step("ocr", EXTRACT_SHARE + (OCR_SHARE - EXTRACT_SHARE) * fraction, progress.message,
+                           progress.page, progress.pages, progress.eta_seconds)
+            else:
+                yield step("extract", EXTRACT_SHARE * fraction, progress.message, int(progress.done),
+                           int(progress.total or 0))
     except PdfError as e:
         return failed(e)
-    yield step("chunk", EXTRACT_SHARE, f"{name}: splitting {len(pages)} pages into passages", 0, len(pages))
+    ocr_pages = sum(p.source == "ocr" for p in pages)
+    yield step("chunk", read_share, f"{name}: splitting {len(pages)} pages into passages", 0, len(pages))
     chunks = chunk_pages(pages, name, file_hash, _checking(cancel, embedder.count_tokens), embedder.max_tokens)
     if not chunks:
         return failed(PdfError("no_text", f"{name} has no text to index: its pages hold only page numbers, running "
-                               "headers or images.", "if it is scanned, run it through an OCR tool and add the result"))
+                               "headers or images.", "if it holds text, scan it again sharper (300 dpi, straight)"))
     resolved = str(path.resolve())
     older = [f for f in index.chunks.files(row.id) if f.path == resolved]  # this path's previous version
-    file_id, ids = index.chunks.add_pending_file(row.id, file_hash, name, resolved, len(pages), chunks)
+    file_id, ids = index.chunks.add_pending_file(row.id, file_hash, name, resolved, len(pages), chunks, pages)
     try:
         yield from _store_vectors(index, row.vector_key, chunks, ids, embedder, cancel,
-                                  lambda done: step("embed", EXTRACT_SHARE + (1 - EXTRACT_SHARE) * done / len(chunks),
+                                  lambda done: step("embed", read_share + (1 - read_share) * done / len(chunks),
                                                     f"{name}: {done} of {len(chunks)} passages",
                                                     chunks[done - 1].page_end if done else 0, len(pages)))
         if cancel:
@@ -212,7 +236,7 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
         raise
     for old in older:
         index.drop_file(row, old.id, old.file_hash)
-    return FileOutcome(path, name, "updated" if older else "added", file_hash, len(pages), len(chunks))
+    return FileOutcome(path, name, "updated" if older else "added", file_hash, len(pages), len(chunks), ocr_pages)
 
 
 def _checking(cancel: CancelToken | None, count_tokens: Callable[[str], int]) -> Callable[[str], int]:
@@ -325,9 +349,13 @@ def list_collections(*, index: DocumentIndex | None = None) -> list[CollectionIn
     own = index is None
     index = index or DocumentIndex()
     try:
-        return [CollectionInfo(row.name, row.embedder, row.dim, row.created_at, tuple(
-            FileInfo(f.name, f.path, f.file_hash, f.pages, f.chunks, f.added_at) for f in index.chunks.files(row.id)))
-            for row in index.chunks.collections()]
+        collections = []
+        for row in index.chunks.collections():
+            ocr = index.chunks.ocr_page_counts(row.id)
+            collections.append(CollectionInfo(row.name, row.embedder, row.dim, row.created_at, tuple(
+                FileInfo(f.name, f.path, f.file_hash, f.pages, f.chunks, f.added_at, ocr.get(f.id, 0))
+                for f in index.chunks.files(row.id))))
+        return collections
     finally:
         if own:
             index.close()

@@ -16,6 +16,7 @@ typed by a user can never break the query. IDF is computed over every collection
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -27,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from macapp.core.database import open_database, write_transaction
-from macapp.core.docs.types import Chunk
+from macapp.core.docs.types import Chunk, OcrLine, PageText
 
 # Append-only: never edit a shipped script, add a new one.
 MIGRATIONS: list[str] = [
@@ -71,6 +72,18 @@ MIGRATIONS: list[str] = [
     # NULL for chunks indexed before: their hits name the span's first page until the file is added again.
     """
     ALTER TABLE chunks ADD COLUMN page_breaks TEXT;
+    """,
+    # How each page's text was obtained (its text layer, OCR, or none found), and an OCR'd page's line boxes
+    # (JSON [[text, left, top, right, bottom, confidence], ...], points from the top-left) for highlighting.
+    # Files indexed before have no rows here: their pages count as text-layer pages.
+    """
+    CREATE TABLE pages (
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        page INTEGER NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('text', 'ocr', 'none')),
+        lines TEXT,
+        PRIMARY KEY (file_id, page)
+    );
     """,
 ]
 
@@ -137,6 +150,10 @@ _CHUNK_COLUMNS = ("c.id, c.file_id, c.idx, c.page_start, c.page_end, c.heading, 
 def _chunk_row(row: tuple) -> ChunkRow:
     breaks = row[-1]
     return ChunkRow(*row[:-1], tuple(int(b) for b in breaks.split(",") if b) if breaks is not None else None)
+
+
+def _lines_json(lines: Sequence[OcrLine]) -> str:
+    return json.dumps([[line.text, *line.box, line.confidence] for line in lines], ensure_ascii=False)
 
 
 def breaks_text(breaks: Sequence[int]) -> str:
@@ -245,8 +262,9 @@ class ChunkStore:
                                         (collection_id,))]
 
     def add_pending_file(self, collection_id: int, file_hash: str, name: str, path: str, pages: int,
-                         chunks: Sequence[Chunk]) -> tuple[int, list[int]]:
-        """Write a file and its chunks as ``pending`` in one transaction; its id and its chunks' ids, in order."""
+                         chunks: Sequence[Chunk], page_texts: Sequence[PageText] = ()) -> tuple[int, list[int]]:
+        """Write a file and its chunks as ``pending`` in one transaction; its id and its chunks' ids, in order.
+        ``page_texts`` records how each page's text was obtained, with an OCR'd page's line boxes."""
         with self.transaction() as db:
             cur = db.execute("INSERT INTO files (collection_id, file_hash, name, path, pages, chunks, status, writer,"
                              " added_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
@@ -256,8 +274,27 @@ class ChunkStore:
                            " VALUES (?, ?, ?, ?, ?, ?, ?)",
                            [(file_id, c.index, c.page_start, c.page_end, c.heading, c.text,
                              breaks_text(c.page_breaks)) for c in chunks])
+            db.executemany("INSERT INTO pages (file_id, page, source, lines) VALUES (?, ?, ?, ?)",
+                           [(file_id, p.page, p.source, _lines_json(p.lines) if p.lines else None)
+                            for p in page_texts])
             ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE file_id = ? ORDER BY idx", (file_id,))]
         return file_id, ids
+
+    def ocr_page_counts(self, collection_id: int) -> dict[int, int]:
+        """Per file id of the collection, how many of its pages were read by OCR (files with none are left out)."""
+        return dict(self._all("SELECT p.file_id, count(*) FROM pages p JOIN files f ON f.id = p.file_id"
+                              " WHERE f.collection_id = ? AND p.source = 'ocr' GROUP BY p.file_id", (collection_id,)))
+
+    def page_lines(self, path: str, page: int) -> tuple[OcrLine, ...] | None:
+        """The OCR line boxes of ``page`` of the ready file last indexed from ``path``; None when that page was not
+        OCR'd (or no such file is indexed)."""
+        rows = self._all("SELECT p.lines FROM pages p JOIN files f ON f.id = p.file_id WHERE f.path = ? AND"
+                         " p.page = ? AND p.source = 'ocr' AND f.status = 'ready' ORDER BY f.id DESC LIMIT 1",
+                         (path, page))
+        if not rows or not rows[0][0]:
+            return None
+        return tuple(OcrLine(text, (left, top, right, bottom), confidence)
+                     for text, left, top, right, bottom, confidence in json.loads(rows[0][0]))
 
     def publish_file(self, file_id: int, replaces: Sequence[int] = ()) -> None:
         """Make a pending file visible and, in the same transaction, hide the files it replaces."""

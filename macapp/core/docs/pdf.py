@@ -1,8 +1,8 @@
 """PDF text per page, page images and passage rectangles for the citation viewer (pypdfium2).
 
 Every failure a person can act on is a ``PdfError`` whose ``kind`` says which: ``encrypted`` (needs a
-password), ``corrupt`` (damaged or not a PDF), ``no_text`` (looks scanned; Orchard has no OCR), ``empty``
-(no pages), ``too_large`` (claims more pages than its bytes can hold) or ``unreadable`` (can't be opened
+password), ``corrupt`` (damaged or not a PDF), ``no_text`` (no text layer: scanned, for ``scan.py`` to OCR),
+``empty`` (no pages), ``too_large`` (claims more pages than its bytes can hold) or ``unreadable`` (can't be opened
 as a file). ``extract_many`` turns them into per-file outcomes so one bad file never stops a batch.
 
 PDFium is not thread-safe, so every call into it runs under one module lock (held per page, never across
@@ -287,8 +287,10 @@ def _read_page(doc: pdfium.PdfDocument, index: int) -> str | None:
             page.close()
 
 
-def extract_pages(path: str | Path, cancel: CancelToken | None = None) -> Generator[Progress, None, list[PageText]]:
-    """Text of every page (1-based ``page``; pages without text keep an empty string).
+def extract_pages(path: str | Path, cancel: CancelToken | None = None, *,
+                  require_text: bool = True) -> Generator[Progress, None, list[PageText]]:
+    """Text of every page (1-based ``page``; pages without text keep an empty string). ``require_text`` False:
+    a file with no text layer at all is no error (the caller reads its pages by OCR).
 
     Yields:
         ``Progress(stage="extract", done=pages read, total=page count)`` once per page.
@@ -311,8 +313,8 @@ def extract_pages(path: str | Path, cancel: CancelToken | None = None) -> Genera
             yield Progress("extract", index + 1, total, f"{path.name}: page {index + 1} of {total}")
     if unreadable == total:
         raise PdfError("corrupt", f"{path.name} is damaged: none of its pages can be read.")
-    if not any(p.text for p in pages):
-        raise PdfError("no_text", f"{path.name} has no text layer: it looks scanned, and Orchard has no OCR.",
+    if require_text and not any(p.text for p in pages):
+        raise PdfError("no_text", f"{path.name} has no text layer: it looks scanned.",
                        "Run it through an OCR tool (e.g. ocrmypdf or Preview's export) and add the result.")
     if unreadable:
         log.warning("%s: %d of %d pages could not be read", path.name, unreadable, total)
@@ -387,6 +389,32 @@ def render_page(path: str | Path, page: int, scale: float = 1.5) -> bytes:
     return encode_png(pixels)
 
 
+def page_images(path: str | Path, pages: Iterable[int],
+                long_side: int) -> Generator[tuple[int, np.ndarray | None, float], None, None]:
+    """(page, RGB pixels, pixels per point) for each 1-based page in ``pages``, rendered so its longer side is
+    ``long_side`` pixels (for OCR); pixels None for a page PDFium can't load. The file stays open between pages."""
+    path = Path(path)
+    size = _check_file(path)
+    with _open(path, size) as doc:
+        for page in pages:
+            with _LOCK:
+                try:
+                    pdf_page = doc[page - 1]
+                except pdfium.PdfiumError:
+                    pixels, scale = None, 1.0
+                else:
+                    try:
+                        scale = long_side / max(*pdf_page.get_size(), 1.0)
+                        bitmap = pdf_page.render(scale=scale, rev_byteorder=True, fill_color=(255, 255, 255, 255))
+                        try:
+                            pixels = bitmap.to_numpy()[:, :, :3].copy()
+                        finally:
+                            bitmap.close()
+                    finally:
+                        pdf_page.close()
+            yield page, pixels, scale
+
+
 def encode_png(pixels: np.ndarray) -> bytes:
     """A PNG of an (h, w), (h, w, 3) RGB or (h, w, 4) RGBA uint8 array; plain zlib, no imaging library."""
     if pixels.ndim == 2:
@@ -404,7 +432,7 @@ def encode_png(pixels: np.ndarray) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def _match_keys(text: str) -> tuple[str, list[int]]:
+def match_keys(text: str) -> tuple[str, list[int]]:
     """Lower-cased text without whitespace and hyphens (so line breaks and hyphenation can't stop a
     match), with the position in ``text`` each key character came from."""
     keys: list[str] = []
@@ -418,10 +446,10 @@ def _match_keys(text: str) -> tuple[str, list[int]]:
     return "".join(keys), where
 
 
-def _locate(page_keys: str, query: str) -> tuple[int, int] | None:
+def locate(page_keys: str, query: str) -> tuple[int, int] | None:
     """(start, end) in ``page_keys`` of the query, else of its longest leading or trailing run of words
     (at least three) found on the page: a passage that continues on another page still highlights."""
-    whole, _ = _match_keys(query)
+    whole, _ = match_keys(query)
     if not whole:
         return None
     if (at := page_keys.find(whole)) >= 0:
@@ -432,7 +460,7 @@ def _locate(page_keys: str, query: str) -> tuple[int, int] | None:
         lo, hi, found = 3, len(words) - 1, None
         while lo <= hi:  # being found is monotone in the number of words taken
             mid = (lo + hi) // 2
-            keys, _ = _match_keys(" ".join(take(mid)))
+            keys, _ = match_keys(" ".join(take(mid)))
             if keys and (at := page_keys.find(keys)) >= 0:
                 found, lo = (at, at + len(keys)), mid + 1
             else:
@@ -454,8 +482,8 @@ def find_text_rects(path: str | Path, page: int, text: str) -> list[TextRect]:
             try:
                 chars = "".join(chr(pdfium_c.FPDFText_GetUnicode(textpage, i) or 0)
                                 for i in range(textpage.count_chars()))
-                page_keys, where = _match_keys(chars)
-                span = _locate(page_keys, text)
+                page_keys, where = match_keys(chars)
+                span = locate(page_keys, text)
                 if span is None:
                     return []
                 first, last = where[span[0]], where[span[1] - 1]

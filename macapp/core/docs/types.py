@@ -10,13 +10,29 @@ import numpy as np
 
 from macapp.core.progress import CancelToken
 
+PAGE_SOURCES = ("text", "ocr", "none")  # how a page's text was obtained: its text layer, OCR, or not at all
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    """One line an OCR engine read: its text, its ``box`` (left, top, right, bottom) from the top-left of the
+    image or page it read (pixels from the engine; PDF points once stored with a page) and ``confidence`` 0..1."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    confidence: float
+
 
 @dataclass(frozen=True)
 class PageText:
-    """The text of one PDF page; ``page`` is 1-based."""
+    """The text of one page (of a PDF, or an image file's one page); ``page`` is 1-based. ``source`` says how the
+    text was obtained (``PAGE_SOURCES``); an OCR'd page keeps its ``lines`` (boxes in points from the top-left),
+    which the viewer highlights since such a page has no text layer."""
 
     page: int
     text: str
+    source: str = "text"
+    lines: tuple[OcrLine, ...] = ()
 
 
 @dataclass(frozen=True)
