@@ -54,7 +54,7 @@ def window_toolbox(grants: Grants, collection: str | None) -> tuple[Toolbox, lis
         if name in NEEDS_FOLDER and not folders:
             problems.append(f"{name} needs a folder: add one in the Tools settings")
         elif name == "search_documents" and not collection:
-            problems.append("search_documents needs documents: drop PDFs on this chat")
+            continue  # offered once the chat has documents: nothing is wrong without them
         else:
             usable.append(name)
     if not usable:

@@ -88,6 +88,7 @@ class StepRow(QFrame):
         self.toggle.setCheckable(True)
         self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.toggle.setText("▸")
         self.toggle.setToolTip("Show the arguments and the result")
         self.toggle.toggled.connect(self.set_expanded)
         self.title = _label(tool, "stepTool")

@@ -37,6 +37,7 @@ TOOL_LABELS = {
     "write_file": "Write files (asks first)",
     "current_time": "Date and time",
 }
+TOOL_TIPS = {"search_documents": "search_documents: offered once this chat has documents (drop PDFs on it)"}
 SHELL_WARNING = "⚠ A command runs with your rights and can reach more than these folders; each one asks first."
 EMPTY_FOLDERS = "No folder yet: file tools can't be used."
 
@@ -60,10 +61,9 @@ class FolderChip(QFrame):
         row = QHBoxLayout(self)
         row.setContentsMargins(8, 2, 2, 2)
         row.setSpacing(2)
-        shown = Path(folder)
-        self.label = QLabel(f"{shown.name or folder}  ·  {shown.parent}" if shown.name else folder)
+        self.label = QLabel()
         self.label.setToolTip(folder)
-        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # cut, never widen
+        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # elided, never widens
         self.remove_button = QToolButton()
         self.remove_button.setObjectName("chipRemove")
         self.remove_button.setText("✕")
@@ -72,6 +72,25 @@ class FolderChip(QFrame):
         self.remove_button.clicked.connect(lambda: self.removed.emit(self.folder))
         row.addWidget(self.label, 1)
         row.addWidget(self.remove_button)
+        self._text = folder_text(folder)
+        self.label.setText(self._text)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        metrics = self.label.fontMetrics()
+        self.label.setText(metrics.elidedText(self._text, Qt.TextElideMode.ElideMiddle, max(20, self.label.width())))
+
+
+def folder_text(folder: str) -> str:
+    """``bee-notes — ~/Projects``: the folder's name first, then where it is (the home folder as ~)."""
+    path = Path(folder)
+    if not path.name:
+        return folder
+    parent = str(path.parent)
+    home = str(Path.home())
+    if parent == home or parent.startswith(home + "/"):
+        parent = "~" + parent[len(home):]
+    return f"{path.name} — {parent}"
 
 
 class ToolsPanel(QWidget):
@@ -99,7 +118,7 @@ class ToolsPanel(QWidget):
             if name == "run_command":
                 continue
             box = QCheckBox(TOOL_LABELS.get(name, name))
-            box.setToolTip(name)
+            box.setToolTip(TOOL_TIPS.get(name, name))
             box.toggled.connect(self._edited)
             self.tool_boxes[name] = box
             lay.addWidget(box)

@@ -59,7 +59,7 @@ class SettingsDrawer(QFrame):
         super().__init__(parent)
         self.setObjectName("settingsDrawer")
         self.setMinimumWidth(250)
-        self.setMaximumWidth(300)
+        self.setMaximumWidth(330)  # the widest form row (Max tokens' "until the context is full") and a scroll bar
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
