@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-folder", action="append", default=[], metavar="DIR",
                    help="a folder file tools may use (repeatable; the first is the working folder)")
     p.add_argument("--allow-shell", action="store_true", help="grant run_command (off by default; it always asks)")
+    p.add_argument("--mcp", action="append", default=[], metavar="SERVER",
+                   help="grant the tools of this server in mcp.json (repeatable; --tool SERVER__TOOL picks one)")
     p.add_argument("--collection", metavar="NAME", help="documents search_documents searches (`macapp docs`)")
     p.add_argument("--max-steps", type=int, default=AgentLimits.max_steps, metavar="N",
                    help=f"{help_of['max_steps']} (default {AgentLimits.max_steps})")
@@ -55,28 +57,67 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def agent_cmd(args: argparse.Namespace) -> int:
-    from macapp.core.agent.approvals import ApprovalRequest
     from macapp.core.agent.builtin import builtin_toolbox
     from macapp.core.agent.guard import Grants
-    from macapp.core.agent.history import run_in_chat
-    from macapp.core.agent.loop import AgentLimits, AgentText, ToolStarted, ToolStep
-    from macapp.core.chat.store import ChatStore, default_title
+    from macapp.core.agent.loop import AgentLimits
     from macapp.core.errors import UserError
-    from macapp.core.progress import CancelToken
 
     if not args.task.strip():
         raise UserError("the task is empty")
     limits = AgentLimits(max_steps=args.max_steps, tool_timeout_s=args.tool_timeout, time_budget_s=args.time_budget)
     grants = Grants(tools=tuple(args.tool), folders=tuple(args.allow_folder), shell=args.allow_shell,
-                    preapprove_reads=args.yes)
+                    preapprove_reads=args.yes, servers=tuple(args.mcp))
     if args.collection:
         from macapp.core.docs.index import DocumentIndex
 
         with DocumentIndex() as index:
             index.collection(args.collection)  # an unknown collection fails before the model loads
     toolbox = builtin_toolbox(grants, collection=args.collection)
+    servers = _add_mcp_tools(toolbox, args.mcp, [t for t in args.tool if "__" in t])
     if not len(toolbox):
-        raise UserError("no tool is granted", hint="--tool NAME, --allow-folder DIR or --allow-shell")
+        if servers is not None:
+            servers.close()
+        raise UserError("no tool is granted", hint="--tool NAME, --allow-folder DIR, --allow-shell or --mcp SERVER")
+    try:
+        return _run(args, toolbox, grants, limits)
+    finally:
+        if servers is not None:
+            servers.close()
+
+
+def _add_mcp_tools(toolbox, server_names: list[str], tool_names: list[str]):
+    """Connect the granted MCP servers and add their tools (only ``tool_names`` when any are named)."""
+    from macapp.core.errors import UserError
+
+    if not server_names:
+        if tool_names:
+            raise UserError(f"{tool_names[0]} is an MCP tool", hint=f"grant its server: --mcp "
+                                                                   f"{tool_names[0].split('__')[0]}")
+        return None
+    from macapp.core.agent.mcp import connect_configured
+
+    servers = connect_configured(server_names)
+    for problem in servers.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    offered = {tool.spec.name: tool for tool in servers.tools}
+    missing = [name for name in tool_names if name not in offered]
+    if missing:
+        servers.close()
+        raise UserError(f"No MCP tool is named {', '.join(missing)}",
+                        hint=f"the servers offer: {', '.join(offered) or 'none'}")
+    for name, tool in offered.items():
+        if not tool_names or name in tool_names:
+            toolbox.add(tool)
+    return servers
+
+
+def _run(args: argparse.Namespace, toolbox, grants, limits) -> int:
+    from macapp.core.agent.approvals import ApprovalRequest
+    from macapp.core.agent.history import run_in_chat
+    from macapp.core.agent.loop import AgentText, ToolStarted, ToolStep
+    from macapp.core.chat.store import ChatStore, default_title
+    from macapp.core.progress import CancelToken
+
     engine = load_engine(args, quiet=args.json)
     store = ChatStore(":memory:" if args.no_history else None)
     conversation = store.create_conversation(default_title(args.task), model=args.model, system_prompt=args.system)

@@ -107,3 +107,24 @@ def test_require_tool_sends_back_a_first_answer_that_called_nothing(engine, work
     assert run(monkeypatch, "What do bees do?", "--allow-folder", str(work), "--yes", "--require-tool") == 0
     assert "one was required" in engine.prompts[1][-1]["content"]
     assert capsys.readouterr().out.rstrip().endswith("They dance.")
+
+
+def test_an_mcp_tool_needs_its_server_granted(engine, monkeypatch, capsys):
+    assert run(monkeypatch, "What time is it?", "--tool", "time__get_current_time") == 1
+    assert "time__get_current_time is an MCP tool (grant its server: --mcp time)" in capsys.readouterr().err
+
+
+def test_the_tools_of_an_mcp_server_go_through_the_same_loop(engine, monkeypatch, capsys):
+    import sys
+
+    from macapp.core.agent.mcp_config import add_server
+
+    add_server("time", sys.executable, ["-m", "mcp_server_time", "--local-timezone=UTC"], env={"TZ": "UTC"})
+    engine.enqueue_call("time__get_current_time", {"timezone": "UTC"}).enqueue(["It is now."])
+    code = run(monkeypatch, "What time is it in UTC?", "--mcp", "time", "--tool", "time__get_current_time",
+               "--json", "--yes")
+    trace = json.loads(capsys.readouterr().out)
+    assert code == 0 and trace["tools"] == ["time__get_current_time"]
+    (step,) = trace["steps"]
+    assert (step["status"], step["approval"], step["effect"]) == ("ok", "pre-approved", "read")
+    assert '"timezone": "UTC"' in step["result"]
