@@ -15,15 +15,18 @@ from macapp.core.errors import Cancelled, UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    docs = sub.add_parser("docs", help="PDF collections: add, list, remove, query",
-                          description="Index PDFs into named collections and retrieve passages from them.")
+    docs = sub.add_parser("docs", help="document collections (PDFs, images): add, list, remove, query",
+                          description="Index PDFs and images into named collections and retrieve passages from them.")
     actions = docs.add_subparsers(dest="docs_command", metavar="ACTION", required=True)
 
-    p = actions.add_parser("add", help="add PDFs to a collection (created if new)",
-                           description="Extract, chunk, embed and index PDFs. A file already in the collection is "
-                                       "skipped; one that can't be read is reported and the rest are added (exit "
-                                       "code 1 if any failed). Progress goes to stderr: a bar on a terminal, "
-                                       "else a line like 'report.pdf: 340/1000 pages embedded' a second at most. "
+    p = actions.add_parser("add", help="add PDFs and images to a collection (created if new)",
+                           description="Extract, chunk, embed and index PDFs and images (PNG, JPEG; HEIC on a Mac). "
+                                       "Pages without a text layer (scans) and images are read by OCR, on the "
+                                       "device. A file already in the collection is skipped; one that can't be "
+                                       "read is reported and the rest are added (exit code 1 if any failed). "
+                                       "Progress goes to stderr: a bar on a terminal, else a line like "
+                                       "'report.pdf: 340/1000 pages embedded' (or 'read by OCR, about 40 s left') "
+                                       "a second at most. "
                                        "Ctrl-C stops within a second and rolls back the file in progress (exit "
                                        "code 130).")
     p.add_argument("collection", metavar="COLLECTION")
@@ -31,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=add_cmd)
 
-    p = actions.add_parser("list", help="collections with their files, pages and passages")
+    p = actions.add_parser("list", help="collections with their files, pages (how many read by OCR) and passages")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=list_cmd)
 
@@ -89,7 +92,7 @@ def _ctrl_c_cancels(token):
 
 
 PROGRESS_LINE_S = 1.0  # without a terminal, a progress line at most this often (plus the line ending each file)
-_DOING = {"extract": "read", "embed": "embedded"}
+_DOING = {"extract": "read", "ocr": "read by OCR", "embed": "embedded"}
 
 
 def _progress_line(step, label: str, finished: int = 0) -> str | None:
@@ -108,7 +111,18 @@ def _progress_line(step, label: str, finished: int = 0) -> str | None:
         return f"{where}: {outcome.status}"
     if step.stage == "chunk":
         return f"{where}: {pages}/{pages} pages read, splitting into passages"
-    return f"{where}: {step.page}/{pages} pages {_DOING.get(step.stage, step.stage)}"
+    eta = getattr(step, "eta_seconds", None)
+    left = f", about {eta_text(eta)} left" if step.stage == "ocr" and eta is not None else ""
+    return f"{where}: {step.page}/{pages} pages {_DOING.get(step.stage, step.stage)}{left}"
+
+
+def eta_text(seconds: float) -> str:
+    return "1 s" if seconds < 1.5 else f"{seconds:,.0f} s" if seconds < 90 else f"{seconds / 60:,.0f} min"
+
+
+def ocr_note(pages: int) -> str:
+    """``, 12 pages read by OCR`` (nothing when none was)."""
+    return f", {pages} page{'s' if pages != 1 else ''} read by OCR" if pages else ""
 
 
 def _run(gen, label: str):
@@ -174,7 +188,8 @@ def add_cmd(args: argparse.Namespace) -> int:
         out = console()
         for o in outcomes:
             if o.status in ("added", "updated"):
-                out.print(f"[green]✓[/] {o.status} {escape(o.file)} ({o.pages} pages, {o.chunks} passages)")
+                out.print(f"[green]✓[/] {o.status} {escape(o.file)} ({o.pages} pages{ocr_note(o.ocr_pages)}, "
+                          f"{o.chunks} passages)")
             elif o.status == "skipped":
                 out.print(f"[dim]·[/] skipped {escape(o.file)}: {escape(o.message)}")
             else:
@@ -206,14 +221,15 @@ def list_cmd(args: argparse.Namespace) -> int:
 
     for c in collections:
         also = f" ({escape(shown[c.name])})" if shown[c.name] != c.name else ""
-        out.print(f"[bold]{escape(c.name)}[/]{also}: {len(c.files)} files, {c.pages} pages, {c.chunks} passages "
+        out.print(f"[bold]{escape(c.name)}[/]{also}: {len(c.files)} files, {c.pages} pages{ocr_note(c.ocr_pages)}, "
+                  f"{c.chunks} passages "
                   f"[dim](embedded with {escape(embedder_name(c.embedder))})[/]")
         table = Table(box=None, pad_edge=False)
-        for column in ("File", "Pages", "Passages", "sha256", "Added"):
-            table.add_column(column, justify="right" if column in ("Pages", "Passages") else "left")
+        for column in ("File", "Pages", "By OCR", "Passages", "sha256", "Added"):
+            table.add_column(column, justify="right" if column in ("Pages", "By OCR", "Passages") else "left")
         for f in c.files:
-            table.add_row(escape(f.file), str(f.pages), str(f.chunks), f.file_hash[:12],
-                          f.added_at[:16].replace("T", " "))
+            table.add_row(escape(f.file), str(f.pages), str(f.ocr_pages) if f.ocr_pages else "", str(f.chunks),
+                          f.file_hash[:12], f.added_at[:16].replace("T", " "))
         out.print(table)
     return 0
 

@@ -146,3 +146,22 @@ def test_list_shows_a_chats_collection_by_what_it_holds_and_the_embedder_by_name
     assert human.returncode == 0, human.stderr
     assert f"chat-{conv.id} (1 PDF in chat “Reading list”): 1 files" in human.stdout
     assert "(embedded with all-MiniLM-L6-v2)" in human.stdout and "@" not in human.stdout
+
+
+def test_a_scan_and_an_image_are_added_with_their_pages_read_by_ocr(tmp_path):
+    scan = pdfs.make_scanned_pdf(tmp_path / "letter.pdf", ["Dear grower, the cider press opens on Monday.",
+                                                           "The typed page of the letter keeps its own text layer."],
+                                 text_pages={2})
+    photo = tmp_path / "label.png"
+    pdfs.text_image("Quince jelly, batch 12", 300, 80).save(photo)
+    added = macapp("add", "Post", str(scan), str(photo), "--json")
+    assert added.returncode == 0, added.stderr
+    files = {f["file"]: f for f in json.loads(added.stdout)["files"]}
+    assert (files["letter.pdf"]["pages"], files["letter.pdf"]["ocr_pages"]) == (2, 1)
+    assert (files["label.png"]["pages"], files["label.png"]["ocr_pages"]) == (1, 1)
+    listed = macapp("list")
+    assert "3 pages, 2 pages read by OCR" in listed.stdout, listed.stdout
+    (collection,) = json.loads(macapp("list", "--json").stdout)
+    assert collection["ocr_pages"] == 2 and {f["ocr_pages"] for f in collection["files"]} == {1}
+    hits = json.loads(macapp("query", "Post", "cider press opens", "--mode", "keyword", "--json").stdout)
+    assert (hits[0]["file"], hits[0]["page"]) == ("letter.pdf", 1)
