@@ -80,8 +80,10 @@ def agent_turn(store: ChatStore, conversation_id: int, task: str, engine: Engine
 
         servers = connect_configured(grants.servers, cancel)
         problems += [p.message for p in servers.problems]
+        picked = {t for t in grants.tools if "__" in t}  # only these MCP tools, when any are named
         for tool in servers.tools:
-            toolbox.add(tool)
+            if not picked or tool.spec.name in picked:
+                toolbox.add(tool)
     try:
         yield ToolsReady(toolbox.names, tuple(problems))
         stream = run_in_chat(store, conversation_id, task, engine, toolbox, grants=grants, sampling=sampling,

@@ -156,7 +156,8 @@ class ToolsPanel(QWidget):
     # --- the grants ----------------------------------------------------------------------------
     def grants(self) -> Grants:
         """What the panel shows, with the chat's "always" approvals kept."""
-        tools = tuple(n for n, box in self.tool_boxes.items() if box.isChecked())
+        picked_mcp = tuple(t for t in self._grants.tools if "__" in t)  # SERVER__TOOL picks (`macapp agent --tool`)
+        tools = tuple(n for n, box in self.tool_boxes.items() if box.isChecked()) + picked_mcp
         servers = tuple(n for n, box in self.server_boxes.items() if box.isChecked())
         return Grants(tools=tools, folders=tuple(self._folders), shell=self.shell_box.isChecked(),
                       always=set(self._grants.always), preapprove_reads=self._grants.preapprove_reads,

@@ -244,3 +244,17 @@ def test_tools_without_what_they_need_are_left_out_with_a_reason(tmp_path):
     assert toolbox.names == ("current_time",)
     assert problems == [f"{missing} is not a folder any more, so it was left out",
                         "read_file needs a folder: add one in the Tools settings"]  # search waits for documents
+
+
+def test_the_panel_keeps_one_builtin_tool_on_and_the_mcp_tools_a_chat_picked(qtbot):
+    from macapp.ui.agent_tools import ToolsPanel
+
+    panel = ToolsPanel()
+    qtbot.addWidget(panel)
+    panel.set_grants(Grants(tools=("read_file", "list_folder", "time__get_current_time"), always={"write_file"}))
+    assert {n for n, b in panel.tool_boxes.items() if b.isChecked()} == {"read_file", "list_folder"}
+    panel.tool_boxes["list_folder"].setChecked(False)  # an empty list would mean every tool: the last stays on
+    assert not panel.tool_boxes["read_file"].isEnabled() and panel.tool_boxes["list_folder"].isEnabled()
+    grants = panel.grants()
+    assert grants.tools == ("read_file", "time__get_current_time") and grants.always == {"write_file"}
+    assert not grants.enabled and not grants.shell  # off until switched on
