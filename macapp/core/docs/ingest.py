@@ -37,7 +37,8 @@ from macapp.core.progress import CancelToken, Progress
 log = logging.getLogger(__name__)
 
 BATCH = 64  # chunks per vector write (chromadb's cost per call is small next to embedding 64 chunks)
-EMBED_CALL_S = 0.5  # chunks per embed call are sized to take about this long: the bar moves that often
+EMBED_CALL_S = 0.5  # chunks per embed call are sized to take about this long: the bar moves that often,
+MIN_CALL = 16  # but never fewer chunks: llama.cpp packs several to a batch, and each batch pays a thread sync
 EXTRACT_SHARE = 0.15  # of a file's progress bar: extraction is quick next to embedding
 OCR_SHARE = 0.8  # ...but OCR (seconds a page) is slow next to it: a file with OCR'd pages gives it this much
 
@@ -256,9 +257,10 @@ def _store_vectors(index: DocumentIndex, key: str, chunks: Sequence[Chunk | Chun
     """Embed ``chunks`` and store their vectors under ``ids``, yielding ``progress(chunks done)`` per embed call.
 
     Embed calls are sized to take about ``EMBED_CALL_S`` on this machine (the bar moves smoothly however fast
-    the embedder is); vectors are written ``BATCH`` at a time.
+    the embedder is), ``MIN_CALL`` to ``BATCH`` chunks; vectors are written ``BATCH`` at a time. A cancel needs no
+    small calls: the embedder aborts inside llama.cpp.
     """
-    size = 8  # chunks per embed call, resized after every call
+    size = MIN_CALL  # chunks per embed call, resized after every call
     written = done = 0
     vectors: list[np.ndarray] = []
     while done < len(chunks):
@@ -276,7 +278,7 @@ def _store_vectors(index: DocumentIndex, key: str, chunks: Sequence[Chunk | Chun
                               [chunk_metadata(c) for c in chunks[written:done]])
             written, vectors = done, []
         yield progress(done)
-        size = max(1, min(BATCH, 2 * size, round(size * EMBED_CALL_S / max(elapsed, 1e-3))))
+        size = max(MIN_CALL, min(BATCH, 2 * size, round(size * EMBED_CALL_S / max(elapsed, 1e-3))))
 
 
 def reindex(collection: str, embedder: EmbeddingModel, cancel: CancelToken | None = None, *,
