@@ -24,6 +24,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QLabel
 
 from macapp.core.docs.names import chat_collection_base, chat_documents
+from macapp.core.docs.types import DOCUMENT_SUFFIXES
 from macapp.core.errors import UserError
 from macapp.ui.doc_jobs import collection_file_count, free_collection_name
 from macapp.ui.ingest_panel import IngestPanel
@@ -47,8 +48,9 @@ def dropped_files(event: QDropEvent | QDragEnterEvent | QDragMoveEvent) -> list[
     return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
 
 
-def is_pdf(path: str) -> bool:
-    return Path(path).suffix.lower() == ".pdf"
+def is_document(path: str) -> bool:
+    """A file a collection takes: a PDF or an image (read by OCR)."""
+    return Path(path).suffix.lower() in DOCUMENT_SUFFIXES
 
 
 def passages_note(passages: list[Passage], collection: str | None) -> str:
@@ -80,7 +82,7 @@ class ChatDocuments(QObject):
         self.label.setObjectName("docsLine")
         self.label.setWordWrap(True)
         self.label.hide()
-        self.overlay = QLabel("Drop PDFs to ask about them in this chat", page)
+        self.overlay = QLabel("Drop PDFs or images to ask about them in this chat", page)
         self.overlay.setObjectName("dropOverlay")
         self.overlay.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
@@ -154,7 +156,7 @@ class ChatDocuments(QObject):
         return super().eventFilter(watched, event)
 
     def drag_enter(self, event: QDragEnterEvent | QDragMoveEvent, entering: bool = True) -> None:
-        if any(is_pdf(p) for p in dropped_files(event)):
+        if any(is_document(p) for p in dropped_files(event)):
             event.acceptProposedAction()
             if entering:
                 self.overlay.setGeometry(self.page.rect().adjusted(12, 12, -12, -12))
@@ -178,11 +180,12 @@ class ChatDocuments(QObject):
     def add(self, paths: list[str]) -> Worker | None:
         """Add the PDFs among ``paths`` to the conversation on screen (created if there is none yet)."""
         page = self.page
-        pdfs = [p for p in paths if is_pdf(p)]
-        others = [Path(p).name for p in paths if not is_pdf(p)]
+        pdfs = [p for p in paths if is_document(p)]
+        others = [Path(p).name for p in paths if not is_document(p)]
         if others:
             listed = ", ".join(others[:4]) + (" …" if len(others) > 4 else "")
-            page.notice.show_message(f"Only PDFs can be added to a chat; left out: {listed}.")
+            page.notice.show_message(f"Only PDFs and images (PNG, JPEG, HEIC) can be added to a chat; left out: "
+                                     f"{listed}.")
         if not pdfs:
             return None
         if page.store is None:

@@ -45,8 +45,9 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.core.docs.names import collection_title, embedder_name, embedder_names, is_chat_collection
+from macapp.core.docs.types import DOCUMENT_SUFFIXES
 from macapp.core.errors import UserError
-from macapp.ui.chat_documents import dropped_files, is_pdf
+from macapp.ui.chat_documents import dropped_files, is_document
 from macapp.ui.doc_jobs import (
     EmbedderChoice,
     Listing,
@@ -86,8 +87,18 @@ def added_text(stamp: str) -> str:
         return stamp or ""
 
 
+FILE_FILTER = "PDFs and images (" + " ".join(f"*{s}" for s in DOCUMENT_SUFFIXES) + ")"
+
+
+def ocr_text(pages: int) -> str:
+    """``12 pages read by OCR`` (empty when none was)."""
+    return f"{plural(pages, 'page')} read by OCR" if pages else ""
+
+
 def collection_summary(info: CollectionInfo) -> str:
-    return f"{plural(len(info.files), 'file')} · {plural(info.pages, 'page')} · {plural(info.chunks, 'chunk')}"
+    parts = [plural(len(info.files), "file"), plural(info.pages, "page"), ocr_text(info.ocr_pages),
+             plural(info.chunks, "chunk")]
+    return " · ".join(part for part in parts if part)
 
 
 class NumberItem(QTableWidgetItem):
@@ -477,7 +488,11 @@ class DocumentsPage(QWidget):
                 name.setToolTip(f"{f.path}\nsha256 {f.file_hash}")
                 name.setData(NAME_ROLE, f.file_hash)
                 table.setItem(row, 0, name)
-                table.setItem(row, 1, NumberItem(f.pages))
+                pages = NumberItem(f.pages)
+                if f.ocr_pages:  # a scan: say how much of it OCR read
+                    pages.setText(f"{f.pages:,} ({f.ocr_pages:,} by OCR)")
+                    pages.setToolTip(f"{ocr_text(f.ocr_pages)}: they had no text layer")
+                table.setItem(row, 1, pages)
                 table.setItem(row, 2, NumberItem(f.chunks))
                 table.setItem(row, 3, QTableWidgetItem(added_text(f.added_at)))
         table.setSortingEnabled(True)
@@ -503,11 +518,11 @@ class DocumentsPage(QWidget):
     # --- changing the index --------------------------------------------------------------------
     def add_files(self, paths: list[str], collection: str | None = None) -> Worker | None:
         """Add the PDFs among ``paths`` to ``collection`` (default: the selected one, else "Documents")."""
-        pdfs = [p for p in paths if is_pdf(p)]
-        others = [Path(p).name for p in paths if not is_pdf(p)]
+        pdfs = [p for p in paths if is_document(p)]
+        others = [Path(p).name for p in paths if not is_document(p)]
         if others:
-            self.notice.show_message("Only PDFs can be added; left out: " + ", ".join(others[:4])
-                                     + (" …" if len(others) > 4 else ""))
+            self.notice.show_message("Only PDFs and images (PNG, JPEG, HEIC) can be added; left out: "
+                                     + ", ".join(others[:4]) + (" …" if len(others) > 4 else ""))
         else:
             self.notice.hide()
         if not pdfs:
@@ -577,13 +592,13 @@ class DocumentsPage(QWidget):
         self.panel.add(name, [])  # creates it empty; the list shows it when done
 
     def _choose_files(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add PDFs", str(Path.home()), "PDF documents (*.pdf)")
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add PDFs or images", str(Path.home()), FILE_FILTER)
         if paths:
             self.add_files(paths)
 
     # --- drag and drop -------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
-        if any(is_pdf(p) for p in dropped_files(event)):
+        if any(is_document(p) for p in dropped_files(event)):
             event.acceptProposedAction()
             target = self._selected or DEFAULT_COLLECTION
             self.drop_overlay.setText(f"Drop PDFs to add them to {self.place(target)}")
@@ -594,7 +609,7 @@ class DocumentsPage(QWidget):
             event.ignore()
 
     def dragMoveEvent(self, event) -> None:
-        if any(is_pdf(p) for p in dropped_files(event)):
+        if any(is_document(p) for p in dropped_files(event)):
             event.acceptProposedAction()
 
     def dragLeaveEvent(self, event) -> None:

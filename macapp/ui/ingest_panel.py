@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.ui.doc_jobs import add_pdfs, indexing_pool, reindex_collection
+from macapp.ui.downloads_panel import eta_text
 from macapp.ui.hub_widgets import ElidedLabel
 from macapp.ui.memory_bar import VERDICT_COLORS
 from macapp.ui.worker import Worker, error_text
@@ -33,8 +34,8 @@ from macapp.ui.worker import Worker, error_text
 if TYPE_CHECKING:
     from macapp.core.docs.ingest import FileOutcome, IngestProgress
 
-STAGE_WORDS = {"hash": "Reading", "extract": "Reading pages", "chunk": "Splitting into passages", "embed": "Indexing",
-               "reindex": "Re-indexing"}
+STAGE_WORDS = {"hash": "Reading", "extract": "Reading pages", "ocr": "Reading by OCR",
+               "chunk": "Splitting into passages", "embed": "Indexing", "reindex": "Re-indexing"}
 STATUS_WORDS = {"added": "Added", "updated": "Updated", "skipped": "Skipped", "failed": "Failed"}
 STATUS_COLORS = {"added": VERDICT_COLORS["fits"], "updated": VERDICT_COLORS["fits"],
                  "skipped": VERDICT_COLORS["tight"], "failed": VERDICT_COLORS["too_big"]}
@@ -45,9 +46,19 @@ def outcome_text(outcome: FileOutcome) -> str:
     """What a finished row says: ``3 pages · 12 passages``, or why it was skipped or failed."""
     if outcome.status in ("added", "updated"):
         pages = f"{outcome.pages} page{'s' if outcome.pages != 1 else ''}"
+        if outcome.ocr_pages:
+            pages += f" ({outcome.ocr_pages} read by OCR)"
         text = f"{pages} · {outcome.chunks} passage{'s' if outcome.chunks != 1 else ''}"
         return text + (" · replaced the older version" if outcome.status == "updated" else "")
     return outcome.message + (f" — {outcome.hint}" if outcome.hint else "")
+
+
+def ocr_detail(step: IngestProgress) -> str:
+    """While pages are read by OCR: ``page 3 of 12 · about 40 s left`` (nothing at other stages)."""
+    if step.stage != "ocr" or not step.pages:
+        return ""
+    left = eta_text(step.eta_seconds)
+    return f"page {step.page} of {step.pages}" + (f" · about {left}" if left else "")
 
 
 class IngestRow(QFrame):
@@ -94,10 +105,12 @@ class IngestRow(QFrame):
             return self.outcome.status
         return self.property("status") or "waiting"
 
-    def show_step(self, stage: str, fraction: float) -> None:
+    def show_step(self, stage: str, fraction: float, detail: str = "") -> None:
         self.setProperty("status", "working")
         self.state_label.setText(STAGE_WORDS.get(stage, stage.capitalize()))
         self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
+        self.detail_label.setText(detail)
+        self.detail_label.setVisible(bool(detail))
 
     def finish(self, outcome: FileOutcome) -> None:
         self.outcome = outcome
@@ -252,7 +265,7 @@ class IngestPanel(QFrame):
             row.finish(step.outcome)
             self.fileFinished.emit(batch.collection, step.outcome)
         else:
-            row.show_step(step.stage, fraction)
+            row.show_step(step.stage, fraction, ocr_detail(step))
         self._update()
 
     def _on_returned(self, batch: _Batch, result: object) -> None:

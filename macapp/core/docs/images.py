@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from macapp.core.docs.pdf import MAX_RENDER_PIXELS, PdfError, encode_png
+from macapp.core.docs.types import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".heic", ".heif")
 HEIC_SUFFIXES = (".heic", ".heif")
 MAX_IMAGE_PIXELS = 100_000_000  # decoding takes 3 bytes a pixel: 100 MP is 300 MB; bigger images are refused
 SIPS_TIMEOUT_S = 60.0  # macOS's converter turns a HEIC photo into PNG in well under a second

@@ -10,6 +10,8 @@ import numpy as np
 
 from macapp.core.progress import CancelToken
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".heic", ".heif")  # image files read as one-page documents
+DOCUMENT_SUFFIXES = (".pdf", *IMAGE_SUFFIXES)  # every kind of file a collection takes
 PAGE_SOURCES = ("text", "ocr", "none")  # how a page's text was obtained: its text layer, OCR, or not at all
 
 
