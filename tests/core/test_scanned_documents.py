@@ -21,6 +21,7 @@ from macapp.core.progress import CancelToken, drain
 from tests.core.test_docs_index import HashEmbedder
 from tests.fixtures import pdfs
 from tests.fixtures.ocr import ScriptedOcr
+from tests.fixtures.ocr import char_accuracy as accuracy
 
 MIN_ACCURACY = 0.97  # 1 - edit distance / length, per page (measured: 1.00 on these pages with RapidOCR)
 
@@ -31,17 +32,6 @@ TYPED_2 = "This page has an ordinary text layer: the frost report for March, kep
 SCANNED_3 = ("A barn owl nests in the cider press shed every winter.\n\n"
              "Drip irrigation sensors along row 14 report soil moisture every hour to the cooperative.")
 PAGES = [SCANNED_1, TYPED_2, SCANNED_3, ""]  # the last page is blank
-
-
-def accuracy(read: str, truth: str) -> float:
-    """1 - (Levenshtein distance / length of the truth), spaces and line breaks collapsed."""
-    a, b = " ".join(read.split()), " ".join(truth.split())
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
-    return 1 - row[-1] / max(len(b), 1)
 
 
 @pytest.fixture(scope="module")
