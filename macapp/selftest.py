@@ -5,7 +5,8 @@ its seconds and what it saw. The steps import every backend and touch its native
 (llama.cpp, mlx and its metallib or CPU kernels, chromadb's Rust core, PDFium, Qt), build a tiny
 random llama model in a temporary folder and generate a few tokens from it through the app's
 engine and through the OpenAI-compatible server, embed a sentence with the bundled embedder,
-index a PDF it writes (pages, chunks, vectors, keywords) and query it,
+index a PDF it writes (pages, chunks, vectors, keywords) and query it, read a picture of a page by OCR
+(Vision on a Mac, RapidOCR's models on ONNX Runtime elsewhere),
 train a few LoRA steps on a tiny mlx-lm model in the training child process, and open the main
 window offscreen and wait for its first paint. The exit code is 0 only when every step passed:
 ``make app-smoke`` runs it inside the PyInstaller bundle, so a module or data file the freeze
@@ -32,7 +33,8 @@ BACKEND_MODULES = (
     "llama_cpp", "mlx.core", "mlx.nn", "mlx_lm", "mlx_lm.models.llama", "mlx_lm.tuner.trainer",
     "mlx_lm.tuner.utils", "mlx_lm.lora", "mlx_lm.fuse", "transformers",
     "pypdfium2", "chromadb", "huggingface_hub", "starlette.applications", "uvicorn", "httpx",
-    "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtSvg",
+    "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtSvg", "PIL.Image",
+    "macapp.core.docs.scan", *(("Vision", "objc") if sys.platform == "darwin" else ("rapidocr", "onnxruntime")),
     "macapp.core.engines.llama_engine", "macapp.core.engines.mlx_engine", "macapp.core.docs.ingest",
     "macapp.core.docs.retrieve", "macapp.core.tuning.train", "macapp.core.tuning.runner",
     "macapp.core.tuning.export", "macapp.core.server.app", "macapp.ui.main_window",
@@ -169,6 +171,25 @@ def step_documents(tmp: Path) -> str:
     return f"{pdf.name}: 2 pages indexed; the question found its passage [{hit.file}, {pages}]"
 
 
+def step_ocr(tmp: Path) -> str:
+    """A picture of a page (a PNG rendered from a PDF it writes) read by this platform's OCR engine."""
+    from macapp.core.docs.pdf import encode_png, page_images
+    from macapp.core.docs.scan import read_document
+    from macapp.core.progress import drain
+
+    pdf = _write_text_pdf(tmp / "label.pdf", [["Quince jelly from the orchard shop"]])
+    (_, pixels, _), = page_images(pdf, [1], 1200)
+    picture = tmp / "label.png"
+    picture.write_bytes(encode_png(pixels[: pixels.shape[0] // 4]))  # the top of the page, where the line is
+    started = time.monotonic()
+    _, (page,) = drain(read_document(picture))
+    if page.source != "ocr" or "quince jelly" not in page.text.lower():
+        raise RuntimeError(f"OCR read {page.text!r} from a picture of 'Quince jelly from the orchard shop'")
+    from macapp.core.docs.ocr import default_engine
+
+    return f"{default_engine().name} read {page.text!r} in {time.monotonic() - started:.1f} s"
+
+
 def step_serve(tmp: Path) -> str:
     """The OpenAI-compatible server (uvicorn + starlette) on a free loopback port answers a chat."""
     import httpx
@@ -252,6 +273,7 @@ STEPS: dict[str, Step] = {
     "generate": step_generate,
     "embed": step_embed,
     "documents": step_documents,
+    "ocr": step_ocr,
     "serve": step_serve,
     "tune": step_tune,
     "window": step_window,

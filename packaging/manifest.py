@@ -9,6 +9,7 @@ so a gap here fails ``make app-smoke`` rather than a user's first chat.
 from __future__ import annotations
 
 import plistlib
+import sys
 from pathlib import Path
 
 APP_NAME = "Orchard"
@@ -61,16 +62,24 @@ NATIVE_LIBRARIES = {
     "pypdfium2_raw": "PDFium",
     "tokenizers": "Hugging Face tokenizers (Rust), used by mlx-lm through transformers",
 }
+# OCR of scanned pages and images (macapp.core.docs.ocr): Vision through pyobjc on macOS (PyInstaller follows its
+# imports); elsewhere RapidOCR, whose engine module is imported by name and whose models are package data, on
+# ONNX Runtime, which macapp never imports itself.
+if sys.platform != "darwin":
+    HIDDEN_IMPORTS += ["rapidocr.main", "rapidocr.inference_engine.onnxruntime", "onnxruntime"]
+    COLLECT_DATA += ["rapidocr"]  # its PP-OCR .onnx models and config.yaml files
+    NATIVE_LIBRARIES["onnxruntime"] = "ONNX Runtime, which runs RapidOCR's models"
+
 # Left out on purpose (megabytes that no code path of ours reaches).
 EXCLUDES = [
-    "onnxruntime",  # only chromadb's default embedding function uses it; we never call that (68 MB)
     "torch", "tensorflow", "jax", "flax",  # transformers can use them; mlx-lm does not
     "tkinter", "matplotlib", "IPython", "pytest", "openai", "fpdf",
-    "PIL",  # transformers' image processors; text models only here (19 MB with its libs)
     "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtNetwork", "PySide6.QtOpenGL", "PySide6.QtDBus",
     "PySide6.QtPrintSupport", "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtXml", "PySide6.QtConcurrent",
     "PySide6.QtDesigner", "PySide6.QtHelp", "PySide6.QtUiTools",
 ]
+if sys.platform == "darwin":  # chromadb's default embedding function needs it, which we never call (68 MB);
+    EXCLUDES.append("onnxruntime")  # on a Mac, OCR is Vision's: nothing else of ours runs ONNX models
 # Qt plugins kept, by plugin folder; every other plugin the Qt hooks collect is dropped.
 QT_PLUGINS = {
     "platforms": ["cocoa", "offscreen", "minimal", "xcb", "wayland"],  # macOS, the selftest, Linux desktops
