@@ -87,7 +87,7 @@ def agent_turn(store: ChatStore, conversation_id: int, task: str, engine: Engine
     try:
         yield ToolsReady(toolbox.names, tuple(problems))
         stream = run_in_chat(store, conversation_id, task, engine, toolbox, grants=grants, sampling=sampling,
-                             cancel=cancel)
+                             cancel=cancel, first_call_required=grants.require_tool and len(toolbox) > 0)
         return (yield from _batched(stream))
     finally:
         if servers is not None:  # stopping a server takes seconds: the page need not wait for it

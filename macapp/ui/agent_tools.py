@@ -142,6 +142,13 @@ class ToolsPanel(QWidget):
         self.shell_warning = _muted(SHELL_WARNING, "shellWarning")
         lay.addWidget(self.shell_warning)
 
+        self.require_box = QCheckBox("Start with a tool call")
+        self.require_box.setObjectName("requireTool")
+        self.require_box.setToolTip("The model's first step must call a tool; small models otherwise answer "
+                                    "without looking")
+        self.require_box.toggled.connect(self._edited)
+        lay.addWidget(self.require_box)
+
         lay.addWidget(_muted("MCP servers", "drawerSubtitle"))
         self._servers_box = QVBoxLayout()
         self._servers_box.setSpacing(4)
@@ -161,17 +168,18 @@ class ToolsPanel(QWidget):
         servers = tuple(n for n, box in self.server_boxes.items() if box.isChecked())
         return Grants(tools=tools, folders=tuple(self._folders), shell=self.shell_box.isChecked(),
                       always=set(self._grants.always), preapprove_reads=self._grants.preapprove_reads,
-                      servers=servers, enabled=self.switch.isChecked())
+                      servers=servers, enabled=self.switch.isChecked(), require_tool=self.require_box.isChecked())
 
     def set_grants(self, grants: Grants) -> None:
         """Show ``grants`` (a conversation opened) without emitting ``changed``."""
         self._grants = grants
         shown = granted_builtins(grants)
-        widgets = [self.switch, self.shell_box, *self.tool_boxes.values()]
+        widgets = [self.switch, self.shell_box, self.require_box, *self.tool_boxes.values()]
         for widget in widgets:
             widget.blockSignals(True)
         self.switch.setChecked(grants.enabled)
         self.shell_box.setChecked(grants.shell)
+        self.require_box.setChecked(grants.require_tool)
         for name, box in self.tool_boxes.items():
             box.setChecked(name in shown)
         for widget in widgets:

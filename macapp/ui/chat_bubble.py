@@ -30,7 +30,8 @@ from macapp.ui.citation_chips import CitationChips
 if TYPE_CHECKING:
     from macapp.core.chat.store import Message
 
-FINISH_WORDS = {"cancelled": "stopped", "length": "max tokens", "context": "context full"}
+FINISH_WORDS = {"cancelled": "stopped", "length": "max tokens", "context": "context full",
+                "max_steps": "step limit reached", "time_budget": "time budget spent"}  # the last two: an agent's
 STATUS_WORDS = {"cancelled": "stopped", "interrupted": "interrupted", "error": "failed"}
 BUBBLE_PADDING = 28  # horizontal padding + border of a bubble frame (style.qss)
 MAX_TEXT_WIDTH = 820

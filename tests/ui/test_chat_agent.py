@@ -258,3 +258,15 @@ def test_the_panel_keeps_one_builtin_tool_on_and_the_mcp_tools_a_chat_picked(qtb
     grants = panel.grants()
     assert grants.tools == ("read_file", "time__get_current_time") and grants.always == {"write_file"}
     assert not grants.enabled and not grants.shell  # off until switched on
+
+
+def test_a_model_that_never_stops_calling_ends_at_the_step_limit_and_says_so(qtbot, page, engine):
+    for _ in range(8):  # AgentLimits().max_steps rounds of calls, then one round without tools
+        engine.enqueue_call("list_folder", {"path": "."})
+    engine.enqueue(["I looked eight times."])
+    page.drawer.tools.require_box.setChecked(True)  # saved with the chat: the first round must call
+    result = _wait_run(qtbot, page, "look around")
+    assert result.stop_reason == "max_steps" and len(result.steps) == 8 and engine.pending == 0
+    answer = _answer(page)
+    assert len(_rows(answer)) == 8 and "step limit reached" in answer.stats.text()
+    assert grants_of(page.store.get_conversation(page.cid)).require_tool

@@ -78,11 +78,12 @@ class Grants:
     preapprove_reads: bool = True  # read-only tools run without asking
     servers: tuple[str, ...] = ()  # MCP servers (names in mcp.json) whose tools are granted
     enabled: bool = False  # the chat's Tools switch in the window: its messages go to the agent
+    require_tool: bool = False  # the first round must call a tool (small models answer without looking)
 
     def to_json(self) -> dict[str, Any]:
         return {"tools": list(self.tools), "folders": list(self.folders), "shell": self.shell,
                 "always": sorted(self.always), "preapprove_reads": self.preapprove_reads,
-                "servers": list(self.servers), "enabled": self.enabled}
+                "servers": list(self.servers), "enabled": self.enabled, "require_tool": self.require_tool}
 
     @classmethod
     def from_json(cls, data: Any) -> Grants:
@@ -94,4 +95,4 @@ class Grants:
 
         return cls(tuple(strings("tools")), tuple(strings("folders")), data.get("shell") is True,
                    set(strings("always")), data.get("preapprove_reads", True) is not False,
-                   tuple(strings("servers")), data.get("enabled") is True)
+                   tuple(strings("servers")), data.get("enabled") is True, data.get("require_tool") is True)
