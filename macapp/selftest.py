@@ -194,6 +194,7 @@ def step_serve(tmp: Path) -> str:
     """The OpenAI-compatible server (uvicorn + starlette) on a free loopback port answers a chat."""
     import httpx
 
+    from macapp.core.models.model_ids import short_name
     from macapp.core.models.tiny_gguf import write_tiny_gguf
     from macapp.core.server.launch import ServerOptions, start_server
     from macapp.core.settings import Settings
@@ -202,7 +203,7 @@ def step_serve(tmp: Path) -> str:
     Settings(model_files=[str(model)]).save()
     with start_server(ServerOptions(port=0, n_ctx=256, idle_unload_s=0)) as server:
         ids = [m["id"] for m in httpx.get(f"{server.url}/models", timeout=30).json()["data"]]
-        served = next((i for i in ids if i.endswith(model.name)), None)
+        served = next((i for i in ids if i == short_name(model.name)), None)  # the library's short id
         if served is None:
             raise RuntimeError(f"/v1/models does not list the tiny model: {ids}")
         reply = httpx.post(f"{server.url}/chat/completions", timeout=60, json={
