@@ -21,8 +21,8 @@ from it: the session first yields the passages found, and the saved answer's cit
 that open the page viewer. Documents indexed with another embedding model than the one chosen now
 fail the answer (the question stays saved) with a notice that offers to re-index them.
 
-Tools (``agent_tools``, ``agent_jobs``, ``agent_steps``): with the conversation's Tools switch on, a
-message goes to the agent loop on the engine thread instead. Its tool calls appear above the answer
+Tools (``chat_tools``; ``agent_tools``, ``agent_jobs``, ``agent_steps``): with the conversation's Tools
+switch on, a message goes to the agent loop on the engine thread instead. Its tool calls appear above the answer
 as rows; a call that writes or executes shows an approval card and the loop waits (on its thread)
 for the click; Stop cancels the run's token, which ends that wait too. The grants are saved in the
 conversation's settings, beside the sampling values, and come back when it is reopened.
@@ -38,14 +38,11 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
-from macapp.core.agent.guard import Grants
-from macapp.core.agent.history import SETTINGS_KEY as AGENT_KEY
-from macapp.core.agent.history import grants_of, save_grants
 from macapp.core.chat.session import ContextPlan
 from macapp.core.engines.base import SamplingSettings
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken
-from macapp.ui.agent_steps import ApprovalCard
+from macapp.ui.agent_jobs import ToolsReady
 from macapp.ui.chat_composer import SEND_HINT, ComposerBox
 from macapp.ui.chat_documents import ChatDocuments, passages_note
 from macapp.ui.chat_engine import EngineHost
@@ -53,6 +50,7 @@ from macapp.ui.chat_header import ModelBar, engine_label
 from macapp.ui.chat_jobs import coalesce, count_context
 from macapp.ui.chat_settings import SettingsDrawer
 from macapp.ui.chat_sidebar import ConversationList
+from macapp.ui.chat_tools import ChatTools
 from macapp.ui.chat_transcript import Transcript
 from macapp.ui.notice import Notice
 from macapp.ui.worker import Worker, error_text
@@ -115,12 +113,12 @@ class ChatPage(QWidget):
         self.sidebar.deleted.connect(self._on_deleted)
         self.drawer = SettingsDrawer(settings.default_ctx, settings.kv_type)
         self.drawer.changed.connect(self._save_conversation_settings)
-        self.drawer.tools.changed.connect(self._save_grants)
         self.drawer.hide()
         self.documents = ChatDocuments(self)  # takes the page's drops
         root.addWidget(self.sidebar)
         root.addLayout(self._build_center(), 1)
         root.addWidget(self.drawer)
+        self.tools = ChatTools(self)  # the Tools switch, the grants, and how an agent run shows
         self._set_busy(False)
         self._update_model_state()
 
@@ -160,7 +158,6 @@ class ChatPage(QWidget):
         self.regenerate_button = self.composer_box.regenerate_button
         self.composer_box.sendClicked.connect(self._on_send_button)
         self.composer_box.regenerateClicked.connect(self.regenerate)
-        self.composer_box.tools_button.toggled.connect(self.drawer.tools.set_enabled)
         col.addWidget(self.composer_box)
         return col
 
@@ -202,7 +199,7 @@ class ChatPage(QWidget):
             self.documents.show_conversation(conv)
             self.drawer.set_conversation(SamplingSettings.from_json(conv.settings), conv.system_prompt)
             self.drawer.set_adapters(_adapter_names(), conv.adapter)
-            self._show_grants(grants_of(conv))
+            self.tools.show(conv)
             if self.engine is None and conv.model and not self.loading:
                 self.header.picker.select_path(conv.model)
             self.notice.hide()
@@ -223,7 +220,7 @@ class ChatPage(QWidget):
         self.cid = None
         self.drawer.set_adapters(_adapter_names(), self.drawer.adapter())
         self.documents.show_conversation(None)
-        self._show_grants(Grants())
+        self.tools.show(None)
         self.sidebar.set_current(None)
         self.notice.hide()
         self.transcript.discard_stream()
@@ -248,28 +245,7 @@ class ChatPage(QWidget):
 
     def _settings_json(self) -> dict:
         """The conversation's settings as the drawer shows them: sampling values, and the tools it grants."""
-        agent = self.drawer.tools.grants().to_json()
-        if self.busy and self.cid is not None:  # the run saves its "always" approvals; the panel is locked
-            agent = self.store.get_conversation(self.cid).settings.get(AGENT_KEY, agent)
-        return {**self.drawer.sampling().to_json(), AGENT_KEY: agent}
-
-    def _show_grants(self, grants: Grants) -> None:
-        self.drawer.tools.set_grants(grants)
-        self.drawer.tools.set_problems([])
-        self._sync_tools_button()
-
-    def _sync_tools_button(self) -> None:
-        button = self.composer_box.tools_button
-        button.blockSignals(True)
-        button.setChecked(self.drawer.tools.enabled)
-        button.blockSignals(False)
-
-    def _save_grants(self) -> None:
-        """The Tools settings were edited: save them with the conversation (a new one keeps them until its first
-        message saves it)."""
-        self._sync_tools_button()
-        if self.cid is not None and self.store is not None:
-            save_grants(self.store, self.cid, self.drawer.tools.grants())
+        return {**self.drawer.sampling().to_json(), **self.tools.settings_entry()}
 
     # --- models --------------------------------------------------------------------------------
     def set_library(self, entries: list[LibraryEntry], hardware: Hardware | None = None) -> None:
@@ -389,7 +365,7 @@ class ChatPage(QWidget):
         text = self.composer.toPlainText() if text is None else text
         if not text.strip() or not self._ready():
             return None
-        if self.drawer.tools.enabled:
+        if self.tools.enabled:
             return self._send_to_agent(text)
         session = self._session()
         self.composer.clear()
@@ -417,9 +393,7 @@ class ChatPage(QWidget):
         if self._stop is not None:
             self._stop.cancel()
             self.composer_box.stopping()
-            steps = self.transcript.stream.steps if self.transcript.stream is not None else None
-            if steps is not None:
-                steps.stop()  # a card waiting for an answer says Stopped at once
+            self.tools.stop()
 
     def _on_send_button(self) -> None:
         if self.busy:
@@ -449,45 +423,22 @@ class ChatPage(QWidget):
     # --- the agent -----------------------------------------------------------------------------
     def _send_to_agent(self, text: str) -> Worker:
         """Run the agent on ``text`` with the tools this conversation grants."""
-        from macapp.ui.agent_jobs import agent_turn
-
         self._session()  # saves the conversation and today's settings
         collection = self.store.get_conversation(self.cid).collection
         self.composer.clear()
         self.transcript.add_pending(text)
         self._stop = CancelToken()
-        stream = agent_turn(self.store, self.cid, text, self.engine, self.drawer.tools.grants(), collection,
-                            self._stop, self.drawer.sampling())
-        worker = self.host.run(with_adapter, self.engine, self.drawer.adapter(), stream)
+        worker = self.host.run(with_adapter, self.engine, self.drawer.adapter(),
+                               self.tools.turn(text, collection, self._stop))
+        worker.signals.aborted.connect(lambda: self._on_agent_aborted(text))
         return self._run_answer(worker, self._on_agent_event, self._on_agent_done)
 
     def _on_agent_event(self, event) -> None:
-        from macapp.core.agent.approvals import ApprovalRequest
-        from macapp.core.agent.loop import AgentText, ToolStarted, ToolStep
-        from macapp.ui.agent_jobs import ToolsReady
-
         if not self._on_screen():
             return
-        if isinstance(event, ToolsReady):
-            self.drawer.tools.set_problems(event.problems)
-            if event.problems:
-                self.notice.show_message("Some tools can't be used in this run: " + "; ".join(event.problems))
-            return
-        if self.transcript.pending is not None:  # the first event of the run: the store has the question
-            self._adopt_question()
-        steps = self.transcript.stream_steps()
-        if isinstance(event, AgentText):
-            self.transcript.append_stream(event.text, 0)
-        elif isinstance(event, ApprovalRequest):
-            card = steps.add_card(ApprovalCard(event.call.name, event.effect, event.call.arguments,
-                                               event.description, call_id=event.call.id))
-            card.decided.connect(event.answer)
-            QTimer.singleShot(0, self.transcript, lambda: self.transcript.ensureWidgetVisible(card, 0, 20))
-        elif isinstance(event, ToolStarted):
-            steps.add_row(event.index, event.call.name, event.call.arguments)
-        elif isinstance(event, ToolStep):
-            steps.finish_step(event)
-            self.transcript.clear_stream_text()  # words before a call are not the answer
+        if self.transcript.pending is not None and not isinstance(event, ToolsReady):
+            self._adopt_question()  # the run's first event: the store has the question
+        self.tools.render(event)
 
     def _on_agent_done(self, result) -> None:
         if self._closed:
@@ -495,17 +446,22 @@ class ChatPage(QWidget):
         self._flush_timer.stop()
         if self._turn_cid == self.cid:
             self._flush()
+            self.tools.stop()  # a card left waiting (the run ended some other way) says so
             thread = self._thread(self.cid)
-            if self.transcript.stream is not None and self.transcript.stream.steps is not None:
-                self.transcript.stream.steps.stop()
             if thread and thread[-1].role == "assistant":
                 self.transcript.finish_stream(thread[-1])
             self.transcript.set_thread(thread)
-            problems = self.drawer.tools.problems.text()
-            self.drawer.tools.set_grants(grants_of(self.store.get_conversation(self.cid)))  # with "always" ones
-            self.drawer.tools.set_problems(problems.splitlines())
+            self.tools.after_run(self.store.get_conversation(self.cid))
             self._recount_timer.start()
         self.agentFinished.emit(result)
+
+    def _on_agent_aborted(self, text: str) -> None:
+        """Stopped while its MCP servers were starting: nothing was saved, so the message goes back to the composer."""
+        if self._closed:
+            return
+        if self._turn_cid == self.cid and not self.composer.toPlainText().strip():
+            self.composer.setPlainText(text)
+        self.agentFinished.emit(None)
 
     def _on_screen(self) -> bool:
         """The answer in progress belongs to the conversation on screen (one answer runs at a time, and
@@ -592,8 +548,7 @@ class ChatPage(QWidget):
 
     def _set_busy(self, busy: bool) -> None:
         self.composer_box.set_streaming(busy)
-        self.drawer.tools.setEnabled(not busy)  # a run keeps the grants it started with
-        self.composer_box.tools_button.setEnabled(not busy)
+        self.tools.set_busy(busy)
         self.transcript.set_busy(busy)
         self.sidebar.set_locked(self._turn_cid if busy else None)
         self._update_model_state()

@@ -270,3 +270,22 @@ def test_a_model_that_never_stops_calling_ends_at_the_step_limit_and_says_so(qtb
     answer = _answer(page)
     assert len(_rows(answer)) == 8 and "step limit reached" in answer.stats.text()
     assert grants_of(page.store.get_conversation(page.cid)).require_tool
+
+
+def test_stop_while_a_server_starts_gives_the_message_back(qtbot, page, engine):
+    import sys
+
+    paths.mcp_config_file().write_text(json.dumps({"mcpServers": {
+        "silent": {"command": sys.executable, "args": ["-c", "import time; time.sleep(30)"]}}}))  # never answers
+    page.drawer.tools.load_servers()
+    page.drawer.tools.server_boxes["silent"].setChecked(True)
+    _send(qtbot, page, "what time is it?")
+    qtbot.wait(300)
+    assert page.busy
+    started = time.monotonic()
+    with qtbot.waitSignal(page.agentFinished, timeout=5_000) as blocker:
+        page.stop()
+    assert time.monotonic() - started < 1.5 and blocker.args[0] is None
+    qtbot.waitUntil(lambda: not page.busy, timeout=5_000)
+    assert page.composer.toPlainText() == "what time is it?" and page.transcript.pending is None
+    assert page.store.thread(page.cid) == []  # nothing was saved
