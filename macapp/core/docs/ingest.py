@@ -17,12 +17,9 @@ refused (``index.EmbedderMismatch``) rather than mixing vectors of two models.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
 
 from macapp.core.docs.chunking import chunk_pages, embedding_text
 from macapp.core.docs.index import DocumentIndex, chunk_metadata, vector_key
@@ -36,9 +33,7 @@ from macapp.core.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 
-BATCH = 64  # chunks per vector write (chromadb's cost per call is small next to embedding 64 chunks)
-EMBED_CALL_S = 0.5  # chunks per embed call are sized to take about this long: the bar moves that often,
-MIN_CALL = 16  # but never fewer chunks: llama.cpp packs several to a batch, and each batch pays a thread sync
+BATCH = 64  # chunks per embed call and per vector write (as many as a raw embedding run: no throughput lost)
 EXTRACT_SHARE = 0.15  # of a file's progress bar: extraction is quick next to embedding
 OCR_SHARE = 0.8  # ...but OCR (seconds a page) is slow next to it: a file with OCR'd pages gives it this much
 
@@ -254,31 +249,15 @@ def _checking(cancel: CancelToken | None, count_tokens: Callable[[str], int]) ->
 
 def _store_vectors(index: DocumentIndex, key: str, chunks: Sequence[Chunk | ChunkRow], ids: Sequence[int],
                    embedder: EmbeddingModel, cancel: CancelToken | None, progress) -> Generator[Progress, None, None]:
-    """Embed ``chunks`` and store their vectors under ``ids``, yielding ``progress(chunks done)`` per embed call.
-
-    Embed calls are sized to take about ``EMBED_CALL_S`` on this machine (the bar moves smoothly however fast
-    the embedder is), ``MIN_CALL`` to ``BATCH`` chunks; vectors are written ``BATCH`` at a time. A cancel needs no
-    small calls: the embedder aborts inside llama.cpp.
-    """
-    size = MIN_CALL  # chunks per embed call, resized after every call
-    written = done = 0
-    vectors: list[np.ndarray] = []
-    while done < len(chunks):
+    """Embed ``chunks`` ``BATCH`` at a time and store their vectors under ``ids``, yielding ``progress(chunks done)``
+    per batch. A cancel needs no smaller batches: the embedder aborts inside llama.cpp."""
+    for start in range(0, len(chunks), BATCH):
         if cancel:
             cancel.raise_if_cancelled()
-        batch = chunks[done:done + size]
-        started = time.perf_counter()
-        vectors.append(embedder.embed([embedding_text(c) for c in batch], cancel=cancel))
-        elapsed = time.perf_counter() - started
-        done += len(batch)
-        if done - written >= BATCH or done == len(chunks):
-            if cancel:
-                cancel.raise_if_cancelled()
-            index.vectors.add(key, ids[written:done], np.concatenate(vectors),
-                              [chunk_metadata(c) for c in chunks[written:done]])
-            written, vectors = done, []
-        yield progress(done)
-        size = max(MIN_CALL, min(BATCH, 2 * size, round(size * EMBED_CALL_S / max(elapsed, 1e-3))))
+        batch = chunks[start:start + BATCH]
+        vectors = embedder.embed([embedding_text(c) for c in batch], cancel=cancel)
+        index.vectors.add(key, ids[start:start + BATCH], vectors, [chunk_metadata(c) for c in batch])
+        yield progress(start + len(batch))
 
 
 def reindex(collection: str, embedder: EmbeddingModel, cancel: CancelToken | None = None, *,
