@@ -5,20 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from macapp.cli.main import main
 from macapp.core import paths
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *args: str):
-    code, out, err = run(capsys, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
+from tests.cli.inprocess import run, run_json
 
 
 def test_add_list_and_remove(capsys):

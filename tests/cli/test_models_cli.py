@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
 
 from macapp.cli.main import main
 from macapp.core.settings import Settings
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *args: str):
-    code, out, err = run(capsys, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
+from tests.cli.inprocess import run, run_json
 
 
 def test_a_file_is_added_listed_and_forgotten_but_stays_on_disk(capsys, tmp_path, tiny_models):

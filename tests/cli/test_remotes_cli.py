@@ -15,20 +15,11 @@ from macapp.core.errors import UserError
 from macapp.core.models.library import add_model_file
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.server.launch import ServerOptions, start_server
+from tests.cli.inprocess import run, run_json
 
 KEY = "sk-test-4f1c"
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *args: str):
-    code, out, err = run(capsys, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def closed_port() -> int:
