@@ -134,6 +134,12 @@ def info_plist(version: str) -> dict:
                 "LSItemContentTypes": ["com.adobe.pdf"],
             },
             {
+                "CFBundleTypeName": "Image",  # scans and photos of text, read by OCR
+                "CFBundleTypeRole": "Viewer",
+                "LSHandlerRank": "Alternate",
+                "LSItemContentTypes": ["public.png", "public.jpeg", "public.heic"],
+            },
+            {
                 "CFBundleTypeName": "GGUF model",
                 "CFBundleTypeRole": "Viewer",
                 "LSHandlerRank": "Owner",

@@ -260,11 +260,11 @@ class MainWindow(QMainWindow):
             self.models_page.start_scan()
 
     def open_files(self, paths: list[str]) -> None:
-        """Files opened with Orchard (dropped on its Dock icon, "Open With"): PDFs join the chat on
+        """Files opened with Orchard (dropped on its Dock icon, "Open With"): PDFs and images join the chat on
         screen, GGUF models join the library; anything else gets a one-line answer."""
-        from macapp.ui.chat_documents import is_pdf
+        from macapp.ui.chat_documents import is_document
 
-        pdfs = [p for p in paths if is_pdf(p)]
+        pdfs = [p for p in paths if is_document(p)]
         models = [p for p in paths if p.lower().endswith(".gguf")]
         others = [Path(p).name for p in paths if p not in pdfs and p not in models]
         if models:  # someone with models of their own needs no welcome
@@ -274,7 +274,7 @@ class MainWindow(QMainWindow):
             self.show_page("Chat")
             self.chat_page.documents.add(pdfs)
         if others:
-            self.show_toast("Orchard opens PDFs and GGUF models; left out: " + ", ".join(others[:3])
+            self.show_toast("Orchard opens PDFs, images and GGUF models; left out: " + ", ".join(others[:3])
                             + (" …" if len(others) > 3 else ""))
 
     def show_toast(self, text: str) -> None:

@@ -61,8 +61,8 @@ def test_a_mixed_pdf_keeps_every_page_and_says_how_each_was_read(mixed):
     assert "owl" in pages[2].text and pages[2].text.strip() != "3"  # a page number alone is no text layer
     assert pages[3].text == ""
     ocr_steps = [s for s in steps if s.stage == "ocr"]
-    assert [s.page for s in ocr_steps[1:]] == [1, 3, 4]  # per page needing it (the blank one costs nothing)
-    assert ocr_steps[-1].done == ocr_steps[-1].total == 3 and ocr_steps[-1].pages == 4
+    assert [s.page for s in ocr_steps[1:]] == [1, 3]  # per page needing it (the blank one draws no image)
+    assert ocr_steps[-1].done == ocr_steps[-1].total == 2 and ocr_steps[-1].pages == 4
     assert ocr_steps[1].eta_seconds is not None and ocr_steps[1].eta_seconds > 0
 
 
@@ -202,3 +202,12 @@ def test_a_scan_with_nothing_readable_says_so(tmp_path):
     with pytest.raises(PdfError) as info:
         drain(scan.read_document(path, ocr=ScriptedOcr()))
     assert info.value.kind == "no_text" and "not even OCR" in info.value.message
+
+
+def test_a_short_typed_page_keeps_its_text_layer_without_ocr(tmp_path):
+    path = pdfs.make_pdf(tmp_path / "report.pdf", ["Annual report 2026", "Fruit sold: 4,100 crates.", TYPED_2])
+    engine = ScriptedOcr()
+    _, pages = drain(scan.read_document(path, ocr=engine))
+    assert engine.images == []  # no image on those pages: nothing for OCR to find
+    assert [(p.source, p.text) for p in pages[:2]] == [("text", "Annual report 2026"),
+                                                       ("text", "Fruit sold: 4,100 crates.")]

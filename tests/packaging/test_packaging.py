@@ -111,6 +111,7 @@ def test_info_plist_is_valid_and_says_what_the_mac_needs():
     assert data["CFBundleIconFile"] == "Orchard.icns"
     types = {t["CFBundleTypeName"]: t for t in data["CFBundleDocumentTypes"]}
     assert types["PDF document"]["LSItemContentTypes"] == ["com.adobe.pdf"]
+    assert types["Image"]["LSHandlerRank"] == "Alternate" and "public.heic" in types["Image"]["LSItemContentTypes"]
     assert types["PDF document"]["LSHandlerRank"] == "Alternate"  # never steals PDFs from Preview
     gguf_uti = types["GGUF model"]["LSItemContentTypes"][0]
     exported = {t["UTTypeIdentifier"]: t for t in data["UTExportedTypeDeclarations"]}

@@ -389,6 +389,27 @@ def render_page(path: str | Path, page: int, scale: float = 1.5) -> bytes:
     return encode_png(pixels)
 
 
+def pages_with_images(path: str | Path, pages: Iterable[int]) -> set[int]:
+    """The 1-based pages among ``pages`` that draw an image (a scan, a photo, a slide saved as a picture): where
+    OCR may find text a text layer lacks. A page of typed text with few words draws none and is left alone."""
+    path = Path(path)
+    size = _check_file(path)
+    found = set()
+    with _open(path, size) as doc:
+        for page in pages:
+            with _LOCK:
+                try:
+                    pdf_page = doc[page - 1]
+                except pdfium.PdfiumError:
+                    continue
+                try:
+                    if next(pdf_page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]), None) is not None:
+                        found.add(page)
+                finally:
+                    pdf_page.close()
+    return found
+
+
 def page_images(path: str | Path, pages: Iterable[int],
                 long_side: int) -> Generator[tuple[int, np.ndarray | None, float], None, None]:
     """(page, RGB pixels, pixels per point) for each 1-based page in ``pages``, rendered so its longer side is

@@ -2,7 +2,8 @@
 boxes the viewer highlights on either kind of page.
 
 A PDF page whose text layer holds fewer than ``MIN_PAGE_CHARS`` letters and digits (none, or a stray page
-number or scanner stamp) is rendered at ``OCR_LONG_SIDE`` pixels and read by OCR; a blank render is skipped,
+number or scanner stamp) and that draws an image (a scan does; a short typed page does not) is rendered at
+``OCR_LONG_SIDE`` pixels and read by OCR; a blank render is skipped,
 and when the OCR finds less than the text layer had, the text layer stays. An image file is one page, always
 OCR'd. Each page says how its text was obtained (``PageText.source``) and OCR'd pages keep their line boxes
 in points from the top-left, which ``ingest`` stores so a citation on such a page can be highlighted.
@@ -21,7 +22,16 @@ import numpy as np
 
 from macapp.core.docs import images
 from macapp.core.docs.ocr import OCR_MAX_PIXELS, OcrEngine, OcrError, default_engine, recognize_page
-from macapp.core.docs.pdf import PdfError, TextRect, extract_pages, locate, match_keys, normalize_text, page_images
+from macapp.core.docs.pdf import (
+    PdfError,
+    TextRect,
+    extract_pages,
+    locate,
+    match_keys,
+    normalize_text,
+    page_images,
+    pages_with_images,
+)
 from macapp.core.docs.types import OcrLine, PageText
 from macapp.core.progress import CancelToken, Progress
 
@@ -108,7 +118,8 @@ def read_document(path: str | Path, cancel: CancelToken | None = None, *,
                 pages = [p if p.text else replace(p, source="none") for p in stop.value]
                 break
             yield ReadProgress("extract", step.done, step.total, step.message, int(step.done), int(step.total or 0))
-        wanted = [p.page for p in pages if needs_ocr(p.text)]
+        thin = [p.page for p in pages if needs_ocr(p.text)]
+        wanted = sorted(pages_with_images(path, thin)) if thin else []
     failure: OcrError | None = None
     if wanted:
         try:
