@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from macapp.core.docs.types import Chunk, PageText
+from macapp.core.progress import CancelToken
 
 _END_PUNCT = ".,;:!?。，；：！？؟…"
 _SENTENCE_END = re.compile(r"(?<=[.!?؟…])[\"'”’)\]]*\s+|(?<=[。！？])\s*")
@@ -97,7 +98,7 @@ def embedding_text(chunk: Chunk) -> str:
 
 
 def chunk_pages(pages: Sequence[PageText], file: str, file_hash: str, count_tokens: Callable[[str], int],
-                max_tokens: int = 256, overlap_tokens: int = 32) -> list[Chunk]:
+                max_tokens: int = 256, overlap_tokens: int = 32, cancel: CancelToken | None = None) -> list[Chunk]:
     """Chunks of ``pages`` in reading order, each within ``max_tokens`` as counted by ``count_tokens``.
 
     Args:
@@ -106,10 +107,13 @@ def chunk_pages(pages: Sequence[PageText], file: str, file_hash: str, count_toke
         count_tokens: the embedder's count for a text, special tokens included.
         max_tokens: longest input the embedder reads (all-MiniLM-L6-v2: 256).
         overlap_tokens: about how much text consecutive chunks of one section share.
+        cancel: checked for every page and block while the structure is read (a 1000-page file takes ~0.5 s
+            before the first token count, which checks it too when ``count_tokens`` does).
     """
+    check = cancel.raise_if_cancelled if cancel is not None else _never
     packer = _Packer(count_tokens, max_tokens, overlap_tokens)
     chunks: list[Chunk] = []
-    for section in _sections(_strip_running_lines(pages)):
+    for section in _sections(_strip_running_lines(pages, check), check):
         for piece in packer.pack(section):
             chunks.append(Chunk(file, file_hash, len(chunks), piece.first, piece.last, piece.text, piece.heading,
                                 piece.breaks))
@@ -119,10 +123,16 @@ def chunk_pages(pages: Sequence[PageText], file: str, file_hash: str, count_toke
 # ---------------------------------------------------------------- structure
 
 
-def _strip_running_lines(pages: Sequence[PageText]) -> list[tuple[int, list[list[str]]]]:
+def _never() -> None:
+    """The check when nothing can cancel."""
+
+
+def _strip_running_lines(pages: Sequence[PageText], check: Callable[[], None] = _never
+                         ) -> list[tuple[int, list[list[str]]]]:
     """Each page as (page, blocks of lines), without page numbers and repeated headers/footers."""
     parsed = []
     for page in pages:
+        check()
         blocks = [[ln.strip() for ln in block.split("\n") if ln.strip()] for block in page.text.split("\n\n")]
         parsed.append((page.page, [b for b in blocks if b]))
 
@@ -164,11 +174,13 @@ def _titled(line: str) -> bool:
     return words[0][0].isupper() and sum(w[0].isupper() for w in significant) >= 0.75 * len(significant)
 
 
-def _elements(parsed: list[tuple[int, list[list[str]]]]) -> list[tuple[str, str, int]]:
+def _elements(parsed: list[tuple[int, list[list[str]]]], check: Callable[[], None] = _never
+              ) -> list[tuple[str, str, int]]:
     """The document as ("heading" | "para", text, page) in order."""
     flat: list[tuple[int, list[str]]] = [(page, block) for page, blocks in parsed for block in blocks]
     out: list[tuple[str, str, int]] = []
     for i, (page, lines) in enumerate(flat):
+        check()
         body_follows = i + 1 < len(flat) and flat[i + 1][0] == page  # typesetters keep a heading with its text
         if len(lines) == 1 and body_follows and _looks_short(lines[0]) and not lines[0][0].islower():
             out.append(("heading", lines[0], page))
@@ -203,9 +215,10 @@ def _split_sentences(text: str) -> list[str]:
     return pieces
 
 
-def _sections(parsed: list[tuple[int, list[list[str]]]]) -> list[_Section]:
+def _sections(parsed: list[tuple[int, list[list[str]]]], check: Callable[[], None] = _never) -> list[_Section]:
     sections = [_Section(None, [])]
-    for kind, text, page in _elements(parsed):
+    for kind, text, page in _elements(parsed, check):
+        check()
         current = sections[-1]
         if kind == "heading":
             if current.units and all(u.heading for u in current.units):  # heading right after heading

@@ -209,7 +209,8 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
         return failed(e)
     ocr_pages = sum(p.source == "ocr" for p in pages)
     yield step("chunk", read_share, f"{name}: splitting {len(pages)} pages into passages", 0, len(pages))
-    chunks = chunk_pages(pages, name, file_hash, _checking(cancel, embedder.count_tokens), embedder.max_tokens)
+    chunks = chunk_pages(pages, name, file_hash, _checking(cancel, embedder.count_tokens), embedder.max_tokens,
+                         cancel=cancel)
     if not chunks:
         return failed(PdfError("no_text", f"{name} has no text to index: its pages hold only page numbers, running "
                                "headers or images.", "if it holds text, scan it again sharper (300 dpi, straight)"))
