@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 
+from rich.markup import escape
+
 from macapp.cli.chat import _add_model_options, _stderr_console, load_engine, sampling_from
+
+QUOTE_CHARS = 90  # of the cited sentences shown after each source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,9 +63,19 @@ def ask_cmd(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     err = _stderr_console()
     for c in answer.citations:
-        err.print(f"[dim][{c.number}] {c.label}[/dim]")
+        err.print(source_line(c))
     for note in answer.notes:
-        err.print(f"[yellow]{note}[/yellow]")
+        err.print(f"[yellow]{escape(note)}[/yellow]")
     if answer.result is not None and answer.found and not answer.citations:
         err.print("[yellow]The answer cites no passage; check it against the documents.[/yellow]")
     return 0
+
+
+def source_line(citation) -> str:
+    """Rich markup for one source under an answer: number, ``[file, p. N]`` and the start of the cited sentences.
+    Label and quote are data, escaped: unescaped, rich reads ``[name.pdf, p. 2]`` as a style tag and drops it."""
+    quote = " ".join(citation.quote.split())
+    if len(quote) > QUOTE_CHARS:
+        quote = quote[:QUOTE_CHARS - 1] + "…"
+    shown = f" — “{quote}”" if quote else ""
+    return f"[dim]\\[{citation.number}] {escape(citation.label)}{escape(shown)}[/dim]"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import fields
+
+from rich.markup import escape
 
 from macapp.core.engines.base import PRESETS, SamplingSettings
 
@@ -149,9 +152,10 @@ def chat_cmd(args: argparse.Namespace) -> int:
     store = ChatStore(":memory:" if args.no_history else None)
     session = ChatSession(engine, store, system_prompt=args.system, sampling=sampling)
     err = _stderr_console()
-    err.print(f"[dim]{engine_label(engine)} · context {engine.n_ctx:,} tokens · /regen /new /system TEXT /exit[/dim]")
+    err.print(f"[dim]{escape(engine_label(engine))} · context {engine.n_ctx:,} tokens · "
+              "/regen /new /system TEXT /exit[/dim]")
     if engine.template_notice:
-        err.print(f"[yellow]{engine.template_notice}[/yellow]")
+        err.print(f"[yellow]{escape(engine.template_notice)}[/yellow]")
     try:
         while True:
             try:
@@ -172,6 +176,10 @@ def chat_cmd(args: argparse.Namespace) -> int:
                 continue
             if not command:
                 continue
+            if re.fullmatch(r"/\w+", line.split(" ", 1)[0]) and command != "/regen":  # "/exti": not for the model
+                err.print(f"unknown command {escape(command.split()[0])}: the commands are /regen /new /system TEXT "
+                          "/exit (start a message with a space to send it as it is)")
+                continue
             cancel = CancelToken()
             turn = session.regenerate(cancel) if command == "/regen" else session.send(line, cancel)
             try:
@@ -183,7 +191,7 @@ def chat_cmd(args: argparse.Namespace) -> int:
                         break
                     if isinstance(event, ContextPlan):
                         if event.notice:
-                            err.print(f"[yellow]{event.notice}[/yellow]")
+                            err.print(f"[yellow]{escape(event.notice)}[/yellow]")
                         continue
                     if isinstance(event, list):  # passages found in the attached documents
                         continue

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rich.markup import escape
+
 from macapp.cli.output import console, print_json
 from macapp.core.units import format_bytes, format_params, parse_bytes
 
@@ -190,9 +192,9 @@ def _offline_search(args: argparse.Namespace, exc: Exception) -> int:
         print_json([{"id": r.entry.repo, "downloads": None, "likes": None, "last_modified": None, "gated": False,
                      "source": "catalog", "catalog": _pick_json(r)} for r in shown])
         return 0
-    console().print(f"[yellow]{note}[/]")
+    console().print(f"[yellow]{escape(note)}[/]")
     if not shown:
-        console().print(f"No curated model matches {args.query!r}.")
+        console().print(escape(f"No curated model matches {args.query!r}."))
         return 0
     console().print(_picks_table(shown, best, f"Curated models matching {args.query!r} "
                                               f"({format_bytes(budget)} budget, 8k context)"))

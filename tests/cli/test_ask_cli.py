@@ -32,3 +32,17 @@ def test_ask_json_and_nothing_found(tmp_path, tiny_models):
     assert nothing.returncode == 0 and "couldn't find anything" in nothing.stdout
     missing = macapp("ask", "No such thing", "why?", "-m", str(tiny_models["mha_f32"]))
     assert missing.returncode == 1 and "no document collection" in missing.stderr
+
+
+def test_a_source_line_keeps_its_label_whatever_the_file_is_called():
+    from rich.console import Console
+
+    from macapp.cli.ask import source_line
+    from macapp.core.docs.answer import Citation
+
+    console = Console(width=200, color_system=None)
+    for name in ("debmake-doc.en.pdf", "Tax 2026.pdf", "[bold]x.pdf"):
+        cite = Citation(3, name, 20, 21, "text", quote="The sbuild [package] builds in a chroot.")
+        with console.capture() as shown:
+            console.print(source_line(cite))
+        assert shown.get().strip() == f"[3] [{name}, p. 20] — “The sbuild [package] builds in a chroot.”"

@@ -58,12 +58,14 @@ def test_model_that_wont_fit_is_refused_with_the_context_that_would(tiny_models)
 
 def test_chat_session_is_saved_and_regenerate_makes_a_version(tiny_models, isolated_home):
     run = macapp("chat", str(tiny_models["mha_f32"]), "--max-tokens", "6", "--seed", "2",
-                 stdin="hello world\n/regen\nand the model?\n/exit\n")
+                 stdin="hello world\n/regen\n/exti\nand the model?\n /exti is sent as it is\n/exit\n")
     assert run.returncode == 0, run.stderr
+    assert "unknown command /exti" in run.stderr
     with ChatStore() as store:
         (conv,) = store.list_conversations()
         thread = store.thread(conv.id)
-        assert [m.role for m in thread] == ["user", "assistant", "user", "assistant"]
+        assert [m.role for m in thread] == ["user", "assistant"] * 3  # the mistyped command never reached the model
+        assert thread[4].content == " /exti is sent as it is"
         assert thread[0].content == "hello world" and thread[1].version_count == 2
         assert conv.title.startswith("hello world")
 
