@@ -113,6 +113,17 @@ def test_paths_that_escape_the_granted_folder_are_refused(engine, folder, escape
     assert "TOP SECRET" not in step.result
 
 
+def test_a_write_outside_the_folder_is_refused_without_asking_the_user(engine, folder):
+    engine.enqueue_call("write_file", {"path": str(Path.home() / ".bashrc"), "content": "rm -rf ~"})
+    engine.enqueue_call("write_file", {"path": "../out.txt", "content": "x"}).enqueue(["no"])
+    asked = []
+    _, result = run(engine, files_tools(folder, "write_file"), decide=lambda r: asked.append(r) or "allow_once")
+    assert asked == []  # never asked about a call that cannot run, whatever the user would answer
+    assert [s.status for s in result.steps] == ["refused", "refused"]
+    assert all("outside the folders granted" in s.result for s in result.steps)
+    assert not (folder.parent / "out.txt").exists()
+
+
 def test_paths_inside_the_folder_work_absolute_or_through_dot_dot(engine, folder):
     engine.enqueue_call("read_file", {"path": str(folder / "sub" / "deep.txt")})
     engine.enqueue_call("read_file", {"path": "sub/../notes.txt"}).enqueue(["done"])

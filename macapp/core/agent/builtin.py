@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from macapp.core.agent.guard import Folders, Grants
+from macapp.core.agent.guard import Folders, Grants, PathRefused
 from macapp.core.agent.tools import FunctionTool, Tool, Toolbox, ToolResult
 from macapp.core.engines.tool_calls import ToolSpec
 from macapp.core.errors import UserError
@@ -52,6 +52,18 @@ def current_time_tool() -> Tool:
     return FunctionTool(_spec("current_time", "The current local date, time and time zone.", {}, []), "read", now)
 
 
+def _inside(folders: Folders, key: str, default: str | None = None):
+    """A check that ``arguments[key]`` is a path inside the granted folders (the guard's reason when not)."""
+    def check(arguments: dict) -> str | None:
+        try:
+            folders.resolve(arguments.get(key) or default or "")
+        except PathRefused as exc:
+            return str(exc)
+        return None
+
+    return check
+
+
 def read_file_tool(folders: Folders) -> Tool:
     def read(arguments: dict, cancel: CancelToken) -> ToolResult:
         path = folders.resolve(arguments["path"])
@@ -65,7 +77,8 @@ def read_file_tool(folders: Folders) -> Tool:
         more = f"\n[the file goes on past {MAX_READ_BYTES} bytes]" if len(data) > MAX_READ_BYTES else ""
         return ToolResult(text + more)
 
-    return FunctionTool(_spec("read_file", "Read a text file.", {"path": _PATH}, ["path"]), "read", read)
+    return FunctionTool(_spec("read_file", "Read a text file.", {"path": _PATH}, ["path"]), "read", read,
+                        _inside(folders, "path"))
 
 
 def list_folder_tool(folders: Folders) -> Tool:
@@ -87,7 +100,7 @@ def list_folder_tool(folders: Folders) -> Tool:
     spec = _spec("list_folder", "List the files and folders in a folder.",
                  {"path": {**_PATH, "description": "a folder inside a granted folder ('.' is the working folder)"}},
                  [])
-    return FunctionTool(spec, "read", listing)
+    return FunctionTool(spec, "read", listing, _inside(folders, "path", "."))
 
 
 def write_file_tool(folders: Folders) -> Tool:
@@ -113,7 +126,7 @@ def write_file_tool(folders: Folders) -> Tool:
     spec = _spec("write_file", "Write a text file (replacing it if it exists).",
                  {"path": _PATH, "content": {"type": "string", "description": "the whole new text of the file"}},
                  ["path", "content"])
-    return FunctionTool(spec, "write", write)
+    return FunctionTool(spec, "write", write, _inside(folders, "path"))
 
 
 @dataclass(frozen=True)

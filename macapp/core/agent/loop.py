@@ -236,6 +236,9 @@ def _one_call(call: ToolCall, index: int, round_no: int, toolbox: Toolbox, appro
     if problems:
         return step("invalid", NOT_NEEDED, "Invalid arguments: " + "; ".join(problems)
                     + ". Call it again with arguments that match its schema.", tool.effect)
+    refusal = tool.check(call.arguments)  # before asking: never ask the user about a call that cannot run
+    if refusal:
+        return step("refused", NOT_NEEDED, f"Refused: {refusal}", tool.effect)
     approval = approvals.standing(call.name, tool.effect)
     if approval is None:
         request = ApprovalRequest(call, tool.effect, tool.spec.description)

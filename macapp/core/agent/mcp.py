@@ -99,6 +99,9 @@ class McpTool:
     connection: McpConnection = field(repr=False, compare=False)
     timeout_s: float = CALL_TIMEOUT_S
 
+    def check(self, arguments: dict) -> str | None:
+        return None  # the server decides; its refusal comes back as an error result
+
     def run(self, arguments: dict, cancel: CancelToken) -> ToolResult:
         return self.connection.call(self.remote_name, arguments, cancel, self.timeout_s)
 

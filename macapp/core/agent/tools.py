@@ -31,6 +31,11 @@ class Tool(Protocol):
     spec: ToolSpec
     effect: str  # "read" | "write" | "execute"
 
+    def check(self, arguments: dict) -> str | None:
+        """Why this call cannot run whatever the user says (a path outside the granted folders), before anyone is
+        asked to approve it; None when it can."""
+        ...
+
     def run(self, arguments: dict, cancel: CancelToken) -> ToolResult: ...
 
 
@@ -41,6 +46,10 @@ class FunctionTool:
     spec: ToolSpec
     effect: str
     function: Callable[[dict[str, Any], CancelToken], ToolResult]
+    checker: Callable[[dict[str, Any]], str | None] | None = None
+
+    def check(self, arguments: dict) -> str | None:
+        return self.checker(arguments) if self.checker is not None else None
 
     def run(self, arguments: dict, cancel: CancelToken) -> ToolResult:
         return self.function(arguments, cancel)
