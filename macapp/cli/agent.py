@@ -95,9 +95,13 @@ def _add_mcp_tools(toolbox, server_names: list[str], tool_names: list[str]):
                                                                    f"{tool_names[0].split('__')[0]}")
         return None
     from macapp.core.agent.mcp import connect_configured
+    from macapp.core.agent.mcp_config import load_mcp_config
 
+    config = load_mcp_config()
+    for name in server_names:  # a name the user typed that mcp.json doesn't hold (or holds broken) stops here
+        config.server(name)
     servers = connect_configured(server_names)
-    for problem in servers.problems:
+    for problem in servers.problems:  # a server that failed to start: the others still serve
         print(f"warning: {problem}", file=sys.stderr)
     offered = {tool.spec.name: tool for tool in servers.tools}
     missing = [name for name in tool_names if name not in offered]

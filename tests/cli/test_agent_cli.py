@@ -114,6 +114,12 @@ def test_an_mcp_tool_needs_its_server_granted(engine, monkeypatch, capsys):
     assert "time__get_current_time is an MCP tool (grant its server: --mcp time)" in capsys.readouterr().err
 
 
+def test_an_mcp_server_mcp_json_does_not_hold_is_an_error_not_a_warning(engine, monkeypatch, capsys):
+    assert run(monkeypatch, "What time is it?", "--mcp", "nosuch") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no MCP server named 'nosuch'") and engine.prompts == []
+
+
 def test_the_tools_of_an_mcp_server_go_through_the_same_loop(engine, monkeypatch, capsys):
     import sys
 
