@@ -12,6 +12,7 @@ from pathlib import Path
 from macapp.cli.argtypes import non_negative_int, positive_int
 from macapp.cli.output import console, print_json
 from macapp.core.errors import Cancelled, UserError
+from macapp.core.units import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -122,7 +123,7 @@ def eta_text(seconds: float) -> str:
 
 def ocr_note(pages: int) -> str:
     """``, 12 pages read by OCR`` (nothing when none was)."""
-    return f", {pages} page{'s' if pages != 1 else ''} read by OCR" if pages else ""
+    return f", {plural(pages, 'page')} read by OCR" if pages else ""
 
 
 def _run(gen, label: str):
@@ -188,7 +189,7 @@ def add_cmd(args: argparse.Namespace) -> int:
         out = console()
         for o in outcomes:
             if o.status in ("added", "updated"):
-                out.print(f"[green]✓[/] {o.status} {escape(o.file)} ({o.pages} pages{ocr_note(o.ocr_pages)}, "
+                out.print(f"[green]✓[/] {o.status} {escape(o.file)} ({plural(o.pages, 'page')}{ocr_note(o.ocr_pages)}, "
                           f"{o.chunks} passages)")
             elif o.status == "skipped":
                 out.print(f"[dim]·[/] skipped {escape(o.file)}: {escape(o.message)}")
@@ -221,8 +222,8 @@ def list_cmd(args: argparse.Namespace) -> int:
 
     for c in collections:
         also = f" ({escape(shown[c.name])})" if shown[c.name] != c.name else ""
-        out.print(f"[bold]{escape(c.name)}[/]{also}: {len(c.files)} files, {c.pages} pages{ocr_note(c.ocr_pages)}, "
-                  f"{c.chunks} passages "
+        out.print(f"[bold]{escape(c.name)}[/]{also}: {plural(len(c.files), 'file')}, {plural(c.pages, 'page')}"
+                  f"{ocr_note(c.ocr_pages)}, {plural(c.chunks, 'passage')} "
                   f"[dim](embedded with {escape(embedder_name(c.embedder))})[/]")
         table = Table(box=None, pad_edge=False)
         for column in ("File", "Pages", "By OCR", "Passages", "sha256", "Added"):

@@ -65,3 +65,8 @@ def parse_bytes(text: str) -> int:
         raise ValueError(f"not a size: {text!r} (try 16G or a number of bytes)")
     value, unit = float(m.group(1)), m.group(2).upper()
     return int(value * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}[unit])
+
+
+def plural(n: int, word: str) -> str:
+    """``1 page``, ``2 pages``, ``1,204 passages``: a count with its noun (an English plural in s)."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"

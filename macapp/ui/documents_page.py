@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
 from macapp.core.docs.names import collection_title, embedder_name, embedder_names, is_chat_collection
 from macapp.core.docs.types import DOCUMENT_SUFFIXES
 from macapp.core.errors import UserError
+from macapp.core.units import plural
 from macapp.ui.chat_documents import dropped_files, is_document
 from macapp.ui.doc_jobs import (
     EmbedderChoice,
@@ -72,10 +73,6 @@ HEADERS = ("File", "Pages", "Chunks", "Added")
 NAME_ROLE = Qt.ItemDataRole.UserRole
 EMPTY_TEXT = ("No documents yet.\nDrop PDFs here or use Add PDFs…, then ask about them in a chat.\n"
               "PDFs dropped on a conversation get a collection of their own, listed here too.")
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def added_text(stamp: str) -> str:

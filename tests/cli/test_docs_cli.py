@@ -144,7 +144,7 @@ def test_list_shows_a_chats_collection_by_what_it_holds_and_the_embedder_by_name
     assert listed["embedder_name"] == "all-MiniLM-L6-v2" and listed["embedder"].startswith("all-MiniLM-L6-v2@")
     human = macapp("list")
     assert human.returncode == 0, human.stderr
-    assert f"chat-{conv.id} (1 PDF in chat “Reading list”): 1 files" in human.stdout
+    assert f"chat-{conv.id} (1 PDF in chat “Reading list”): 1 file, 3 pages" in human.stdout
     assert "(embedded with all-MiniLM-L6-v2)" in human.stdout and "@" not in human.stdout
 
 

@@ -34,6 +34,7 @@ from macapp.core.docs.pdf import (
 )
 from macapp.core.docs.types import OcrLine, PageText
 from macapp.core.progress import CancelToken, Progress
+from macapp.core.units import plural
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ def _ocr_pages(path: Path, pages: list[PageText], wanted: list[int], engine: Ocr
     started = time.monotonic()
     timed = 0  # pages actually run through the engine (blank ones cost nothing)
     failure = None
-    yield ReadProgress("ocr", 0, len(wanted), f"{path.name}: reading {len(wanted)} pages by OCR", wanted[0], total)
+    yield ReadProgress("ocr", 0, len(wanted), f"{path.name}: reading {plural(len(wanted), 'page')} by OCR",
+                       wanted[0], total)
     for done, (page, pixels, per_point) in enumerate(_images(path, wanted), start=1):
         if cancel is not None:
             cancel.raise_if_cancelled()
