@@ -14,9 +14,12 @@ else
 BUNDLE_EXE := dist/Orchard/Orchard
 endif
 
-.PHONY: setup run test lint bench app bundle app-smoke clean
+.PHONY: setup test-data run test lint bench app bundle app-smoke clean
 
-setup: $(STAMP) $(EMBEDDER) $(TEST_MODEL) $(TEST_PDFS)
+# What the app needs (`make run`); the tests' real inputs come with `make test` (test-data), not with the app.
+setup: $(STAMP) $(EMBEDDER)
+
+test-data: $(TEST_MODEL) $(TEST_PDFS)
 
 # Idempotent: re-runs only when pyproject.toml or the system-deps script changes.
 $(STAMP): pyproject.toml scripts/system-deps.sh
@@ -39,7 +42,7 @@ $(TEST_MODEL): scripts/fetch-test-model.sh | $(STAMP)
 # The real PDFs the document tests ingest (git-ignored): pinned Debian doc packages, hash-checked; without
 # apt-get (macOS) the script says so and those tests fail with the same advice.
 $(TEST_PDFS): scripts/fetch-test-pdfs.sh
-	bash scripts/fetch-test-pdfs.sh
+	bash scripts/fetch-test-pdfs.sh && touch $@
 
 run: setup
 	$(PY) -m macapp
@@ -49,10 +52,10 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collects nothing, so an empty suite fails here too.
-test: lint
+test: lint test-data
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
-bench: bundle
+bench: bundle test-data
 	$(PY) bench/run_all.py
 
 # Orchard.app (macOS) or the onedir bundle (Linux) from packaging/orchard.spec; see packaging/README.md.

@@ -69,7 +69,7 @@ def tiny_mlx(tmp_path_factory) -> Path:
 def real_model() -> Path:
     """SmolLM2-135M-Instruct Q4_1 (Apache-2.0): a real tokenizer, chat template and answers. Missing: the test fails."""
     if not REAL_MODEL.is_file():
-        pytest.fail(f"{REAL_MODEL} is missing: run `make setup` (it fetches the real test model)", pytrace=False)
+        pytest.fail(f"{REAL_MODEL} is missing: run `make test-data` (it fetches the real test model)", pytrace=False)
     return REAL_MODEL
 
 
