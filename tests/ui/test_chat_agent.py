@@ -105,7 +105,8 @@ def test_a_read_only_call_runs_and_its_step_row_shows(qtbot, page, engine):
     assert row.state.text() == "done" and row.duration.text().endswith(("ms", "s"))
     assert not row.details.isVisible()
     qtbot.mouseClick(row.toggle, Qt.MouseButton.LeftButton)  # expanded: the arguments and the result
-    assert row.details.isVisible() and "path: notes.txt" in row.details.text()
+    qtbot.waitUntil(row.details.isVisible, timeout=5_000)
+    assert "path: notes.txt" in row.details.text()
     assert "Bees dance to show where the flowers are." in row.details.text()
     assert not answer.steps.cards  # reading never asks
     assert [m.role for m in page.store.thread(page.cid)] == ["user", "assistant"]

@@ -428,7 +428,8 @@ def test_a_real_small_models_grounded_answer_shows_its_sources_as_chips(qtbot, c
     bubble = [b for b in chat.transcript.bubbles() if b.role == "assistant"][-1]
     labels = [c.text() for c in bubble.chips.chips]
     assert labels and all(label.startswith("[bees.pdf, p. ") for label in labels), (turn.result.text, labels)
-    assert bubble.chips.isVisible() and bubble.chips.height() > 10
+    qtbot.waitUntil(bubble.chips.isVisible, timeout=5_000)  # shown once the finished answer is laid out
+    assert bubble.chips.height() > 10
     saved = chat.store.get_message(turn.message.id).citations
     assert saved and all(c["file"] == "bees.pdf" for c in saved)
     chat.grab().save("/tmp/chat-real-model-chips.png")
