@@ -191,13 +191,29 @@ def test_keyword_mode_finds_exact_terms_and_ignores_case_accents_and_syntax(corp
     assert match_expression("?!") is None
 
 
-def test_keyword_coverage_drops_incidental_matches(corpus):
+def test_keyword_coverage_is_the_share_of_the_question_a_match_holds(corpus):
     row = corpus.collection("Topics")
     question = "water zebra xylophone unicorn"  # only "water" is in the corpus, on two pages
-    assert len(corpus.chunks.search(row.id, question, 10)) == 2
-    assert corpus.chunks.search(row.id, question, 10, min_coverage=0.5) == []
-    [(chunk_id, _)] = corpus.chunks.search(row.id, "Fresnel lens", 10, min_coverage=0.5)
+    incidental = [chunk_id for chunk_id, _ in corpus.chunks.search(row.id, question, 10)]
+    assert len(incidental) == 2
+    assert all(0 < share < retrieve.KEYWORD_MIN_COVERAGE
+               for share in corpus.chunks.coverage(question, incidental).values())
+    [(chunk_id, _)] = corpus.chunks.search(row.id, "Fresnel lens", 10)
     assert corpus.chunks.chunks_by_id([chunk_id])[chunk_id].heading == "Lighthouses"
+    assert corpus.chunks.coverage("Fresnel lens", [chunk_id]) == {chunk_id: pytest.approx(1.0)}
+    half = corpus.chunks.coverage("Fresnel zebra", [chunk_id])[chunk_id]  # "zebra" is in no chunk: the rarest term
+    assert 0 < half < 0.5
+    assert corpus.chunks.coverage("?!", [chunk_id]) == {chunk_id: 0.0}
+
+
+def test_fusion_weighs_each_lists_votes():
+    vector = [(1, 0.9), (2, 0.8), (3, 0.7)]
+    keyword = [(3, 9.0), (4, 5.0), (2, 1.0)]
+    assert [i for i, _ in retrieve.fuse([vector, keyword])] == [3, 2, 1, 4]  # agreement wins
+    weighed = retrieve.fuse([vector, keyword], weights=[None, {3: 0.0, 4: 1.0, 2: 0.25}])
+    assert [i for i, _ in weighed] == [2, 1, 4, 3]  # 3's keyword vote is void, 2's is a quarter
+    assert dict(weighed)[3] == pytest.approx(1 / (retrieve.RRF_K + 3))
+    assert [i for i, _ in retrieve.fuse([keyword], weights=[{3: 0.0, 4: 0.0, 2: 0.0}])] == []
 
 
 def test_hybrid_results_are_best_first_and_unique(corpus, embedder):

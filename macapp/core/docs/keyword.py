@@ -357,14 +357,8 @@ class ChunkStore:
         return [_chunk_row(r) for r in self._all(f"SELECT {_CHUNK_COLUMNS} WHERE c.file_id = ? ORDER BY c.idx",
                                                 (file_id,))]
 
-    def search(self, collection_id: int, question: str, limit: int,
-               min_coverage: float = 0.0) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score — higher is better) of the best keyword matches in ready files.
-
-        ``min_coverage`` drops matches holding less than that share of the question's terms, each term weighted
-        by its IDF: a chunk that shares one common word with a long question is not evidence (hybrid search
-        uses this so such matches can't outvote the vectors).
-        """
+    def search(self, collection_id: int, question: str, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score — higher is better) of the best keyword matches in ready files."""
         terms = query_terms(question)
         if not terms:
             return []
@@ -373,14 +367,15 @@ class ChunkStore:
             " JOIN files f ON f.id = c.file_id"
             " WHERE chunks_fts MATCH ? AND f.collection_id = ? AND f.status = 'ready'"
             " ORDER BY bm25(chunks_fts) LIMIT ?", (" OR ".join(_quoted(t) for t in terms), collection_id, limit))
-        hits = [(r[0], float(r[1])) for r in rows]
-        if min_coverage <= 0 or not hits:
-            return hits
-        coverage = self._coverage(terms, [h[0] for h in hits])
-        return [h for h in hits if coverage[h[0]] >= min_coverage]
+        return [(r[0], float(r[1])) for r in rows]
 
-    def _coverage(self, terms: Sequence[str], ids: Sequence[int]) -> dict[int, float]:
-        """Per chunk id, the IDF-weighted share of ``terms`` it contains (IDF over the whole index, like bm25())."""
+    def coverage(self, question: str, ids: Sequence[int]) -> dict[int, float]:
+        """Per chunk id, the IDF-weighted share of ``question``'s terms it contains (IDF over the whole index, like
+        bm25()): a chunk sharing one common word with a long question holds little of it, so hybrid search
+        weighs its keyword vote by this."""
+        terms = query_terms(question)
+        if not ids or not terms:
+            return dict.fromkeys(ids, 0.0)
         total = self._all("SELECT count(*) FROM chunks")[0][0]
         marks = ",".join("?" * len(ids))
         held: dict[int, float] = dict.fromkeys(ids, 0.0)
