@@ -86,3 +86,17 @@ def test_top_five_are_five_different_pages(real_pdfs, question):
         hits = retrieve.query(COLLECTION, question, k=5, mode=mode, embedder=real_pdfs.embedder, index=real_pdfs.index)
         pages = [(h.file, h.page) for h in hits]
         assert len(hits) == 5 and len(set(pages)) == 5, (mode, pages)
+
+
+def test_a_question_the_manuals_do_not_cover_finds_nothing_and_their_own_questions_do(real_pdfs):
+    from macapp.core.docs.answer import find_passages
+
+    def found(question: str) -> list:
+        return find_passages(COLLECTION, question, embedder=real_pdfs.embedder, index=real_pdfs.index)
+
+    for question in ("What is the boiling point of tungsten?", "What is the capital of Australia?",
+                     "How do I bake sourdough bread at home?"):  # one common word ("point") is no cover
+        assert found(question) == [], question
+    for question in ("How can an administrator let other people do limited system administration?",
+                     "Which debmake option sets the binary package type?", "pam_securetty"):
+        assert found(question), question

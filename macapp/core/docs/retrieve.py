@@ -289,6 +289,19 @@ def join_paged(chunks: Sequence[PagedText]) -> PagedText:
     return joined.strip()
 
 
+def keyword_coverage(collection: str, question: str, depth: int = 5, *, index: DocumentIndex | None = None) -> float:
+    """The largest IDF-weighted share of ``question``'s terms that one of its best keyword hits holds (0 to 1)."""
+    own = index is None
+    index = index or DocumentIndex()
+    try:
+        row = index.collection(collection)
+        hits = [chunk_id for chunk_id, _ in index.chunks.search(row.id, question.strip(), depth)]
+        return max(index.chunks.coverage(question, hits).values(), default=0.0)
+    finally:
+        if own:
+            index.close()
+
+
 def whole_documents(collection: str, count_tokens: Callable[[str], int], budget: int, *,
                     index: DocumentIndex | None = None) -> list[Passage] | None:
     """Every chunk of ``collection`` in reading order (file by file, overlaps removed), or None when the
