@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
@@ -21,6 +22,15 @@ def private_user_home(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> P
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def collect_on_the_gui_thread():
+    """Garbage of earlier tests (Qt wrappers in reference cycles) is collected here, on the GUI thread: a collection
+    that a worker thread happens to trigger would delete those Qt objects off their thread, and Qt crashes
+    (seen once: a segfault while the Tuning page's worker loaded a tokenizer)."""
+    gc.collect()
+    yield
 
 
 @pytest.fixture(autouse=True)
