@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from macapp.cli.output import console, print_json
+from macapp.cli.output import print_json, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,10 +64,6 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
 
 
-def _say(text: str) -> None:
-    console().print(text, markup=False)  # names and commands are the user's text, not rich markup
-
-
 def _server_json(server) -> dict:
     # env and header values often hold keys: their names only
     return {"name": server.name, "transport": server.transport, "command": server.command,
@@ -105,7 +101,7 @@ def add_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print_json(_server_json(server))
         return 0
-    _say(f"Added {server.name} ({server.describe()}). See its tools: macapp mcp list")
+    say(f"Added {server.name} ({server.describe()}). See its tools: macapp mcp list")
     return 0
 
 
@@ -122,7 +118,7 @@ def remove_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"name": args.name, "removed": True, "server": _server_json(server) if server else None})
         return 0
-    _say(f"Removed {args.name} ({described}).")
+    say(f"Removed {args.name} ({described}).")
     return 0
 
 
@@ -137,7 +133,7 @@ def list_cmd(args: argparse.Namespace) -> int:
         rows[problem.server] = {"name": problem.server, "connected": False, "error": str(problem), "tools": []}
     if not args.no_connect and config.servers:
         if not args.json:
-            _say(f"Connecting to {len(config.servers)} server{'s' if len(config.servers) != 1 else ''}…")
+            say(f"Connecting to {len(config.servers)} server{'s' if len(config.servers) != 1 else ''}…")
         with connect_servers(config.servers, CancelToken(), args.timeout or CONNECT_TIMEOUT_S) as found:
             for problem in found.problems:
                 rows[problem.server]["error"] = str(problem)
@@ -151,19 +147,19 @@ def list_cmd(args: argparse.Namespace) -> int:
         print_json({"config": str(config.path), "servers": list(rows.values())})
         return 0
     if not rows:
-        _say(f"No MCP servers yet ({config.path}). Add one: macapp mcp add NAME -- COMMAND ARGS...")
+        say(f"No MCP servers yet ({config.path}). Add one: macapp mcp add NAME -- COMMAND ARGS...")
         return 0
     for row in rows.values():
         where = " ".join([row["command"], *row["args"]]) if row.get("command") else row.get("url") or ""
-        _say(f"{row['name']}  {where}".rstrip())
+        say(f"{row['name']}  {where}".rstrip())
         if row["error"]:
-            _say(f"  error: {row['error']}")
+            say(f"  error: {row['error']}")
         elif row["connected"]:
             for tool in row["tools"]:
                 summary = (tool["description"].strip().splitlines() or [""])[0][:100]
-                _say(f"  {tool['name']}  [{tool['effect']}]  {summary}".rstrip())
+                say(f"  {tool['name']}  [{tool['effect']}]  {summary}".rstrip())
             if not row["tools"]:
-                _say("  (no tools)")
+                say("  (no tools)")
             for left_out in row.get("left_out", []):
-                _say(f"  left out: {left_out}")
+                say(f"  left out: {left_out}")
     return 0

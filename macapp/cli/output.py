@@ -19,6 +19,11 @@ def console():
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
+def say(text: str) -> None:
+    """One plain line on stdout: names, paths and URLs are the user's text, never rich markup."""
+    console().print(text, markup=False)
+
+
 def key_values(title: str, rows: list[tuple[str, str]]) -> None:
     from rich.table import Table
 

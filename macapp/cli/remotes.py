@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from macapp.cli.output import console, print_json
+from macapp.cli.output import console, print_json, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,10 +47,6 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
 
 
-def _say(text: str) -> None:
-    console().print(text, markup=False)  # names and URLs are the user's text, not rich markup
-
-
 def _endpoint_json(endpoint) -> dict:
     from macapp.core.engines.remote import api_base
     from macapp.core.errors import UserError
@@ -77,7 +73,7 @@ def add_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print_json(_endpoint_json(endpoint))
         return 0
-    _say(f"Added {endpoint.name} ({endpoint.url}). Try it: macapp remotes test {endpoint.name}")
+    say(f"Added {endpoint.name} ({endpoint.url}). Try it: macapp remotes test {endpoint.name}")
     return 0
 
 
@@ -110,7 +106,7 @@ def remove_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print_json(_endpoint_json(endpoint))
         return 0
-    _say(f"Removed {endpoint.name} ({endpoint.url}).")
+    say(f"Removed {endpoint.name} ({endpoint.url}).")
     return 0
 
 
@@ -126,8 +122,8 @@ def test_cmd(args: argparse.Namespace) -> int:
              "owned_by": m.owned_by} for m in models]})
         return 0
     n = len(models)
-    _say(f"{endpoint.name} answers at {api_base(endpoint.url)}: {n} model{'s' if n != 1 else ''}")
+    say(f"{endpoint.name} answers at {api_base(endpoint.url)}: {n} model{'s' if n != 1 else ''}")
     for m in models:
         ctx = f"  ({m.context_length:,} tokens)" if m.context_length else ""
-        _say(f"  {remote_ref(endpoint.name, m.id)}{ctx}")
+        say(f"  {remote_ref(endpoint.name, m.id)}{ctx}")
     return 0
