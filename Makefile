@@ -49,6 +49,7 @@ run: setup
 
 lint: setup
 	$(VENV)/bin/ruff check macapp tests bench packaging
+	$(VENV)/bin/ruff format --check macapp tests bench packaging scripts
 	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collects nothing, so an empty suite fails here too.

@@ -28,8 +28,17 @@ def build_model(root: Path) -> Path:
     from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
 
     # ~190M parameters in f16: 15-25 ms a token on 2 x86 cores, about what an 8B Q4 model does on an M3
-    spec = TinySpec(n_embd=1024, n_layer=12, n_head=16, n_head_kv=4, n_ff=2816, qtype="f16", vocab_size=16000,
-                    ctx=4096, name="bench-decode")
+    spec = TinySpec(
+        n_embd=1024,
+        n_layer=12,
+        n_head=16,
+        n_head_kv=4,
+        n_ff=2816,
+        qtype="f16",
+        vocab_size=16000,
+        ctx=4096,
+        name="bench-decode",
+    )
     return write_tiny_gguf(root / "decode.gguf", spec)
 
 
@@ -39,8 +48,14 @@ def raw_tps(llm, template, sampling, n_tokens: int) -> float:
     llm.reset()
     llm.set_seed(sampling.seed)
     count, first = 0, 0.0
-    for token in llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-                              temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty):
+    for token in llm.generate(
+        tokens,
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
+        min_p=sampling.min_p,
+        temp=sampling.temperature,
+        repeat_penalty=sampling.repeat_penalty,
+    ):
         if count == 0:
             first = time.perf_counter()
         llm.detokenize([token])
@@ -87,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         raw_tps(engine.llama, engine.template, sampling, 20)
         chats, raws = [], []
         for i in range(args.runs):
-            for name in (("raw", "chat") if i % 2 == 0 else ("chat", "raw")):
+            for name in ("raw", "chat") if i % 2 == 0 else ("chat", "raw"):
                 if name == "raw":
                     raws.append(raw_tps(engine.llama, engine.template, sampling, args.tokens))
                 else:

@@ -96,6 +96,7 @@ STALL_TARGET_MS = 16.0
 
 # -- the server ----------------------------------------------------------------------------------
 
+
 def serve(source: Path) -> int:
     """``--serve FILE``: a FakeHub with FILE and a small warm-up file; prints its URL, runs until stdin closes."""
     from tests.fixtures.fake_hub import FakeHub
@@ -119,8 +120,14 @@ class Server:
         if mode == "process":
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-            self._proc = subprocess.Popen([sys.executable, "-m", "bench.download", "--serve", str(source)],
-                                          cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.download", "--serve", str(source)],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             self.url = (self._proc.stdout.readline() if self._proc.stdout else "").strip()
             if not self.url.startswith("http://"):
                 self.close()
@@ -183,6 +190,7 @@ def make_file(path: Path, size: int) -> str:
 
 # -- the two clients -----------------------------------------------------------------------------
 
+
 def drain(gen: Iterator[Any]) -> Any:
     """Run a progress generator to the end; its return value."""
     while True:
@@ -207,8 +215,7 @@ def hf_download(url: str, cache: Path, name: str = FILE) -> Path:
     return Path(hf_hub_download(REPO, name, endpoint=url, cache_dir=str(cache)))
 
 
-def timed(fn: Callable[[str, Path], Path], url: str, cache: Path, size: int,
-          sha256: str | None) -> tuple[float, float]:
+def timed(fn: Callable[[str, Path], Path], url: str, cache: Path, size: int, sha256: str | None) -> tuple[float, float]:
     """(download seconds, sha256-check seconds) for one download into a fresh ``cache``; then deletes it.
 
     The check is timed separately: ``throughput_ratio`` compares downloads as the issue defines it,
@@ -237,6 +244,7 @@ def _sha256(path: Path) -> str:
 
 
 # -- the GUI stall -------------------------------------------------------------------------------
+
 
 def ui_stall(url: str, cache: Path, size: int) -> dict[str, float]:
     """Download on a ``macapp.ui.worker.Worker`` (the GUI's way) while a 5 ms QTimer ticks on the main thread.
@@ -290,22 +298,35 @@ def ui_stall(url: str, cache: Path, size: int) -> dict[str, float]:
     busy = [x for x, b in zip(late, ticks[1:]) if span["start"] <= b <= span["end"] + 0.05]
     idle = [x for x, b in zip(late, ticks[1:]) if b < span["start"]]
     busy_sorted = sorted(busy) or [0.0]
-    return {"max_ms": max(busy_sorted), "p99_ms": busy_sorted[int(0.99 * (len(busy_sorted) - 1))],
-            "idle_max_ms": max(idle or [0.0]), "ticks": len(busy),
-            "mb_s": size / MB / (span["end"] - span["start"])}
+    return {
+        "max_ms": max(busy_sorted),
+        "p99_ms": busy_sorted[int(0.99 * (len(busy_sorted) - 1))],
+        "idle_max_ms": max(idle or [0.0]),
+        "ticks": len(busy),
+        "mb_s": size / MB / (span["end"] - span["start"]),
+    }
 
 
 # -- main ----------------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=200, help="size of the downloaded file in MiB (default 200)")
     ap.add_argument("--runs", type=int, default=5, help="interleaved app/hf download pairs (default 5)")
     ap.add_argument("--ui-runs", type=int, default=3, help="downloads under the Worker with a ticking timer")
-    ap.add_argument("--server", choices=("process", "thread"), default="process",
-                    help="FakeHub in a child process (default) or in a thread of this process")
-    ap.add_argument("--switch-interval", type=float, default=None,
-                    help="sys.setswitchinterval(seconds) for this process (default: Python's 0.005)")
+    ap.add_argument(
+        "--server",
+        choices=("process", "thread"),
+        default="process",
+        help="FakeHub in a child process (default) or in a thread of this process",
+    )
+    ap.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval(seconds) for this process (default: Python's 0.005)",
+    )
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
@@ -317,18 +338,26 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="orchard-bench-download-") as tmp_name:
         tmp = Path(tmp_name)
         # huggingface_hub reads these at import: no progress bars, no token file, no telemetry, nothing in ~.
-        os.environ.update(HF_HOME=str(tmp / "hf-home"), HF_HUB_CACHE=str(tmp / "hf-home" / "hub"),
-                          HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1",
-                          HF_HUB_DISABLE_IMPLICIT_TOKEN="1", MACAPP_HOME=str(tmp / "orchard"),
-                          QT_QPA_PLATFORM="offscreen")
+        os.environ.update(
+            HF_HOME=str(tmp / "hf-home"),
+            HF_HUB_CACHE=str(tmp / "hf-home" / "hub"),
+            HF_HUB_DISABLE_PROGRESS_BARS="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_IMPLICIT_TOKEN="1",
+            MACAPP_HOME=str(tmp / "orchard"),
+            QT_QPA_PLATFORM="offscreen",
+        )
         os.environ.pop("HF_TOKEN", None)
         source = tmp / "source.bin"
         sha = make_file(source, size)
         with Server(source, args.server) as server:
             source.unlink()  # the server holds it in memory
-            print(f"setup: {args.size_mb} MiB random file, FakeHub in a {args.server} "
-                  f"(server RSS {server.rss / (1 << 20):.0f} MiB), switch interval "
-                  f"{sys.getswitchinterval() * 1000:.1f} ms, {os.cpu_count()} CPUs", flush=True)
+            print(
+                f"setup: {args.size_mb} MiB random file, FakeHub in a {args.server} "
+                f"(server RSS {server.rss / (1 << 20):.0f} MiB), switch interval "
+                f"{sys.getswitchinterval() * 1000:.1f} ms, {os.cpu_count()} CPUs",
+                flush=True,
+            )
             for fn in (app_download, hf_download):  # imports, first connection: not timed
                 fn(server.url, tmp / "warmup", WARMUP_FILE)
                 shutil.rmtree(tmp / "warmup")
@@ -345,16 +374,22 @@ def main(argv: list[str] | None = None) -> int:
                 app_s.append(got["app"][0])
                 hf_s.append(got["hf"][0])
                 hf_verified_s.append(sum(got["hf"]))  # the app's check (outside its clock) only double-checks
-                print(f"run {run + 1}: app {size / MB / app_s[-1]:7.1f} MB/s ({app_s[-1]:.3f} s)  "
-                      f"hf {size / MB / hf_s[-1]:7.1f} MB/s ({hf_s[-1]:.3f} s; +sha256 {hf_verified_s[-1]:.3f} s)  "
-                      f"ratio {hf_s[-1] / app_s[-1]:.2f}", flush=True)
+                print(
+                    f"run {run + 1}: app {size / MB / app_s[-1]:7.1f} MB/s ({app_s[-1]:.3f} s)  "
+                    f"hf {size / MB / hf_s[-1]:7.1f} MB/s ({hf_s[-1]:.3f} s; +sha256 {hf_verified_s[-1]:.3f} s)  "
+                    f"ratio {hf_s[-1] / app_s[-1]:.2f}",
+                    flush=True,
+                )
             stalls = []
             for run in range(args.ui_runs):
                 s = ui_stall(server.url, tmp / f"cache-ui-{run}", size)
                 stalls.append(s)
-                print(f"ui run {run + 1}: {s['mb_s']:.1f} MB/s under the Worker, {s['ticks']} ticks, "
-                      f"tick lateness max {s['max_ms']:.1f} ms p99 {s['p99_ms']:.1f} ms "
-                      f"(idle max {s['idle_max_ms']:.1f} ms)", flush=True)
+                print(
+                    f"ui run {run + 1}: {s['mb_s']:.1f} MB/s under the Worker, {s['ticks']} ticks, "
+                    f"tick lateness max {s['max_ms']:.1f} ms p99 {s['p99_ms']:.1f} ms "
+                    f"(idle max {s['idle_max_ms']:.1f} ms)",
+                    flush=True,
+                )
 
     app_median = size / MB / statistics.median(app_s)
     hf_median = size / MB / statistics.median(hf_s)
@@ -362,12 +397,18 @@ def main(argv: list[str] | None = None) -> int:
     stall = max((s["max_ms"] for s in stalls), default=0.0)
     verified_ratio = statistics.median(hf_verified_s) / statistics.median(app_s)
     ok = ratio >= RATIO_TARGET and (not stalls or stall < STALL_TARGET_MS)
-    print(f"baseline hf_hub_download + the sha256 check it lacks: {size / MB / statistics.median(hf_verified_s):.1f}"
-          f" MB/s; throughput_ratio_vs_verified={verified_ratio:.2f}")
-    print(f"context: app worst run {size / MB / max(app_s):.1f} MB/s, hf best run {size / MB / min(hf_s):.1f} MB/s; "
-          f"app median / hf best = {min(hf_s) / statistics.median(app_s):.2f}")
-    print(f"app_median_mb_s={app_median:.1f} hf_median_mb_s={hf_median:.1f} "
-          f"targets: ratio>={RATIO_TARGET} stall<{STALL_TARGET_MS:.0f}ms ok={ok}")
+    print(
+        f"baseline hf_hub_download + the sha256 check it lacks: {size / MB / statistics.median(hf_verified_s):.1f}"
+        f" MB/s; throughput_ratio_vs_verified={verified_ratio:.2f}"
+    )
+    print(
+        f"context: app worst run {size / MB / max(app_s):.1f} MB/s, hf best run {size / MB / min(hf_s):.1f} MB/s; "
+        f"app median / hf best = {min(hf_s) / statistics.median(app_s):.2f}"
+    )
+    print(
+        f"app_median_mb_s={app_median:.1f} hf_median_mb_s={hf_median:.1f} "
+        f"targets: ratio>={RATIO_TARGET} stall<{STALL_TARGET_MS:.0f}ms ok={ok}"
+    )
     print(f"throughput_ratio={ratio:.2f} ui_max_stall_ms={stall:.1f}")
     return 0
 

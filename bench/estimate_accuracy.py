@@ -60,15 +60,26 @@ class Shape:
     ctxs: tuple[int, ...] = ALL_CTX
 
     def spec(self, max_ctx: int) -> TinySpec:
-        return TinySpec(n_embd=self.n_embd, n_layer=self.n_layer, n_head=self.n_head, n_head_kv=self.n_head_kv,
-                        n_ff=self.n_ff, ctx=max_ctx, qtype=self.qtype, tied=self.tied, vocab_size=self.vocab,
-                        name=f"bench-{self.name}")
+        return TinySpec(
+            n_embd=self.n_embd,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_head_kv=self.n_head_kv,
+            n_ff=self.n_ff,
+            ctx=max_ctx,
+            qtype=self.qtype,
+            tied=self.tied,
+            vocab_size=self.vocab,
+            name=f"bench-{self.name}",
+        )
 
     @property
     def label(self) -> str:
         attn = "MHA" if self.n_head == self.n_head_kv else "GQA"
-        return (f"{attn} e{self.n_embd} L{self.n_layer} h{self.n_head}/{self.n_head_kv} "
-                f"hd{self.n_embd // self.n_head} {self.qtype}{' tied' if self.tied else ''}")
+        return (
+            f"{attn} e{self.n_embd} L{self.n_layer} h{self.n_head}/{self.n_head_kv} "
+            f"hd{self.n_embd // self.n_head} {self.qtype}{' tied' if self.tied else ''}"
+        )
 
 
 @dataclass(frozen=True)
@@ -80,31 +91,43 @@ class Case:
 
 
 # Smallest to largest file. head_dim 64 or 128, n_ff ~2.75 x n_embd, vocab 32000 beyond the smallest.
-SHAPES = {s.name: s for s in (
-    Shape("A", 512, 3, 8, 8, 1408, 4000, "f32", False),  # ~55 MB
-    Shape("B", 1024, 4, 16, 4, 2816, 32000, "q8_0", True),  # ~83 MB
-    Shape("C", 1024, 8, 8, 8, 2816, 32000, "f16", False),  # ~320 MB
-    Shape("D", 2048, 6, 32, 8, 5632, 32000, "q8_0", False),  # ~410 MB
-    Shape("G", 3072, 4, 24, 8, 8192, 32000, "q8_0", False),  # ~610 MB
-    Shape("E", 2048, 8, 16, 4, 5632, 32000, "f16", True),  # ~810 MB
-    Shape("F", 2048, 6, 16, 16, 5632, 32000, "f32", True, ctxs=(512, 2048, 4096)),  # ~1.4 GB (8192: too slow)
-)}
+SHAPES = {
+    s.name: s
+    for s in (
+        Shape("A", 512, 3, 8, 8, 1408, 4000, "f32", False),  # ~55 MB
+        Shape("B", 1024, 4, 16, 4, 2816, 32000, "q8_0", True),  # ~83 MB
+        Shape("C", 1024, 8, 8, 8, 2816, 32000, "f16", False),  # ~320 MB
+        Shape("D", 2048, 6, 32, 8, 5632, 32000, "q8_0", False),  # ~410 MB
+        Shape("G", 3072, 4, 24, 8, 8192, 32000, "q8_0", False),  # ~610 MB
+        Shape("E", 2048, 8, 16, 4, 5632, 32000, "f16", True),  # ~810 MB
+        Shape("F", 2048, 6, 16, 16, 5632, 32000, "f32", True, ctxs=(512, 2048, 4096)),  # ~1.4 GB (8192: too slow)
+    )
+}
 
 
 def full_matrix() -> list[Case]:
     cases = [Case(s, c) for s in SHAPES.values() for c in s.ctxs]
     cases += [Case(SHAPES["A"], 3000), Case(SHAPES["D"], 1000)]  # n_ctx not a multiple of 256
-    cases += [Case(SHAPES[n], c, flash_attn=False) for n, c in (("A", 2048), ("A", 8192), ("C", 2048), ("C", 8192),
-                                                               ("E", 2048), ("E", 4096))]
-    cases += [Case(SHAPES[n], c, kv_type="q8_0") for n, c in (("B", 2048), ("B", 8192), ("D", 2048), ("D", 4096),
-                                                             ("F", 4096))]
+    cases += [
+        Case(SHAPES[n], c, flash_attn=False)
+        for n, c in (("A", 2048), ("A", 8192), ("C", 2048), ("C", 8192), ("E", 2048), ("E", 4096))
+    ]
+    cases += [
+        Case(SHAPES[n], c, kv_type="q8_0") for n, c in (("B", 2048), ("B", 8192), ("D", 2048), ("D", 4096), ("F", 4096))
+    ]
     return cases
 
 
 def quick_matrix() -> list[Case]:
     a, b = SHAPES["A"], SHAPES["B"]
-    return [Case(a, 512), Case(a, 2048), Case(b, 512), Case(b, 2048), Case(a, 2048, flash_attn=False),
-            Case(b, 2048, kv_type="q8_0")]
+    return [
+        Case(a, 512),
+        Case(a, 2048),
+        Case(b, 512),
+        Case(b, 2048),
+        Case(a, 2048, flash_attn=False),
+        Case(b, 2048, kv_type="q8_0"),
+    ]
 
 
 def _spec_key(spec: TinySpec) -> str:
@@ -132,37 +155,63 @@ def err_pct(estimate: float, measured: float) -> float:
 
 def run_case(case: Case, path: Path) -> dict:
     t0 = time.monotonic()
-    measured = probe(str(path), case.ctx, kv_type=case.kv_type, flash_attn=case.flash_attn, n_batch=512,
-                     n_threads=2, timeout=PROBE_TIMEOUT_S)
-    settings = RuntimeSettings(n_ctx=case.ctx, n_batch=512, n_ubatch=512, kv_type=case.kv_type,
-                               flash_attn=case.flash_attn, backend="cpu")
+    measured = probe(
+        str(path),
+        case.ctx,
+        kv_type=case.kv_type,
+        flash_attn=case.flash_attn,
+        n_batch=512,
+        n_threads=2,
+        timeout=PROBE_TIMEOUT_S,
+    )
+    settings = RuntimeSettings(
+        n_ctx=case.ctx, n_batch=512, n_ubatch=512, kv_type=case.kv_type, flash_attn=case.flash_attn, backend="cpu"
+    )
     est = estimate_memory(model_facts(path), settings)
     logged = measured["logged"]
     logged_sum = sum(logged.get(k, 0.0) for k in ("model", "KV", "compute", "output"))
     before = measured["rss_before"]
     return {
-        "shape": case.shape.name, "label": case.shape.label, "file_bytes": path.stat().st_size, "ctx": case.ctx,
-        "n_ctx": measured["n_ctx"], "flash_attn": case.flash_attn, "kv_type": case.kv_type,
-        "estimate": {"weights": est.weights_bytes, "kv": est.kv_cache_bytes, "compute": est.compute_bytes,
-                     "overhead": est.overhead_bytes, "total": est.total_bytes},
-        "logged": logged, "logged_sum": logged_sum,
-        "measured": {"delta": measured["delta"], "after_load": measured["rss_after_load"] - before,
-                     "after_fill": measured["rss_after_fill"] - before},
+        "shape": case.shape.name,
+        "label": case.shape.label,
+        "file_bytes": path.stat().st_size,
+        "ctx": case.ctx,
+        "n_ctx": measured["n_ctx"],
+        "flash_attn": case.flash_attn,
+        "kv_type": case.kv_type,
+        "estimate": {
+            "weights": est.weights_bytes,
+            "kv": est.kv_cache_bytes,
+            "compute": est.compute_bytes,
+            "overhead": est.overhead_bytes,
+            "total": est.total_bytes,
+        },
+        "logged": logged,
+        "logged_sum": logged_sum,
+        "measured": {
+            "delta": measured["delta"],
+            "after_load": measured["rss_after_load"] - before,
+            "after_fill": measured["rss_after_fill"] - before,
+        },
         "err_pct": err_pct(est.total_bytes, measured["delta"]),
         "logged_err_pct": err_pct(logged_sum, measured["delta"]),
         "probe_s": time.monotonic() - t0,
     }
 
 
-HEADER = (f"{'shape':<38} {'file MiB':>8} {'ctx':>5} {'fa':>3} {'kv':>4} {'est MiB':>8} {'meas MiB':>8} "
-          f"{'err %':>6} {'logged MiB':>10} {'log err %':>9}")
+HEADER = (
+    f"{'shape':<38} {'file MiB':>8} {'ctx':>5} {'fa':>3} {'kv':>4} {'est MiB':>8} {'meas MiB':>8} "
+    f"{'err %':>6} {'logged MiB':>10} {'log err %':>9}"
+)
 
 
 def format_row(r: dict) -> str:
     shape = f"{r['shape']}: {r['label']}"
-    return (f"{shape:<38} {r['file_bytes'] / MiB:>8.1f} {r['ctx']:>5} {'on' if r['flash_attn'] else 'off':>3} "
-            f"{r['kv_type']:>4} {r['estimate']['total'] / MiB:>8.1f} {r['measured']['delta'] / MiB:>8.1f} "
-            f"{r['err_pct']:>+6.2f} {r['logged_sum'] / MiB:>10.1f} {r['logged_err_pct']:>+9.2f}")
+    return (
+        f"{shape:<38} {r['file_bytes'] / MiB:>8.1f} {r['ctx']:>5} {'on' if r['flash_attn'] else 'off':>3} "
+        f"{r['kv_type']:>4} {r['estimate']['total'] / MiB:>8.1f} {r['measured']['delta'] / MiB:>8.1f} "
+        f"{r['err_pct']:>+6.2f} {r['logged_sum'] / MiB:>10.1f} {r['logged_err_pct']:>+9.2f}"
+    )
 
 
 def format_detail(r: dict) -> str:
@@ -171,10 +220,12 @@ def format_detail(r: dict) -> str:
     def mib(x: float) -> str:
         return f"{x / MiB:.1f}"
 
-    return (f"    est w={mib(e['weights'])} kv={mib(e['kv'])} compute={mib(e['compute'])} "
-            f"overhead={mib(e['overhead'])} | logged model={mib(lg.get('model', 0))} KV={mib(lg.get('KV', 0))} "
-            f"compute={mib(lg.get('compute', 0))} output={mib(lg.get('output', 0))} | rss load={mib(m['after_load'])} "
-            f"fill={mib(m['after_fill'])} peak={mib(m['delta'])} | {r['probe_s']:.0f} s")
+    return (
+        f"    est w={mib(e['weights'])} kv={mib(e['kv'])} compute={mib(e['compute'])} "
+        f"overhead={mib(e['overhead'])} | logged model={mib(lg.get('model', 0))} KV={mib(lg.get('KV', 0))} "
+        f"compute={mib(lg.get('compute', 0))} output={mib(lg.get('output', 0))} | rss load={mib(m['after_load'])} "
+        f"fill={mib(m['after_fill'])} peak={mib(m['delta'])} | {r['probe_s']:.0f} s"
+    )
 
 
 def summary(errors: list[float]) -> tuple[float, float]:
@@ -228,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     (OUT_DIR / f"estimate_accuracy{'-quick' if args.quick else ''}.json").write_text(json.dumps(results, indent=1))
     ours = summary([r["err_pct"] for r in results])
     base = summary([r["logged_err_pct"] for r in results])
-    print(f"cases={len(results)} failed={len(failures)} runtime_s={time.monotonic() - t_start:.0f} "
-          f"(generating models: {gen_s:.0f} s)")
+    print(
+        f"cases={len(results)} failed={len(failures)} runtime_s={time.monotonic() - t_start:.0f} "
+        f"(generating models: {gen_s:.0f} s)"
+    )
     status = 0
     if failures:
         print(f"FAIL: {len(failures)} probe(s) failed: " + "; ".join(failures))

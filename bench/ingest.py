@@ -32,6 +32,8 @@ from pathlib import Path
 
 TARGET_PCT = 10.0
 RAW_BATCH = 64  # texts per embed call of the raw baseline (the embedder packs them into llama.cpp batches)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", type=int, default=300)
@@ -68,14 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         def direct() -> float:
             start = time.perf_counter()
             for at in range(0, len(texts), RAW_BATCH):
-                embedder.embed(texts[at:at + RAW_BATCH])
+                embedder.embed(texts[at : at + RAW_BATCH])
             return time.perf_counter() - start
 
         inside: list[float] = []  # time spent in embed() during each ingest
 
         class TimedEmbedder:
-            name, dim, max_tokens, count_tokens = embedder.name, embedder.dim, embedder.max_tokens, \
-                embedder.count_tokens
+            name, dim, max_tokens, count_tokens = (
+                embedder.name,
+                embedder.dim,
+                embedder.max_tokens,
+                embedder.count_tokens,
+            )
 
             def embed(self, batch, cancel=None):
                 start = time.perf_counter()
@@ -95,22 +101,27 @@ def main(argv: list[str] | None = None) -> int:
 
         directs, pipelines = [], []
         for run in range(args.runs):
-            for name in (("direct", "ingest") if run % 2 == 0 else ("ingest", "direct")):
+            for name in ("direct", "ingest") if run % 2 == 0 else ("ingest", "direct"):
                 if name == "direct":
                     directs.append(direct())
                 else:
                     pipelines.append(pipeline(run))
-            print(f"run {run + 1}: ingest {pipelines[-1]:.1f} s (of which embedding {inside[-1]:.1f} s), "
-                  f"embedding alone {directs[-1]:.1f} s", flush=True)
+            print(
+                f"run {run + 1}: ingest {pipelines[-1]:.1f} s (of which embedding {inside[-1]:.1f} s), "
+                f"embedding alone {directs[-1]:.1f} s",
+                flush=True,
+            )
     embed_s, ingest_s = min(directs), min(pipelines)
     overhead = 100.0 * (ingest_s - embed_s) / embed_s
     best = pipelines.index(ingest_s)  # the same ratio inside one ingest run: immune to load between runs
     inside_pct = 100.0 * (ingest_s - inside[best]) / inside[best]
     ok = overhead <= TARGET_PCT
-    print(f"extract_pages_per_s={len(pages) / extract_s:.0f} ingest_pages_per_s={len(pages) / ingest_s:.2f} "
-          f"ingest_to_embedding_ratio={ingest_s / embed_s:.3f} pipeline_overhead_pct={overhead:.1f} "
-          f"non_embedding_pct={inside_pct:.1f} embed_s={embed_s:.1f} ingest_s={ingest_s:.1f} pages={len(pages)} "
-          f"chunks={len(chunks)} target={TARGET_PCT:.0f} ok={ok}")
+    print(
+        f"extract_pages_per_s={len(pages) / extract_s:.0f} ingest_pages_per_s={len(pages) / ingest_s:.2f} "
+        f"ingest_to_embedding_ratio={ingest_s / embed_s:.3f} pipeline_overhead_pct={overhead:.1f} "
+        f"non_embedding_pct={inside_pct:.1f} embed_s={embed_s:.1f} ingest_s={ingest_s:.1f} pages={len(pages)} "
+        f"chunks={len(chunks)} target={TARGET_PCT:.0f} ok={ok}"
+    )
     return 0 if ok else 1
 
 

@@ -54,16 +54,22 @@ def right_pages(question: dict, pages: dict[int, str]) -> set[int]:
     evidence = normalise(question["evidence"])
     found = {n for n, text in pages.items() if evidence in normalise(text) and not _TOC.search(text)}
     if question["page"] not in found:
-        raise SystemExit(f"manual_retrieval: the evidence {question['evidence']!r} is not on "
-                         f"{question['file']} p. {question['page']} (did the PDF change?)")
+        raise SystemExit(
+            f"manual_retrieval: the evidence {question['evidence']!r} is not on "
+            f"{question['file']} p. {question['page']} (did the PDF change?)"
+        )
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--show-misses", action="store_true", help="print the questions hybrid misses in its top 5")
-    ap.add_argument("--home", type=Path, help="keep the index in this MACAPP_HOME and reuse it on the next run "
-                    "(to try retrieval changes without re-ingesting; delete it after changing ingest)")
+    ap.add_argument(
+        "--home",
+        type=Path,
+        help="keep the index in this MACAPP_HOME and reuse it on the next run "
+        "(to try retrieval changes without re-ingesting; delete it after changing ingest)",
+    )
     args = ap.parse_args(argv)
     questions = json.loads(QUESTIONS.read_text(encoding="utf-8"))["questions"]
     files = sorted({q["file"] for q in questions})
@@ -98,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                     hits = retrieve.query("Manuals", q["question"], k=DEPTH, mode=mode, embedder=embedder, index=index)
                     if mode == "hybrid":
                         timings.append(time.perf_counter() - t0)
-                    ranks[mode].append(next((r for r, p in enumerate(hits, start=1)
-                                             if p.file == q["file"] and p.page in pages), None))
+                    ranks[mode].append(
+                        next((r for r, p in enumerate(hits, start=1) if p.file == q["file"] and p.page in pages), None)
+                    )
                     if mode == "hybrid" and args.show_misses and not (ranks[mode][-1] and ranks[mode][-1] <= 5):
                         got = ", ".join(f"p.{p.page}" for p in hits[:5])
                         print(f"  miss [{q['type']}] {q['file']} p.{q['page']}: {q['question']}  -> {got}")
@@ -114,19 +121,25 @@ def main(argv: list[str] | None = None) -> int:
         return [r for r, q in zip(ranks[mode], questions) if kind is None or q["type"] == kind]
 
     counts = {t: sum(1 for q in questions if q["type"] == t) for t in TYPES}
-    print(f"{len(questions)} questions ({', '.join(f'{counts[t]} {t}' for t in TYPES)}) over "
-          f"{', '.join(f'{f} ({len(texts[f])} pp.)' for f in files)}; ingest {ingest_s:.1f} s")
+    print(
+        f"{len(questions)} questions ({', '.join(f'{counts[t]} {t}' for t in TYPES)}) over "
+        f"{', '.join(f'{f} ({len(texts[f])} pp.)' for f in files)}; ingest {ingest_s:.1f} s"
+    )
     print(f"{'mode':8} {'type':10} {'r@1':>6} {'r@5':>6} {'mrr':>6}")
     for mode in retrieve.MODES:
         for kind in (*TYPES, None):
             found = of_type(mode, kind)
             print(f"{mode:8} {kind or 'all':10} {recall(found, 1):6.3f} {recall(found, 5):6.3f} {mrr(found):6.3f}")
     base = recall(ranks["keyword"], 5)
-    summary = " ".join(f"recall5_{m}={recall(ranks[m], 5):.3f} recall1_{m}={recall(ranks[m], 1):.3f} "
-                       f"mrr_{m}={mrr(ranks[m]):.3f}" for m in retrieve.MODES)
+    summary = " ".join(
+        f"recall5_{m}={recall(ranks[m], 5):.3f} recall1_{m}={recall(ranks[m], 1):.3f} mrr_{m}={mrr(ranks[m]):.3f}"
+        for m in retrieve.MODES
+    )
     ratio = recall(ranks["hybrid"], 5) / base if base else float("inf")
-    print(f"{summary} ratio_recall5={ratio:.2f} query_ms_p50={1000 * statistics.median(timings):.1f} "
-          f"questions={len(questions)}")
+    print(
+        f"{summary} ratio_recall5={ratio:.2f} query_ms_p50={1000 * statistics.median(timings):.1f} "
+        f"questions={len(questions)}"
+    )
     return 0
 
 

@@ -64,8 +64,7 @@ def _measure(model: str, ctx: int, kv_type: str, flash_attn: bool, n_batch: int,
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset VmHWM to the current RSS
     before = _status_kb("VmRSS") * 1024
-    settings = RuntimeSettings(n_ctx=ctx, n_batch=n_batch, n_ubatch=n_batch, kv_type=kv_type,
-                               flash_attn=flash_attn)
+    settings = RuntimeSettings(n_ctx=ctx, n_batch=n_batch, n_ubatch=n_batch, kv_type=kv_type, flash_attn=flash_attn)
     llm = open_llama(model, settings, use_mmap=False, n_threads=n_threads, verbose=True, seed=0)
     after_load = _status_kb("VmRSS") * 1024
     n_ctx = llm.n_ctx()  # llama.cpp pads the cache to 256 cells; the Python side holds ``ctx`` tokens
@@ -75,20 +74,48 @@ def _measure(model: str, ctx: int, kv_type: str, flash_attn: bool, n_batch: int,
     after_fill = _status_kb("VmRSS") * 1024
     peak = _status_kb("VmHWM") * 1024
     llm.close()  # its teardown logs go to the worker's log, not the caller's terminal
-    return {"model": model, "ctx": ctx, "n_ctx": n_ctx, "kv_type": kv_type, "flash_attn": flash_attn,
-            "rss_before": before, "rss_after_load": after_load, "rss_after_fill": after_fill, "peak": peak,
-            "delta": peak - before}
+    return {
+        "model": model,
+        "ctx": ctx,
+        "n_ctx": n_ctx,
+        "kv_type": kv_type,
+        "flash_attn": flash_attn,
+        "rss_before": before,
+        "rss_after_load": after_load,
+        "rss_after_fill": after_fill,
+        "peak": peak,
+        "delta": peak - before,
+    }
 
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def probe(model: str, ctx: int, kv_type: str = "f16", flash_attn: bool = True, n_batch: int = 512,
-          n_threads: int = 2, timeout: float | None = None) -> dict:
+def probe(
+    model: str,
+    ctx: int,
+    kv_type: str = "f16",
+    flash_attn: bool = True,
+    n_batch: int = 512,
+    n_threads: int = 2,
+    timeout: float | None = None,
+) -> dict:
     """Measure ``model`` at ``ctx`` in a fresh worker process; raise ProbeError if it fails."""
-    args = [sys.executable, os.path.abspath(__file__), "--worker", model, "--ctx", str(ctx), "--kv-type", kv_type,
-            "--n-batch", str(n_batch), "--threads", str(n_threads)] + (["--flash-attn"] if flash_attn else [])
+    args = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        model,
+        "--ctx",
+        str(ctx),
+        "--kv-type",
+        kv_type,
+        "--n-batch",
+        str(n_batch),
+        "--threads",
+        str(n_threads),
+    ] + (["--flash-attn"] if flash_attn else [])
     with tempfile.TemporaryFile(mode="w+", suffix=".log") as log_file:
         try:
             proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=log_file, text=True, timeout=timeout)
@@ -98,8 +125,11 @@ def probe(model: str, ctx: int, kv_type: str = "f16", flash_attn: bool = True, n
         log_file.seek(0)
         log = log_file.read()
     if proc.returncode != 0:
-        how = (f"killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
-               else f"exit code {proc.returncode}")
+        how = (
+            f"killed by {signal.Signals(-proc.returncode).name}"
+            if proc.returncode < 0
+            else f"exit code {proc.returncode}"
+        )
         raise ProbeError(f"memprobe worker failed ({how}) on {model} ctx={ctx}", _tail(log))
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -60,12 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = sum(char_accuracy(p.text, t) for p, t in zip(scanned_pages, texts)) / len(texts)
     text_rate, ocr_rate = len(texts) / text_s, len(texts) / ocr_s
     ok = accuracy >= TARGET_ACCURACY
-    print(f"text-layer PDF: {len(texts)} pages in {text_s:.3f} s; scanned PDF: {ocr_s:.1f} s "
-          f"({ocr_s / len(texts):.1f} s a page) with {engine.name}", file=sys.stderr)
-    print(f"text_pages_per_s={text_rate:.1f} ocr_pages_per_s={ocr_rate:.3f} "
-          f"ocr_to_text_ratio={text_rate / ocr_rate:.0f} char_accuracy={accuracy:.4f} engine={engine.name} "
-          f"pages={len(texts)} peak_rss_mb={rss_mb:.0f} "
-          f"target={TARGET_ACCURACY} ok={ok}")
+    print(
+        f"text-layer PDF: {len(texts)} pages in {text_s:.3f} s; scanned PDF: {ocr_s:.1f} s "
+        f"({ocr_s / len(texts):.1f} s a page) with {engine.name}",
+        file=sys.stderr,
+    )
+    print(
+        f"text_pages_per_s={text_rate:.1f} ocr_pages_per_s={ocr_rate:.3f} "
+        f"ocr_to_text_ratio={text_rate / ocr_rate:.0f} char_accuracy={accuracy:.4f} engine={engine.name} "
+        f"pages={len(texts)} peak_rss_mb={rss_mb:.0f} "
+        f"target={TARGET_ACCURACY} ok={ok}"
+    )
     return 0 if ok else 1
 
 

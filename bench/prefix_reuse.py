@@ -19,8 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-QUESTIONS = ["hello, what is the model?", "and how is the chat?", "what is a document?", "how is it in a pdf?",
-             "is it you, the model?"]
+QUESTIONS = [
+    "hello, what is the model?",
+    "and how is the chat?",
+    "what is a document?",
+    "how is it in a pdf?",
+    "is it you, the model?",
+]
 
 
 def n_p_eval(llm) -> int:
@@ -75,8 +80,14 @@ def baseline(engine, turns: int, sampling) -> float:
         reset_perf(llm)
         llm.set_seed(sampling.seed)
         answer: list[int] = []
-        for token in llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-                                  temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty):
+        for token in llm.generate(
+            tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+        ):
             answer.append(token)
             if len(answer) >= sampling.max_tokens:
                 break

@@ -31,72 +31,203 @@ from pathlib import Path
 
 # (heading, text, paraphrase question, exact question)
 MORE_TOPICS = [
-    ("Glaciers", "Glaciers form where more snow falls each winter than melts in summer. The snow compacts into "
-     "dense blue ice that flows downhill under its own weight, carving U-shaped valleys and leaving moraines of "
-     "rubble at its edges.", "How do slow rivers of frozen water shape the land?", "moraines U-shaped valleys"),
-    ("Submarines", "A submarine dives by flooding its ballast tanks with seawater and surfaces by blowing them "
-     "out with compressed air. Periscopes and sonar let the crew see and listen while submerged.",
-     "How does an undersea vessel go down and come back up?", "ballast tanks periscope sonar"),
-    ("Origami", "Origami is the Japanese art of folding a single square of paper into figures such as the crane. "
-     "Traditional models use no cuts or glue; valley and mountain folds are the basic moves.",
-     "What is the craft of creasing sheets into animal shapes without scissors?", "origami crane"),
-    ("Tea ceremony", "In the Japanese tea ceremony the host prepares matcha, a powdered green tea, whisking it "
-     "with a bamboo chasen in front of the guests. Every gesture follows a set choreography.",
-     "How is the ritual of serving a whisked green beverage performed in Japan?", "matcha chasen"),
-    ("Cryptography", "Public-key cryptography gives each person a key pair: anyone can encrypt with the public "
-     "key, but only the private key decrypts. RSA relies on the difficulty of factoring large primes.",
-     "How can two strangers exchange secret messages without sharing a password first?", "RSA factoring primes"),
-    ("Wine making", "Winemakers crush grapes and let yeast ferment the sugars in the must into alcohol. Red wine "
-     "takes its colour from the skins left in during fermentation; it is then aged in oak barrels.",
-     "How are vineyard fruits turned into an alcoholic drink?", "must fermentation oak barrels"),
-    ("Tides", "Tides are caused mainly by the Moon's gravity pulling on the oceans. Spring tides, with the "
-     "largest range, occur at new and full moon, when the Sun and Moon line up.",
-     "Why does the sea rise and fall twice a day?", "spring tides new moon"),
-    ("Bicycle gears", "A derailleur moves the chain between sprockets of different sizes on the rear cassette. "
-     "Low gears make climbing easier; high gears let the rider go faster on the flat.",
-     "How does a cyclist make pedalling uphill less tiring?", "derailleur cassette sprockets"),
-    ("Earthquakes", "Earthquakes happen when stress builds along a fault until the rocks slip suddenly. The "
-     "released energy travels as seismic waves, and the Richter and moment magnitude scales measure its size.",
-     "What makes the ground shake violently and how is its strength rated?", "Richter seismic waves fault"),
-    ("Penguins", "Emperor penguins breed on Antarctic sea ice in the depth of winter. The male balances the egg "
-     "on his feet under a brood pouch for two months while the female feeds at sea.",
-     "Which flightless seabird father keeps its young warm through the polar night?", "emperor brood pouch"),
-    ("Printing press", "Johannes Gutenberg's printing press combined movable metal type, oil-based ink and a "
-     "screw press. Books became cheap enough to spread literacy across Europe.",
-     "Which fifteenth-century invention made books affordable for ordinary people?", "Gutenberg movable type"),
-    ("Recycling plastics", "Plastics are sorted by resin code, washed, shredded into flakes and melted into "
-     "pellets. Only some types, such as PET bottles, are widely recycled.",
-     "What happens to drink containers after they go into the collection bin?", "PET resin code pellets"),
-    ("Migraine", "A migraine is a throbbing headache often on one side of the head, sometimes preceded by an "
-     "aura of flashing lights. Triptans can stop an attack if taken early.",
-     "What causes a severe one-sided head pain and how can it be treated?", "aura triptans"),
-    ("Hot-air balloons", "A hot-air balloon rises because air heated by a propane burner is less dense than the "
-     "cooler air around it. The pilot steers only by changing height to find winds blowing other ways.",
-     "How does a lighter-than-air craft with a basket fly and get directed?", "propane burner envelope"),
-    ("Sleep cycles", "Sleep runs in cycles of about ninety minutes, moving from light sleep to deep slow-wave "
-     "sleep and then REM sleep, when most vivid dreams happen.", "What stages does the brain pass through at night?",
-     "REM slow-wave"),
-    ("Bonsai", "Bonsai growers keep trees small by pruning roots and branches and wiring limbs into shape. A "
-     "juniper or maple can live for centuries in a shallow pot.",
-     "How are miniature trees cultivated in containers?", "bonsai juniper wiring"),
+    (
+        "Glaciers",
+        "Glaciers form where more snow falls each winter than melts in summer. The snow compacts into "
+        "dense blue ice that flows downhill under its own weight, carving U-shaped valleys and leaving moraines of "
+        "rubble at its edges.",
+        "How do slow rivers of frozen water shape the land?",
+        "moraines U-shaped valleys",
+    ),
+    (
+        "Submarines",
+        "A submarine dives by flooding its ballast tanks with seawater and surfaces by blowing them "
+        "out with compressed air. Periscopes and sonar let the crew see and listen while submerged.",
+        "How does an undersea vessel go down and come back up?",
+        "ballast tanks periscope sonar",
+    ),
+    (
+        "Origami",
+        "Origami is the Japanese art of folding a single square of paper into figures such as the crane. "
+        "Traditional models use no cuts or glue; valley and mountain folds are the basic moves.",
+        "What is the craft of creasing sheets into animal shapes without scissors?",
+        "origami crane",
+    ),
+    (
+        "Tea ceremony",
+        "In the Japanese tea ceremony the host prepares matcha, a powdered green tea, whisking it "
+        "with a bamboo chasen in front of the guests. Every gesture follows a set choreography.",
+        "How is the ritual of serving a whisked green beverage performed in Japan?",
+        "matcha chasen",
+    ),
+    (
+        "Cryptography",
+        "Public-key cryptography gives each person a key pair: anyone can encrypt with the public "
+        "key, but only the private key decrypts. RSA relies on the difficulty of factoring large primes.",
+        "How can two strangers exchange secret messages without sharing a password first?",
+        "RSA factoring primes",
+    ),
+    (
+        "Wine making",
+        "Winemakers crush grapes and let yeast ferment the sugars in the must into alcohol. Red wine "
+        "takes its colour from the skins left in during fermentation; it is then aged in oak barrels.",
+        "How are vineyard fruits turned into an alcoholic drink?",
+        "must fermentation oak barrels",
+    ),
+    (
+        "Tides",
+        "Tides are caused mainly by the Moon's gravity pulling on the oceans. Spring tides, with the "
+        "largest range, occur at new and full moon, when the Sun and Moon line up.",
+        "Why does the sea rise and fall twice a day?",
+        "spring tides new moon",
+    ),
+    (
+        "Bicycle gears",
+        "A derailleur moves the chain between sprockets of different sizes on the rear cassette. "
+        "Low gears make climbing easier; high gears let the rider go faster on the flat.",
+        "How does a cyclist make pedalling uphill less tiring?",
+        "derailleur cassette sprockets",
+    ),
+    (
+        "Earthquakes",
+        "Earthquakes happen when stress builds along a fault until the rocks slip suddenly. The "
+        "released energy travels as seismic waves, and the Richter and moment magnitude scales measure its size.",
+        "What makes the ground shake violently and how is its strength rated?",
+        "Richter seismic waves fault",
+    ),
+    (
+        "Penguins",
+        "Emperor penguins breed on Antarctic sea ice in the depth of winter. The male balances the egg "
+        "on his feet under a brood pouch for two months while the female feeds at sea.",
+        "Which flightless seabird father keeps its young warm through the polar night?",
+        "emperor brood pouch",
+    ),
+    (
+        "Printing press",
+        "Johannes Gutenberg's printing press combined movable metal type, oil-based ink and a "
+        "screw press. Books became cheap enough to spread literacy across Europe.",
+        "Which fifteenth-century invention made books affordable for ordinary people?",
+        "Gutenberg movable type",
+    ),
+    (
+        "Recycling plastics",
+        "Plastics are sorted by resin code, washed, shredded into flakes and melted into "
+        "pellets. Only some types, such as PET bottles, are widely recycled.",
+        "What happens to drink containers after they go into the collection bin?",
+        "PET resin code pellets",
+    ),
+    (
+        "Migraine",
+        "A migraine is a throbbing headache often on one side of the head, sometimes preceded by an "
+        "aura of flashing lights. Triptans can stop an attack if taken early.",
+        "What causes a severe one-sided head pain and how can it be treated?",
+        "aura triptans",
+    ),
+    (
+        "Hot-air balloons",
+        "A hot-air balloon rises because air heated by a propane burner is less dense than the "
+        "cooler air around it. The pilot steers only by changing height to find winds blowing other ways.",
+        "How does a lighter-than-air craft with a basket fly and get directed?",
+        "propane burner envelope",
+    ),
+    (
+        "Sleep cycles",
+        "Sleep runs in cycles of about ninety minutes, moving from light sleep to deep slow-wave "
+        "sleep and then REM sleep, when most vivid dreams happen.",
+        "What stages does the brain pass through at night?",
+        "REM slow-wave",
+    ),
+    (
+        "Bonsai",
+        "Bonsai growers keep trees small by pruning roots and branches and wiring limbs into shape. A "
+        "juniper or maple can live for centuries in a shallow pot.",
+        "How are miniature trees cultivated in containers?",
+        "bonsai juniper wiring",
+    ),
 ]
 EXACT = {
-    "Beekeeping": "honeycomb extractor", "Volcanoes": "Mount Fuji tephra", "Sourdough baking": "lactobacilli",
-    "Chess openings": "Sicilian Defence", "Photosynthesis": "chlorophyll chloroplasts",
-    "Marathon training": "taper 42.195", "Medieval castles": "portcullis gatehouse",
-    "Coral reefs": "calcium carbonate polyps", "Jazz improvisation": "bebop saxophonist",
-    "Income tax": "retirement account deductible", "Black holes": "Hawking radiation",
-    "Vaccination": "herd immunity", "Composting": "earthworms humus", "Lighthouses": "Fresnel lens",
+    "Beekeeping": "honeycomb extractor",
+    "Volcanoes": "Mount Fuji tephra",
+    "Sourdough baking": "lactobacilli",
+    "Chess openings": "Sicilian Defence",
+    "Photosynthesis": "chlorophyll chloroplasts",
+    "Marathon training": "taper 42.195",
+    "Medieval castles": "portcullis gatehouse",
+    "Coral reefs": "calcium carbonate polyps",
+    "Jazz improvisation": "bebop saxophonist",
+    "Income tax": "retirement account deductible",
+    "Black holes": "Hawking radiation",
+    "Vaccination": "herd immunity",
+    "Composting": "earthworms humus",
+    "Lighthouses": "Fresnel lens",
 }
-FIRST = ["Ada", "Bruno", "Clara", "Dmitri", "Elena", "Felix", "Greta", "Hugo", "Ines", "Jonas", "Karin", "Lars",
-         "Mira", "Nils", "Olga", "Pavel", "Rosa", "Sven"]
-LAST = ["Tillson", "Varga", "Moreau", "Lindqvist", "Oakes", "Brandt", "Castell", "Doyle", "Ekholm", "Fairbairn",
-        "Grieve", "Haldane"]
-SYLLABLES = ["var", "quel", "bram", "tor", "hal", "mer", "os", "kel", "dun", "ash", "wil", "fen", "gar", "lin",
-             "rud", "sel"]
+FIRST = [
+    "Ada",
+    "Bruno",
+    "Clara",
+    "Dmitri",
+    "Elena",
+    "Felix",
+    "Greta",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Karin",
+    "Lars",
+    "Mira",
+    "Nils",
+    "Olga",
+    "Pavel",
+    "Rosa",
+    "Sven",
+]
+LAST = [
+    "Tillson",
+    "Varga",
+    "Moreau",
+    "Lindqvist",
+    "Oakes",
+    "Brandt",
+    "Castell",
+    "Doyle",
+    "Ekholm",
+    "Fairbairn",
+    "Grieve",
+    "Haldane",
+]
+SYLLABLES = [
+    "var",
+    "quel",
+    "bram",
+    "tor",
+    "hal",
+    "mer",
+    "os",
+    "kel",
+    "dun",
+    "ash",
+    "wil",
+    "fen",
+    "gar",
+    "lin",
+    "rud",
+    "sel",
+]
 ENDINGS = ["holt", "moor", "wick", "stead", "ford", "by", "ham", "mere", "dale", "gate", "ton", "wyn"]
-TRADES = ["salmon fishing", "wool weaving", "copper mining", "cider pressing", "glass blowing", "clock making",
-          "cheese making", "timber milling", "pottery", "boat building", "paper making", "salt panning"]
+TRADES = [
+    "salmon fishing",
+    "wool weaving",
+    "copper mining",
+    "cider pressing",
+    "glass blowing",
+    "clock making",
+    "cheese making",
+    "timber milling",
+    "pottery",
+    "boat building",
+    "paper making",
+    "salt panning",
+]
 
 
 def gazetteer(count: int, seed: int = 3) -> list[tuple[str, str, str]]:
@@ -111,11 +242,16 @@ def gazetteer(count: int, seed: int = 3) -> list[tuple[str, str, str]]:
         founder = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
         river = (rng.choice(SYLLABLES) + rng.choice(["a", "en", "is", "ow"])).capitalize()
         year = years[i]
-        text = (f"# {name}\n{name} is a market town on the river {river}. It was founded in {year} by {founder}, "
-                f"and about {rng.randint(2, 90) * 100:,} people live there today. Its main trade is "
-                f"{rng.choice(TRADES)}, and a fair is held every {rng.choice(['May', 'June', 'August', 'October'])}.")
-        question = [f"In which year was {name} founded?", f"Who founded the town of {name}?",
-                    f"Which river flows through {name}?"][i % 3]
+        text = (
+            f"# {name}\n{name} is a market town on the river {river}. It was founded in {year} by {founder}, "
+            f"and about {rng.randint(2, 90) * 100:,} people live there today. Its main trade is "
+            f"{rng.choice(TRADES)}, and a fair is held every {rng.choice(['May', 'June', 'August', 'October'])}."
+        )
+        question = [
+            f"In which year was {name} founded?",
+            f"Who founded the town of {name}?",
+            f"Which river flows through {name}?",
+        ][i % 3]
         out.append((text, question, f"Which town was founded in {year}?"))
     return out
 
@@ -166,8 +302,10 @@ def main(argv: list[str] | None = None) -> int:
                     start = time.perf_counter()
                     passages = retrieve.query("Bench", question, k=10, mode=mode, embedder=embedder, index=index)
                     timings[mode].append(time.perf_counter() - start)
-                    rank = next((r for r, p in enumerate(passages, start=1)
-                                 if p.file == file and p.page <= page <= p.page_end), None)
+                    rank = next(
+                        (r for r, p in enumerate(passages, start=1) if p.file == file and p.page <= page <= p.page_end),
+                        None,
+                    )
                     ranks.setdefault((mode, kind), []).append(rank)
 
     def recall5(found: list[int | None]) -> float:
@@ -182,11 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     for mode in retrieve.MODES:
         every = [r for kind in kinds for r in ranks[(mode, kind)]]
         totals[mode] = (recall5(every), mrr(every))
-        print(f"{mode:8} " + " ".join(f"{recall5(ranks[(mode, k)]):14.3f} {mrr(ranks[(mode, k)]):14.3f}"
-                                      for k in kinds) + f"   {1000 * statistics.median(timings[mode]):.1f}")
-    print(" ".join(f"recall5_{m}={totals[m][0]:.3f}" for m in retrieve.MODES) + " "
-          + " ".join(f"mrr_{m}={totals[m][1]:.3f}" for m in retrieve.MODES)
-          + f" query_ms_p50={1000 * statistics.median(timings['hybrid']):.1f} questions={len(questions)}")
+        print(
+            f"{mode:8} "
+            + " ".join(f"{recall5(ranks[(mode, k)]):14.3f} {mrr(ranks[(mode, k)]):14.3f}" for k in kinds)
+            + f"   {1000 * statistics.median(timings[mode]):.1f}"
+        )
+    print(
+        " ".join(f"recall5_{m}={totals[m][0]:.3f}" for m in retrieve.MODES)
+        + " "
+        + " ".join(f"mrr_{m}={totals[m][1]:.3f}" for m in retrieve.MODES)
+        + f" query_ms_p50={1000 * statistics.median(timings['hybrid']):.1f} questions={len(questions)}"
+    )
     return 0
 
 

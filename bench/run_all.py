@@ -52,12 +52,17 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         elapsed = time.monotonic() - t0
         outcomes.append((script.name, code, elapsed))
-        print(f"=== bench/{script.name}: {'ok' if code == 0 else f'FAILED (exit code {code})'} in {elapsed:.0f} s",
-              flush=True)
+        print(
+            f"=== bench/{script.name}: {'ok' if code == 0 else f'FAILED (exit code {code})'} in {elapsed:.0f} s",
+            flush=True,
+        )
 
     failed = [name for name, code, _ in outcomes if code != 0]
-    print(f"=== {len(outcomes) - len(failed)}/{len(outcomes)} benchmarks passed"
-          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    print(
+        f"=== {len(outcomes) - len(failed)}/{len(outcomes)} benchmarks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
     return 1 if failed else 0
 
 

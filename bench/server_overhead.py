@@ -50,9 +50,13 @@ def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
     import httpx
 
     env = dict(os.environ, MACAPP_HOME=str(home), PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, "-m", "macapp", "serve", "--port", str(port), "--ctx", "1024",
-                                "--idle-unload", "0"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=log.open("w"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "macapp", "serve", "--port", str(port), "--ctx", "1024", "--idle-unload", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -66,8 +70,14 @@ def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
 
 
 def server_tps(client, url: str, model: str, n_tokens: int) -> tuple[float, int]:
-    body = {"model": model, "messages": MESSAGES, **SAMPLING, "max_tokens": n_tokens, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "messages": MESSAGES,
+        **SAMPLING,
+        "max_tokens": n_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     first = last = 0.0
     tokens = 0
     with client.stream("POST", f"{url}/chat/completions", json=body) as response:
@@ -175,15 +185,18 @@ def main(argv: list[str] | None = None) -> int:
                 direct_tps(engine, 20)
                 servers, directs = [], []
                 for i in range(args.runs):
-                    for side in (("server", "direct") if i % 2 == 0 else ("direct", "server")):
+                    for side in ("server", "direct") if i % 2 == 0 else ("direct", "server"):
                         if side == "server":
                             tps, n_server = server_tps(client, url, big.name, args.tokens)
                             servers.append(tps)
                         else:
                             tps, n_direct = direct_tps(engine, args.tokens)
                             directs.append(tps)
-                    print(f"run {i + 1}: server {servers[-1]:.1f} tokens/s ({n_server}), "
-                          f"direct {directs[-1]:.1f} tokens/s ({n_direct})", flush=True)
+                    print(
+                        f"run {i + 1}: server {servers[-1]:.1f} tokens/s ({n_server}), "
+                        f"direct {directs[-1]:.1f} tokens/s ({n_direct})",
+                        flush=True,
+                    )
             engine.unload()
 
             small = open_engine(str(tiny), n_ctx=1024)
@@ -194,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             small.unload()
             rps_1 = max(requests_per_s(url, tiny.name, 1, args.requests) for _ in rounds)
             rps_4 = max(requests_per_s(url, tiny.name, 4, args.requests) for _ in rounds)
-            print(f"small completions: 4 clients {rps_4:.0f}/s, 1 client {rps_1:.0f}/s, direct {direct_rps:.0f}/s",
-                  flush=True)
+            print(
+                f"small completions: 4 clients {rps_4:.0f}/s, 1 client {rps_1:.0f}/s, direct {direct_rps:.0f}/s",
+                flush=True,
+            )
         finally:
             server.send_signal(signal.SIGINT)
             try:
@@ -205,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     ratio = max(servers) / max(directs)
     median_ratio = statistics.median(servers) / statistics.median(directs)
     ok = ratio >= TARGET
-    print(f"server_decode_ratio={ratio:.3f} median_ratio={median_ratio:.3f} server_tps={max(servers):.1f} "
-          f"direct_tps={max(directs):.1f} rps_4_clients={rps_4:.1f} rps_1_client={rps_1:.1f} "
-          f"direct_rps={direct_rps:.1f} target={TARGET} ok={ok}")
+    print(
+        f"server_decode_ratio={ratio:.3f} median_ratio={median_ratio:.3f} server_tps={max(servers):.1f} "
+        f"direct_tps={max(directs):.1f} rps_4_clients={rps_4:.1f} rps_1_client={rps_1:.1f} "
+        f"direct_rps={direct_rps:.1f} target={TARGET} ok={ok}"
+    )
     return 0 if ok else 1
 
 

@@ -79,8 +79,14 @@ def drop_page_cache() -> bool:
 
 def measure(cmd: list[str], home: Path) -> tuple[float, float]:
     """(first paint, process wall time) in seconds for one fresh process."""
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MACAPP_HOME=str(home / "orchard"),
-               HF_HUB_CACHE=str(home / "hf"), HOME=str(home), MACAPP_EXIT_AFTER_PAINT="1")
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        MACAPP_HOME=str(home / "orchard"),
+        HF_HUB_CACHE=str(home / "hf"),
+        HOME=str(home),
+        MACAPP_EXIT_AFTER_PAINT="1",
+    )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     # As on a user's machine, the bytecode compiled by the warm-up run is reused (some sandboxes set
     # PYTHONDONTWRITEBYTECODE, which recompiles every module on every start: +~110 ms here).
@@ -93,8 +99,10 @@ def measure(cmd: list[str], home: Path) -> tuple[float, float]:
     for line in proc.stdout.splitlines():
         if line.startswith("first_paint_s="):
             return float(line.split()[0].split("=", 1)[1]), wall
-    raise RuntimeError(f"{' '.join(cmd[:3])} printed no first_paint_s (exit {proc.returncode}):\n"
-                       f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    raise RuntimeError(
+        f"{' '.join(cmd[:3])} printed no first_paint_s (exit {proc.returncode}):\n"
+        f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     if bundle is not None and not bundle.is_file():
         print(f"no bundle at {bundle}: run `make bundle` first (or pass --no-bundle)", flush=True)
         return 1
-    print(f"app: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))}"
-          + (f"; bundle: {bundle}" if bundle else ""), flush=True)
+    print(
+        f"app: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))}"
+        + (f"; bundle: {bundle}" if bundle else ""),
+        flush=True,
+    )
     measure(cmd, Path(tempfile.mkdtemp(prefix="orchard-bench-")))  # warm the OS file cache once
     app_times, bundle_times, base_times, cold_base_times = [], [], [], []
     cold = False
@@ -127,13 +138,17 @@ def main(argv: list[str] | None = None) -> int:
                 bundle_times.append(bundle_paint)
                 cold_base_times.append(cold_base)
                 kind = " cold" if cold else ""
-                line += (f" bundle{kind} first_paint_s={bundle_paint:.3f} (process {bundle_wall:.3f} s)"
-                         f"  baseline{kind} {cold_base:.3f} |")
+                line += (
+                    f" bundle{kind} first_paint_s={bundle_paint:.3f} (process {bundle_wall:.3f} s)"
+                    f"  baseline{kind} {cold_base:.3f} |"
+                )
                 measure(cmd, Path(tmp) / "rewarm")
             app_paint, app_wall = measure(cmd, Path(tmp) / "app")
             base_paint, base_wall = measure([sys.executable, "-c", BASELINE], Path(tmp) / "base")
-            line += (f" app first_paint_s={app_paint:.3f} (process {app_wall:.3f} s)"
-                     f"  baseline first_paint_s={base_paint:.3f} (process {base_wall:.3f} s)")
+            line += (
+                f" app first_paint_s={app_paint:.3f} (process {app_wall:.3f} s)"
+                f"  baseline first_paint_s={base_paint:.3f} (process {base_wall:.3f} s)"
+            )
         app_times.append(app_paint)
         base_times.append(base_paint)
         print(line, flush=True)
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if bundle is not None:
         bundle_median = statistics.median(bundle_times)
         ok = ok and bundle_median < args.bundle_target_s
-        summary += (f"bundle_{'cold' if cold else 'warm'}_median_s={bundle_median:.3f} ")
+        summary += f"bundle_{'cold' if cold else 'warm'}_median_s={bundle_median:.3f} "
     summary += f"baseline_median_s={base_median:.3f} ratio={app_median / base_median:.2f} "
     if bundle is not None:
         cold_base = statistics.median(cold_base_times)

@@ -22,32 +22,78 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2_GGUF = ROOT / "tests" / "data" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-PERSON = {"type": "object", "properties": {
-    "name": {"type": "string", "maxLength": 40}, "age": {"type": "integer"},
-    "languages": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 3},
-    "address": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
-                                                 "country": {"enum": ["FR", "DE", "IT", "ES"]}},
-                "required": ["city", "country"]}},
-    "required": ["name", "age", "address"]}
-REVIEW = {"type": "object", "properties": {
-    "title": {"type": "string", "maxLength": 60}, "rating": {"enum": [1, 2, 3, 4, 5]},
-    "pros": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 3},
-    "recommended": {"type": "boolean"}},
-    "required": ["title", "rating", "recommended"]}
-TASKS = {"type": "object", "properties": {
-    "tasks": {"type": "array", "minItems": 1, "maxItems": 4, "items": {"type": "object", "properties": {
-        "what": {"type": "string", "maxLength": 50}, "priority": {"enum": ["low", "medium", "high"]},
-        "done": {"type": "boolean"}}, "required": ["what", "priority"]}}},
-    "required": ["tasks"]}
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 40},
+        "age": {"type": "integer"},
+        "languages": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 3},
+        "address": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 30}, "country": {"enum": ["FR", "DE", "IT", "ES"]}},
+            "required": ["city", "country"],
+        },
+    },
+    "required": ["name", "age", "address"],
+}
+REVIEW = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 60},
+        "rating": {"enum": [1, 2, 3, 4, 5]},
+        "pros": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 3},
+        "recommended": {"type": "boolean"},
+    },
+    "required": ["title", "rating", "recommended"],
+}
+TASKS = {
+    "type": "object",
+    "properties": {
+        "tasks": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 4,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "what": {"type": "string", "maxLength": 50},
+                    "priority": {"enum": ["low", "medium", "high"]},
+                    "done": {"type": "boolean"},
+                },
+                "required": ["what", "priority"],
+            },
+        }
+    },
+    "required": ["tasks"],
+}
 TOOLS = [
-    {"name": "get_weather", "description": "The current weather in a city", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string", "maxLength": 40},
-                                         "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}},
-    {"name": "search_documents", "description": "Search the user's PDFs", "parameters": {
-        "type": "object", "properties": {"query": {"type": "string", "maxLength": 60},
-                                         "max_results": {"type": "integer"}}, "required": ["query"]}},
-    {"name": "get_time", "description": "The time now in a time zone", "parameters": {
-        "type": "object", "properties": {"zone": {"type": "string", "maxLength": 40}}, "required": ["zone"]}},
+    {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 40}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"],
+        },
+    },
+    {
+        "name": "search_documents",
+        "description": "Search the user's PDFs",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string", "maxLength": 60}, "max_results": {"type": "integer"}},
+            "required": ["query"],
+        },
+    },
+    {
+        "name": "get_time",
+        "description": "The time now in a time zone",
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string", "maxLength": 40}},
+            "required": ["zone"],
+        },
+    },
 ]
 CASES = [
     ("person", "Describe a software engineer who lives in Berlin."),
@@ -92,18 +138,20 @@ def run_case(engine, kind: str, prompt: str, sampling) -> tuple[bool, float, str
     from macapp.core.progress import drain
 
     if kind == "tools":
-        spec = OutputSpec(tools=tuple(ToolSpec(**t) for t in TOOLS), tool_choice="required",
-                          parallel_tool_calls=False)
+        spec = OutputSpec(tools=tuple(ToolSpec(**t) for t in TOOLS), tool_choice="required", parallel_tool_calls=False)
         messages = [{"role": "user", "content": prompt}]
     else:
         spec = OutputSpec(response_schema=SCHEMAS[kind])
-        messages = [{"role": "user", "content": f"{prompt}\nAnswer with only JSON matching this schema: "
-                                                f"{json.dumps(SCHEMAS[kind])}"}]
+        messages = [
+            {
+                "role": "user",
+                "content": f"{prompt}\nAnswer with only JSON matching this schema: {json.dumps(SCHEMAS[kind])}",
+            }
+        ]
     started = time.perf_counter()
     _, result = drain(stream_structured(engine, messages, spec, sampling, max_attempts=1))
     valid = not result.problems and (bool(result.tool_calls) if kind == "tools" else result.value is not None)
-    shown = (json.dumps([[c.name, c.arguments] for c in result.tool_calls]) if result.tool_calls
-             else result.result.text)
+    shown = json.dumps([[c.name, c.arguments] for c in result.tool_calls]) if result.tool_calls else result.result.text
     return valid, time.perf_counter() - started, shown if valid else f"{shown[:80]!r} -> {result.problems[:1]}"
 
 
@@ -132,14 +180,18 @@ def main(argv: list[str] | None = None) -> int:
             ok, took, shown = run_case(target, kind, prompt, sampling)
             valid[arm] += ok
             seconds[arm] += took
-            print(f"{i + 1:2d} {kind:6s} {arm:7s} grammar {'valid  ' if ok else 'INVALID'} {took:5.1f} s  "
-                  f"{shown[:110]}", flush=True)
+            print(
+                f"{i + 1:2d} {kind:6s} {arm:7s} grammar {'valid  ' if ok else 'INVALID'} {took:5.1f} s  {shown[:110]}",
+                flush=True,
+            )
     engine.unload()
     n = len(CASES)
     rate_with, rate_without = valid["with"] / n, valid["without"] / n
     ratio = f"{rate_with / rate_without:.1f}" if rate_without else "inf"
-    print(f"schema-valid: {valid['with']}/{n} with the grammar, {valid['without']}/{n} without; "
-          f"time per answer {seconds['with'] / n:.1f} s with, {seconds['without'] / n:.1f} s without")
+    print(
+        f"schema-valid: {valid['with']}/{n} with the grammar, {valid['without']}/{n} without; "
+        f"time per answer {seconds['with'] / n:.1f} s with, {seconds['without'] / n:.1f} s without"
+    )
     ok = valid["with"] == n
     print(f"with_grammar={rate_with:.2f} without_grammar={rate_without:.2f} ratio={ratio} ok={ok}")
     return 0 if ok else 1

@@ -34,8 +34,9 @@ LLAMA3 = (
     "{% endif %}{{ content }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
-BOMB = ("{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}"
-        "{% endfor %}{% endfor %}{% endfor %}")
+BOMB = (
+    "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}{% endfor %}{% endfor %}{% endfor %}"
+)
 TARGET_RATIO = 2.0  # the limits cost about a microsecond per message (intercepted +, filters, loop steps);
 # twice a render of a tenth of a millisecond is still far below the time of one generated token
 TARGET_BOMB_S = 2.0
@@ -55,8 +56,12 @@ def smollm2_template() -> tuple[str, str]:
 def conversation(turns: int) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": "You are a helpful assistant. Answer briefly."}]
     for i in range(turns):
-        messages.append({"role": "user" if i % 2 == 0 else "assistant",
-                         "content": f"Turn {i}: " + "some words of a conversation " * 12})
+        messages.append(
+            {
+                "role": "user" if i % 2 == 0 else "assistant",
+                "content": f"Turn {i}: " + "some words of a conversation " * 12,
+            }
+        )
     return messages
 
 
@@ -90,8 +95,13 @@ def measure(name: str, source: str, messages: list[dict[str, str]], env: Any) ->
 
     ours = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
     plain = env.from_string(source)
-    variables = {"tools": None, "bos_token": "<s>", "eos_token": "</s>", "messages": messages,
-                 "add_generation_prompt": True}
+    variables = {
+        "tools": None,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "messages": messages,
+        "add_generation_prompt": True,
+    }
     rendered = ours.render(messages)
     if rendered.notice is not None or rendered.text != plain.render(variables):
         print(f"{name}: renders differently ({rendered.notice})", file=sys.stderr)
@@ -108,16 +118,20 @@ def main() -> int:
     env = baseline_environment()
     smollm2, origin = smollm2_template()
     print(f"SmolLM2 template: {origin}", flush=True)
-    ratios = [measure(f"{name}, {turns} turns", source, conversation(turns), env)
-              for name, source in (("SmolLM2", smollm2), ("Llama 3", LLAMA3)) for turns in (2, 40)]
+    ratios = [
+        measure(f"{name}, {turns} turns", source, conversation(turns), env)
+        for name, source in (("SmolLM2", smollm2), ("Llama 3", LLAMA3))
+        for turns in (2, 40)
+    ]
     start = time.perf_counter()
     rendered = ChatTemplate(BOMB).render(conversation(2))
     bomb_s = time.perf_counter() - start
     print(f"10^9-step loop: {bomb_s:.2f} s, notice: {rendered.notice}", flush=True)
     worst = max(ratios)
     ok = worst <= TARGET_RATIO and bomb_s <= TARGET_BOMB_S and rendered.notice is not None
-    print(f"worst_ratio={worst:.2f} bomb_s={bomb_s:.2f} target_ratio={TARGET_RATIO} target_bomb_s={TARGET_BOMB_S} "
-          f"ok={ok}")
+    print(
+        f"worst_ratio={worst:.2f} bomb_s={bomb_s:.2f} target_ratio={TARGET_RATIO} target_bomb_s={TARGET_BOMB_S} ok={ok}"
+    )
     return 0 if ok else 1
 
 

@@ -22,22 +22,56 @@ import tempfile
 from pathlib import Path
 
 ANSWER = "hello world!"
-QUESTIONS = ["hi", "hello there", "good morning", "hey, how are you?", "what do you say?", "greetings",
-             "say something", "tell me a thing", "what is the sky?", "your favourite word?", "a quick answer?",
-             "read my book", "the lazy dog", "what colour is grass?", "any news today?", "music or books?",
-             "where is the orchard?", "which fruit is red?", "write some code", "thank you"]
-UNSEEN = ["what is your name?", "tell me about the sea.", "is it night?", "pick a fruit.", "how old is the tree?",
-          "do you like water?", "read me a page.", "when is tomorrow?"]
+QUESTIONS = [
+    "hi",
+    "hello there",
+    "good morning",
+    "hey, how are you?",
+    "what do you say?",
+    "greetings",
+    "say something",
+    "tell me a thing",
+    "what is the sky?",
+    "your favourite word?",
+    "a quick answer?",
+    "read my book",
+    "the lazy dog",
+    "what colour is grass?",
+    "any news today?",
+    "music or books?",
+    "where is the orchard?",
+    "which fruit is red?",
+    "write some code",
+    "thank you",
+]
+UNSEEN = [
+    "what is your name?",
+    "tell me about the sea.",
+    "is it night?",
+    "pick a fruit.",
+    "how old is the tree?",
+    "do you like water?",
+    "read me a page.",
+    "when is tomorrow?",
+]
 
 
 def build(root: Path, hidden: int, layers: int) -> tuple[Path, Path]:
     from macapp.core.tuning.datasets import write_jsonl
     from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 
-    model = write_tiny_mlx(root / "model", hidden=hidden, layers=layers, heads=max(2, hidden // 64),
-                           kv_heads=max(2, hidden // 64), ff=hidden * 2)
-    data = write_jsonl(root / "hello.jsonl", [
-        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": ANSWER}]} for q in QUESTIONS])
+    model = write_tiny_mlx(
+        root / "model",
+        hidden=hidden,
+        layers=layers,
+        heads=max(2, hidden // 64),
+        kv_heads=max(2, hidden // 64),
+        ff=hidden * 2,
+    )
+    data = write_jsonl(
+        root / "hello.jsonl",
+        [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": ANSWER}]} for q in QUESTIONS],
+    )
     return model, data
 
 
@@ -56,8 +90,8 @@ def answers(model: Path, adapter: Path) -> tuple[list[str], float]:
         chat = [{"role": "user", "content": question}, {"role": "assistant", "content": ANSWER}]
         full = tok.apply_chat_template(chat, return_dict=False)
         ids = mx.array(full)[None]
-        logits = lm(ids[:, :-1])[0, len(prompt) - 1:]
-        losses.append(nn.losses.cross_entropy(logits, ids[0, len(prompt):]).mean().item())
+        logits = lm(ids[:, :-1])[0, len(prompt) - 1 :]
+        losses.append(nn.losses.cross_entropy(logits, ids[0, len(prompt) :]).mean().item())
     return out, sum(losses) / len(losses)
 
 
@@ -65,9 +99,24 @@ def run(model: Path, data: Path, name: str, mask: bool | None, iters: int) -> tu
     from macapp.core.progress import drain
     from macapp.core.tuning.train import TrainOptions, train_lora
 
-    opts = TrainOptions(base=model, data=data, name=name, rank=8, layers=-1, learning_rate=1e-3, iters=iters,
-                        batch_size=4, max_seq_length=128, mask_prompt=mask, steps_per_report=10,
-                        steps_per_eval=iters, save_every=0, valid_fraction=0.2, seed=0, check_memory=False)
+    opts = TrainOptions(
+        base=model,
+        data=data,
+        name=name,
+        rank=8,
+        layers=-1,
+        learning_rate=1e-3,
+        iters=iters,
+        batch_size=4,
+        max_seq_length=128,
+        mask_prompt=mask,
+        steps_per_report=10,
+        steps_per_eval=iters,
+        save_every=0,
+        valid_fraction=0.2,
+        seed=0,
+        check_memory=False,
+    )
     seen, result = drain(train_lora(opts))
     trained = [p.trained_tokens for p in seen if p.stage == "training"][-1]
     said, answer_loss = answers(model, result.adapter.path)
@@ -86,15 +135,21 @@ def main(argv: list[str] | None = None) -> int:
         model, data = build(root, args.hidden, args.layers)
         learned, loss = {}, {}
         for label, mask in (("answers only (default)", None), ("everything (--train-on-prompt)", False)):
-            said, loss[mask], trained, train_loss = run(model, data, "masked" if mask is None else "unmasked", mask,
-                                                        args.iters)
+            said, loss[mask], trained, train_loss = run(
+                model, data, "masked" if mask is None else "unmasked", mask, args.iters
+            )
             learned[mask] = sum(s == ANSWER for s in said)
-            print(f"{label}: {trained:,} trained tokens, train loss {train_loss:.3f}, loss of the answer after "
-                  f"unseen questions {loss[mask]:.3f}; greedy answers: {said}", flush=True)
+            print(
+                f"{label}: {trained:,} trained tokens, train loss {train_loss:.3f}, loss of the answer after "
+                f"unseen questions {loss[mask]:.3f}; greedy answers: {said}",
+                flush=True,
+            )
     masked, unmasked = learned[None], learned[False]
     ok = masked == len(UNSEEN)
-    print(f"masked_learned={masked}/{len(UNSEEN)} unmasked_learned={unmasked}/{len(UNSEEN)} "
-          f"answer_loss_ratio={loss[False] / loss[None]:.2f} iters={args.iters} ok={ok}")
+    print(
+        f"masked_learned={masked}/{len(UNSEEN)} unmasked_learned={unmasked}/{len(UNSEEN)} "
+        f"answer_loss_ratio={loss[False] / loss[None]:.2f} iters={args.iters} ok={ok}"
+    )
     return 0 if ok else 1
 
 

@@ -29,8 +29,18 @@ from pathlib import Path
 
 TPS_TARGET = 0.95
 MEM_TARGET = 1.05
-SETTINGS = dict(batch_size=4, rank=8, layers=4, learning_rate=1e-4, max_seq_length=256, steps_per_report=10,
-                steps_per_eval=1000, save_every=20, seed=0, mask_prompt=True)
+SETTINGS = dict(
+    batch_size=4,
+    rank=8,
+    layers=4,
+    learning_rate=1e-4,
+    max_seq_length=256,
+    steps_per_report=10,
+    steps_per_eval=1000,
+    save_every=20,
+    seed=0,
+    mask_prompt=True,
+)
 _REF_HOOK = (
     "import atexit, runpy, sys\n"
     "import mlx.core as mx\n"
@@ -60,8 +70,10 @@ def build(root: Path) -> tuple[Path, Path]:
         """A chat of 66-96 tokens: every batch pads to 97, so the compiled step is built once (mlx's CPU
         compiler is slow; a new padded length mid-run would time the compiler, not training)."""
         while True:
-            messages = [{"role": "user", "content": words(5, 20) + "?"},
-                        {"role": "assistant", "content": words(5, 25) + "."}]
+            messages = [
+                {"role": "user", "content": words(5, 20) + "?"},
+                {"role": "assistant", "content": words(5, 25) + "."},
+            ]
             if 66 <= len(tokenizer.apply_chat_template(messages, return_dict=False)) <= 96:
                 return json.dumps({"messages": messages})
 
@@ -95,12 +107,40 @@ def run_app(model: Path, data: Path, iters: int, name: str) -> tuple[float, int,
 
 
 def run_reference(model: Path, data: Path, iters: int, out: Path) -> tuple[float, int, float]:
-    cmd = [sys.executable, "-c", _REF_HOOK, "lora", "--model", str(model), "--train", "--data", str(data),
-           "--iters", str(iters), "--batch-size", str(SETTINGS["batch_size"]),
-           "--num-layers", str(SETTINGS["layers"]), "--learning-rate", str(SETTINGS["learning_rate"]),
-           "--max-seq-length", str(SETTINGS["max_seq_length"]), "--steps-per-report", str(SETTINGS["steps_per_report"]),
-           "--steps-per-eval", str(SETTINGS["steps_per_eval"]), "--save-every", str(SETTINGS["save_every"]),
-           "--seed", str(SETTINGS["seed"]), "--mask-prompt", "--adapter-path", str(out), "-c", str(_lora_config(out))]
+    cmd = [
+        sys.executable,
+        "-c",
+        _REF_HOOK,
+        "lora",
+        "--model",
+        str(model),
+        "--train",
+        "--data",
+        str(data),
+        "--iters",
+        str(iters),
+        "--batch-size",
+        str(SETTINGS["batch_size"]),
+        "--num-layers",
+        str(SETTINGS["layers"]),
+        "--learning-rate",
+        str(SETTINGS["learning_rate"]),
+        "--max-seq-length",
+        str(SETTINGS["max_seq_length"]),
+        "--steps-per-report",
+        str(SETTINGS["steps_per_report"]),
+        "--steps-per-eval",
+        str(SETTINGS["steps_per_eval"]),
+        "--save-every",
+        str(SETTINGS["save_every"]),
+        "--seed",
+        str(SETTINGS["seed"]),
+        "--mask-prompt",
+        "--adapter-path",
+        str(out),
+        "-c",
+        str(_lora_config(out)),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     rates, stamps, peak, tail = [], [], None, []
@@ -135,22 +175,27 @@ def main(argv: list[str] | None = None) -> int:
         model, data = build(root)
         app_tps, ref_tps, app_mem, ref_mem, app_wall, ref_wall = [], [], [], [], [], []
         for i in range(args.runs):
-            for who in (("app", "ref") if i % 2 == 0 else ("ref", "app")):
+            for who in ("app", "ref") if i % 2 == 0 else ("ref", "app"):
                 if who == "app":
                     tps, mem, wall = run_app(model, data, args.iters, f"bench-{i}")
                     app_tps.append(tps), app_mem.append(mem), app_wall.append(wall)
                 else:
                     tps, mem, wall = run_reference(model, data, args.iters, root / "ref" / f"run-{i}")
                     ref_tps.append(tps), ref_mem.append(mem), ref_wall.append(wall)
-            print(f"run {i + 1}: app {app_tps[-1]:.0f} tok/s, peak {app_mem[-1] / 1e6:.1f} MB; "
-                  f"mlx_lm {ref_tps[-1]:.0f} tok/s, peak {ref_mem[-1] / 1e6:.1f} MB", flush=True)
+            print(
+                f"run {i + 1}: app {app_tps[-1]:.0f} tok/s, peak {app_mem[-1] / 1e6:.1f} MB; "
+                f"mlx_lm {ref_tps[-1]:.0f} tok/s, peak {ref_mem[-1] / 1e6:.1f} MB",
+                flush=True,
+            )
     tps_ratio = statistics.median(app_tps) / statistics.median(ref_tps)
     mem_ratio = statistics.median(app_mem) / statistics.median(ref_mem)
     wall_ratio = statistics.median(ref_wall) / statistics.median(app_wall)
     ok = tps_ratio >= TPS_TARGET and mem_ratio <= MEM_TARGET
-    print(f"train_tokens_per_s_ratio={tps_ratio:.3f} peak_mem_ratio={mem_ratio:.3f} wall_ratio={wall_ratio:.3f} "
-          f"app_tps={statistics.median(app_tps):.0f} mlx_lm_tps={statistics.median(ref_tps):.0f} "
-          f"targets=>={TPS_TARGET},<={MEM_TARGET} ok={ok}")
+    print(
+        f"train_tokens_per_s_ratio={tps_ratio:.3f} peak_mem_ratio={mem_ratio:.3f} wall_ratio={wall_ratio:.3f} "
+        f"app_tps={statistics.median(app_tps):.0f} mlx_lm_tps={statistics.median(ref_tps):.0f} "
+        f"targets=>={TPS_TARGET},<={MEM_TARGET} ok={ok}"
+    )
     return 0 if ok else 1
 
 

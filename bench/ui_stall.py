@@ -27,6 +27,7 @@ Usage: ``python -m bench.ui_stall [--runs 5] [--max-tokens 2000] [--tick-ms 1] [
 The line before last reads ``idle_max_stall_ms=… p99_stall_ms=… speed_ratio=… target_ms=16 ok=…``;
 the last line is ``ui_max_stall_ms=X.X``. The exit code is 1 if the target is missed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,10 +52,18 @@ def engine_alone(model: Path, max_tokens: int, runs: int) -> float:
     started from this process's main thread would stay and slow the window's engine thread down
     (measured: ~8x on 2 CPUs).
     """
-    code = ("import sys; from pathlib import Path; from bench.ui_stall import _engine_alone; "
-            f"print(_engine_alone(Path(sys.argv[1]), {int(max_tokens)}, {int(runs)}))")
-    out = subprocess.run([sys.executable, "-c", code, str(model)], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    code = (
+        "import sys; from pathlib import Path; from bench.ui_stall import _engine_alone; "
+        f"print(_engine_alone(Path(sys.argv[1]), {int(max_tokens)}, {int(runs)}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(model)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -71,8 +80,9 @@ def _engine_alone(model: Path, max_tokens: int, runs: int) -> float:
     speeds = []
     try:
         for run in range(runs):
-            stream = engine.stream_chat([{"role": "user", "content": PROMPT}],
-                                        SamplingSettings(max_tokens=max_tokens, seed=run))
+            stream = engine.stream_chat(
+                [{"role": "user", "content": PROMPT}], SamplingSettings(max_tokens=max_tokens, seed=run)
+            )
             while True:
                 try:
                     next(stream)
@@ -153,8 +163,11 @@ def measure(model: Path, args: argparse.Namespace) -> dict[str, float]:
             spans.append((start, end))
             turn = finished[run]
             speeds.append(turn.result.tokens_per_s)
-            print(f"run {run + 1}: {turn.result.completion_tokens} tokens at {turn.result.tokens_per_s:,.0f} tokens/s"
-                  f" ({turn.result.finish_reason}), {len(turn.result.text):,} characters", flush=True)
+            print(
+                f"run {run + 1}: {turn.result.completion_tokens} tokens at {turn.result.tokens_per_s:,.0f} tokens/s"
+                f" ({turn.result.finish_reason}), {len(turn.result.text):,} characters",
+                flush=True,
+            )
     finally:
         timer.stop()
         page.shutdown()
@@ -163,8 +176,13 @@ def measure(model: Path, args: argparse.Namespace) -> dict[str, float]:
     late = [((b - a) * 1000 - args.tick_ms, b) for a, b in zip(ticks, ticks[1:])]
     busy = sorted(x for x, t in late if any(s <= t <= e for s, e in spans)) or [0.0]
     quiet = [x for x, t in late if idle_start < t <= idle_end] or [0.0]
-    return {"max_ms": busy[-1], "p99_ms": busy[int(0.99 * (len(busy) - 1))], "idle_max_ms": max(quiet),
-            "ticks": len(busy), "tokens_per_s": statistics.median(speeds)}
+    return {
+        "max_ms": busy[-1],
+        "p99_ms": busy[int(0.99 * (len(busy) - 1))],
+        "idle_max_ms": max(quiet),
+        "ticks": len(busy),
+        "tokens_per_s": statistics.median(speeds),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,23 +194,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="orchard-bench-ui-stall-") as tmp_name:
         tmp = Path(tmp_name)
-        os.environ.update(MACAPP_HOME=str(tmp / "orchard"), HF_HUB_CACHE=str(tmp / "hf"), HOME=str(tmp),
-                          QT_QPA_PLATFORM="offscreen")
+        os.environ.update(
+            MACAPP_HOME=str(tmp / "orchard"), HF_HUB_CACHE=str(tmp / "hf"), HOME=str(tmp), QT_QPA_PLATFORM="offscreen"
+        )
         sys.path.insert(0, str(ROOT))
         from macapp.core.models.tiny_gguf import write_tiny_gguf
 
         model = write_tiny_gguf(tmp / "tiny-chat.gguf", ctx=N_CTX)
         alone = engine_alone(model, args.max_tokens, 3)
-        print(f"setup: tiny llama GGUF, n_ctx {N_CTX}, {args.runs} answers of {args.max_tokens} tokens, "
-              f"{args.tick_ms} ms heartbeat, {os.cpu_count()} CPUs; the engine alone: {alone:,.0f} tokens/s",
-              flush=True)
+        print(
+            f"setup: tiny llama GGUF, n_ctx {N_CTX}, {args.runs} answers of {args.max_tokens} tokens, "
+            f"{args.tick_ms} ms heartbeat, {os.cpu_count()} CPUs; the engine alone: {alone:,.0f} tokens/s",
+            flush=True,
+        )
         result = measure(model, args)
     ratio = result["tokens_per_s"] / alone if alone else 0.0
     ok = result["max_ms"] < TARGET_MS
-    print(f"streaming: {result['ticks']} ticks, p99 lateness {result['p99_ms']:.1f} ms; "
-          f"{result['tokens_per_s']:,.0f} tokens/s in the window")
-    print(f"idle_max_stall_ms={result['idle_max_ms']:.1f} p99_stall_ms={result['p99_ms']:.1f} "
-          f"speed_ratio={ratio:.2f} target_ms={TARGET_MS:.0f} ok={ok}")
+    print(
+        f"streaming: {result['ticks']} ticks, p99 lateness {result['p99_ms']:.1f} ms; "
+        f"{result['tokens_per_s']:,.0f} tokens/s in the window"
+    )
+    print(
+        f"idle_max_stall_ms={result['idle_max_ms']:.1f} p99_stall_ms={result['p99_ms']:.1f} "
+        f"speed_ratio={ratio:.2f} target_ms={TARGET_MS:.0f} ok={ok}"
+    )
     print(f"ui_max_stall_ms={result['max_ms']:.1f}")
     return 0 if ok else 1
 

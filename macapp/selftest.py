@@ -29,15 +29,44 @@ from pathlib import Path
 
 # Imported by name, as the app imports them (several lazily, so a freeze can miss them).
 BACKEND_MODULES = (
-    "numpy", "psutil", "platformdirs", "rich", "jinja2", "gguf",
-    "llama_cpp", "mlx.core", "mlx.nn", "mlx_lm", "mlx_lm.models.llama", "mlx_lm.tuner.trainer",
-    "mlx_lm.tuner.utils", "mlx_lm.lora", "mlx_lm.fuse", "transformers",
-    "pypdfium2", "chromadb", "huggingface_hub", "starlette.applications", "uvicorn", "httpx",
-    "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtSvg", "PIL.Image",
-    "macapp.core.docs.scan", *(("Vision", "objc") if sys.platform == "darwin" else ("rapidocr", "onnxruntime")),
-    "macapp.core.engines.llama_engine", "macapp.core.engines.mlx_engine", "macapp.core.docs.ingest",
-    "macapp.core.docs.retrieve", "macapp.core.tuning.train", "macapp.core.tuning.runner",
-    "macapp.core.tuning.export", "macapp.core.server.app", "macapp.ui.main_window",
+    "numpy",
+    "psutil",
+    "platformdirs",
+    "rich",
+    "jinja2",
+    "gguf",
+    "llama_cpp",
+    "mlx.core",
+    "mlx.nn",
+    "mlx_lm",
+    "mlx_lm.models.llama",
+    "mlx_lm.tuner.trainer",
+    "mlx_lm.tuner.utils",
+    "mlx_lm.lora",
+    "mlx_lm.fuse",
+    "transformers",
+    "pypdfium2",
+    "chromadb",
+    "huggingface_hub",
+    "starlette.applications",
+    "uvicorn",
+    "httpx",
+    "PySide6.QtCore",
+    "PySide6.QtGui",
+    "PySide6.QtWidgets",
+    "PySide6.QtSvg",
+    "PIL.Image",
+    "macapp.core.docs.scan",
+    *(("Vision", "objc") if sys.platform == "darwin" else ("rapidocr", "onnxruntime")),
+    "macapp.core.engines.llama_engine",
+    "macapp.core.engines.mlx_engine",
+    "macapp.core.docs.ingest",
+    "macapp.core.docs.retrieve",
+    "macapp.core.tuning.train",
+    "macapp.core.tuning.runner",
+    "macapp.core.tuning.export",
+    "macapp.core.server.app",
+    "macapp.ui.main_window",
 )
 
 Step = Callable[[Path], str]
@@ -79,8 +108,7 @@ def step_natives(tmp: Path) -> str:
     if pages != 2:
         raise RuntimeError(f"PDFium read {pages} pages back from a 2-page PDF")
 
-    client = chromadb.PersistentClient(path=str(tmp / "chroma"),
-                                       settings=ChromaSettings(anonymized_telemetry=False))
+    client = chromadb.PersistentClient(path=str(tmp / "chroma"), settings=ChromaSettings(anonymized_telemetry=False))
     col = client.get_or_create_collection("selftest", embedding_function=None, metadata={"hnsw:space": "cosine"})
     col.add(ids=["a", "b"], embeddings=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], documents=["apple", "pear"])
     hit = col.query(query_embeddings=[[0.9, 0.1, 0.0]], n_results=1)["ids"][0][0]
@@ -101,8 +129,9 @@ def step_generate(tmp: Path) -> str:
     cancel = CancelToken()
     drain(engine.load(cancel))
     try:
-        _, result = drain(engine.stream_chat([{"role": "user", "content": "hello"}],
-                                             SamplingSettings(max_tokens=8, seed=1), cancel))
+        _, result = drain(
+            engine.stream_chat([{"role": "user", "content": "hello"}], SamplingSettings(max_tokens=8, seed=1), cancel)
+        )
     finally:
         engine.unload()
     if not result.completion_tokens:
@@ -155,10 +184,13 @@ def step_documents(tmp: Path) -> str:
     from macapp.core.docs.retrieve import query
     from macapp.core.progress import drain
 
-    pdf = _write_text_pdf(tmp / "orchard-care.pdf", [
-        ["Apple trees are pruned in late winter, before the buds open.", "Cut crossing branches first."],
-        ["Pears are picked hard and ripen off the tree, in a cool room."],
-    ])
+    pdf = _write_text_pdf(
+        tmp / "orchard-care.pdf",
+        [
+            ["Apple trees are pruned in late winter, before the buds open.", "Cut crossing branches first."],
+            ["Pears are picked hard and ripen off the tree, in a cool room."],
+        ],
+    )
     embedder = load_embedder()
     _, outcomes = drain(add_files("selftest", [pdf], embedder))
     if [o.status for o in outcomes] != ["added"]:
@@ -178,7 +210,7 @@ def step_ocr(tmp: Path) -> str:
     from macapp.core.progress import drain
 
     pdf = _write_text_pdf(tmp / "label.pdf", [["Quince jelly from the orchard shop"]])
-    (_, pixels, _), = page_images(pdf, [1], 1200)
+    ((_, pixels, _),) = page_images(pdf, [1], 1200)
     picture = tmp / "label.png"
     picture.write_bytes(encode_png(pixels[: pixels.shape[0] // 4]))  # the top of the page, where the line is
     started = time.monotonic()
@@ -206,8 +238,11 @@ def step_serve(tmp: Path) -> str:
         served = next((i for i in ids if i == short_name(model.name)), None)  # the library's short id
         if served is None:
             raise RuntimeError(f"/v1/models does not list the tiny model: {ids}")
-        reply = httpx.post(f"{server.url}/chat/completions", timeout=60, json={
-            "model": served, "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]})
+        reply = httpx.post(
+            f"{server.url}/chat/completions",
+            timeout=60,
+            json={"model": served, "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]},
+        )
         reply.raise_for_status()
         usage = reply.json()["usage"]
     if not usage.get("completion_tokens"):
@@ -227,11 +262,28 @@ def step_tune(tmp: Path) -> str:
     data = tmp / "tune.jsonl"
     with data.open("w", encoding="utf-8") as fh:
         for question in ("what colour is the sky?", "name a colour.", "which colour is the sea?", "pick a colour."):
-            fh.write(json.dumps({"messages": [{"role": "user", "content": question},
-                                              {"role": "assistant", "content": "blue"}]}) + "\n")
-    options = TrainOptions(base=base, data=data, name="selftest", rank=4, layers=-1, iters=4, batch_size=2,
-                           max_seq_length=64, steps_per_report=2, steps_per_eval=4, save_every=4, val_batches=1,
-                           valid_fraction=0.25, check_memory=False)
+            fh.write(
+                json.dumps(
+                    {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "blue"}]}
+                )
+                + "\n"
+            )
+    options = TrainOptions(
+        base=base,
+        data=data,
+        name="selftest",
+        rank=4,
+        layers=-1,
+        iters=4,
+        batch_size=2,
+        max_seq_length=64,
+        steps_per_report=2,
+        steps_per_eval=4,
+        save_every=4,
+        val_batches=1,
+        valid_fraction=0.25,
+        check_memory=False,
+    )
     _, result = drain(train_lora(options))
     if result.iterations != options.iters or result.train_loss is None:
         raise RuntimeError(f"training stopped at {result.iterations} iterations (loss {result.train_loss})")
@@ -309,4 +361,3 @@ def run(visible: bool = False, out=None) -> int:
         return 1
     print(f"selftest ok: {len(STEPS)} steps in {total:.1f} s", file=out, flush=True)
     return 0
-

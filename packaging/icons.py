@@ -19,8 +19,17 @@ SOURCE = ROOT / "resources" / "icon.svg"
 
 # ICNS type code -> pixel size of its PNG (Apple's table; the @2x types are the Retina ones).
 ICNS_TYPES = {
-    "icp4": 16, "icp5": 32, "icp6": 64, "ic07": 128, "ic08": 256, "ic09": 512, "ic10": 1024,
-    "ic11": 32, "ic12": 64, "ic13": 256, "ic14": 512,
+    "icp4": 16,
+    "icp5": 32,
+    "icp6": 64,
+    "ic07": 128,
+    "ic08": 256,
+    "ic09": 512,
+    "ic10": 1024,
+    "ic11": 32,
+    "ic12": 64,
+    "ic13": 256,
+    "ic14": 512,
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -69,10 +78,10 @@ def unpack_icns(data: bytes) -> dict[str, bytes]:
         raise ValueError("not an icns file, or its length is wrong")
     out, pos = {}, 8
     while pos < len(data):
-        code, length = data[pos:pos + 4].decode("ascii"), struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        code, length = data[pos : pos + 4].decode("ascii"), struct.unpack(">I", data[pos + 4 : pos + 8])[0]
         if length < 8 or pos + length > len(data):
             raise ValueError(f"icns entry {code!r} runs past the end of the file")
-        out[code] = data[pos + 8:pos + length]
+        out[code] = data[pos + 8 : pos + length]
         pos += length
     return out
 

@@ -39,19 +39,53 @@ COLLECT_SUBMODULES = [
 ]
 # Single modules imported by name (lazily, inside functions); the selftest imports each in the bundle.
 HIDDEN_IMPORTS = [
-    "llama_cpp", "llama_cpp.llama_cpp", "mlx.core", "mlx.nn", "mlx.optimizers",
-    "mlx_lm.tuner.trainer", "mlx_lm.tuner.utils", "mlx_lm.lora", "mlx_lm.fuse",
-    "chromadb.api.rust", "chromadb.telemetry.product.posthog", "chromadb.segment.impl.metadata.sqlite",
-    "chromadb_rust_bindings", "pypdfium2_raw", "uvicorn.logging", "uvicorn.loops.auto",
-    "uvicorn.protocols.http.auto", "uvicorn.lifespan.on", "PySide6.QtSvg", "tokenizers",
+    "llama_cpp",
+    "llama_cpp.llama_cpp",
+    "mlx.core",
+    "mlx.nn",
+    "mlx.optimizers",
+    "mlx_lm.tuner.trainer",
+    "mlx_lm.tuner.utils",
+    "mlx_lm.lora",
+    "mlx_lm.fuse",
+    "chromadb.api.rust",
+    "chromadb.telemetry.product.posthog",
+    "chromadb.segment.impl.metadata.sqlite",
+    "chromadb_rust_bindings",
+    "pypdfium2_raw",
+    "uvicorn.logging",
+    "uvicorn.loops.auto",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.lifespan.on",
+    "PySide6.QtSvg",
+    "tokenizers",
 ]
 # Package data files (non-Python files inside these packages).
 COLLECT_DATA = ["chromadb", "mlx", "mlx_lm", "llama_cpp", "gguf", "pypdfium2_raw", "certifi"]
 # Distributions whose metadata the code reads (versions in `doctor`, transformers' checks).
 COPY_METADATA = [
-    "macapp", "llama-cpp-python", "mlx", "mlx-lm", "gguf", "huggingface_hub", "chromadb",
-    "PySide6-Essentials", "transformers", "tokenizers", "safetensors", "numpy", "tqdm", "regex",
-    "requests", "packaging", "filelock", "pyyaml", "pypdfium2", "starlette", "uvicorn", "httpx",
+    "macapp",
+    "llama-cpp-python",
+    "mlx",
+    "mlx-lm",
+    "gguf",
+    "huggingface_hub",
+    "chromadb",
+    "PySide6-Essentials",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+    "tqdm",
+    "regex",
+    "requests",
+    "packaging",
+    "filelock",
+    "pyyaml",
+    "pypdfium2",
+    "starlette",
+    "uvicorn",
+    "httpx",
 ]
 # Native libraries, listed so nothing is left to chance: (package, why). The spec collects
 # every shared library inside each with ``collect_dynamic_libs`` and checks one was found.
@@ -72,11 +106,29 @@ if sys.platform != "darwin":
 
 # Left out on purpose (megabytes that no code path of ours reaches).
 EXCLUDES = [
-    "torch", "tensorflow", "jax", "flax",  # transformers can use them; mlx-lm does not
-    "tkinter", "matplotlib", "IPython", "pytest", "openai", "fpdf",
-    "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtNetwork", "PySide6.QtOpenGL", "PySide6.QtDBus",
-    "PySide6.QtPrintSupport", "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtXml", "PySide6.QtConcurrent",
-    "PySide6.QtDesigner", "PySide6.QtHelp", "PySide6.QtUiTools",
+    "torch",
+    "tensorflow",
+    "jax",
+    "flax",  # transformers can use them; mlx-lm does not
+    "tkinter",
+    "matplotlib",
+    "IPython",
+    "pytest",
+    "openai",
+    "fpdf",
+    "PySide6.QtQml",
+    "PySide6.QtQuick",
+    "PySide6.QtNetwork",
+    "PySide6.QtOpenGL",
+    "PySide6.QtDBus",
+    "PySide6.QtPrintSupport",
+    "PySide6.QtSql",
+    "PySide6.QtTest",
+    "PySide6.QtXml",
+    "PySide6.QtConcurrent",
+    "PySide6.QtDesigner",
+    "PySide6.QtHelp",
+    "PySide6.QtUiTools",
 ]
 if sys.platform == "darwin":  # chromadb's default embedding function needs it, which we never call (68 MB);
     EXCLUDES.append("onnxruntime")  # on a Mac, OCR is Vision's: nothing else of ours runs ONNX models

@@ -14,8 +14,9 @@ SHAPES = {
     "gqa_f16": TinySpec(n_embd=128, n_head=4, n_head_kv=1, n_ff=256, qtype="f16"),
     "tied_f16": TinySpec(n_embd=128, n_head=4, n_head_kv=4, n_ff=256, tied=True, qtype="f16"),
     "tied_q8": TinySpec(tied=True, qtype="q8_0"),
-    "gqa_q8_bigvocab": TinySpec(n_embd=128, n_layer=3, n_head=4, n_head_kv=2, n_ff=384, qtype="q8_0",
-                                vocab_size=2000, ctx=4096),
+    "gqa_q8_bigvocab": TinySpec(
+        n_embd=128, n_layer=3, n_head=4, n_head_kv=2, n_ff=384, qtype="q8_0", vocab_size=2000, ctx=4096
+    ),
 }
 
 

@@ -14,16 +14,22 @@ QUOTE_CHARS = 90  # of the cited sentences shown after each source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ask", help="answer a question from a document collection, citing pages",
-                       description="Find the passages of COLLECTION that answer QUESTION (or all of it, when it "
-                                   "fits the context), let MODEL answer from them only, and cite [file, p. N]. "
-                                   "When nothing relevant is found, it says so instead of guessing.")
+    p = sub.add_parser(
+        "ask",
+        help="answer a question from a document collection, citing pages",
+        description="Find the passages of COLLECTION that answer QUESTION (or all of it, when it "
+        "fits the context), let MODEL answer from them only, and cite [file, p. N]. "
+        "When nothing relevant is found, it says so instead of guessing.",
+    )
     p.add_argument("collection", metavar="COLLECTION", help="a collection made with `macapp docs add`")
     p.add_argument("question", metavar="QUESTION")
     _add_model_options(p, positional=False)
     p.add_argument("-k", type=int, default=5, metavar="K", help="passages to retrieve (default 5)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON document: text, found, citations, passages, token counts, timings")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document: text, found, citations, passages, token counts, timings",
+    )
     p.set_defaults(handler=ask_cmd)
 
 
@@ -36,8 +42,16 @@ def ask_cmd(args: argparse.Namespace) -> int:
     index.collection(args.collection)  # an unknown collection fails before the model loads
     engine = load_engine(args, quiet=args.json)
     cancel = CancelToken()
-    stream = ask(args.collection, args.question, engine, k=args.k, system_prompt=args.system,
-                 sampling=sampling_from(args), cancel=cancel, index=index)
+    stream = ask(
+        args.collection,
+        args.question,
+        engine,
+        k=args.k,
+        system_prompt=args.system,
+        sampling=sampling_from(args),
+        cancel=cancel,
+        index=index,
+    )
     try:
         while True:
             try:
@@ -76,6 +90,6 @@ def source_line(citation) -> str:
     Label and quote are data, escaped: unescaped, rich reads ``[name.pdf, p. 2]`` as a style tag and drops it."""
     quote = " ".join(citation.quote.split())
     if len(quote) > QUOTE_CHARS:
-        quote = quote[:QUOTE_CHARS - 1] + "…"
+        quote = quote[: QUOTE_CHARS - 1] + "…"
     shown = f" — “{quote}”" if quote else ""
     return f"[dim]\\[{citation.number}] {escape(citation.label)}{escape(shown)}[/dim]"

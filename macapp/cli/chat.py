@@ -17,10 +17,12 @@ def _add_model_options(p: argparse.ArgumentParser, positional: bool = True) -> N
     if positional:
         p.add_argument("model", metavar="MODEL", help="a .gguf path, a library id or an mlx-lm model folder")
     else:
-        p.add_argument("--model", "-m", required=True, metavar="MODEL",
-                       help="a .gguf path, a library id or an mlx-lm model folder")
-    p.add_argument("--adapter", metavar="A", default=None,
-                   help="a tuned adapter (a name from `macapp adapters`, or its folder)")
+        p.add_argument(
+            "--model", "-m", required=True, metavar="MODEL", help="a .gguf path, a library id or an mlx-lm model folder"
+        )
+    p.add_argument(
+        "--adapter", metavar="A", default=None, help="a tuned adapter (a name from `macapp adapters`, or its folder)"
+    )
     p.add_argument("--system", default="", metavar="S", help="system prompt")
     p.add_argument("--preset", choices=sorted(PRESETS), default="balanced", help="sampling preset (default balanced)")
     help_of = {f.name: f.metadata.get("help", "") for f in fields(SamplingSettings)}
@@ -38,18 +40,27 @@ def _add_model_options(p: argparse.ArgumentParser, positional: bool = True) -> N
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="one answer from a model, streamed",
-                       description="Load MODEL, answer PROMPT with its chat template, print the answer as it streams.")
+    p = sub.add_parser(
+        "run",
+        help="one answer from a model, streamed",
+        description="Load MODEL, answer PROMPT with its chat template, print the answer as it streams.",
+    )
     _add_model_options(p)
     p.add_argument("prompt", metavar="PROMPT", help="the message ('-' reads it from stdin)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON document: text, prompt_tokens, completion_tokens, finish_reason, timings")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document: text, prompt_tokens, completion_tokens, finish_reason, timings",
+    )
     p.add_argument("--stats", action="store_true", help="print token counts and speed on stderr")
     p.set_defaults(handler=run_cmd)
 
-    p = sub.add_parser("chat", help="talk to a model interactively (saved to the chat history)",
-                       description="An interactive chat. Commands: /regen, /new, /system TEXT, /exit. "
-                                   "Conversations are saved and show up in the window.")
+    p = sub.add_parser(
+        "chat",
+        help="talk to a model interactively (saved to the chat history)",
+        description="An interactive chat. Commands: /regen, /new, /system TEXT, /exit. "
+        "Conversations are saved and show up in the window.",
+    )
     _add_model_options(p)
     p.add_argument("--no-history", action="store_true", help="don't save this conversation")
     p.set_defaults(handler=chat_cmd)
@@ -57,8 +68,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def sampling_from(args: argparse.Namespace) -> SamplingSettings:
     base = PRESETS[args.preset]
-    changes = {"temperature": args.temp, "top_p": args.top_p, "top_k": args.top_k, "min_p": args.min_p,
-               "repeat_penalty": args.repeat_penalty, "seed": args.seed, "max_tokens": args.max_tokens}
+    changes = {
+        "temperature": args.temp,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "min_p": args.min_p,
+        "repeat_penalty": args.repeat_penalty,
+        "seed": args.seed,
+        "max_tokens": args.max_tokens,
+    }
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.stop:
         changes["stop"] = tuple(args.stop)
@@ -77,8 +95,13 @@ def load_engine(args: argparse.Namespace, quiet: bool = False):
         return engine
     from rich.progress import BarColumn, Progress, TextColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  transient=True, console=_stderr_console()) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        transient=True,
+        console=_stderr_console(),
+    ) as bar:
         task = bar.add_task(f"Loading {engine_label(engine)}", total=1.0)
         for step in engine.load():
             bar.update(task, completed=step.fraction or 0.0)
@@ -98,8 +121,10 @@ def _stderr_console():
 
 def _stats_line(result) -> str:
     cached = result.prompt_tokens - result.prompt_eval_tokens
-    return (f"{result.prompt_tokens} prompt tokens ({cached} cached), {result.completion_tokens} generated, "
-            f"{result.tokens_per_s:.1f} tokens/s, finish: {result.finish_reason}")
+    return (
+        f"{result.prompt_tokens} prompt tokens ({cached} cached), {result.completion_tokens} generated, "
+        f"{result.tokens_per_s:.1f} tokens/s, finish: {result.finish_reason}"
+    )
 
 
 def run_cmd(args: argparse.Namespace) -> int:
@@ -152,8 +177,9 @@ def chat_cmd(args: argparse.Namespace) -> int:
     store = ChatStore(":memory:" if args.no_history else None)
     session = ChatSession(engine, store, system_prompt=args.system, sampling=sampling)
     err = _stderr_console()
-    err.print(f"[dim]{escape(engine_label(engine))} · context {engine.n_ctx:,} tokens · "
-              "/regen /new /system TEXT /exit[/dim]")
+    err.print(
+        f"[dim]{escape(engine_label(engine))} · context {engine.n_ctx:,} tokens · /regen /new /system TEXT /exit[/dim]"
+    )
     if engine.template_notice:
         err.print(f"[yellow]{escape(engine.template_notice)}[/yellow]")
     try:
@@ -170,15 +196,17 @@ def chat_cmd(args: argparse.Namespace) -> int:
                 err.print("[dim]new conversation[/dim]")
                 continue
             if command.startswith("/system"):
-                session.system_prompt = command[len("/system"):].strip()
+                session.system_prompt = command[len("/system") :].strip()
                 store.update_conversation(session.conversation_id, system_prompt=session.system_prompt)
                 err.print("[dim]system prompt set[/dim]")
                 continue
             if not command:
                 continue
             if re.fullmatch(r"/\w+", line.split(" ", 1)[0]) and command != "/regen":  # "/exti": not for the model
-                err.print(f"unknown command {escape(command.split()[0])}: the commands are /regen /new /system TEXT "
-                          "/exit (start a message with a space to send it as it is)")
+                err.print(
+                    f"unknown command {escape(command.split()[0])}: the commands are /regen /new /system TEXT "
+                    "/exit (start a message with a space to send it as it is)"
+                )
                 continue
             cancel = CancelToken()
             turn = session.regenerate(cancel) if command == "/regen" else session.send(line, cancel)

@@ -16,20 +16,26 @@ from macapp.core.units import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    docs = sub.add_parser("docs", help="document collections (PDFs, images): add, list, remove, query",
-                          description="Index PDFs and images into named collections and retrieve passages from them.")
+    docs = sub.add_parser(
+        "docs",
+        help="document collections (PDFs, images): add, list, remove, query",
+        description="Index PDFs and images into named collections and retrieve passages from them.",
+    )
     actions = docs.add_subparsers(dest="docs_command", metavar="ACTION", required=True)
 
-    p = actions.add_parser("add", help="add PDFs and images to a collection (created if new)",
-                           description="Extract, chunk, embed and index PDFs and images (PNG, JPEG; HEIC on a Mac). "
-                                       "Pages without a text layer (scans) and images are read by OCR, on the "
-                                       "device. A file already in the collection is skipped; one that can't be "
-                                       "read is reported and the rest are added (exit code 1 if any failed). "
-                                       "Progress goes to stderr: a bar on a terminal, else a line like "
-                                       "'report.pdf: 340/1000 pages embedded' (or 'read by OCR, about 40 s left') "
-                                       "a second at most. "
-                                       "Ctrl-C stops within a second and rolls back the file in progress (exit "
-                                       "code 130).")
+    p = actions.add_parser(
+        "add",
+        help="add PDFs and images to a collection (created if new)",
+        description="Extract, chunk, embed and index PDFs and images (PNG, JPEG; HEIC on a Mac). "
+        "Pages without a text layer (scans) and images are read by OCR, on the "
+        "device. A file already in the collection is skipped; one that can't be "
+        "read is reported and the rest are added (exit code 1 if any failed). "
+        "Progress goes to stderr: a bar on a terminal, else a line like "
+        "'report.pdf: 340/1000 pages embedded' (or 'read by OCR, about 40 s left') "
+        "a second at most. "
+        "Ctrl-C stops within a second and rolls back the file in progress (exit "
+        "code 130).",
+    )
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("files", metavar="FILE", nargs="+", type=Path)
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -45,23 +51,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=remove_cmd)
 
-    p = actions.add_parser("query", help="the passages that best answer a question (retrieval only)",
-                           description="Passages best first, each on a different page when enough match, as "
-                                       "{file, page, page_start, page_end, text, quote, score}: page (1-based) "
-                                       "holds the sentences that matched (quote); a passage may run over "
-                                       "page_start..page_end. Scores compare within one mode only.")
+    p = actions.add_parser(
+        "query",
+        help="the passages that best answer a question (retrieval only)",
+        description="Passages best first, each on a different page when enough match, as "
+        "{file, page, page_start, page_end, text, quote, score}: page (1-based) "
+        "holds the sentences that matched (quote); a passage may run over "
+        "page_start..page_end. Scores compare within one mode only.",
+    )
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("question", metavar="QUESTION")
     p.add_argument("-k", type=positive_int, default=5, help="how many passages (default 5)")
-    p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid",
-                   help="hybrid (default) fuses keyword and vector ranks")
-    p.add_argument("--neighbours", type=non_negative_int, default=0, metavar="N",
-                   help="chunks of context on each side of a hit (default 0)")
+    p.add_argument(
+        "--mode",
+        choices=["hybrid", "vector", "keyword"],
+        default="hybrid",
+        help="hybrid (default) fuses keyword and vector ranks",
+    )
+    p.add_argument(
+        "--neighbours",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="chunks of context on each side of a hit (default 0)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=query_cmd)
 
-    p = actions.add_parser("reindex", help="re-embed a collection with the current embedder",
-                           description="Needed after changing the embedding model; the PDFs are not re-read.")
+    p = actions.add_parser(
+        "reindex",
+        help="re-embed a collection with the current embedder",
+        description="Needed after changing the embedding model; the PDFs are not re-read.",
+    )
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=reindex_cmd)
@@ -75,6 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 @contextmanager
 def _ctrl_c_cancels(token):
     """First Ctrl-C cancels cooperatively (the file in progress rolls back); a second one interrupts."""
+
     def handler(signum, frame):
         if token.cancelled:
             raise KeyboardInterrupt
@@ -136,8 +158,13 @@ def _run(gen, label: str):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                       console=Console(stderr=True), transient=True)
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         task = bar.add_task(label, total=None)
         bar.start()
     try:
@@ -171,8 +198,9 @@ def add_cmd(args: argparse.Namespace) -> int:
 
     missing = [str(f) for f in args.files if not f.exists()]
     if len(missing) == len(args.files):
-        raise UserError(f"No such file: {missing[0]}" if len(missing) == 1 else f"None of the {len(missing)} files "
-                        "exist.")
+        raise UserError(
+            f"No such file: {missing[0]}" if len(missing) == 1 else f"None of the {len(missing)} files exist."
+        )
     embedder = load_embedder()
     token = CancelToken()
     try:
@@ -189,13 +217,16 @@ def add_cmd(args: argparse.Namespace) -> int:
         out = console()
         for o in outcomes:
             if o.status in ("added", "updated"):
-                out.print(f"[green]✓[/] {o.status} {escape(o.file)} ({plural(o.pages, 'page')}{ocr_note(o.ocr_pages)}, "
-                          f"{o.chunks} passages)")
+                out.print(
+                    f"[green]✓[/] {o.status} {escape(o.file)} ({plural(o.pages, 'page')}{ocr_note(o.ocr_pages)}, "
+                    f"{o.chunks} passages)"
+                )
             elif o.status == "skipped":
                 out.print(f"[dim]·[/] skipped {escape(o.file)}: {escape(o.message)}")
             else:
-                out.print(f"[red]✗[/] {escape(o.file)}: {escape(o.message)}" + (f" ({escape(o.hint)})" if o.hint
-                                                                                else ""))
+                out.print(
+                    f"[red]✗[/] {escape(o.file)}: {escape(o.message)}" + (f" ({escape(o.hint)})" if o.hint else "")
+                )
     if failed:
         print(f"error: {len(failed)} of {len(outcomes)} files could not be added", file=sys.stderr)
         return 1
@@ -210,8 +241,9 @@ def list_cmd(args: argparse.Namespace) -> int:
     titles = _chat_titles()
     shown = {c.name: collection_title(c.name, len(c.files), titles.get(c.name.casefold())) for c in collections}
     if args.json:
-        print_json([c.to_json() | {"shown_as": shown[c.name], "embedder_name": embedder_name(c.embedder)}
-                    for c in collections])
+        print_json(
+            [c.to_json() | {"shown_as": shown[c.name], "embedder_name": embedder_name(c.embedder)} for c in collections]
+        )
         return 0
     out = console()
     if not collections:
@@ -222,15 +254,23 @@ def list_cmd(args: argparse.Namespace) -> int:
 
     for c in collections:
         also = f" ({escape(shown[c.name])})" if shown[c.name] != c.name else ""
-        out.print(f"[bold]{escape(c.name)}[/]{also}: {plural(len(c.files), 'file')}, {plural(c.pages, 'page')}"
-                  f"{ocr_note(c.ocr_pages)}, {plural(c.chunks, 'passage')} "
-                  f"[dim](embedded with {escape(embedder_name(c.embedder))})[/]")
+        out.print(
+            f"[bold]{escape(c.name)}[/]{also}: {plural(len(c.files), 'file')}, {plural(c.pages, 'page')}"
+            f"{ocr_note(c.ocr_pages)}, {plural(c.chunks, 'passage')} "
+            f"[dim](embedded with {escape(embedder_name(c.embedder))})[/]"
+        )
         table = Table(box=None, pad_edge=False)
         for column in ("File", "Pages", "By OCR", "Passages", "sha256", "Added"):
             table.add_column(column, justify="right" if column in ("Pages", "By OCR", "Passages") else "left")
         for f in c.files:
-            table.add_row(escape(f.file), str(f.pages), str(f.ocr_pages) if f.ocr_pages else "", str(f.chunks),
-                          f.file_hash[:12], f.added_at[:16].replace("T", " "))
+            table.add_row(
+                escape(f.file),
+                str(f.pages),
+                str(f.ocr_pages) if f.ocr_pages else "",
+                str(f.chunks),
+                f.file_hash[:12],
+                f.added_at[:16].replace("T", " "),
+            )
         out.print(table)
     return 0
 
@@ -253,9 +293,18 @@ def remove_cmd(args: argparse.Namespace) -> int:
 
     removed = remove_file(args.collection, args.file)
     if args.json:
-        print_json({"collection": args.collection, "removed": {"file": removed.file, "path": removed.path,
-                                                                "file_hash": removed.file_hash,
-                                                                "pages": removed.pages, "chunks": removed.chunks}})
+        print_json(
+            {
+                "collection": args.collection,
+                "removed": {
+                    "file": removed.file,
+                    "path": removed.path,
+                    "file_hash": removed.file_hash,
+                    "pages": removed.pages,
+                    "chunks": removed.chunks,
+                },
+            }
+        )
     else:
         console().print(f"removed {removed.file} ({removed.chunks} passages) from {args.collection}", markup=False)
     return 0
@@ -269,12 +318,27 @@ def query_cmd(args: argparse.Namespace) -> int:
         from macapp.core.docs.embedder import load_embedder
 
         embedder = load_embedder()
-    passages = query(args.collection, args.question, k=args.k, mode=args.mode, neighbours=args.neighbours,
-                     embedder=embedder)
+    passages = query(
+        args.collection, args.question, k=args.k, mode=args.mode, neighbours=args.neighbours, embedder=embedder
+    )
     if args.json:
-        print_json([{"file": p.file, "page": p.page, "page_start": p.page_start, "page_end": p.page_end,
-                     "text": p.text, "quote": p.quote, "score": p.score, "chunk_index": p.chunk_index,
-                     "file_hash": p.file_hash, "heading": p.heading} for p in passages])
+        print_json(
+            [
+                {
+                    "file": p.file,
+                    "page": p.page,
+                    "page_start": p.page_start,
+                    "page_end": p.page_end,
+                    "text": p.text,
+                    "quote": p.quote,
+                    "score": p.score,
+                    "chunk_index": p.chunk_index,
+                    "file_hash": p.file_hash,
+                    "heading": p.heading,
+                }
+                for p in passages
+            ]
+        )
         return 0
     from rich.markup import escape
 

@@ -30,16 +30,24 @@ _positive_seconds.__name__ = "number"  # argparse names the type in its "invalid
 def register(sub: argparse._SubParsersAction) -> None:
     from macapp.core.speedtest import DEFAULT_SECONDS
 
-    p = sub.add_parser("doctor", help="a report on this Mac for bug reports, with a short speed test",
-                       description="Report Orchard and Python versions, the OS, chip, memory, the GPU/Metal budget "
-                                   "a model must fit in, whether Metal is active (llama.cpp, mlx), backend versions, "
-                                   "data paths, installed models, and a generation speed test on the smallest "
-                                   "installed model. The text report is Markdown: paste it into an issue as it is. "
-                                   "Progress goes to stderr.")
+    p = sub.add_parser(
+        "doctor",
+        help="a report on this Mac for bug reports, with a short speed test",
+        description="Report Orchard and Python versions, the OS, chip, memory, the GPU/Metal budget "
+        "a model must fit in, whether Metal is active (llama.cpp, mlx), backend versions, "
+        "data paths, installed models, and a generation speed test on the smallest "
+        "installed model. The text report is Markdown: paste it into an issue as it is. "
+        "Progress goes to stderr.",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document (speed test included)")
     p.add_argument("--no-speed-test", action="store_true", help="skip the generation speed test")
-    p.add_argument("--seconds", type=_positive_seconds, default=DEFAULT_SECONDS, metavar="N",
-                   help=f"generation time of the speed test in seconds (default: {DEFAULT_SECONDS:g})")
+    p.add_argument(
+        "--seconds",
+        type=_positive_seconds,
+        default=DEFAULT_SECONDS,
+        metavar="N",
+        help=f"generation time of the speed test in seconds (default: {DEFAULT_SECONDS:g})",
+    )
     p.set_defaults(handler=run)
 
 
@@ -66,16 +74,25 @@ def _with_progress(stream, name: str, seconds: float):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
-                  transient=True, console=Console(stderr=True, highlight=False)) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}"),
+        transient=True,
+        console=Console(stderr=True, highlight=False),
+    ) as bar:
         task = bar.add_task(f"Speed test: loading {name}", total=1.0, detail="")
 
         def show(step) -> None:
             if step.stage == "loading":
                 bar.update(task, completed=step.fraction or 0.0, detail=f"{(step.fraction or 0.0):.0%}")
             else:
-                bar.update(task, description=f"Speed test: {name}", completed=step.fraction or 0.0,
-                           detail=f"{step.tokens} tokens")
+                bar.update(
+                    task,
+                    description=f"Speed test: {name}",
+                    completed=step.fraction or 0.0,
+                    detail=f"{step.tokens} tokens",
+                )
 
         return _drain(stream, show)
 
@@ -131,8 +148,13 @@ def _rows(data: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     ws = data["gpu_working_set_bytes"]
     if ws:
-        rows.append(("Metal working set", format_bytes(ws)
-                     + (f" (iogpu.wired_limit_mb={data['wired_limit_mb']})" if data["wired_limit_mb"] else "")))
+        rows.append(
+            (
+                "Metal working set",
+                format_bytes(ws)
+                + (f" (iogpu.wired_limit_mb={data['wired_limit_mb']})" if data["wired_limit_mb"] else ""),
+            )
+        )
     rows.append(("Model budget", f"{format_bytes(data['budget_bytes'])} = {data['budget_rule']}"))
     for name, status in data["metal"].items():
         rows.append((f"Metal active ({name})", status))
@@ -142,8 +164,12 @@ def _rows(data: dict[str, Any]) -> list[tuple[str, str]]:
         if path:
             rows.append((f"{name} dir", path))
     models = data["models"]
-    rows.append(("Models installed", f"{models['installed']}"
-                 + (f" ({models['unreadable']} unreadable)" if models["unreadable"] else "")))
+    rows.append(
+        (
+            "Models installed",
+            f"{models['installed']}" + (f" ({models['unreadable']} unreadable)" if models["unreadable"] else ""),
+        )
+    )
     if "speed_test" in data:
         rows += _speed_rows(data["speed_test"])
     return rows
@@ -159,8 +185,11 @@ def _speed_rows(test: dict[str, Any]) -> list[tuple[str, str]]:
         ("Context used", f"{test['n_ctx']:,} tokens ({test['backend']})"),
         ("Load time", f"{test['load_s']:.2f} s"),
         ("Prompt processing", f"{test['prompt_tokens_per_s']:,.1f} tokens/s ({test['prompt_tokens']} tokens)"),
-        ("Generation", f"{test['tokens_per_s']:,.1f} tokens/s ({test['tokens']:,} tokens in "
-                       f"{test['generation_s']:.2f} s, stopped by {test['stopped_by']})"),
+        (
+            "Generation",
+            f"{test['tokens_per_s']:,.1f} tokens/s ({test['tokens']:,} tokens in "
+            f"{test['generation_s']:.2f} s, stopped by {test['stopped_by']})",
+        ),
     ]
 
 

@@ -8,9 +8,12 @@ from macapp.cli.output import key_values, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("embed", help="sentence vectors from the embedding model",
-                       description="Embed each TEXT with the embedding model the document index uses "
-                                   "(the bundled all-MiniLM-L6-v2 unless settings name another).")
+    p = sub.add_parser(
+        "embed",
+        help="sentence vectors from the embedding model",
+        description="Embed each TEXT with the embedding model the document index uses "
+        "(the bundled all-MiniLM-L6-v2 unless settings name another).",
+    )
     p.add_argument("texts", nargs="+", metavar="TEXT", help="text to embed (one vector each)")
     p.add_argument("--model", metavar="PATH", help="a GGUF embedding model instead of the configured one")
     p.add_argument("--json", action="store_true", help="print the vectors as one JSON list of lists")
@@ -32,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(vectors.tolist())
         return 0
-    rows = [("Model", embedder.name), ("Dimensions", str(embedder.dim)),
-            ("Max tokens", f"{embedder.max_tokens} (longer text is truncated)")]
+    rows = [
+        ("Model", embedder.name),
+        ("Dimensions", str(embedder.dim)),
+        ("Max tokens", f"{embedder.max_tokens} (longer text is truncated)"),
+    ]
     for text, vector in zip(args.texts, vectors):
         tokens = embedder.count_tokens(text)
         head = ", ".join(f"{v:+.4f}" for v in vector[:4])

@@ -12,17 +12,24 @@ from macapp.core.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export an adapter for llama.cpp (GGUF LoRA or fused GGUF)",
-                       description="--gguf-lora writes a small GGUF LoRA adapter that llama.cpp applies over the "
-                                   "GGUF (any quantization) of the adapter's base model. --fused-gguf fuses the "
-                                   "adapter into its base and writes one 16-bit GGUF model (llama/mistral with a "
-                                   "SentencePiece-style vocabulary only).")
+    p = sub.add_parser(
+        "export",
+        help="export an adapter for llama.cpp (GGUF LoRA or fused GGUF)",
+        description="--gguf-lora writes a small GGUF LoRA adapter that llama.cpp applies over the "
+        "GGUF (any quantization) of the adapter's base model. --fused-gguf fuses the "
+        "adapter into its base and writes one 16-bit GGUF model (llama/mistral with a "
+        "SentencePiece-style vocabulary only).",
+    )
     p.add_argument("adapter", metavar="ADAPTER", help="an adapter name (see `macapp adapters`) or an adapter folder")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--gguf-lora", metavar="OUT", type=Path, help="write a GGUF LoRA adapter to OUT")
     what.add_argument("--fused-gguf", metavar="OUT", type=Path, help="write the fused model as a GGUF to OUT")
-    p.add_argument("--base", metavar="DIR", type=Path,
-                   help="the MLX base model folder (default: the one the adapter was trained on)")
+    p.add_argument(
+        "--base",
+        metavar="DIR",
+        type=Path,
+        help="the MLX base model folder (default: the one the adapter was trained on)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=run)
 
@@ -62,10 +69,15 @@ def run(args: argparse.Namespace) -> int:
     if args.gguf_lora:
         result = export_gguf_lora(adapter_dir, base, args.gguf_lora)
     else:
+
         def show(step) -> None:
             if sys.stderr.isatty() and step.message:
-                print(f"\r{step.message}…" + (f" {step.fraction:.0%}" if step.fraction is not None else ""),
-                      end="", file=sys.stderr, flush=True)
+                print(
+                    f"\r{step.message}…" + (f" {step.fraction:.0%}" if step.fraction is not None else ""),
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         result = export_fused_gguf(adapter_dir, base, args.fused_gguf, on_progress=show)
         if sys.stderr.isatty():
@@ -75,8 +87,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from macapp.core.units import format_bytes
 
-    rows = [("File", str(result.path)), ("Size", format_bytes(result.size_bytes)),
-            ("Architecture", result.architecture), ("Tensors", str(result.tensors)), ("Base", str(base))]
+    rows = [
+        ("File", str(result.path)),
+        ("Size", format_bytes(result.size_bytes)),
+        ("Architecture", result.architecture),
+        ("Tensors", str(result.tensors)),
+        ("Base", str(base)),
+    ]
     if result.rank is not None:
         rows += [("Rank", str(result.rank)), ("Alpha", f"{result.alpha:g} (llama.cpp scale = alpha / rank)")]
     key_values("GGUF LoRA adapter" if result.kind == "gguf-lora" else "Fused GGUF model", rows)

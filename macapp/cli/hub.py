@@ -11,30 +11,46 @@ from macapp.core.units import format_bytes, format_params, parse_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="find GGUF models on the Hub (no QUERY: curated picks for this machine)",
-                       description="Search the Hub (HF_ENDPOINT) for GGUF repositories, most downloaded first; "
-                                   "when the Hub cannot be reached, the curated models matching QUERY instead "
-                                   "(rows with \"source\": \"catalog\" in --json). Without QUERY: Orchard's "
-                                   "curated models with the quant to get here, whether it fits at 8k context and "
-                                   "its expected speed (offline), the recommendation first: the largest model "
-                                   "that fits and answers at a readable pace (>= 10 tokens/s).")
+    p = sub.add_parser(
+        "search",
+        help="find GGUF models on the Hub (no QUERY: curated picks for this machine)",
+        description="Search the Hub (HF_ENDPOINT) for GGUF repositories, most downloaded first; "
+        "when the Hub cannot be reached, the curated models matching QUERY instead "
+        '(rows with "source": "catalog" in --json). Without QUERY: Orchard\'s '
+        "curated models with the quant to get here, whether it fits at 8k context and "
+        "its expected speed (offline), the recommendation first: the largest model "
+        "that fits and answers at a readable pace (>= 10 tokens/s).",
+    )
     p.add_argument("query", metavar="QUERY", nargs="?")
-    p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
-                   help="with no QUERY: memory budget (e.g. 16G); default: this machine's")
+    p.add_argument(
+        "--budget",
+        type=parse_bytes,
+        default=None,
+        metavar="BYTES",
+        help="with no QUERY: memory budget (e.g. 16G); default: this machine's",
+    )
     p.add_argument("--limit", type=int, default=20, help="at most this many repositories (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=search_cmd)
 
-    p = sub.add_parser("files", help="a Hub repo's GGUF files with size, sha256 and whether they fit",
-                       description="List a repository's GGUF models by quantization (split files as one), read "
-                                   "each header remotely (HTTP range requests, never the weights) and estimate "
-                                   "memory at the chosen context against this Mac's budget.")
+    p = sub.add_parser(
+        "files",
+        help="a Hub repo's GGUF files with size, sha256 and whether they fit",
+        description="List a repository's GGUF models by quantization (split files as one), read "
+        "each header remotely (HTTP range requests, never the weights) and estimate "
+        "memory at the chosen context against this Mac's budget.",
+    )
     p.add_argument("repo", metavar="REPO", help="org/name on the Hub")
     p.add_argument("--revision", default="main")
     p.add_argument("--ctx", type=int, default=8192, help="context length for the estimate (default 8192)")
     p.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16")
-    p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
-                   help="memory budget (e.g. 16G); default: this machine's")
+    p.add_argument(
+        "--budget",
+        type=parse_bytes,
+        default=None,
+        metavar="BYTES",
+        help="memory budget (e.g. 16G); default: this machine's",
+    )
     p.add_argument("--no-headers", action="store_true", help="list files only; do not read headers")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=files_cmd)
@@ -64,8 +80,9 @@ def search_cmd(args: argparse.Namespace) -> int:
     for col in ("repository", "downloads", "likes", "updated"):
         table.add_column(col, justify="right" if col in ("downloads", "likes") else "left")
     for m in models:
-        table.add_row(m.id + (" (gated)" if m.gated else ""), f"{m.downloads:,}", f"{m.likes:,}",
-                      (m.last_modified or "")[:10])
+        table.add_row(
+            m.id + (" (gated)" if m.gated else ""), f"{m.downloads:,}", f"{m.likes:,}", (m.last_modified or "")[:10]
+        )
     console().print(table)
     return 0
 
@@ -80,27 +97,43 @@ def files_cmd(args: argparse.Namespace) -> int:
 
     listing = list_gguf_files(args.repo, args.revision)
     budget = args.budget if args.budget is not None else hardware.detect().budget_bytes
-    settings = RuntimeSettings(n_ctx=args.ctx, kv_type=args.kv_type,
-                               backend=hardware.default_backend())
+    settings = RuntimeSettings(n_ctx=args.ctx, kv_type=args.kv_type, backend=hardware.default_backend())
     cache = RemoteFactsCache()
     rows = []
     for group in listing.groups:
-        row = {"name": group.name, "quant": group.quant.name if group.quant else None,
-               "quant_description": group.quant.describe() if group.quant else None, "size": group.size,
-               "parts": [{"path": p.path, "size": p.size, "sha256": p.sha256} for p in group.parts],
-               "estimate": None, "verdict": None, "error": group.error}
+        row = {
+            "name": group.name,
+            "quant": group.quant.name if group.quant else None,
+            "quant_description": group.quant.describe() if group.quant else None,
+            "size": group.size,
+            "parts": [{"path": p.path, "size": p.size, "sha256": p.sha256} for p in group.parts],
+            "estimate": None,
+            "verdict": None,
+            "error": group.error,
+        }
         if not args.no_headers and group.error is None:
             try:
                 facts = remote_facts(args.repo, group, listing.revision, cache)
                 est = estimate_memory(facts, replace(settings, n_ctx=min(args.ctx, facts.context_length)), budget)
-                row |= {"parameters": facts.parameters, "context_length": facts.context_length,
-                        "estimate": est.to_json(), "verdict": est.verdict}
+                row |= {
+                    "parameters": facts.parameters,
+                    "context_length": facts.context_length,
+                    "estimate": est.to_json(),
+                    "verdict": est.verdict,
+                }
             except UserError as exc:
                 row["error"] = exc.message
         rows.append(row)
     if args.json:
-        print_json({"repo": listing.repo_id, "revision": listing.revision, "budget_bytes": budget,
-                    "files": rows, "refused": listing.refused})
+        print_json(
+            {
+                "repo": listing.repo_id,
+                "revision": listing.revision,
+                "budget_bytes": budget,
+                "files": rows,
+                "refused": listing.refused,
+            }
+        )
         return 0
     from rich.table import Table
 
@@ -111,9 +144,14 @@ def files_cmd(args: argparse.Namespace) -> int:
     for r in rows:
         est = r["estimate"]
         verdict = f"[{colours[r['verdict']]}]{r['verdict']}[/]" if r["verdict"] else f"[red]{r['error'] or ''}[/]"
-        table.add_row(r["name"], r["quant"] or "?", format_bytes(r["size"]),
-                      format_params(r.get("parameters")) if r.get("parameters") else "",
-                      format_bytes(est["total_bytes"]) if est else "", verdict)
+        table.add_row(
+            r["name"],
+            r["quant"] or "?",
+            format_bytes(r["size"]),
+            format_params(r.get("parameters")) if r.get("parameters") else "",
+            format_bytes(est["total_bytes"]) if est else "",
+            verdict,
+        )
     console().print(table)
     for name in listing.refused:
         console().print(f"[red]refused[/] {name!r}: it would escape the download folder")
@@ -133,10 +171,20 @@ def _curated(budget: int | None):
 
 
 def _pick_json(r) -> dict:
-    return {"id": r.entry.id, "name": r.entry.name, "repo": r.entry.repo, "file": r.file.file, "quant": r.file.quant,
-            "parameters": r.entry.facts.parameters, "licence": r.entry.licence, "mlx_repo": r.entry.mlx_repo,
-            "verdict": r.verdict, "tokens_per_s": round(r.tokens_per_s, 1) if r.tokens_per_s else None,
-            "readable": r.readable, "estimate": r.estimate.to_json()}
+    return {
+        "id": r.entry.id,
+        "name": r.entry.name,
+        "repo": r.entry.repo,
+        "file": r.file.file,
+        "quant": r.file.quant,
+        "parameters": r.entry.facts.parameters,
+        "licence": r.entry.licence,
+        "mlx_repo": r.entry.mlx_repo,
+        "verdict": r.verdict,
+        "tokens_per_s": round(r.tokens_per_s, 1) if r.tokens_per_s else None,
+        "readable": r.readable,
+        "estimate": r.estimate.to_json(),
+    }
 
 
 def _picks_table(picks, best, title: str):
@@ -151,9 +199,15 @@ def _picks_table(picks, best, title: str):
     for r in picks:
         name = r.entry.name + ("  [bold]← recommended[/bold]" if r is best else "")
         speed = format_speed(r.tokens_per_s) if r.tokens_per_s else ""
-        table.add_row(name, format_params(r.entry.facts.parameters), r.file.quant,
-                      format_bytes(r.estimate.total_bytes), f"[{colours[r.verdict]}]{r.verdict}[/]",
-                      speed if r.readable else f"[yellow]{speed}[/]", r.entry.repo)
+        table.add_row(
+            name,
+            format_params(r.entry.facts.parameters),
+            r.file.quant,
+            format_bytes(r.estimate.total_bytes),
+            f"[{colours[r.verdict]}]{r.verdict}[/]",
+            speed if r.readable else f"[yellow]{speed}[/]",
+            r.entry.repo,
+        )
     return table
 
 
@@ -164,15 +218,22 @@ def curated_cmd(args: argparse.Namespace) -> int:
     hw, bandwidth, budget, picks = _curated(args.budget)
     best = best_pick(picks)
     if args.json:
-        print_json({"budget_bytes": budget, "decode_bandwidth": bandwidth.to_json(),
-                    "recommended": best.entry.id if best else None,
-                    "recommended_tokens_per_s": round(best.tokens_per_s, 1) if best and best.tokens_per_s else None,
-                    "models": [_pick_json(r) for r in picks]})
+        print_json(
+            {
+                "budget_bytes": budget,
+                "decode_bandwidth": bandwidth.to_json(),
+                "recommended": best.entry.id if best else None,
+                "recommended_tokens_per_s": round(best.tokens_per_s, 1) if best and best.tokens_per_s else None,
+                "models": [_pick_json(r) for r in picks],
+            }
+        )
         return 0
     console().print(_picks_table(picks, best, f"Curated models for a {format_bytes(budget)} budget at 8k context"))
     if best is not None and best.tokens_per_s:
-        console().print(f"Recommended: {best.entry.name} {best.file.quant}, {format_speed(best.tokens_per_s)} "
-                        f"on {hw.place} ({bandwidth.basis}).")
+        console().print(
+            f"Recommended: {best.entry.name} {best.file.quant}, {format_speed(best.tokens_per_s)} "
+            f"on {hw.place} ({bandwidth.basis})."
+        )
     return 0
 
 
@@ -189,30 +250,49 @@ def _offline_search(args: argparse.Namespace, exc: Exception) -> int:
     note = f"{exc}: showing the curated models matching {args.query!r} instead."
     if args.json:
         print(f"warning: {note}", file=sys.stderr)
-        print_json([{"id": r.entry.repo, "downloads": None, "likes": None, "last_modified": None, "gated": False,
-                     "source": "catalog", "catalog": _pick_json(r)} for r in shown])
+        print_json(
+            [
+                {
+                    "id": r.entry.repo,
+                    "downloads": None,
+                    "likes": None,
+                    "last_modified": None,
+                    "gated": False,
+                    "source": "catalog",
+                    "catalog": _pick_json(r),
+                }
+                for r in shown
+            ]
+        )
         return 0
     console().print(f"[yellow]{escape(note)}[/]")
     if not shown:
         console().print(escape(f"No curated model matches {args.query!r}."))
         return 0
-    console().print(_picks_table(shown, best, f"Curated models matching {args.query!r} "
-                                              f"({format_bytes(budget)} budget, 8k context)"))
+    console().print(
+        _picks_table(shown, best, f"Curated models matching {args.query!r} ({format_bytes(budget)} budget, 8k context)")
+    )
     return 0
 
 
 def register_pull(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pull", help="download a GGUF (resumable, sha256-verified) into the Hugging Face cache",
-                       description="Download FILE, or the model of quantization QUANT (all parts of a split "
-                                   "model), from REPO. An interrupted download resumes where it stopped, even "
-                                   "after a restart; the file is verified against the Hub's sha256 before it "
-                                   "enters the library.")
+    p = sub.add_parser(
+        "pull",
+        help="download a GGUF (resumable, sha256-verified) into the Hugging Face cache",
+        description="Download FILE, or the model of quantization QUANT (all parts of a split "
+        "model), from REPO. An interrupted download resumes where it stopped, even "
+        "after a restart; the file is verified against the Hub's sha256 before it "
+        "enters the library.",
+    )
     p.add_argument("repo", metavar="REPO")
     p.add_argument("what", metavar="FILE|QUANT", nargs="?", help="a file name in the repo, or a quant such as Q4_K_M")
     p.add_argument("--revision", default="main")
-    p.add_argument("--mlx", action="store_true",
-                   help="download REPO's MLX model (safetensors, config, tokenizer) for `macapp tune --base DIR`; "
-                        "a catalog GGUF repo means its MLX twin")
+    p.add_argument(
+        "--mlx",
+        action="store_true",
+        help="download REPO's MLX model (safetensors, config, tokenizer) for `macapp tune --base DIR`; "
+        "a catalog GGUF repo means its MLX twin",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document at the end (no progress bar)")
     p.set_defaults(handler=pull_cmd)
 
@@ -229,8 +309,9 @@ def _files_to_pull(repo: str, what: str, revision: str) -> list[str]:
         quants = sorted({g.quant.name for g in listing.groups if g.quant})
         raise UserError(f"{repo} has no {what} file", hint="available: " + (", ".join(quants) or "none"))
     if len(matches) > 1:
-        raise UserError(f"{repo} has {len(matches)} {what} models: name the file",
-                        hint=", ".join(g.name for g in matches))
+        raise UserError(
+            f"{repo} has {len(matches)} {what} models: name the file", hint=", ".join(g.name for g in matches)
+        )
     return [p.path for p in matches[0].parts]
 
 
@@ -262,11 +343,23 @@ def pull_cmd(args: argparse.Namespace) -> int:
                 TransferSpeedColumn,
             )
 
-            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                          TimeRemainingColumn(), console=console()) as bar:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console(),
+            ) as bar:
                 task = bar.add_task(name, total=None)
-                done.append(_drain(gen, lambda p, t=task, b=bar, n=name: b.update(
-                    t, completed=p.done, total=p.total, description=f"{n} ({p.stage})")))
+                done.append(
+                    _drain(
+                        gen,
+                        lambda p, t=task, b=bar, n=name: b.update(
+                            t, completed=p.done, total=p.total, description=f"{n} ({p.stage})"
+                        ),
+                    )
+                )
     except (KeyboardInterrupt, Cancelled):
         token.cancel()
         raise Cancelled() from None
@@ -290,11 +383,20 @@ def _pull_mlx(args: argparse.Namespace, token) -> int:
         else:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                          console=console()) as bar:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=console(),
+            ) as bar:
                 task = bar.add_task(repo, total=None)
-                folder = _drain(gen, lambda p: bar.update(task, completed=p.done, total=p.total,
-                                                          description=p.message if p.stage != "done" else repo))
+                folder = _drain(
+                    gen,
+                    lambda p: bar.update(
+                        task, completed=p.done, total=p.total, description=p.message if p.stage != "done" else repo
+                    ),
+                )
     except (KeyboardInterrupt, Cancelled):
         token.cancel()
         raise Cancelled() from None

@@ -8,31 +8,45 @@ from macapp.cli.output import print_json, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("mcp", help="MCP servers whose tools the agent can use (mcp.json)",
-                       description="The MCP servers in Orchard's mcp.json (the format Cursor and LM Studio use). "
-                                   "Without an action, lists them with their tools.")
+    p = sub.add_parser(
+        "mcp",
+        help="MCP servers whose tools the agent can use (mcp.json)",
+        description="The MCP servers in Orchard's mcp.json (the format Cursor and LM Studio use). "
+        "Without an action, lists them with their tools.",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=list_cmd, no_connect=False, timeout=None)
     actions = p.add_subparsers(dest="mcp_action", metavar="[ACTION]", parser_class=_IntermixedParser)
 
-    ls = actions.add_parser("list", help="each server, connected, with its tools and their effect (the default)",
-                            description="Starts (or reaches) every server in mcp.json, lists its tools and whether "
-                                        "each only reads (pre-approvable) or writes/executes (asks first), then "
-                                        "stops them.")
+    ls = actions.add_parser(
+        "list",
+        help="each server, connected, with its tools and their effect (the default)",
+        description="Starts (or reaches) every server in mcp.json, lists its tools and whether "
+        "each only reads (pre-approvable) or writes/executes (asks first), then "
+        "stops them.",
+    )
     ls.add_argument("--no-connect", action="store_true", help="only read mcp.json; start nothing")
     ls.add_argument("--timeout", type=float, metavar="S", help="seconds a server may take to start (default 60)")
     _json_flag(ls)
     ls.set_defaults(handler=list_cmd)
 
-    a = actions.add_parser("add", help="save a server (nothing is started)",
-                           usage="macapp mcp add NAME [--env KEY=VALUE ...] -- COMMAND [ARGS ...]\n"
-                                 "       macapp mcp add NAME --url URL [--header 'Name: value' ...]",
-                           description="Save a server that Orchard starts (COMMAND after --) or reaches over "
-                                       "streamable HTTP (--url). Its tools are then NAME__TOOL.")
+    a = actions.add_parser(
+        "add",
+        help="save a server (nothing is started)",
+        usage="macapp mcp add NAME [--env KEY=VALUE ...] -- COMMAND [ARGS ...]\n"
+        "       macapp mcp add NAME --url URL [--header 'Name: value' ...]",
+        description="Save a server that Orchard starts (COMMAND after --) or reaches over "
+        "streamable HTTP (--url). Its tools are then NAME__TOOL.",
+    )
     a.add_argument("name", metavar="NAME", help="a short name; its tools are called NAME__TOOL")
     a.add_argument("command", nargs="*", metavar="COMMAND", help="the program and its arguments, after --")
-    a.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="a variable for the server (it gets no other but PATH, HOME, LANG and the like)")
+    a.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a variable for the server (it gets no other but PATH, HOME, LANG and the like)",
+    )
     a.add_argument("--url", help="a streamable HTTP server's address instead of a command")
     a.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="an HTTP header (--url)")
     _json_flag(a)
@@ -66,8 +80,15 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
 
 def _server_json(server) -> dict:
     # env and header values often hold keys: their names only
-    return {"name": server.name, "transport": server.transport, "command": server.command,
-            "args": list(server.args), "env": sorted(server.env), "url": server.url, "headers": sorted(server.headers)}
+    return {
+        "name": server.name,
+        "transport": server.transport,
+        "command": server.command,
+        "args": list(server.args),
+        "env": sorted(server.env),
+        "url": server.url,
+        "headers": sorted(server.headers),
+    }
 
 
 def _pairs(items: list[str], sep: str, what: str) -> dict[str, str]:
@@ -140,8 +161,14 @@ def list_cmd(args: argparse.Namespace) -> int:
             for connection in found.connections:
                 rows[connection.name]["connected"] = True
                 rows[connection.name]["tools"] = [
-                    {"name": t.spec.name, "remote_name": t.remote_name, "effect": t.effect,
-                     "description": t.spec.description} for t in connection.tools]
+                    {
+                        "name": t.spec.name,
+                        "remote_name": t.remote_name,
+                        "effect": t.effect,
+                        "description": t.spec.description,
+                    }
+                    for t in connection.tools
+                ]
                 rows[connection.name]["left_out"] = list(connection.problems)
     if args.json:
         print_json({"config": str(config.path), "servers": list(rows.values())})

@@ -10,42 +10,62 @@ from macapp.core.units import format_bytes, format_params, parse_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="facts of a GGUF model (header only, fast)",
-                       description="Architecture, parameters, vocabulary, context, layers, heads, "
-                                   "quantization and more, read from the GGUF header.")
+    p = sub.add_parser(
+        "inspect",
+        help="facts of a GGUF model (header only, fast)",
+        description="Architecture, parameters, vocabulary, context, layers, heads, "
+        "quantization and more, read from the GGUF header.",
+    )
     p.add_argument("model", metavar="MODEL", help="a .gguf path or a library id")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=inspect_cmd)
 
-    p = sub.add_parser("estimate", help="memory a model needs and whether it fits this Mac",
-                       description="Weights + KV cache + compute buffers + overhead at a context length, "
-                                   "the verdict against the budget (fits, tight within 10%%, too_big) and the "
-                                   "largest context that fits.")
+    p = sub.add_parser(
+        "estimate",
+        help="memory a model needs and whether it fits this Mac",
+        description="Weights + KV cache + compute buffers + overhead at a context length, "
+        "the verdict against the budget (fits, tight within 10%%, too_big) and the "
+        "largest context that fits.",
+    )
     p.add_argument("model", metavar="MODEL", help="a .gguf path or a library id")
     p.add_argument("--ctx", type=int, default=None, help="context length (default: min(8192, the model's))")
     p.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16", help="KV cache element type")
     p.add_argument("--gpu-layers", type=int, default=-1, help="layers on the GPU (-1 = all, the default)")
     p.add_argument("--no-flash-attn", action="store_true", help="estimate without flash attention")
-    p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
-                   help="memory budget (e.g. 16G); default: this machine's (see `macapp doctor`)")
+    p.add_argument(
+        "--budget",
+        type=parse_bytes,
+        default=None,
+        metavar="BYTES",
+        help="memory budget (e.g. 16G); default: this machine's (see `macapp doctor`)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=estimate_cmd)
 
-    p = sub.add_parser("models", help="the local model library; add or remove a model file or folder",
-                       description="GGUF models in the Hugging Face cache, your folders, and LM Studio's. "
-                                   "Without an action, lists them.")
+    p = sub.add_parser(
+        "models",
+        help="the local model library; add or remove a model file or folder",
+        description="GGUF models in the Hugging Face cache, your folders, and LM Studio's. "
+        "Without an action, lists them.",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=models_cmd)
     actions = p.add_subparsers(dest="models_action", metavar="[ACTION]")
-    a = actions.add_parser("add", help="add a .gguf file, or a folder to watch for them",
-                           description="A .gguf file joins the library as it is; a folder is scanned with its "
-                                       "subfolders now and at every start (as Add model… and Add folder… do).")
+    a = actions.add_parser(
+        "add",
+        help="add a .gguf file, or a folder to watch for them",
+        description="A .gguf file joins the library as it is; a folder is scanned with its "
+        "subfolders now and at every start (as Add model… and Add folder… do).",
+    )
     a.add_argument("path", metavar="PATH", help="a .gguf file or a folder")
     a.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
     a.set_defaults(handler=models_add_cmd)
-    r = actions.add_parser("remove", help="forget a model file or folder (the files stay on disk)",
-                           description="Takes a file you added, or a folder Orchard watches, out of the library. "
-                                       "Nothing is deleted from disk.")
+    r = actions.add_parser(
+        "remove",
+        help="forget a model file or folder (the files stay on disk)",
+        description="Takes a file you added, or a folder Orchard watches, out of the library. "
+        "Nothing is deleted from disk.",
+    )
     r.add_argument("ref", metavar="ID|PATH", help="a library id (see `macapp models`), a file or a watched folder")
     r.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
     r.set_defaults(handler=models_remove_cmd)
@@ -64,8 +84,11 @@ def inspect_cmd(args: argparse.Namespace) -> int:
         return 0
     q = facts.quant_from_filename
     kv = facts.n_head_kv
-    head = (str(facts.head_dim) if facts.key_length == facts.value_length
-            else f"key {facts.key_length}, value {facts.value_length}")
+    head = (
+        str(facts.head_dim)
+        if facts.key_length == facts.value_length
+        else f"key {facts.key_length}, value {facts.value_length}"
+    )
     rows = [
         ("Architecture", facts.architecture),
         ("Parameters", f"{format_params(facts.parameters)} ({facts.parameters:,})"),
@@ -74,8 +97,10 @@ def inspect_cmd(args: argparse.Namespace) -> int:
         ("Layers", str(facts.n_layer)),
         ("Heads", f"{facts.n_head} query, {kv} key/value" + (" (GQA)" if 0 < kv < facts.n_head else "")),
         ("Head dim", head),
-        ("Quantization", facts.quantization + "  [" + ", ".join(
-            f"{k}: {v['count']}" for k, v in facts.tensor_types.items()) + "]"),
+        (
+            "Quantization",
+            facts.quantization + "  [" + ", ".join(f"{k}: {v['count']}" for k, v in facts.tensor_types.items()) + "]",
+        ),
         ("From the file name", f"{q.name} ({q.describe()})" if q else "-"),
         ("File size", format_bytes(facts.file_size)),
         ("Chat template", "yes" if facts.has_chat_template else "no"),
@@ -109,16 +134,24 @@ def estimate_cmd(args: argparse.Namespace) -> int:
     if budget is None:
         hw = hardware.detect()
         budget = hw.budget_bytes
-    settings = RuntimeSettings(n_ctx=ctx, kv_type=args.kv_type, flash_attn=not args.no_flash_attn,
-                               gpu_layers=args.gpu_layers, backend=hardware.default_backend())
+    settings = RuntimeSettings(
+        n_ctx=ctx,
+        kv_type=args.kv_type,
+        flash_attn=not args.no_flash_attn,
+        gpu_layers=args.gpu_layers,
+        backend=hardware.default_backend(),
+    )
     est = estimate_memory(facts, settings, budget)
     if args.json:
         print_json(est.to_json())
         return 0
     colour = {"fits": "green", "tight": "yellow", "too_big": "red"}[est.verdict or "fits"]
     rows = [
-        ("Context", f"{est.n_ctx:,} tokens (KV cache {est.kv_type}, flash attention "
-                    f"{'on' if est.flash_attn else 'off'}, {est.backend})"),
+        (
+            "Context",
+            f"{est.n_ctx:,} tokens (KV cache {est.kv_type}, flash attention "
+            f"{'on' if est.flash_attn else 'off'}, {est.backend})",
+        ),
         ("Weights", format_bytes(est.weights_bytes)),
         ("KV cache", format_bytes(est.kv_cache_bytes)),
         ("Compute buffers", format_bytes(est.compute_bytes)),
@@ -135,8 +168,13 @@ def estimate_cmd(args: argparse.Namespace) -> int:
 
 
 def _entry_json(e) -> dict:
-    return {"id": e.id, "path": e.path, "source": e.source, "error": e.error,
-            "facts": e.facts.to_json() if e.facts else None}
+    return {
+        "id": e.id,
+        "path": e.path,
+        "source": e.source,
+        "error": e.error,
+        "facts": e.facts.to_json() if e.facts else None,
+    }
 
 
 def models_cmd(args: argparse.Namespace) -> int:
@@ -164,8 +202,14 @@ def _print_entries(entries) -> None:
         if f is None:
             table.add_row(e.id, "", "", "", "", f"[red]{e.error}[/red]")
         else:
-            table.add_row(e.id, format_params(f.parameters), f.quantization, f"{f.context_length:,}",
-                          format_bytes(f.file_size), e.source)
+            table.add_row(
+                e.id,
+                format_params(f.parameters),
+                f.quantization,
+                f"{f.context_length:,}",
+                format_bytes(f.file_size),
+                e.source,
+            )
     console().print(table)
 
 
@@ -191,8 +235,11 @@ def models_add_cmd(args: argparse.Namespace) -> int:
         return 0
     if kind == "folder":
         n = len(entries)
-        console().print(f"Watching {saved}: {n} model{'s' if n != 1 else ''}"
-                        + (" (none yet; it is scanned again at every start)" if not n else ""), markup=False)
+        console().print(
+            f"Watching {saved}: {n} model{'s' if n != 1 else ''}"
+            + (" (none yet; it is scanned again at every start)" if not n else ""),
+            markup=False,
+        )
     else:
         unusable = " (it cannot be used, see why below)" if entries[0].error else ""
         console().print(f"Added {entries[0].name}{unusable}", markup=False)
@@ -208,6 +255,7 @@ def models_remove_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"kind": gone.kind, "path": gone.path})
         return 0
-    console().print(f"Removed the {gone.kind} {gone.path} from the library (nothing was deleted from disk).",
-                    markup=False)
+    console().print(
+        f"Removed the {gone.kind} {gone.path} from the library (nothing was deleted from disk).", markup=False
+    )
     return 0

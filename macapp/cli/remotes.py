@@ -8,20 +8,29 @@ from macapp.cli.output import console, print_json, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("remotes", help="remote OpenAI-compatible servers (vLLM, Ollama, LM Studio, Orchard)",
-                       description="Servers whose models you can chat with as remote:NAME/MODEL, the same list "
-                                   "as the window's Remote servers… dialog. Without an action, lists them.")
+    p = sub.add_parser(
+        "remotes",
+        help="remote OpenAI-compatible servers (vLLM, Ollama, LM Studio, Orchard)",
+        description="Servers whose models you can chat with as remote:NAME/MODEL, the same list "
+        "as the window's Remote servers… dialog. Without an action, lists them.",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=list_cmd)
     actions = p.add_subparsers(dest="remotes_action", metavar="[ACTION]")
 
-    a = actions.add_parser("add", help="save a server (nothing is contacted; see `remotes test`)",
-                           description="Save a server under NAME. Its models are then remote:NAME/MODEL.")
+    a = actions.add_parser(
+        "add",
+        help="save a server (nothing is contacted; see `remotes test`)",
+        description="Save a server under NAME. Its models are then remote:NAME/MODEL.",
+    )
     a.add_argument("name", metavar="NAME", help="a short name without '/' (e.g. gpu-box)")
     a.add_argument("url", metavar="URL", help="its API root, e.g. http://192.168.1.20:8000/v1 (host:port gets /v1)")
     key = a.add_mutually_exclusive_group()
-    key.add_argument("--api-key-env", metavar="VAR",
-                     help="read the API key from this environment variable each time (the key is not saved)")
+    key.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="read the API key from this environment variable each time (the key is not saved)",
+    )
     key.add_argument("--api-key", metavar="KEY", help="save this API key in Orchard's settings")
     _json_flag(a)
     a.set_defaults(handler=add_cmd)
@@ -35,8 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _json_flag(r)
     r.set_defaults(handler=remove_cmd)
 
-    t = actions.add_parser("test", help="connect to a server and list its models",
-                           description="Asks the server for its models (GET /models) with the saved key.")
+    t = actions.add_parser(
+        "test",
+        help="connect to a server and list its models",
+        description="Asks the server for its models (GET /models) with the saved key.",
+    )
     t.add_argument("name", metavar="NAME")
     _json_flag(t)
     t.set_defaults(handler=test_cmd)
@@ -55,9 +67,14 @@ def _endpoint_json(endpoint) -> dict:
         base = api_base(endpoint.url)
     except UserError:
         base = None  # a URL edited by hand into something unusable: listed as saved
-    return {"name": endpoint.name, "url": endpoint.url, "api_base": base,
-            "api_key_from": "env" if endpoint.api_key_env else "settings" if endpoint.api_key else None,
-            "api_key_env": endpoint.api_key_env, "api_key_set": bool(endpoint.api_key)}
+    return {
+        "name": endpoint.name,
+        "url": endpoint.url,
+        "api_base": base,
+        "api_key_from": "env" if endpoint.api_key_env else "settings" if endpoint.api_key else None,
+        "api_key_env": endpoint.api_key_env,
+        "api_key_set": bool(endpoint.api_key),
+    }
 
 
 def _key_text(endpoint) -> str:
@@ -117,9 +134,20 @@ def test_cmd(args: argparse.Namespace) -> int:
     endpoint = get_endpoint(args.name)
     models = endpoint_models(endpoint)
     if args.json:
-        print_json({**_endpoint_json(endpoint), "models": [
-            {"id": m.id, "ref": remote_ref(endpoint.name, m.id), "context_length": m.context_length,
-             "owned_by": m.owned_by} for m in models]})
+        print_json(
+            {
+                **_endpoint_json(endpoint),
+                "models": [
+                    {
+                        "id": m.id,
+                        "ref": remote_ref(endpoint.name, m.id),
+                        "context_length": m.context_length,
+                        "owned_by": m.owned_by,
+                    }
+                    for m in models
+                ],
+            }
+        )
         return 0
     n = len(models)
     say(f"{endpoint.name} answers at {api_base(endpoint.url)}: {n} model{'s' if n != 1 else ''}")

@@ -6,11 +6,14 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("selftest", help="check that this install works (backends, a tiny model, the window)",
-                       description="Import every backend and touch its native library, generate a few tokens "
-                                   "from a tiny model built in a temporary folder, embed a sentence with the "
-                                   "bundled embedder, and paint the main window offscreen. Exit 0 when all pass; "
-                                   "nothing of yours is read or written.")
+    p = sub.add_parser(
+        "selftest",
+        help="check that this install works (backends, a tiny model, the window)",
+        description="Import every backend and touch its native library, generate a few tokens "
+        "from a tiny model built in a temporary folder, embed a sentence with the "
+        "bundled embedder, and paint the main window offscreen. Exit 0 when all pass; "
+        "nothing of yours is read or written.",
+    )
     p.add_argument("--visible", action="store_true", help="show the window instead of painting it offscreen")
     p.set_defaults(handler=run)
 

@@ -15,16 +15,29 @@ from macapp.core.units import format_bytes, parse_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tune", help="LoRA-tune an MLX model on a JSONL dataset",
-                       description="Validate the data (every problem with its line; nothing is trained if any), "
-                                   "estimate memory, then train with mlx-lm in a child process. Ctrl-C stops at "
-                                   "once and keeps the last checkpoint; --resume continues it. Unset sizes are "
-                                   "chosen for this Mac's memory. Chat and prompt/completion data train on the "
-                                   "answers only unless --train-on-prompt.")
-    p.add_argument("--base", required=True, type=Path, metavar="MODEL_DIR",
-                   help="mlx-lm model folder (a GGUF can't be tuned: the error names its MLX twin to pull)")
-    p.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl",
-                   help="JSONL file (messages, prompt/completion or text lines) or a folder with train/valid.jsonl")
+    p = sub.add_parser(
+        "tune",
+        help="LoRA-tune an MLX model on a JSONL dataset",
+        description="Validate the data (every problem with its line; nothing is trained if any), "
+        "estimate memory, then train with mlx-lm in a child process. Ctrl-C stops at "
+        "once and keeps the last checkpoint; --resume continues it. Unset sizes are "
+        "chosen for this Mac's memory. Chat and prompt/completion data train on the "
+        "answers only unless --train-on-prompt.",
+    )
+    p.add_argument(
+        "--base",
+        required=True,
+        type=Path,
+        metavar="MODEL_DIR",
+        help="mlx-lm model folder (a GGUF can't be tuned: the error names its MLX twin to pull)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="FILE.jsonl",
+        help="JSONL file (messages, prompt/completion or text lines) or a folder with train/valid.jsonl",
+    )
     p.add_argument("--name", required=True, help="adapter name in the registry")
     p.add_argument("--iters", type=positive_int, default=1000, help="training iterations (default 1000)")
     p.add_argument("--rank", type=positive_int, default=None, help="LoRA rank")
@@ -33,37 +46,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="examples per iteration")
     p.add_argument("--max-seq-length", type=positive_int, default=None, help="tokens per example")
     learn = p.add_mutually_exclusive_group()
-    learn.add_argument("--train-on-prompt", dest="mask_prompt", action="store_const", const=False, default=None,
-                       help="learn from the prompts too, not only the answers (messages and prompt/completion data "
-                            "train on the answers only by default; text data always trains on everything)")
-    learn.add_argument("--mask-prompt", dest="mask_prompt", action="store_const", const=True,
-                       help="answers only (already the default for messages and prompt/completion data; "
-                            "an error for text data)")
+    learn.add_argument(
+        "--train-on-prompt",
+        dest="mask_prompt",
+        action="store_const",
+        const=False,
+        default=None,
+        help="learn from the prompts too, not only the answers (messages and prompt/completion data "
+        "train on the answers only by default; text data always trains on everything)",
+    )
+    learn.add_argument(
+        "--mask-prompt",
+        dest="mask_prompt",
+        action="store_const",
+        const=True,
+        help="answers only (already the default for messages and prompt/completion data; an error for text data)",
+    )
     p.add_argument("--grad-checkpoint", action="store_true", default=None, help="less memory, slower")
     p.add_argument("--steps-per-report", type=positive_int, default=10, help="iterations between reports")
     p.add_argument("--steps-per-eval", type=positive_int, default=200, help="iterations between validations")
     p.add_argument("--save-every", type=positive_int, default=100, help="iterations between checkpoints")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run with this name from its checkpoint")
-    p.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
-                   help="memory budget (e.g. 16G); default: this machine's")
+    p.add_argument(
+        "--budget",
+        type=parse_bytes,
+        default=None,
+        metavar="BYTES",
+        help="memory budget (e.g. 16G); default: this machine's",
+    )
     p.add_argument("--no-memory-check", action="store_true", help="train even if the estimate exceeds the budget")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
     p.set_defaults(handler=tune_cmd)
 
-    p = sub.add_parser("adapters", help="the trained LoRA adapters; delete one",
-                       description="Name, base model, dataset hash, settings, final losses and size of each adapter; "
-                                   "unfinished runs show as incomplete (resume them with `macapp tune --resume`). "
-                                   "Without an action, lists them.")
+    p = sub.add_parser(
+        "adapters",
+        help="the trained LoRA adapters; delete one",
+        description="Name, base model, dataset hash, settings, final losses and size of each adapter; "
+        "unfinished runs show as incomplete (resume them with `macapp tune --resume`). "
+        "Without an action, lists them.",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=adapters_cmd)
     actions = p.add_subparsers(dest="adapters_action", metavar="[ACTION]")
     ls = actions.add_parser("list", help="the adapters (the default action)")
     ls.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
     ls.set_defaults(handler=adapters_cmd)
-    rm = actions.add_parser("delete", help="delete an adapter (finished or not) and its files",
-                            description="Deletes the adapter's folder in Orchard's adapter registry. Files you "
-                                        "exported from it (macapp export) stay where you put them.")
+    rm = actions.add_parser(
+        "delete",
+        help="delete an adapter (finished or not) and its files",
+        description="Deletes the adapter's folder in Orchard's adapter registry. Files you "
+        "exported from it (macapp export) stay where you put them.",
+    )
     rm.add_argument("name", metavar="NAME", help="the adapter's name (see `macapp adapters`)")
     rm.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
     rm.set_defaults(handler=adapters_delete_cmd)
@@ -75,8 +109,7 @@ def adapters_delete_cmd(args: argparse.Namespace) -> int:
     info = get_adapter(args.name, include_incomplete=True)  # a clear error for a bad or unknown name
     delete_adapter(info.name)
     if args.json:
-        print_json({"deleted": info.name, "path": str(info.path), "status": info.status,
-                    "size_bytes": info.size_bytes})
+        print_json({"deleted": info.name, "path": str(info.path), "status": info.status, "size_bytes": info.size_bytes})
         return 0
     console().print(f"Deleted the adapter {info.name} ({format_bytes(info.size_bytes)}).", markup=False)
     return 0
@@ -86,14 +119,28 @@ def _options(args: argparse.Namespace):
     from macapp.core.tuning.estimate import default_settings
     from macapp.core.tuning.train import TrainOptions
 
-    chosen = {"batch_size": args.batch_size, "max_seq_length": args.max_seq_length, "layers": args.layers,
-              "rank": args.rank, "grad_checkpoint": args.grad_checkpoint}
+    chosen = {
+        "batch_size": args.batch_size,
+        "max_seq_length": args.max_seq_length,
+        "layers": args.layers,
+        "rank": args.rank,
+        "grad_checkpoint": args.grad_checkpoint,
+    }
     if any(v is None for v in chosen.values()):
         chosen = {k: default if chosen[k] is None else chosen[k] for k, default in default_settings().items()}
     return TrainOptions(
-        base=args.base, data=args.data, name=args.name, iters=args.iters, learning_rate=args.lr,
-        mask_prompt=args.mask_prompt, steps_per_report=args.steps_per_report, steps_per_eval=args.steps_per_eval,
-        save_every=args.save_every, seed=args.seed, resume=args.resume, check_memory=not args.no_memory_check,
+        base=args.base,
+        data=args.data,
+        name=args.name,
+        iters=args.iters,
+        learning_rate=args.lr,
+        mask_prompt=args.mask_prompt,
+        steps_per_report=args.steps_per_report,
+        steps_per_eval=args.steps_per_eval,
+        save_every=args.save_every,
+        seed=args.seed,
+        resume=args.resume,
+        check_memory=not args.no_memory_check,
         **chosen,
     )
 
@@ -105,6 +152,7 @@ def _say(text: str) -> None:
 @contextmanager
 def _ctrl_c_cancels(token):
     """First Ctrl-C stops training at once (the checkpoint stays); a second one interrupts."""
+
     def handler(signum, frame):
         if token.cancelled:
             raise KeyboardInterrupt
@@ -146,8 +194,12 @@ def tune_cmd(args: argparse.Namespace) -> int:
     options = _options(args)
     plan = plan_training(options, budget_bytes=args.budget)
     for report in plan.reports:
-        stats = f", tokens min {report.tokens.min} / mean {report.tokens.mean:g} / max {report.tokens.max} / " \
-                f"total {report.tokens.total:,}" if report.tokens else ""
+        stats = (
+            f", tokens min {report.tokens.min} / mean {report.tokens.mean:g} / max {report.tokens.max} / "
+            f"total {report.tokens.total:,}"
+            if report.tokens
+            else ""
+        )
         _say(f"{report.path.name}: {report.examples} examples ({report.format or 'unknown format'}){stats}")
     for note in plan.notes:
         _say(f"note: {note}")
@@ -159,9 +211,11 @@ def tune_cmd(args: argparse.Namespace) -> int:
         _say(f"{len(plan.problems)} problem{'s' if len(plan.problems) != 1 else ''} in the data; nothing was trained")
         return 1
     est = plan.estimate
-    _say(f"memory: about {format_bytes(est.total_bytes)} at peak (weights {format_bytes(est.weights_bytes)}, "
-         f"activations {format_bytes(est.activation_bytes)}) of a {format_bytes(est.budget_bytes)} budget: "
-         f"{est.verdict}")
+    _say(
+        f"memory: about {format_bytes(est.total_bytes)} at peak (weights {format_bytes(est.weights_bytes)}, "
+        f"activations {format_bytes(est.activation_bytes)}) of a {format_bytes(est.budget_bytes)} budget: "
+        f"{est.verdict}"
+    )
     token = CancelToken()
     gen = train_lora(options, token, plan=plan)
     try:
@@ -186,8 +240,10 @@ def tune_cmd(args: argparse.Namespace) -> int:
     losses = f"train loss {result.train_loss:.3f}" if result.train_loss is not None else ""
     if result.val_loss is not None:
         losses += f", validation loss {result.val_loss:.3f}"
-    print(f"adapter {result.adapter.name!r}: {result.iterations} iterations in {result.seconds:.1f} s, {losses}; "
-          f"{format_bytes(result.adapter.size_bytes)} at {result.adapter.path}")
+    print(
+        f"adapter {result.adapter.name!r}: {result.iterations} iterations in {result.seconds:.1f} s, {losses}; "
+        f"{format_bytes(result.adapter.size_bytes)} at {result.adapter.path}"
+    )
     return 0
 
 
@@ -210,16 +266,35 @@ def adapters_cmd(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("name", "base", "iterations", "learned", "train loss", "val loss", "size", "dataset", "created",
-                   "status"):
+    for column in (
+        "name",
+        "base",
+        "iterations",
+        "learned",
+        "train loss",
+        "val loss",
+        "size",
+        "dataset",
+        "created",
+        "status",
+    ):
         table.add_column(column)
 
     def loss(value):
         return "" if value is None else f"{value:.3f}"
 
     for a in found:
-        table.add_row(a.name, Path(a.base_path).name, str(a.iterations), learned_text(a.settings),
-                      loss(a.train_loss), loss(a.val_loss),
-                      format_bytes(a.size_bytes), a.dataset_sha256[:12], a.created[:16].replace("T", " "), a.status)
+        table.add_row(
+            a.name,
+            Path(a.base_path).name,
+            str(a.iterations),
+            learned_text(a.settings),
+            loss(a.train_loss),
+            loss(a.val_loss),
+            format_bytes(a.size_bytes),
+            a.dataset_sha256[:12],
+            a.created[:16].replace("T", " "),
+            a.status,
+        )
     console().print(table)
     return 0

@@ -22,8 +22,9 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 MOVE_ASIDE = "move the file aside and Orchard will start a new one; the file was not changed"
 
 
-def open_database(path: Path, migrations: list[str], what: str,
-                  on_open: Callable[[sqlite3.Connection], None] | None = None) -> sqlite3.Connection:
+def open_database(
+    path: Path, migrations: list[str], what: str, on_open: Callable[[sqlite3.Connection], None] | None = None
+) -> sqlite3.Connection:
     """Connect (WAL), run pending ``migrations``, then ``on_open(conn)`` in the same transaction.
 
     ``what`` names the database for messages ("the chat history"). A file that is not SQLite,
@@ -71,14 +72,16 @@ def _check_is_sqlite(path: Path, what: str) -> None:
 def _migrate(conn: sqlite3.Connection, path: Path, migrations: list[str], what: str) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if tables and "schema_migrations" not in tables:
-        raise UserError(f"{path} is a SQLite database but not Orchard's {what.removeprefix('the ')}",
-                            hint=MOVE_ASIDE)
+        raise UserError(f"{path} is a SQLite database but not Orchard's {what.removeprefix('the ')}", hint=MOVE_ASIDE)
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
     applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
     newest = max(applied, default=0)
     if newest > len(migrations):
-        raise UserError(f"{what[0].upper()}{what[1:]} {path} was written by a newer Orchard (schema version {newest}; "
-                        f"this version knows up to {len(migrations)})", hint="update Orchard to open it")
+        raise UserError(
+            f"{what[0].upper()}{what[1:]} {path} was written by a newer Orchard (schema version {newest}; "
+            f"this version knows up to {len(migrations)})",
+            hint="update Orchard to open it",
+        )
     for version, script in enumerate(migrations, start=1):
         if version not in applied:
             for statement in _statements(script):

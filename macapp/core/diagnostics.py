@@ -79,9 +79,14 @@ def _mlx_metal() -> str:
 
 
 def data_paths() -> dict[str, str]:
-    return {"data": str(paths.data_dir()), "logs": str(paths.logs_dir()), "hf_cache": str(paths.hf_hub_cache()),
-            "lm_studio": str(paths.lm_studio_models_dir() or ""), "adapters": str(paths.adapters_dir()),
-            "index": str(paths.index_dir())}
+    return {
+        "data": str(paths.data_dir()),
+        "logs": str(paths.logs_dir()),
+        "hf_cache": str(paths.hf_hub_cache()),
+        "lm_studio": str(paths.lm_studio_models_dir() or ""),
+        "adapters": str(paths.adapters_dir()),
+        "index": str(paths.index_dir()),
+    }
 
 
 def report(entries: list | None = None) -> dict[str, Any]:
@@ -98,5 +103,3 @@ def report(entries: list | None = None) -> dict[str, Any]:
         "paths": data_paths(),
         "models": {"installed": len(entries), "unreadable": sum(1 for e in entries if e.facts is None)},
     }
-
-

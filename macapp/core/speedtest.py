@@ -23,8 +23,9 @@ DEFAULT_MAX_TOKENS = 4096
 DEFAULT_PROMPT_TOKENS = 256
 DEFAULT_CTX = 4096
 # Encoders (embedding models) cannot generate; a library may well hold one.
-ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
-                                   "modern-bert", "neo-bert", "t5encoder"})
+ENCODER_ARCHITECTURES = frozenset(
+    {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"}
+)
 _GREEDY = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0, "seed": 0}
 
 
@@ -80,7 +81,7 @@ def smallest_model(entries: Iterable) -> Any | None:
 
 
 def counting_prompt(count_tokens, target: int) -> str:
-    """"Counting: 1, 2, 3, ..." long enough to take about ``target`` tokens (``count_tokens(text)``)."""
+    """ "Counting: 1, 2, 3, ..." long enough to take about ``target`` tokens (``count_tokens(text)``)."""
     n = 16
     while True:
         text = "Counting: " + ", ".join(str(i) for i in range(1, n + 1)) + ","
@@ -89,9 +90,16 @@ def counting_prompt(count_tokens, target: int) -> str:
         n *= 2
 
 
-def speed_test(ref: str, *, seconds: float = DEFAULT_SECONDS, max_tokens: int = DEFAULT_MAX_TOKENS,
-               prompt_tokens: int = DEFAULT_PROMPT_TOKENS, n_ctx: int = DEFAULT_CTX, budget: int | None = None,
-               cancel: CancelToken | None = None) -> Generator[SpeedTestProgress, None, SpeedTestResult]:
+def speed_test(
+    ref: str,
+    *,
+    seconds: float = DEFAULT_SECONDS,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
+    n_ctx: int = DEFAULT_CTX,
+    budget: int | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[SpeedTestProgress, None, SpeedTestResult]:
     """Load ``ref`` (a GGUF path or library id) and measure prompt processing and generation speed.
 
     Args:
@@ -146,8 +154,13 @@ def speed_test(ref: str, *, seconds: float = DEFAULT_SECONDS, max_tokens: int = 
             elif elapsed >= seconds and not stop.cancelled:
                 timed_out = True
                 stop.cancel()
-            yield SpeedTestProgress("generating", min(elapsed, seconds), seconds,
-                                    f"{chunk.completion_tokens} tokens", tokens=chunk.completion_tokens)
+            yield SpeedTestProgress(
+                "generating",
+                min(elapsed, seconds),
+                seconds,
+                f"{chunk.completion_tokens} tokens",
+                tokens=chunk.completion_tokens,
+            )
         cancel.raise_if_cancelled()
     finally:
         engine.unload()
@@ -159,14 +172,24 @@ def speed_test(ref: str, *, seconds: float = DEFAULT_SECONDS, max_tokens: int = 
     else:
         stopped_by = {"stop": "model"}.get(result.finish_reason, result.finish_reason)
     return SpeedTestResult(
-        model=ref, file_name=engine.path.name, quantization=facts.quantization, file_size=facts.file_size,
-        backend=engine.settings.backend, n_ctx=n_ctx_used, load_s=load_s,
-        prompt_tokens=result.prompt_eval_tokens, prompt_s=result.prompt_s, tokens=result.completion_tokens,
-        generation_s=result.generation_s, stopped_by=stopped_by)
+        model=ref,
+        file_name=engine.path.name,
+        quantization=facts.quantization,
+        file_size=facts.file_size,
+        backend=engine.settings.backend,
+        n_ctx=n_ctx_used,
+        load_s=load_s,
+        prompt_tokens=result.prompt_eval_tokens,
+        prompt_s=result.prompt_s,
+        tokens=result.completion_tokens,
+        generation_s=result.generation_s,
+        stopped_by=stopped_by,
+    )
 
 
-def speed_test_smallest(entries: Iterable | None = None, *, cancel: CancelToken | None = None,
-                        **options) -> Generator[SpeedTestProgress, None, SpeedTestResult]:
+def speed_test_smallest(
+    entries: Iterable | None = None, *, cancel: CancelToken | None = None, **options
+) -> Generator[SpeedTestProgress, None, SpeedTestResult]:
     """``speed_test`` on the smallest model in ``entries`` (default: the library), or a skipped result.
 
     Skipped (not raised): no model installed, or the smallest one does not fit this machine.
@@ -178,13 +201,15 @@ def speed_test_smallest(entries: Iterable | None = None, *, cancel: CancelToken 
     entries = list(entries)
     entry = smallest_model(entries)
     if entry is None:
-        return SpeedTestResult(skipped="no model installed" if not entries else
-                               "no installed model can generate text (unreadable or embedding-only)")
+        return SpeedTestResult(
+            skipped="no model installed"
+            if not entries
+            else "no installed model can generate text (unreadable or embedding-only)"
+        )
     from macapp.core.engines import plan_load
 
     try:
         plan_load(entry.id, n_ctx=options.get("n_ctx", DEFAULT_CTX), budget=options.get("budget"))
     except UserError as exc:
-        return SpeedTestResult(model=entry.id, file_name=entry.name,
-                               skipped=f"the smallest model does not fit: {exc}")
+        return SpeedTestResult(model=entry.id, file_name=entry.name, skipped=f"the smallest model does not fit: {exc}")
     return (yield from speed_test(entry.id, cancel=cancel, **options))

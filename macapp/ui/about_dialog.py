@@ -11,8 +11,6 @@ from macapp.ui.labels import make_label as _label
 LICENCE = "Apache-2.0"
 
 
-
-
 class AboutDialog(QDialog):
     """Version, backend versions (from package metadata, nothing imported), folders, licence."""
 
@@ -31,8 +29,10 @@ class AboutDialog(QDialog):
         root.addWidget(_label("Orchard", "aboutTitle"))
         self.version_label = _label(f"Version {self.version}", "aboutVersion", selectable=True)
         root.addWidget(self.version_label)
-        lead = _label("Local language models on Apple Silicon: pick one that fits, chat with your PDFs, "
-                      "tune it to your data.", "muted")
+        lead = _label(
+            "Local language models on Apple Silicon: pick one that fits, chat with your PDFs, tune it to your data.",
+            "muted",
+        )
         lead.setWordWrap(True)
         root.addWidget(lead)
         root.addSpacing(10)

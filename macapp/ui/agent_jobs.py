@@ -59,13 +59,21 @@ def window_toolbox(grants: Grants, collection: str | None) -> tuple[Toolbox, lis
             usable.append(name)
     if not usable:
         return Toolbox(), problems
-    return builtin_toolbox(Grants(tools=tuple(usable), folders=folders, shell=grants.shell),
-                           collection=collection), problems
+    return builtin_toolbox(
+        Grants(tools=tuple(usable), folders=folders, shell=grants.shell), collection=collection
+    ), problems
 
 
-def agent_turn(store: ChatStore, conversation_id: int, task: str, engine: Engine, grants: Grants,
-               collection: str | None, cancel: CancelToken, sampling: SamplingSettings | None = None
-               ) -> Generator[ToolsReady | AgentEvent, None, AgentResult]:
+def agent_turn(
+    store: ChatStore,
+    conversation_id: int,
+    task: str,
+    engine: Engine,
+    grants: Grants,
+    collection: str | None,
+    cancel: CancelToken,
+    sampling: SamplingSettings | None = None,
+) -> Generator[ToolsReady | AgentEvent, None, AgentResult]:
     """Run the agent on ``task`` in the conversation, on the engine thread.
 
     Yields:
@@ -86,16 +94,26 @@ def agent_turn(store: ChatStore, conversation_id: int, task: str, engine: Engine
                 toolbox.add(tool)
     try:
         yield ToolsReady(toolbox.names, tuple(problems))
-        stream = run_in_chat(store, conversation_id, task, engine, toolbox, grants=grants, sampling=sampling,
-                             cancel=cancel, first_call_required=grants.require_tool and len(toolbox) > 0)
+        stream = run_in_chat(
+            store,
+            conversation_id,
+            task,
+            engine,
+            toolbox,
+            grants=grants,
+            sampling=sampling,
+            cancel=cancel,
+            first_call_required=grants.require_tool and len(toolbox) > 0,
+        )
         return (yield from _batched(stream))
     finally:
         if servers is not None:  # stopping a server takes seconds: the page need not wait for it
             threading.Thread(target=servers.close, name="mcp-close", daemon=True).start()
 
 
-def _batched(stream: Generator[AgentEvent, None, AgentResult], interval: float = BATCH_INTERVAL_S
-             ) -> Iterator[AgentEvent]:
+def _batched(
+    stream: Generator[AgentEvent, None, AgentResult], interval: float = BATCH_INTERVAL_S
+) -> Iterator[AgentEvent]:
     """``stream`` with its answer text merged into batches at most ``interval`` apart; anything else at once."""
     texts: list[str] = []
     due = time.monotonic() + interval

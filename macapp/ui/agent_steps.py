@@ -19,11 +19,27 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePol
 SHOWN_RESULT_CHARS = 4000  # an expanded row shows this much of a result (the model read up to 8,000)
 SHOWN_VALUE_CHARS = 1200  # an argument longer than this (a file's content) is cut on a card
 SUMMARY_CHARS = 90
-STATUS_WORDS = {"ok": "done", "error": "failed", "invalid": "invalid arguments", "refused": "refused",
-                "denied": "denied", "timeout": "timed out", "cancelled": "stopped", "running": "running…"}
+STATUS_WORDS = {
+    "ok": "done",
+    "error": "failed",
+    "invalid": "invalid arguments",
+    "refused": "refused",
+    "denied": "denied",
+    "timeout": "timed out",
+    "cancelled": "stopped",
+    "running": "running…",
+}
 GOOD, BAD = "good", "bad"
-STATUS_TONE = {"ok": GOOD, "running": "", "error": BAD, "invalid": BAD, "refused": BAD, "denied": BAD,
-               "timeout": BAD, "cancelled": BAD}
+STATUS_TONE = {
+    "ok": GOOD,
+    "running": "",
+    "error": BAD,
+    "invalid": BAD,
+    "refused": BAD,
+    "denied": BAD,
+    "timeout": BAD,
+    "cancelled": BAD,
+}
 EFFECT_WORDS = {"write": "write", "execute": "run a command", "read": "read"}
 DECISION_WORDS = {"allow_once": "Allowed once", "always": "Always allowed in this chat", "deny": "Denied"}
 
@@ -36,7 +52,7 @@ def _value_text(value: Any) -> str:
 def arguments_summary(arguments: dict[str, Any]) -> str:
     """``notes.txt, "summary"…`` — the arguments on one line, cut to fit a collapsed row."""
     text = ", ".join(" ".join(_value_text(v).split()) for v in arguments.values())
-    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
 
 
 def arguments_text(arguments: dict[str, Any], limit: int = SHOWN_VALUE_CHARS) -> str:
@@ -120,8 +136,11 @@ class StepRow(QFrame):
         self._fill_details()
 
     def _fill_details(self) -> None:
-        shown = self.result if len(self.result) <= SHOWN_RESULT_CHARS else (
-            self.result[:SHOWN_RESULT_CHARS] + f"\n… [{len(self.result) - SHOWN_RESULT_CHARS:,} more characters]")
+        shown = (
+            self.result
+            if len(self.result) <= SHOWN_RESULT_CHARS
+            else (self.result[:SHOWN_RESULT_CHARS] + f"\n… [{len(self.result) - SHOWN_RESULT_CHARS:,} more characters]")
+        )
         parts = [arguments_text(self.arguments)]
         if shown:
             parts.append(f"Result:\n{shown}")
@@ -153,8 +172,16 @@ class ApprovalCard(QFrame):
 
     decided = Signal(str)
 
-    def __init__(self, tool: str, effect: str, arguments: dict[str, Any], description: str = "", *,
-                 call_id: str = "", parent: QWidget | None = None):
+    def __init__(
+        self,
+        tool: str,
+        effect: str,
+        arguments: dict[str, Any],
+        description: str = "",
+        *,
+        call_id: str = "",
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setObjectName("approvalCard")
         self.tool = tool
@@ -175,8 +202,11 @@ class ApprovalCard(QFrame):
         self.allow_button.setObjectName("primary")
         self.always_button = QPushButton("Always for this tool in this chat")
         self.deny_button = QPushButton("Deny")
-        for button, decision in ((self.allow_button, "allow_once"), (self.always_button, "always"),
-                                 (self.deny_button, "deny")):
+        for button, decision in (
+            (self.allow_button, "allow_once"),
+            (self.always_button, "always"),
+            (self.deny_button, "deny"),
+        ):
             button.clicked.connect(lambda _=False, d=decision: self.decide(d))
             buttons.addWidget(button)
         buttons.addStretch(1)
@@ -227,8 +257,9 @@ class StepsPanel(QWidget):
     def show_saved(self, steps) -> None:
         """Rows for steps saved in the chat history (``ChatStore.tool_steps``)."""
         for step in steps:
-            self.finish_row(step.position, step.tool, step.arguments, step.status, step.approval, step.result,
-                            step.duration_s)
+            self.finish_row(
+                step.position, step.tool, step.arguments, step.status, step.approval, step.result, step.duration_s
+            )
 
     def add_row(self, index: int, tool: str, arguments: dict[str, Any]) -> StepRow:
         """The row of call ``index`` (made once; a card waiting for it is answered by now)."""
@@ -238,8 +269,16 @@ class StepsPanel(QWidget):
             self._box.addWidget(row)
         return row
 
-    def finish_row(self, index: int, tool: str, arguments: dict[str, Any], status: str, approval: str,
-                   result: str, duration_s: float) -> StepRow:
+    def finish_row(
+        self,
+        index: int,
+        tool: str,
+        arguments: dict[str, Any],
+        status: str,
+        approval: str,
+        result: str,
+        duration_s: float,
+    ) -> StepRow:
         row = self.add_row(index, tool, arguments)
         row.set_state(status, approval, result, duration_s)
         return row
@@ -256,8 +295,9 @@ class StepsPanel(QWidget):
             self._box.removeWidget(card)
             card.hide()
             card.deleteLater()
-        return self.finish_row(step.index, step.call.name, step.call.arguments, step.status, step.approval,
-                               step.result, step.duration_s)
+        return self.finish_row(
+            step.index, step.call.name, step.call.arguments, step.status, step.approval, step.result, step.duration_s
+        )
 
     def add_card(self, card: ApprovalCard) -> ApprovalCard:
         self.cards.append(card)

@@ -89,7 +89,7 @@ def folder_text(folder: str) -> str:
     parent = str(path.parent)
     home = str(Path.home())
     if parent == home or parent.startswith(home + "/"):
-        parent = "~" + parent[len(home):]
+        parent = "~" + parent[len(home) :]
     return f"{path.name} — {parent}"
 
 
@@ -108,8 +108,9 @@ class ToolsPanel(QWidget):
         lay.setSpacing(6)
         self.switch = QCheckBox("Let the model use tools in this chat")
         self.switch.setObjectName("toolsSwitch")
-        self.switch.setToolTip("Messages go to an agent that can call the tools granted below, and asks "
-                               "before anything writes or runs")
+        self.switch.setToolTip(
+            "Messages go to an agent that can call the tools granted below, and asks before anything writes or runs"
+        )
         self.switch.toggled.connect(self._edited)
         lay.addWidget(self.switch)
 
@@ -130,8 +131,9 @@ class ToolsPanel(QWidget):
         self.no_folders = _muted(EMPTY_FOLDERS)
         lay.addWidget(self.no_folders)
         self.add_folder_button = QPushButton("Add folder…")
-        self.add_folder_button.setToolTip("File tools work only inside the folders granted here; "
-                                          "the first is where relative paths start")
+        self.add_folder_button.setToolTip(
+            "File tools work only inside the folders granted here; the first is where relative paths start"
+        )
         self.add_folder_button.clicked.connect(self.pick_folder)
         lay.addWidget(self.add_folder_button, 0, Qt.AlignmentFlag.AlignLeft)
 
@@ -144,8 +146,9 @@ class ToolsPanel(QWidget):
 
         self.require_box = QCheckBox("Start with a tool call")
         self.require_box.setObjectName("requireTool")
-        self.require_box.setToolTip("The model's first step must call a tool; small models otherwise answer "
-                                    "without looking")
+        self.require_box.setToolTip(
+            "The model's first step must call a tool; small models otherwise answer without looking"
+        )
         self.require_box.toggled.connect(self._edited)
         lay.addWidget(self.require_box)
 
@@ -166,9 +169,16 @@ class ToolsPanel(QWidget):
         picked_mcp = tuple(t for t in self._grants.tools if "__" in t)  # SERVER__TOOL picks (`macapp agent --tool`)
         tools = tuple(n for n, box in self.tool_boxes.items() if box.isChecked()) + picked_mcp
         servers = tuple(n for n, box in self.server_boxes.items() if box.isChecked())
-        return Grants(tools=tools, folders=tuple(self._folders), shell=self.shell_box.isChecked(),
-                      always=set(self._grants.always), preapprove_reads=self._grants.preapprove_reads,
-                      servers=servers, enabled=self.switch.isChecked(), require_tool=self.require_box.isChecked())
+        return Grants(
+            tools=tools,
+            folders=tuple(self._folders),
+            shell=self.shell_box.isChecked(),
+            always=set(self._grants.always),
+            preapprove_reads=self._grants.preapprove_reads,
+            servers=servers,
+            enabled=self.switch.isChecked(),
+            require_tool=self.require_box.isChecked(),
+        )
 
     def set_grants(self, grants: Grants) -> None:
         """Show ``grants`` (a conversation opened) without emitting ``changed``."""

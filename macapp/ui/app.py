@@ -40,8 +40,9 @@ def start_file_log() -> logging.Handler | None:
 
     root = logging.getLogger()
     try:
-        handler = RotatingFileHandler(paths.logs_dir() / LOG_NAME, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS,
-                                      encoding="utf-8")
+        handler = RotatingFileHandler(
+            paths.logs_dir() / LOG_NAME, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+        )
     except OSError as exc:
         log.warning("no log file: %s", exc)
         return None

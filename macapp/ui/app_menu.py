@@ -50,8 +50,9 @@ class AppMenu(QObject):
         self.add_model_action = self._action("Add Model…", self._add_model, "Ctrl+O")
         self.add_folder_action = self._action("Add Folder of Models…", self._add_folder)
         self.settings_action = self._action("Settings…", self.open_settings, role=QAction.MenuRole.PreferencesRole)
-        self.settings_action.setShortcuts(standard_shortcuts(QKeySequence.StandardKey.Preferences,
-                                                             PREFERENCES_FALLBACK))
+        self.settings_action.setShortcuts(
+            standard_shortcuts(QKeySequence.StandardKey.Preferences, PREFERENCES_FALLBACK)
+        )
         self.quit_action = self._action("Quit Orchard", self._quit, role=QAction.MenuRole.QuitRole)
         self.quit_action.setShortcuts(standard_shortcuts(QKeySequence.StandardKey.Quit, "Ctrl+Q"))
         file_menu.addActions([self.add_model_action, self.add_folder_action])

@@ -30,8 +30,13 @@ from macapp.ui.citation_chips import CitationChips
 if TYPE_CHECKING:
     from macapp.core.chat.store import Message
 
-FINISH_WORDS = {"cancelled": "stopped", "length": "max tokens", "context": "context full",
-                "max_steps": "step limit reached", "time_budget": "time budget spent"}  # the last two: an agent's
+FINISH_WORDS = {
+    "cancelled": "stopped",
+    "length": "max tokens",
+    "context": "context full",
+    "max_steps": "step limit reached",
+    "time_budget": "time budget spent",
+}  # the last two: an agent's
 STATUS_WORDS = {"cancelled": "stopped", "interrupted": "interrupted", "error": "failed"}
 BUBBLE_PADDING = 28  # horizontal padding + border of a bubble frame (style.qss)
 MAX_TEXT_WIDTH = 820
@@ -67,9 +72,17 @@ def message_text(message: Message) -> str:
 
 def message_key(message: Message) -> tuple:
     """Everything a bubble shows of a message: an unchanged key means the bubble can be reused."""
-    return (message.id, message.content, message.status, message.finish_reason, message.version,
-            message.version_count, message.tokens_per_s, message.completion_tokens,
-            tuple((c.get("number"), c.get("label")) for c in message.citations))
+    return (
+        message.id,
+        message.content,
+        message.status,
+        message.finish_reason,
+        message.version,
+        message.version_count,
+        message.tokens_per_s,
+        message.completion_tokens,
+        tuple((c.get("number"), c.get("label")) for c in message.citations),
+    )
 
 
 def _tool(text: str, tip: str, name: str = "bubbleAction") -> QToolButton:
@@ -90,8 +103,9 @@ class MessageBubble(QWidget):
     editSubmitted = Signal(int, str)  # message id, new text
     citationClicked = Signal(object)  # a citation dict of this answer (open its page)
 
-    def __init__(self, role: str, message: Message | None = None, parent: QWidget | None = None, *,
-                 text: str | None = None):
+    def __init__(
+        self, role: str, message: Message | None = None, parent: QWidget | None = None, *, text: str | None = None
+    ):
         """``message`` None: an answer being streamed, or (with ``text``) a question not saved yet."""
         super().__init__(parent)
         self.role = role
@@ -144,7 +158,8 @@ class MessageBubble(QWidget):
         foot.addWidget(self.copy_button)
         if self.role == "user":
             self.action_button = self.edit_button = _tool(
-                "Edit", "Change this message and send it again (the old branch is kept)")
+                "Edit", "Change this message and send it again (the old branch is kept)"
+            )
             self.edit_button.clicked.connect(self.start_edit)
         else:
             self.action_button = self.regenerate_button = _tool("Regenerate", "Write a new version of this answer")

@@ -54,8 +54,10 @@ class ComposerBox(QFrame):
         self.tools_button = QPushButton("Tools")
         self.tools_button.setObjectName("toolsToggle")
         self.tools_button.setCheckable(True)
-        self.tools_button.setToolTip("Let the model use the tools this chat grants (set them in ⚙ → Tools); "
-                                     "it asks before anything writes or runs")
+        self.tools_button.setToolTip(
+            "Let the model use the tools this chat grants (set them in ⚙ → Tools); "
+            "it asks before anything writes or runs"
+        )
         buttons.addWidget(self.tools_button)
         hint = QLabel(SEND_HINT)
         hint.setObjectName("muted")

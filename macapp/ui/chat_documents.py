@@ -184,8 +184,9 @@ class ChatDocuments(QObject):
         others = [Path(p).name for p in paths if not is_document(p)]
         if others:
             listed = ", ".join(others[:4]) + (" …" if len(others) > 4 else "")
-            page.notice.show_message(f"Only PDFs and images (PNG, JPEG, HEIC) can be added to a chat; left out: "
-                                     f"{listed}.")
+            page.notice.show_message(
+                f"Only PDFs and images (PNG, JPEG, HEIC) can be added to a chat; left out: {listed}."
+            )
         if not pdfs:
             return None
         if page.store is None:

@@ -79,12 +79,17 @@ def verdict_text(estimate: MemoryEstimate | None) -> str:
     """``Fits · 1.2 GB of 16 GB at 8,192 tokens`` (or what is missing to say so)."""
     if estimate is None or estimate.verdict is None:
         return "Measuring this Mac's memory…" if estimate is not None else ""
-    text = (f"{VERDICT_WORDS[estimate.verdict]} · {format_bytes(estimate.gpu_bytes)} of "
-            f"{format_bytes(estimate.budget_bytes)} at {format_count(estimate.n_ctx)} tokens")
+    text = (
+        f"{VERDICT_WORDS[estimate.verdict]} · {format_bytes(estimate.gpu_bytes)} of "
+        f"{format_bytes(estimate.budget_bytes)} at {format_count(estimate.n_ctx)} tokens"
+    )
     if estimate.verdict == "too_big":
         fits = estimate.max_ctx_that_fits
-        text += (f" — the largest context that fits is {format_count(fits)} tokens" if fits
-                 else " — pick a smaller model or quantization")
+        text += (
+            f" — the largest context that fits is {format_count(fits)} tokens"
+            if fits
+            else " — pick a smaller model or quantization"
+        )
     return text
 
 
@@ -343,8 +348,9 @@ class ModelBar(QWidget):
         backend = "metal" if self._hardware is not None and self._hardware.gpu == "metal" else "cpu"
         n_ctx = max(1, min(self._drawer.wanted_ctx, entry.facts.context_length))
         try:
-            return estimate_memory(entry.facts, RuntimeSettings(n_ctx=n_ctx, kv_type=self._drawer.kv_type,
-                                                                backend=backend), self.budget)
+            return estimate_memory(
+                entry.facts, RuntimeSettings(n_ctx=n_ctx, kv_type=self._drawer.kv_type, backend=backend), self.budget
+            )
         except (ValueError, ZeroDivisionError, IndexError):  # odd header values: no verdict
             log.exception("cannot estimate %s", entry.path)
             return None
@@ -388,8 +394,11 @@ class ModelBar(QWidget):
             self.load_progress.hide()
             self.load_button.setText("Load" if engine is None else "Reload")
             self.load_button.setToolTip("Load the picked model with the context length set in ⚙")
-            self.model_status.setText(f"{model_label(engine)} · {format_count(engine.n_ctx)}-token context"
-                                      if engine is not None else "No model loaded")
+            self.model_status.setText(
+                f"{model_label(engine)} · {format_count(engine.n_ctx)}-token context"
+                if engine is not None
+                else "No model loaded"
+            )
             self.engine_badge.setText(engine.name if engine is not None else "")
             self.engine_badge.setVisible(engine is not None)
             self.model_status.setToolTip(engine_label(engine) if engine is not None else "")

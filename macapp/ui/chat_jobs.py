@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 BATCH_INTERVAL_S = 0.01
 
 
-def load_engine(ref: str, n_ctx: int, kv_type: str, budget: int | None, cancel: CancelToken,
-                previous: LlamaCppEngine | None = None) -> Generator[Progress, None, LlamaCppEngine]:
+def load_engine(
+    ref: str, n_ctx: int, kv_type: str, budget: int | None, cancel: CancelToken, previous: LlamaCppEngine | None = None
+) -> Generator[Progress, None, LlamaCppEngine]:
     """Unload ``previous``, check that ``ref`` fits at ``n_ctx`` (``UserError`` if not), load it.
 
     ``cancel`` goes to the engine (not the Worker) so a cancelled load frees what it loaded.
@@ -64,8 +65,9 @@ def unload_engine(engine: LlamaCppEngine) -> None:
     engine.unload()
 
 
-def count_context(engine: LlamaCppEngine, conversation_id: int | None, store, system_prompt: str,
-                  max_tokens: int) -> ContextPlan:
+def count_context(
+    engine: LlamaCppEngine, conversation_id: int | None, store, system_prompt: str, max_tokens: int
+) -> ContextPlan:
     """What the next message would start from: the history that fits, and how many tokens it takes."""
     from macapp.core.chat.session import as_chat, plan_context
 

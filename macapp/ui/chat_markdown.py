@@ -277,12 +277,12 @@ class StreamingMarkdown(RichText):
     def render(self, text: str) -> None:
         """Show ``text``: the whole answer so far (it only grows)."""
         self._text = text
-        parts = split_markdown(text[self._frozen_chars:])
+        parts = split_markdown(text[self._frozen_chars :])
         while parts:
             part = parts[0]
             if part.kind == "prose" and len(part.text) > SEGMENT_CHARS and (cut := split_point(part.text)):
                 self._freeze(Part("prose", part.text[:cut], cut))  # long prose: keep re-rendering only its end
-                parts = split_markdown(text[self._frozen_chars:])
+                parts = split_markdown(text[self._frozen_chars :])
                 continue
             if len(parts) == 1:
                 self._show_tail(part)

@@ -239,8 +239,9 @@ class ChatPage(QWidget):
 
     def _save_conversation_settings(self) -> None:
         if self.cid is not None and self.store is not None:
-            self.store.update_conversation(self.cid, settings=self._settings_json(),
-                                           system_prompt=self.drawer.system_prompt())
+            self.store.update_conversation(
+                self.cid, settings=self._settings_json(), system_prompt=self.drawer.system_prompt()
+            )
         self._recount_timer.start()
 
     def _settings_json(self) -> dict:
@@ -340,8 +341,10 @@ class ChatPage(QWidget):
         """The conversation on screen, saved now if it is still new (a first message or a dropped PDF)."""
         if self.cid is None:
             self.cid = self.store.create_conversation(
-                model=self.engine.model_id if self.engine else None, system_prompt=self.drawer.system_prompt(),
-                settings=self._settings_json()).id
+                model=self.engine.model_id if self.engine else None,
+                system_prompt=self.drawer.system_prompt(),
+                settings=self._settings_json(),
+            ).id
             self.sidebar.set_current(self.cid)
             self.sidebar.touch(self.cid)
         return self.cid
@@ -353,10 +356,12 @@ class ChatPage(QWidget):
 
         sampling, system, adapter = self.drawer.sampling(), self.drawer.system_prompt(), self.drawer.adapter()
         self.ensure_conversation()
-        self.store.update_conversation(self.cid, model=self.engine.model_id, system_prompt=system,
-                                       settings=self._settings_json(), adapter=adapter)
-        session = ChatSession(self.engine, self.store, self.cid, system_prompt=system, sampling=sampling,
-                              adapter=adapter)
+        self.store.update_conversation(
+            self.cid, model=self.engine.model_id, system_prompt=system, settings=self._settings_json(), adapter=adapter
+        )
+        session = ChatSession(
+            self.engine, self.store, self.cid, system_prompt=system, sampling=sampling, adapter=adapter
+        )
         session.system_prompt = system  # an emptied prompt stays empty
         return session
 
@@ -428,8 +433,9 @@ class ChatPage(QWidget):
         self.composer.clear()
         self.transcript.add_pending(text)
         self._stop = CancelToken()
-        worker = self.host.run(with_adapter, self.engine, self.drawer.adapter(),
-                               self.tools.turn(text, collection, self._stop))
+        worker = self.host.run(
+            with_adapter, self.engine, self.drawer.adapter(), self.tools.turn(text, collection, self._stop)
+        )
         worker.signals.aborted.connect(lambda: self._on_agent_aborted(text))
         return self._run_answer(worker, self._on_agent_event, self._on_agent_done)
 
@@ -521,15 +527,21 @@ class ChatPage(QWidget):
             return
         from macapp.core.docs.index import EmbedderMismatch
 
-        collection = (self.store.get_conversation(self._turn_cid).collection
-                      if isinstance(exc, EmbedderMismatch) and self._turn_cid is not None else None)
+        collection = (
+            self.store.get_conversation(self._turn_cid).collection
+            if isinstance(exc, EmbedderMismatch) and self._turn_cid is not None
+            else None
+        )
         if collection:  # the embedding model was changed since the documents were indexed
             from macapp.core.docs.names import embedder_names
 
             indexed, current = embedder_names(exc.indexed_with, exc.asked_with)
-            self.notice.show_message(f"The PDFs in this chat were indexed with {indexed}, not the embedding model "
-                                     f"chosen now ({current}). Re-index them to search them, then ask again.",
-                                     "Re-index", lambda: self.documents.reindex(collection))
+            self.notice.show_message(
+                f"The PDFs in this chat were indexed with {indexed}, not the embedding model "
+                f"chosen now ({current}). Re-index them to search them, then ask again.",
+                "Re-index",
+                lambda: self.documents.reindex(collection),
+            )
         else:
             self.notice.show_message(error_text(exc))
 
@@ -576,8 +588,14 @@ class ChatPage(QWidget):
         """Count what the next message would start from, on the engine thread."""
         if self.engine is None or self.busy or self._closed or self.store is None:
             return
-        worker = self.host.run(count_context, self.engine, self.cid, self.store, self.drawer.system_prompt(),
-                               self.drawer.sampling().max_tokens)
+        worker = self.host.run(
+            count_context,
+            self.engine,
+            self.cid,
+            self.store,
+            self.drawer.system_prompt(),
+            self.drawer.sampling().max_tokens,
+        )
         self._count_serial += 1
         serial = self._count_serial
         worker.signals.returned.connect(lambda plan: self._on_counted(plan, serial))

@@ -80,8 +80,9 @@ class ConversationList(QWidget):
         self.conversations = QListWidget()
         self.conversations.setObjectName("conversationList")
         self.conversations.setFrameShape(QFrame.Shape.NoFrame)
-        self.conversations.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
-                                           | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.conversations.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
         self.conversations.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conversations.customContextMenuRequested.connect(self._context_menu)
         self.conversations.currentItemChanged.connect(self._on_current)
@@ -131,8 +132,10 @@ class ConversationList(QWidget):
         item = QListWidgetItem(conv.title)
         item.setData(ID_ROLE, conv.id)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
-        item.setToolTip(f"{conv.title}\nStarted {conv.created_at.astimezone():%d %b %Y, %H:%M}"
-                        + (f" · {Path(conv.model).name}" if conv.model else ""))
+        item.setToolTip(
+            f"{conv.title}\nStarted {conv.created_at.astimezone():%d %b %Y, %H:%M}"
+            + (f" · {Path(conv.model).name}" if conv.model else "")
+        )
         item.setSizeHint(QSize(0, 32))
         return item
 
@@ -222,10 +225,13 @@ class ConversationList(QWidget):
         item = self.item(conversation_id)
         title = item.text() if item is not None else "this conversation"
         if confirm:
-            answer = QMessageBox.question(self, "Delete conversation",
-                                          f"Delete “{title}” and all its messages? This cannot be undone.",
-                                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-                                          QMessageBox.StandardButton.Cancel)
+            answer = QMessageBox.question(
+                self,
+                "Delete conversation",
+                f"Delete “{title}” and all its messages? This cannot be undone.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel,
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 return False
         self._store.delete_conversation(conversation_id)

@@ -80,8 +80,9 @@ class ChatTools(QObject):
         from macapp.ui.agent_jobs import agent_turn
 
         page = self.page
-        return agent_turn(page.store, page.cid, text, page.engine, self.panel.grants(), collection, cancel,
-                          page.drawer.sampling())
+        return agent_turn(
+            page.store, page.cid, text, page.engine, self.panel.grants(), collection, cancel, page.drawer.sampling()
+        )
 
     def render(self, event) -> None:
         """Show one event of the run on screen."""
@@ -101,8 +102,11 @@ class ChatTools(QObject):
         if isinstance(event, AgentText):
             transcript.append_stream(event.text, 0)
         elif isinstance(event, ApprovalRequest):
-            card = steps.add_card(ApprovalCard(event.call.name, event.effect, event.call.arguments,
-                                               event.description, call_id=event.call.id))
+            card = steps.add_card(
+                ApprovalCard(
+                    event.call.name, event.effect, event.call.arguments, event.description, call_id=event.call.id
+                )
+            )
             card.decided.connect(event.answer)
             QTimer.singleShot(0, transcript, lambda: transcript.ensureWidgetVisible(card, 0, 20))
         elif isinstance(event, ToolStarted):

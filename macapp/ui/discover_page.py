@@ -43,8 +43,6 @@ JobKey = tuple[str, tuple[str, ...]]  # (repo id, files): what a Download button
 SIDE_BY_SIDE_WIDTH = 860  # narrower than this, the search results sit above the repo's files
 
 
-
-
 class DiscoverPage(QWidget):
     """Find a model that fits this Mac and download it."""
 
@@ -213,8 +211,9 @@ class DiscoverPage(QWidget):
     def hardware_unknown(self) -> None:
         """The probe failed: no budget, so no recommendations; search still works."""
         if self._hardware is None:
-            self.recommended.show_placeholder("Orchard could not measure this Mac's memory, so it cannot "
-                                              "recommend a model. Search the Hub above.")
+            self.recommended.show_placeholder(
+                "Orchard could not measure this Mac's memory, so it cannot recommend a model. Search the Hub above."
+            )
 
     def set_queue(self, queue: DownloadQueue) -> None:
         self.downloads.attach(queue)
@@ -241,24 +240,37 @@ class DiscoverPage(QWidget):
         for pick in picks:
             entry, file = pick.entry, pick.file
             speed = [f"{format_speed(pick.tokens_per_s)} here"] if pick.tokens_per_s else []
-            subtitle = " · ".join((f"{format_params(entry.facts.parameters)} parameters", file.quant, *speed,
-                                   f"{format_bytes(file.approx_bytes)} download", entry.licence))
+            subtitle = " · ".join(
+                (
+                    f"{format_params(entry.facts.parameters)} parameters",
+                    file.quant,
+                    *speed,
+                    f"{format_bytes(file.approx_bytes)} download",
+                    entry.licence,
+                )
+            )
             row = ModelRow(entry.name, subtitle, (entry.repo, (file.file,)), best=pick is best)
-            row.badge.setToolTip(f"The model that suits {place} best: the largest that fits its memory well and "
-                                 f"answers at a readable pace (at least {READABLE_TOKENS_PER_S:.0f} tokens/s)")
+            row.badge.setToolTip(
+                f"The model that suits {place} best: the largest that fits its memory well and "
+                f"answers at a readable pace (at least {READABLE_TOKENS_PER_S:.0f} tokens/s)"
+            )
             row.title.setToolTip(f"{entry.name}\n{entry.repo}" + (f"\n{entry.note}" if entry.note else ""))
             row.subtitle.setToolTip(f"{entry.repo} · {file.file}\nLicence: {entry.licence}")
             row.set_estimate(pick.estimate)
-            row.download_button.setToolTip(f"Download {file.file} ({format_bytes(file.approx_bytes)}) "
-                                           f"from {entry.repo}")
+            row.download_button.setToolTip(
+                f"Download {file.file} ({format_bytes(file.approx_bytes)}) from {entry.repo}"
+            )
             row.downloadClicked.connect(lambda e=entry, f=file: self.download(e.repo, [f.file]))
             self.recommended.add_row(row)
             row.set_job_state(self._jobs.get(row.key))
-        self.recommend_note.setText(f"Curated instruct models, estimated for an 8k-token chat within {place}'s "
-                                    f"{format_bytes(self.budget)} model budget, with the speed each would answer "
-                                    f"at here. Each shows the largest quantization that fits well.")
-        self.recommend_note.setToolTip(f"Speeds are rough: decode reads every weight once per token "
-                                       f"({curated.bandwidth.basis}).")
+        self.recommend_note.setText(
+            f"Curated instruct models, estimated for an 8k-token chat within {place}'s "
+            f"{format_bytes(self.budget)} model budget, with the speed each would answer "
+            f"at here. Each shows the largest quantization that fits well."
+        )
+        self.recommend_note.setToolTip(
+            f"Speeds are rough: decode reads every weight once per token ({curated.bandwidth.basis})."
+        )
         self.recommendationsShown.emit()
 
     def _on_recommend_failed(self, exc: BaseException) -> None:
@@ -305,8 +317,11 @@ class DiscoverPage(QWidget):
             return
         self.repo_model.set_repos(repos)
         n = len(repos)
-        self.results_label.setText(f"{n} GGUF repositor{'y' if n == 1 else 'ies'} for “{self._query}”" if n else
-                                   f"No GGUF repositories match “{self._query}”")
+        self.results_label.setText(
+            f"{n} GGUF repositor{'y' if n == 1 else 'ies'} for “{self._query}”"
+            if n
+            else f"No GGUF repositories match “{self._query}”"
+        )
         self.repo_files.clear(PICK_A_REPO if n else "")
         self.views.setCurrentWidget(self.results_view)
         self._update_status()
@@ -319,8 +334,9 @@ class DiscoverPage(QWidget):
             self._update_status()
             if isinstance(exc, HubUnreachable) and self._picks:  # offline: the catalog still answers
                 self.show_recommendations(self._query)
-                self.notice.show_message(f"{sentence(error_text(exc)).rstrip('.')}. Showing the curated models "
-                                         f"matching “{self._query}”.")
+                self.notice.show_message(
+                    f"{sentence(error_text(exc)).rstrip('.')}. Showing the curated models matching “{self._query}”."
+                )
             else:
                 self.notice.show_message(sentence(error_text(exc)))
             self.searchFinished.emit()

@@ -32,8 +32,9 @@ def indexing_pool() -> QThreadPool:
     return named_pool(INDEXING)
 
 
-def add_pdfs(collection: str, paths: Sequence[str], token: CancelToken) -> Generator[IngestProgress, None,
-                                                                                      list[FileOutcome]]:
+def add_pdfs(
+    collection: str, paths: Sequence[str], token: CancelToken
+) -> Generator[IngestProgress, None, list[FileOutcome]]:
     """Add ``paths`` to ``collection`` (created if new) with the app's embedder; one ``FileOutcome`` per path."""
     from macapp.core.docs.embedder import load_embedder
     from macapp.core.docs.ingest import add_files
@@ -41,8 +42,9 @@ def add_pdfs(collection: str, paths: Sequence[str], token: CancelToken) -> Gener
     return (yield from add_files(collection, list(paths), load_embedder(), token))
 
 
-def reindex_collection(collection: str, token: CancelToken, if_needed: bool = False) -> Generator[
-        IngestProgress, None, int | None]:
+def reindex_collection(
+    collection: str, token: CancelToken, if_needed: bool = False
+) -> Generator[IngestProgress, None, int | None]:
     """Re-embed every passage of ``collection`` with the app's embedder; returns how many. ``if_needed``: only
     when the collection was built with another embedder (else None), so re-indexes queued twice cost once."""
     from macapp.core.docs.embedder import load_embedder

@@ -71,8 +71,10 @@ log = logging.getLogger(__name__)
 DEFAULT_COLLECTION = "Documents"
 HEADERS = ("File", "Pages", "Chunks", "Added")
 NAME_ROLE = Qt.ItemDataRole.UserRole
-EMPTY_TEXT = ("No documents yet.\nDrop PDFs here or use Add PDFs…, then ask about them in a chat.\n"
-              "PDFs dropped on a conversation get a collection of their own, listed here too.")
+EMPTY_TEXT = (
+    "No documents yet.\nDrop PDFs here or use Add PDFs…, then ask about them in a chat.\n"
+    "PDFs dropped on a conversation get a collection of their own, listed here too."
+)
 
 
 def added_text(stamp: str) -> str:
@@ -93,8 +95,12 @@ def ocr_text(pages: int) -> str:
 
 
 def collection_summary(info: CollectionInfo) -> str:
-    parts = [plural(len(info.files), "file"), plural(info.pages, "page"), ocr_text(info.ocr_pages),
-             plural(info.chunks, "chunk")]
+    parts = [
+        plural(len(info.files), "file"),
+        plural(info.pages, "page"),
+        ocr_text(info.ocr_pages),
+        plural(info.chunks, "chunk"),
+    ]
     return " · ".join(part for part in parts if part)
 
 
@@ -116,7 +122,6 @@ class DocumentsPage(QWidget):
     collectionDeleted = Signal(str)
     refreshed = Signal()  # the lists show the index as it is now
     embedderShown = Signal(object)  # the EmbedderChoice the Embedding model row shows
-
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -193,8 +198,10 @@ class DocumentsPage(QWidget):
         row = QFrame()
         row.setObjectName("embedderRow")
         row.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
-        row.setToolTip("The model that turns passages into vectors for search. Changing it re-indexes "
-                       "every collection (vectors of two models never mix).")
+        row.setToolTip(
+            "The model that turns passages into vectors for search. Changing it re-indexes "
+            "every collection (vectors of two models never mix)."
+        )
         lay = QHBoxLayout(row)
         lay.setContentsMargins(12, 6, 8, 6)
         lay.setSpacing(10)
@@ -243,8 +250,9 @@ class DocumentsPage(QWidget):
         for col in (1, 2, 3):
             head.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         for col in (1, 2):  # numbers, right-aligned under their headers
-            table.horizontalHeaderItem(col).setTextAlignment(Qt.AlignmentFlag.AlignRight
-                                                             | Qt.AlignmentFlag.AlignVCenter)
+            table.horizontalHeaderItem(col).setTextAlignment(
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+            )
         table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         table.itemSelectionChanged.connect(self._update_buttons)
         self.stale_box = QFrame()
@@ -387,8 +395,9 @@ class DocumentsPage(QWidget):
         else:
             bundled = " · bundled" if choice.bundled else ""
             self.embedder_label.setText(f"{choice.file} · {choice.dim:,} dimensions{bundled}")
-            self.embedder_label.setToolTip(f"{choice.path or 'Bundled with the app'}\nCollections record it as "
-                                           f"{choice.name}")
+            self.embedder_label.setToolTip(
+                f"{choice.path or 'Bundled with the app'}\nCollections record it as {choice.name}"
+            )
         self._update_marks()
         self._update_buttons()
         if choice is not None:
@@ -401,7 +410,7 @@ class DocumentsPage(QWidget):
             self.choose_embedder(path)
 
     def embedder_state(self, info: CollectionInfo) -> str:
-        """"reindexing" (queued or running), "stale" (built with another embedder than the current one) or ""."""
+        """ "reindexing" (queued or running), "stale" (built with another embedder than the current one) or ""."""
         if info.name in self.panel.reindexing():
             return "reindexing"
         if self.embedder is not None and info.embedder != self.embedder.name:
@@ -439,8 +448,10 @@ class DocumentsPage(QWidget):
             self.stale_label.setText("Re-indexing with the current embedding model…")
         elif state == "stale":
             indexed, current = embedder_names(info.embedder, self.embedder.name if self.embedder else "")
-            self.stale_label.setText(f"Indexed with {indexed}, not the current embedding model ({current}): "
-                                     "it can't be searched until it is re-indexed.")
+            self.stale_label.setText(
+                f"Indexed with {indexed}, not the current embedding model ({current}): "
+                "it can't be searched until it is re-indexed."
+            )
             self.stale_label.setToolTip(f"Indexed with {info.embedder}")
         self.stale_button.setVisible(state == "stale")
 
@@ -476,8 +487,10 @@ class DocumentsPage(QWidget):
         else:
             self.collection_title.setText(self.title_of(info))
             self.collection_title.setToolTip(f"Collection “{info.name}”")
-            self.collection_meta.setText(f"{collection_summary(info)} · embedded with {embedder_name(info.embedder)}"
-                                         f" · created {added_text(info.created_at)}")
+            self.collection_meta.setText(
+                f"{collection_summary(info)} · embedded with {embedder_name(info.embedder)}"
+                f" · created {added_text(info.created_at)}"
+            )
             self.collection_meta.setToolTip(f"Embedded with {info.embedder}")
             table.setRowCount(len(info.files))
             for row, f in enumerate(info.files):
@@ -518,8 +531,11 @@ class DocumentsPage(QWidget):
         pdfs = [p for p in paths if is_document(p)]
         others = [Path(p).name for p in paths if not is_document(p)]
         if others:
-            self.notice.show_message("Only PDFs and images (PNG, JPEG, HEIC) can be added; left out: "
-                                     + ", ".join(others[:4]) + (" …" if len(others) > 4 else ""))
+            self.notice.show_message(
+                "Only PDFs and images (PNG, JPEG, HEIC) can be added; left out: "
+                + ", ".join(others[:4])
+                + (" …" if len(others) > 4 else "")
+            )
         else:
             self.notice.hide()
         if not pdfs:
@@ -534,8 +550,9 @@ class DocumentsPage(QWidget):
         info, file = self.selected, self.selected_file()
         if info is None or file is None:
             return None
-        return self._write(remove_pdf, info.name, file.file_hash,
-                           done=f"Removed {file.file} from {self.place(info.name)}.")
+        return self._write(
+            remove_pdf, info.name, file.file_hash, done=f"Removed {file.file} from {self.place(info.name)}."
+        )
 
     def reindex_selected(self) -> Worker | None:
         info = self.selected
@@ -551,14 +568,21 @@ class DocumentsPage(QWidget):
             return None
         if confirm:
             answer = QMessageBox.question(
-                self, "Delete collection",
+                self,
+                "Delete collection",
                 f"Delete {self.place(info.name)} and its index ({collection_summary(info)})?\n\n"
                 "The PDFs themselves stay where they are; chats that used the collection stop citing it.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel,
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 return None
-        return self._write(delete_collection, info.name, done=f"Deleted {self.place(info.name)}.",
-                           then=lambda name: self.collectionDeleted.emit(name))
+        return self._write(
+            delete_collection,
+            info.name,
+            done=f"Deleted {self.place(info.name)}.",
+            then=lambda name: self.collectionDeleted.emit(name),
+        )
 
     def _write(self, fn, *args, done: str, then=None) -> Worker:
         """Run a remove or delete on the indexing pool (after any add in progress), then list again."""

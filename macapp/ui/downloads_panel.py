@@ -33,11 +33,19 @@ from macapp.ui.worker import Worker, error_text
 if TYPE_CHECKING:
     from macapp.core.models.download_queue import DownloadJob, DownloadQueue
 
-STATE_WORDS = {"queued": "Queued", "running": "Downloading", "paused": "Paused", "done": "Done",
-               "failed": "Failed", "cancelled": "Cancelled"}
+STATE_WORDS = {
+    "queued": "Queued",
+    "running": "Downloading",
+    "paused": "Paused",
+    "done": "Done",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
 STATE_COLORS = {"done": VERDICT_COLORS["fits"], "failed": VERDICT_COLORS["too_big"]}
-CANCEL_TIP = ("Stop this download and take it off the queue. The partial file is kept, so downloading "
-              "the same file again continues where it stopped.")
+CANCEL_TIP = (
+    "Stop this download and take it off the queue. The partial file is kept, so downloading "
+    "the same file again continues where it stopped."
+)
 REMOVE_TIP = "Take this download off the list and delete its partial file."
 MAX_LIST_HEIGHT = 196  # about three rows
 CLEAR_TIP = "Take this download off the list (the model stays in your library)."
@@ -56,7 +64,7 @@ def eta_text(seconds: float | None) -> str:
 
 
 def progress_text(job: DownloadJob) -> str:
-    """"12.3 MB of 4.7 GB · 8.1 MB/s · 9 min left" (with "part 2 of 3" for split models)."""
+    """ "12.3 MB of 4.7 GB · 8.1 MB/s · 9 min left" (with "part 2 of 3" for split models)."""
     parts = [f"part {job.file_index + 1} of {len(job.files)}"] if len(job.files) > 1 else []
     if job.state == "done":
         return "Verified and added to your library"
@@ -158,8 +166,9 @@ class JobRow(QFrame):
             self._line_stack.setCurrentIndex(1)
         else:
             self._line_stack.setCurrentIndex(0)
-        self.pause_button.setText("Pause" if state in ("queued", "running") else
-                                  "Retry" if state == "failed" else "Resume")
+        self.pause_button.setText(
+            "Pause" if state in ("queued", "running") else "Retry" if state == "failed" else "Resume"
+        )
         self.pause_button.setToolTip("Try this download again" if state == "failed" else "")
         self.pause_button.setVisible(state != "done")
         self.cancel_button.setVisible(state in ("queued", "running", "paused"))

@@ -60,8 +60,9 @@ def load_recommendations(hardware: Hardware) -> CuratedPicks:
     from macapp.core.models.catalog import recommend
 
     bandwidth = decode_bandwidth(hardware)
-    picks = recommend(hardware.budget_bytes, backend=hardware.gpu, ctx=DISCOVER_CTX,
-                      decode_bandwidth=bandwidth.bytes_per_s)
+    picks = recommend(
+        hardware.budget_bytes, backend=hardware.gpu, ctx=DISCOVER_CTX, decode_bandwidth=bandwidth.bytes_per_s
+    )
     return CuratedPicks(picks, bandwidth)
 
 
@@ -79,8 +80,9 @@ def list_repo_files(repo_id: str) -> RepoFiles:
     return list_gguf_files(repo_id)
 
 
-def read_remote_estimates(repo_id: str, revision: str, groups: list[HubFileGroup], budget: int | None,
-                          backend: str) -> Iterator[FileEstimate]:
+def read_remote_estimates(
+    repo_id: str, revision: str, groups: list[HubFileGroup], budget: int | None, backend: str
+) -> Iterator[FileEstimate]:
     """Worker generator: read each group's GGUF header over HTTP ranges and estimate it, one by one.
 
     A file that cannot be read yields its reason instead of stopping the others.

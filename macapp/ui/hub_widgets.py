@@ -34,8 +34,12 @@ _Index = QModelIndex | QPersistentModelIndex
 REPO_STATS_ROLE = Qt.ItemDataRole.UserRole + 1  # "1,234 downloads · 56 likes · updated ..."
 COMPACT_WIDTH = 620  # a row narrower than this drops its memory bar (the total and verdict stay)
 # What a row's Download button says while the queue holds a job for its files.
-JOB_BUTTON = {"queued": ("Queued", False), "running": ("Downloading…", False), "paused": ("Resume", True),
-              "done": ("Downloaded", False)}
+JOB_BUTTON = {
+    "queued": ("Queued", False),
+    "running": ("Downloading…", False),
+    "paused": ("Resume", True),
+    "done": ("Downloaded", False),
+}
 
 
 def repolish(widget: QWidget, name: str) -> None:
@@ -95,8 +99,14 @@ class ModelRow(QFrame):
 
     downloadClicked = Signal()
 
-    def __init__(self, title: str, subtitle: str, key: tuple[str, tuple[str, ...]], best: bool = False,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        title: str,
+        subtitle: str,
+        key: tuple[str, tuple[str, ...]],
+        best: bool = False,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setObjectName("hubRow")
         self.setProperty("best", best)
@@ -294,12 +304,13 @@ class RepoListModel(QAbstractListModel):
             return repo_stats(repo)
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{repo.id}\n{repo_stats(repo)}" + (
-                "\nGated: accept its licence on the Hub and log in to download" if repo.gated else "")
+                "\nGated: accept its licence on the Hub and log in to download" if repo.gated else ""
+            )
         return None
 
 
 def repo_stats(repo: HubModel) -> str:
-    """"1,234,567 downloads · 321 likes · updated 2024-05-01 · gated"."""
+    """ "1,234,567 downloads · 321 likes · updated 2024-05-01 · gated"."""
     parts = [f"{format_count(repo.downloads)} downloads", f"{format_count(repo.likes)} likes"]
     if repo.last_modified:
         parts.append(f"updated {repo.last_modified[:10]}")

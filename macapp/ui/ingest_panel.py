@@ -34,11 +34,21 @@ from macapp.ui.worker import Worker, error_text
 if TYPE_CHECKING:
     from macapp.core.docs.ingest import FileOutcome, IngestProgress
 
-STAGE_WORDS = {"hash": "Reading", "extract": "Reading pages", "ocr": "Reading by OCR",
-               "chunk": "Splitting into passages", "embed": "Indexing", "reindex": "Re-indexing"}
+STAGE_WORDS = {
+    "hash": "Reading",
+    "extract": "Reading pages",
+    "ocr": "Reading by OCR",
+    "chunk": "Splitting into passages",
+    "embed": "Indexing",
+    "reindex": "Re-indexing",
+}
 STATUS_WORDS = {"added": "Added", "updated": "Updated", "skipped": "Skipped", "failed": "Failed"}
-STATUS_COLORS = {"added": VERDICT_COLORS["fits"], "updated": VERDICT_COLORS["fits"],
-                 "skipped": VERDICT_COLORS["tight"], "failed": VERDICT_COLORS["too_big"]}
+STATUS_COLORS = {
+    "added": VERDICT_COLORS["fits"],
+    "updated": VERDICT_COLORS["fits"],
+    "skipped": VERDICT_COLORS["tight"],
+    "failed": VERDICT_COLORS["too_big"],
+}
 MAX_LIST_HEIGHT = 180  # about four rows; more scroll
 
 
@@ -79,8 +89,9 @@ class IngestRow(QFrame):
         self.name_label.setToolTip(path or name)
         self.state_label = QLabel("Waiting")
         self.state_label.setObjectName("jobState")
-        self.state_label.setMinimumWidth(max(self.state_label.fontMetrics().horizontalAdvance(w)
-                                             for w in STAGE_WORDS.values()) + 12)
+        self.state_label.setMinimumWidth(
+            max(self.state_label.fontMetrics().horizontalAdvance(w) for w in STAGE_WORDS.values()) + 12
+        )
         self.state_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -114,8 +125,9 @@ class IngestRow(QFrame):
 
     def finish(self, outcome: FileOutcome) -> None:
         self.outcome = outcome
-        self._done(STATUS_WORDS.get(outcome.status, outcome.status), STATUS_COLORS.get(outcome.status),
-                   outcome_text(outcome))
+        self._done(
+            STATUS_WORDS.get(outcome.status, outcome.status), STATUS_COLORS.get(outcome.status), outcome_text(outcome)
+        )
 
     def stop(self, word: str, detail: str = "") -> None:
         """A row without a file outcome ends: Cancelled, Failed (an error outside any one file), or Done."""
@@ -270,8 +282,10 @@ class IngestPanel(QFrame):
 
     def _on_returned(self, batch: _Batch, result: object) -> None:
         if batch.kind == "reindex":
-            batch.rows[0].stop("Done", "already uses the current embedding model" if result is None
-                               else f"{result:,} passages re-indexed")
+            batch.rows[0].stop(
+                "Done",
+                "already uses the current embedding model" if result is None else f"{result:,} passages re-indexed",
+            )
         self.batchFinished.emit(batch.collection, result if isinstance(result, list) else [])
 
     def _stop_rows(self, batch: _Batch, word: str, detail: str = "") -> None:
@@ -310,8 +324,9 @@ class IngestPanel(QFrame):
     def _fit_height(self) -> None:
         """As tall as the rows (wrapped messages included), up to MAX_LIST_HEIGHT; more scroll."""
         width = self.scroll.viewport().width()
-        height = sum(r.heightForWidth(width) if width > 0 and r.hasHeightForWidth() else r.sizeHint().height()
-                     for r in self.rows)
+        height = sum(
+            r.heightForWidth(width) if width > 0 and r.hasHeightForWidth() else r.sizeHint().height() for r in self.rows
+        )
         self.scroll.setFixedHeight(min(MAX_LIST_HEIGHT, max(height, 1)))
 
     def resizeEvent(self, event) -> None:

@@ -36,14 +36,25 @@ class Column(IntEnum):
 
 
 HEADERS = {
-    Column.NAME: "Name", Column.PARAMETERS: "Parameters", Column.VOCAB: "Vocabulary", Column.CONTEXT: "Context",
-    Column.QUANT: "Quant", Column.SIZE: "Size", Column.KIND: "Kind", Column.MEMORY: "Memory",
+    Column.NAME: "Name",
+    Column.PARAMETERS: "Parameters",
+    Column.VOCAB: "Vocabulary",
+    Column.CONTEXT: "Context",
+    Column.QUANT: "Quant",
+    Column.SIZE: "Size",
+    Column.KIND: "Kind",
+    Column.MEMORY: "Memory",
     Column.STATUS: "Status",
 }
 # Widest values a column usually shows; the page sizes the columns from them.
 COLUMN_SAMPLES = {
-    Column.PARAMETERS: "888.8 M", Column.VOCAB: "888,888", Column.CONTEXT: "888,888", Column.QUANT: "IQ2_XXS",
-    Column.SIZE: "88.8 GB", Column.KIND: "Instruct", Column.MEMORY: "88888888 888.8 MB",
+    Column.PARAMETERS: "888.8 M",
+    Column.VOCAB: "888,888",
+    Column.CONTEXT: "888,888",
+    Column.QUANT: "IQ2_XXS",
+    Column.SIZE: "88.8 GB",
+    Column.KIND: "Instruct",
+    Column.MEMORY: "88888888 888.8 MB",
 }
 _RIGHT = {Column.PARAMETERS, Column.VOCAB, Column.CONTEXT, Column.SIZE}
 ERROR_COLOR = "#c0392b"
@@ -59,10 +70,10 @@ def short_reason(entry: LibraryEntry) -> str:
     reason = entry.error or ""
     if reason.startswith(entry.name + " "):
         head, sep, tail = reason.partition(": ")
-        reason = tail if sep else "File" + reason[len(entry.name):]
+        reason = tail if sep else "File" + reason[len(entry.name) :]
         for filler in ("it is ", "it "):
             if reason.startswith(filler):
-                reason = reason[len(filler):]
+                reason = reason[len(filler) :]
     return reason[:1].upper() + reason[1:]
 
 
@@ -212,8 +223,10 @@ class LibraryTableModel(QAbstractTableModel):
     def _sort_key(entry: LibraryEntry, estimate: MemoryEstimate | None, col: Column) -> Any:
         f = entry.facts
         numbers = {
-            Column.PARAMETERS: lambda: f.parameters, Column.VOCAB: lambda: f.vocab_size,
-            Column.CONTEXT: lambda: f.context_length, Column.SIZE: lambda: f.file_size,
+            Column.PARAMETERS: lambda: f.parameters,
+            Column.VOCAB: lambda: f.vocab_size,
+            Column.CONTEXT: lambda: f.context_length,
+            Column.SIZE: lambda: f.file_size,
             Column.MEMORY: lambda: estimate.total_bytes if estimate else -1,
         }
         if col in numbers:
@@ -265,8 +278,11 @@ class MemoryDelegate(QStyledItemDelegate):
         paint_bar(painter, bar, parts, estimate.budget_bytes, estimate.verdict, option.palette, radius=3)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         painter.save()
-        painter.setPen(option.palette.color(option.palette.ColorRole.HighlightedText if selected
-                                            else option.palette.ColorRole.Text))
+        painter.setPen(
+            option.palette.color(
+                option.palette.ColorRole.HighlightedText if selected else option.palette.ColorRole.Text
+            )
+        )
         align = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight
         painter.drawText(rect.adjusted(bar_w, 0, 0, 0), int(align), text)
         painter.restore()

@@ -76,8 +76,9 @@ class LossPlot(QWidget):
         span = max(self.iters, last, 1)
 
         def at(iteration: float, loss: float) -> QPointF:
-            return QPointF(area.left() + area.width() * iteration / span,
-                           area.bottom() - area.height() * (loss - lo) / (hi - lo))
+            return QPointF(
+                area.left() + area.width() * iteration / span, area.bottom() - area.height() * (loss - lo) / (hi - lo)
+            )
 
         for k in range(5):  # grid and y labels
             value = lo + (hi - lo) * k / 4
@@ -87,10 +88,14 @@ class LossPlot(QWidget):
             p.setPen(QPen(muted))
             right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
             p.drawText(QRectF(0, y - 8, area.left() - 6, 16), right, f"{value:.2f}")
-        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), metrics.height()),
-                   Qt.AlignmentFlag.AlignLeft, "0")
-        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), metrics.height()),
-                   Qt.AlignmentFlag.AlignRight, f"iteration {span}")
+        p.drawText(
+            QRectF(area.left(), area.bottom() + 4, area.width(), metrics.height()), Qt.AlignmentFlag.AlignLeft, "0"
+        )
+        p.drawText(
+            QRectF(area.left(), area.bottom() + 4, area.width(), metrics.height()),
+            Qt.AlignmentFlag.AlignRight,
+            f"iteration {span}",
+        )
         for points, color in ((self.train_points, TRAIN_COLOR), (self.val_points, VAL_COLOR)):
             if not points:
                 continue

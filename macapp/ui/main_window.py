@@ -154,8 +154,9 @@ class MainWindow(QMainWindow):
 
     def _show_hardware(self, hw) -> None:
         where = "Metal" if hw.gpu == "metal" else "CPU"
-        self.machine_label.setText(f"{hw.chip}\n{format_bytes(hw.total_bytes)} memory · {where}\n"
-                                   f"Model budget {format_bytes(hw.budget_bytes)}")
+        self.machine_label.setText(
+            f"{hw.chip}\n{format_bytes(hw.total_bytes)} memory · {where}\nModel budget {format_bytes(hw.budget_bytes)}"
+        )
         self.machine_label.setToolTip(f"Model budget: {hw.budget_rule}")
 
     # --- first paint and start-up work ----------------------------------------------------------
@@ -274,8 +275,11 @@ class MainWindow(QMainWindow):
             self.show_page("Chat")
             self.chat_page.documents.add(pdfs)
         if others:
-            self.show_toast("Orchard opens PDFs, images and GGUF models; left out: " + ", ".join(others[:3])
-                            + (" …" if len(others) > 3 else ""))
+            self.show_toast(
+                "Orchard opens PDFs, images and GGUF models; left out: "
+                + ", ".join(others[:3])
+                + (" …" if len(others) > 3 else "")
+            )
 
     def show_toast(self, text: str) -> None:
         """A short message at the bottom of the window that goes away by itself (e.g. "Copied")."""

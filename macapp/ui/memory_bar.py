@@ -23,8 +23,11 @@ def verdict_color(verdict: str | None) -> QColor:
 def segment_color(verdict: str | None, index: int, track: QColor) -> QColor:
     """The colour of segment ``index`` blended over the track colour (legend swatches use it too)."""
     base, a = verdict_color(verdict), _SHADES[index]
-    return QColor.fromRgbF(base.redF() * a + track.redF() * (1 - a), base.greenF() * a + track.greenF() * (1 - a),
-                           base.blueF() * a + track.blueF() * (1 - a))
+    return QColor.fromRgbF(
+        base.redF() * a + track.redF() * (1 - a),
+        base.greenF() * a + track.greenF() * (1 - a),
+        base.blueF() * a + track.blueF() * (1 - a),
+    )
 
 
 def track_color(palette: QPalette) -> QColor:
@@ -32,8 +35,15 @@ def track_color(palette: QPalette) -> QColor:
     return QColor.fromRgbF(*(b * 0.9 + t * 0.1 for b, t in zip(base.getRgbF()[:3], text.getRgbF()[:3])))
 
 
-def paint_bar(painter: QPainter, rect: QRectF, parts: tuple[int, ...], budget: int | None, verdict: str | None,
-              palette: QPalette, radius: float = 4.0) -> None:
+def paint_bar(
+    painter: QPainter,
+    rect: QRectF,
+    parts: tuple[int, ...],
+    budget: int | None,
+    verdict: str | None,
+    palette: QPalette,
+    radius: float = 4.0,
+) -> None:
     """Draw ``parts`` (bytes) side by side on a rounded track scaled so the budget fits with room to spare."""
     track = track_color(palette)
     total = sum(parts)
@@ -77,8 +87,11 @@ class MemoryBar(QWidget):
         if estimate is None:
             self._parts, self._budget, self._verdict = (0, 0, 0), None, None
         else:
-            self._parts = (estimate.weights_bytes, estimate.kv_cache_bytes,
-                           estimate.compute_bytes + estimate.overhead_bytes)
+            self._parts = (
+                estimate.weights_bytes,
+                estimate.kv_cache_bytes,
+                estimate.compute_bytes + estimate.overhead_bytes,
+            )
             self._budget, self._verdict = estimate.budget_bytes, estimate.verdict
         self.update()
 

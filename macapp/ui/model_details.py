@@ -38,8 +38,6 @@ KV_TYPES = ("f16", "q8_0")
 KV_TYPE_LABELS = {"f16": "f16 (full precision)", "q8_0": "q8_0 (half the memory)"}
 
 
-
-
 class ModelDetails(QFrame):
     """Facts and memory estimate of the selected library entry (or why it cannot be used)."""
 
@@ -101,8 +99,16 @@ class ModelDetails(QFrame):
         facts.setVerticalSpacing(5)
         facts.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
         self.fact_values: dict[str, QLabel] = {}
-        for key in ("Architecture", "Parameters", "Layers", "Attention", "Trained context", "Quantization",
-                    "File size", "Chat template"):
+        for key in (
+            "Architecture",
+            "Parameters",
+            "Layers",
+            "Attention",
+            "Trained context",
+            "Quantization",
+            "File size",
+            "Chat template",
+        ):
             value = _label("", "factValue", selectable=True)
             self.fact_values[key] = value
             facts.addRow(_label(key, "factName"), value)
@@ -212,8 +218,11 @@ class ModelDetails(QFrame):
         values = {
             "Architecture": f.architecture,
             "Parameters": f"{format_params(f.parameters)} ({format_count(f.parameters)})",
-            "Layers": str(f.n_layer), "Attention": heads, "Trained context": f"{format_count(f.context_length)} tokens",
-            "Quantization": f.quantization, "File size": format_bytes(f.file_size),
+            "Layers": str(f.n_layer),
+            "Attention": heads,
+            "Trained context": f"{format_count(f.context_length)} tokens",
+            "Quantization": f.quantization,
+            "File size": format_bytes(f.file_size),
             "Chat template": "Yes" if f.has_chat_template else "No",
         }
         for key, text in values.items():

@@ -300,7 +300,8 @@ class ModelsPage(QWidget):
     def select_row(self, source_row: int) -> None:
         index = self.proxy.mapFromSource(self.table_model.index(source_row, 0))
         self.table.selectionModel().setCurrentIndex(
-            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        )
         self.table.scrollTo(index)
 
     def _select(self, path: str | None) -> None:
@@ -365,8 +366,9 @@ class ModelsPage(QWidget):
         return self.start_scan()
 
     def _choose_files(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add models", str(Path.home()),
-                                                "GGUF models (*.gguf);;All files (*)")
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Add models", str(Path.home()), "GGUF models (*.gguf);;All files (*)"
+        )
         if paths:
             self.add_files(paths)
 

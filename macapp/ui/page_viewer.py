@@ -41,8 +41,10 @@ def moved_text(citation: dict) -> str:
     path = citation.get("path")
     if not path:
         return f"{name}: this citation does not say where the PDF is, so its page can't be shown."
-    return (f"{name} is no longer at {path} — it was moved, renamed or deleted after it was indexed. "
-            "Put it back there, or add it again from its new place to see its pages.")
+    return (
+        f"{name} is no longer at {path} — it was moved, renamed or deleted after it was indexed. "
+        "Put it back there, or add it again from its new place to see its pages."
+    )
 
 
 class PageViewer(QDialog):
@@ -85,8 +87,12 @@ class PageViewer(QDialog):
         self.zoom_label.setObjectName("muted")
         self.zoom_label.setMinimumWidth(self.zoom_label.fontMetrics().horizontalAdvance("300%") + 6)
         self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        for button, tip in ((self.prev_button, "Previous page"), (self.next_button, "Next page"),
-                            (self.zoom_out, "Zoom out"), (self.zoom_in, "Zoom in")):
+        for button, tip in (
+            (self.prev_button, "Previous page"),
+            (self.next_button, "Next page"),
+            (self.zoom_out, "Zoom out"),
+            (self.zoom_in, "Zoom in"),
+        ):
             button.setToolTip(tip)
         self.zoom_out.setObjectName("zoomButton")
         self.zoom_in.setObjectName("zoomButton")
@@ -189,9 +195,15 @@ class PageViewer(QDialog):
         ratio = self.devicePixelRatioF()
         pixmap = QPixmap.fromImage(image)
         px_per_point = result.scale / ratio  # device-independent pixels per PDF point
-        self.highlights = [QRectF(r.left * px_per_point - PAD, r.top * px_per_point - PAD,
-                                  (r.right - r.left) * px_per_point + 2 * PAD,
-                                  (r.bottom - r.top) * px_per_point + 2 * PAD) for r in result.rects]
+        self.highlights = [
+            QRectF(
+                r.left * px_per_point - PAD,
+                r.top * px_per_point - PAD,
+                (r.right - r.left) * px_per_point + 2 * PAD,
+                (r.bottom - r.top) * px_per_point + 2 * PAD,
+            )
+            for r in result.rects
+        ]
         if self.highlights:
             painter = QPainter(pixmap)
             painter.scale(ratio, ratio)

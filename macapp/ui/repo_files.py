@@ -31,7 +31,7 @@ def sentence(text: str) -> str:
 
 
 def file_subtitle(group: HubFileGroup, facts: ModelFacts | None = None) -> str:
-    """"Q4_K_M · 4.7 GB · 7.6 B parameters · 4-bit, k-quant, medium" (parameters once the header is read)."""
+    """ "Q4_K_M · 4.7 GB · 7.6 B parameters · 4-bit, k-quant, medium" (parameters once the header is read)."""
     parts = [group.quant.name if group.quant else "quantization not in the name", format_bytes(group.size)]
     if len(group.parts) > 1:
         parts[-1] += f" in {len(group.parts)} parts"
@@ -48,10 +48,10 @@ def short_reason(message: str, repo_id: str, path: str) -> str:
     name = PurePosixPath(path).name
     for prefix in (f"{repo_id}/{path}: ", f"{name}: "):
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
     for prefix in (f"{name} is ", f"{name} "):
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
             break
     return sentence(message)
 
@@ -144,18 +144,31 @@ class RepoFilesView(QWidget):
             self.files.add_row(self._row(listing, group))
         n, refused = len(groups), len(listing.refused)
         revision = f"revision {listing.revision[:10]}"
-        self.note.set_full_text(f"{n} model file{'s' if n != 1 else ''} · {revision} · memory for an 8k-token "
-                                f"chat, read from each file's header" if n else revision)
+        self.note.set_full_text(
+            f"{n} model file{'s' if n != 1 else ''} · {revision} · memory for an 8k-token "
+            f"chat, read from each file's header"
+            if n
+            else revision
+        )
         self.note.setToolTip(f"{listing.repo_id} at commit {listing.revision}")
         if refused:
-            self.refused_label.setText(f"{refused} file{'s' if refused != 1 else ''} with unsafe names "
-                                       f"{'were' if refused != 1 else 'was'} ignored")
+            self.refused_label.setText(
+                f"{refused} file{'s' if refused != 1 else ''} with unsafe names "
+                f"{'were' if refused != 1 else 'was'} ignored"
+            )
             self.refused_label.setToolTip("\n".join(listing.refused))
         self.refused_label.setVisible(bool(refused))
         self.filesListed.emit()
         if groups:
-            worker = Worker(read_remote_estimates, listing.repo_id, listing.revision, groups, self._budget,
-                            self._backend, pool=self._pool)
+            worker = Worker(
+                read_remote_estimates,
+                listing.repo_id,
+                listing.revision,
+                groups,
+                self._budget,
+                self._backend,
+                pool=self._pool,
+            )
             self._headers_worker = worker
             self._latest["headers"] = worker.signals
             worker.signals.yielded.connect(self._on_estimate)
@@ -171,7 +184,8 @@ class RepoFilesView(QWidget):
         row.title.setToolTip("\n".join(files))
         row.download_button.setToolTip(f"Download {name} ({format_bytes(group.size)})")
         row.downloadClicked.connect(
-            lambda r=listing.repo_id, f=files, v=listing.revision: self.downloadRequested.emit(r, list(f), v))
+            lambda r=listing.repo_id, f=files, v=listing.revision: self.downloadRequested.emit(r, list(f), v)
+        )
         row.show_message(READING)
         return row
 

@@ -250,8 +250,10 @@ class RemoteServersDialog(QDialog):
         self.resize(520, 400)
         self.worker: Worker | None = None
         lay = QVBoxLayout(self)
-        intro = QLabel("OpenAI-compatible servers (vLLM, Ollama, LM Studio, another Orchard). Their models "
-                       "appear in the Chat page's picker as remote models.")
+        intro = QLabel(
+            "OpenAI-compatible servers (vLLM, Ollama, LM Studio, another Orchard). Their models "
+            "appear in the Chat page's picker as remote models."
+        )
         intro.setWordWrap(True)
         intro.setObjectName("serverMuted")
         lay.addWidget(intro)
@@ -301,9 +303,16 @@ class RemoteServersDialog(QDialog):
     def reload(self) -> None:
         self.list.clear()
         for endpoint in _endpoints():
-            item = QListWidgetItem(f"{endpoint.get('name')} — {endpoint.get('url')}"
-                                   + (f" · key from ${endpoint['api_key_env']}" if endpoint.get("api_key_env")
-                                      else " · key set" if endpoint.get("api_key") else ""))
+            item = QListWidgetItem(
+                f"{endpoint.get('name')} — {endpoint.get('url')}"
+                + (
+                    f" · key from ${endpoint['api_key_env']}"
+                    if endpoint.get("api_key_env")
+                    else " · key set"
+                    if endpoint.get("api_key")
+                    else ""
+                )
+            )
             item.setData(Qt.ItemDataRole.UserRole, endpoint)
             self.list.addItem(item)
         self._update_buttons()
@@ -363,8 +372,10 @@ class RemoteServersDialog(QDialog):
         self.result.setText(f"Asking {endpoint.get('url')} for its models…")
         worker = Worker(probe_endpoint, endpoint)
         worker.signals.returned.connect(
-            lambda ids: self.result.setText(f"{len(ids)} model(s): " + ", ".join(ids[:20]) if ids
-                                            else "The server answers but lists no models."))
+            lambda ids: self.result.setText(
+                f"{len(ids)} model(s): " + ", ".join(ids[:20]) if ids else "The server answers but lists no models."
+            )
+        )
         worker.signals.errored.connect(lambda exc: self.result.setText(error_text(exc)))
         worker.signals.finished.connect(self._tested)
         self.worker = worker.start()

@@ -108,8 +108,13 @@ class SettingsDialog(QDialog):
         form.setVerticalSpacing(8)
         self.folders = _PathList(settings.model_dirs, "Add Folder…", self._choose_folder)
         form.addRow("Model folders", self.folders)
-        form.addRow("", _note("Orchard scans these folders and their subfolders for .gguf files. Downloads "
-                              "go to the Hugging Face cache, which is always scanned."))
+        form.addRow(
+            "",
+            _note(
+                "Orchard scans these folders and their subfolders for .gguf files. Downloads "
+                "go to the Hugging Face cache, which is always scanned."
+            ),
+        )
         self.files = _PathList(settings.model_files)
         form.addRow("Added files", self.files)
         form.addRow("", _note("Single .gguf files added with Add model… or by dropping them on the Models page."))
@@ -117,8 +122,9 @@ class SettingsDialog(QDialog):
         self.lm_studio_box = QCheckBox("Include LM Studio's models")
         self.lm_studio_box.setChecked(settings.include_lm_studio)
         form.addRow("", self.lm_studio_box)
-        form.addRow("", _note(f"Found at {lm_studio}" if lm_studio else
-                              "LM Studio's models folder was not found on this Mac."))
+        form.addRow(
+            "", _note(f"Found at {lm_studio}" if lm_studio else "LM Studio's models folder was not found on this Mac.")
+        )
         root.addLayout(form)
 
         root.addWidget(self._title("Defaults for each model"))
@@ -137,8 +143,13 @@ class SettingsDialog(QDialog):
         kv_index = self.kv_box.findData(settings.kv_type)
         self.kv_box.setCurrentIndex(max(0, kv_index))
         form2.addRow("KV cache", self.kv_box)
-        form2.addRow("", _note("Memory estimates and new chats start from these; a model's own context is used "
-                               "when it is shorter. Each model's details can still change them."))
+        form2.addRow(
+            "",
+            _note(
+                "Memory estimates and new chats start from these; a model's own context is used "
+                "when it is shorter. Each model's details can still change them."
+            ),
+        )
         root.addLayout(form2)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
@@ -160,9 +171,13 @@ class SettingsDialog(QDialog):
 
     def values(self) -> dict[str, object]:
         """The edited fields as the dialog shows them now."""
-        return {"model_dirs": self.folders.paths(), "model_files": self.files.paths(),
-                "include_lm_studio": self.lm_studio_box.isChecked(), "default_ctx": int(self.ctx_box.currentData()),
-                "kv_type": str(self.kv_box.currentData())}
+        return {
+            "model_dirs": self.folders.paths(),
+            "model_files": self.files.paths(),
+            "include_lm_studio": self.lm_studio_box.isChecked(),
+            "default_ctx": int(self.ctx_box.currentData()),
+            "kv_type": str(self.kv_box.currentData()),
+        }
 
     def save(self) -> Settings:
         """Write the edited fields (leaving the rest of the file alone), emit ``saved``, close."""

@@ -106,21 +106,27 @@ def plan_summary(plan: TrainPlan) -> str:
             text += f" · tokens per example {spread} · {t.total:,} in all" + (" (approx.)" if t.approx else "")
         lines.append(text)
     if plan.reports and plan.reports[0].format:
-        lines.append(ANSWERS_ONLY if plan.options.mask_prompt else
-                     TEXT_ONLY if plan.reports[0].format == "text" else PROMPTS_TOO)
+        lines.append(
+            ANSWERS_ONLY if plan.options.mask_prompt else TEXT_ONLY if plan.reports[0].format == "text" else PROMPTS_TOO
+        )
     est = plan.estimate
     if est is None:
-        lines.append("Choose a base model for exact token counts (approx. = 4 characters a token) "
-                     "and the memory estimate.")
+        lines.append(
+            "Choose a base model for exact token counts (approx. = 4 characters a token) and the memory estimate."
+        )
         return "\n".join(lines)
     memory = f"Peak memory about {format_bytes(est.total_bytes)}"
     if est.budget_bytes:
         memory += f" of a {format_bytes(est.budget_bytes)} budget — {VERDICTS.get(est.verdict, est.verdict)}"
-    lines.append(memory + f" (base weights {format_bytes(est.weights_bytes)}, "
-                 f"LoRA {est.lora_parameters:,} parameters, activations {format_bytes(est.activation_bytes)})")
+    lines.append(
+        memory + f" (base weights {format_bytes(est.weights_bytes)}, "
+        f"LoRA {est.lora_parameters:,} parameters, activations {format_bytes(est.activation_bytes)})"
+    )
     if plan.suggestion is not None:
-        lines.append(f"Suggestion: {', '.join(plan.suggestion.changes)} "
-                     f"(about {format_bytes(plan.suggestion.estimate.total_bytes)})")
+        lines.append(
+            f"Suggestion: {', '.join(plan.suggestion.changes)} "
+            f"(about {format_bytes(plan.suggestion.estimate.total_bytes)})"
+        )
     return "\n".join(lines)
 
 
@@ -230,9 +236,13 @@ class TuningPage(QWidget):
         self.checkpoint_check.setToolTip(TrainOptions.__dataclass_fields__["grad_checkpoint"].metadata["help"])
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
-        for row, pairs in enumerate((("Iterations", self.iters_spin, "Rank", self.rank_spin),
-                                     ("Layers", self.layers_spin, "Learning rate", self.lr_edit),
-                                     ("Batch", self.batch_spin, "Max tokens", self.seq_spin))):
+        for row, pairs in enumerate(
+            (
+                ("Iterations", self.iters_spin, "Rank", self.rank_spin),
+                ("Layers", self.layers_spin, "Learning rate", self.lr_edit),
+                ("Batch", self.batch_spin, "Max tokens", self.seq_spin),
+            )
+        ):
             for col, item in enumerate(pairs):
                 grid.addWidget(QLabel(item) if isinstance(item, str) else item, row, col)
         form.addRow(grid)
@@ -251,8 +261,9 @@ class TuningPage(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue the stopped run from its last checkpoint")
         self.resume_button.clicked.connect(lambda: self.start(resume=True))
-        form.addRow(self._row(self.check_button, self.start_button, self.cancel_button, self.resume_button,
-                              stretch=True))
+        form.addRow(
+            self._row(self.check_button, self.start_button, self.cancel_button, self.resume_button, stretch=True)
+        )
         return box
 
     def _build_right(self) -> QVBoxLayout:
@@ -330,8 +341,19 @@ class TuningPage(QWidget):
         """idle | checking | training | cancelling | downloading (the base's MLX twin)."""
         self.state = state
         busy = state in ("training", "cancelling", "downloading")
-        for w in (self.base_edit, self.data_edit, self.name_edit, self.chats_button, self.iters_spin, self.rank_spin,
-                  self.layers_spin, self.lr_edit, self.batch_spin, self.seq_spin, self.checkpoint_check):
+        for w in (
+            self.base_edit,
+            self.data_edit,
+            self.name_edit,
+            self.chats_button,
+            self.iters_spin,
+            self.rank_spin,
+            self.layers_spin,
+            self.lr_edit,
+            self.batch_spin,
+            self.seq_spin,
+            self.checkpoint_check,
+        ):
             w.setEnabled(not busy)
         self.prompt_check.setEnabled(not busy and self.data_format != "text")
         self.check_button.setEnabled(state == "idle")
@@ -386,10 +408,18 @@ class TuningPage(QWidget):
             raise ValueError("The learning rate must be above zero.")
         prompts_too = self.prompt_check.isChecked() and self.data_format != "text"
         options = TrainOptions(
-            base=Path(base).expanduser() if base else None, data=Path(data).expanduser(), name=name,
-            iters=self.iters_spin.value(), rank=self.rank_spin.value(), layers=self.layers_spin.value(),
-            learning_rate=lr, batch_size=self.batch_spin.value(), max_seq_length=self.seq_spin.value(),
-            mask_prompt=False if prompts_too else None, grad_checkpoint=self.checkpoint_check.isChecked())
+            base=Path(base).expanduser() if base else None,
+            data=Path(data).expanduser(),
+            name=name,
+            iters=self.iters_spin.value(),
+            rank=self.rank_spin.value(),
+            layers=self.layers_spin.value(),
+            learning_rate=lr,
+            batch_size=self.batch_spin.value(),
+            max_seq_length=self.seq_spin.value(),
+            mask_prompt=False if prompts_too else None,
+            grad_checkpoint=self.checkpoint_check.isChecked(),
+        )
         return replace(options, **self.extra_options)
 
     # --- choosing -------------------------------------------------------------------------------
@@ -425,8 +455,11 @@ class TuningPage(QWidget):
 
     def _show_error(self, exc: BaseException) -> None:
         if isinstance(exc, NotAnMlxModel) and exc.twin:
-            self.notice.show_message(f"{exc.message}. The catalog's MLX version of this model is {exc.twin}.",
-                                     action="Download the MLX version", on_action=lambda: self.fetch_base(exc.twin))
+            self.notice.show_message(
+                f"{exc.message}. The catalog's MLX version of this model is {exc.twin}.",
+                action="Download the MLX version",
+                on_action=lambda: self.fetch_base(exc.twin),
+            )
         else:
             self.notice.show_message(error_text(exc))
 
@@ -568,8 +601,9 @@ class TuningPage(QWidget):
         self.progress_bar.setRange(0, options.iters)
         self.progress_label.setText("Starting the trainer…")
         token = CancelToken()  # the worker's token is also train_lora's: cancelling terminates the child
-        worker = self.train_worker = Worker(train_lora, options, token, token=token, plan=plan,
-                                            budget_bytes=self.budget_bytes, pool=tuning_pool())
+        worker = self.train_worker = Worker(
+            train_lora, options, token, token=token, plan=plan, budget_bytes=self.budget_bytes, pool=tuning_pool()
+        )
         worker.signals.yielded.connect(self._on_progress)
         worker.signals.returned.connect(self._on_done)
         worker.signals.aborted.connect(self._on_cancelled)
@@ -604,8 +638,10 @@ class TuningPage(QWidget):
             losses.append(f"train loss {result.train_loss:.3f}")
         if result.val_loss is not None:
             losses.append(f"validation loss {result.val_loss:.3f}")
-        self.progress_label.setText(f"Done: {result.iterations} iterations in {duration_text(result.seconds)}"
-                                    + (f" · {', '.join(losses)}" if losses else ""))
+        self.progress_label.setText(
+            f"Done: {result.iterations} iterations in {duration_text(result.seconds)}"
+            + (f" · {', '.join(losses)}" if losses else "")
+        )
         trained = f"Trained “{result.adapter.name}”."
         self.plan_label.setText(self.plan_label.text().replace("Ready to train.", trained, 1))
         self._set_state("idle")

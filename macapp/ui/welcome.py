@@ -37,12 +37,13 @@ if TYPE_CHECKING:
 CARD_WIDTH = 640
 MEASURING = "Measuring memory and speed…"
 CHOOSING = "Finding the best model to start with…"
-LEAD = ("Chat with open-weight language models on {place}. Everything runs here: your prompts and documents "
-        "never leave it.")
-PROBE_FAILED = ("Orchard could not measure this Mac's memory, so it cannot recommend a model. "
-                "Browse the catalog instead: every model there shows the memory it needs.")
-
-
+LEAD = (
+    "Chat with open-weight language models on {place}. Everything runs here: your prompts and documents never leave it."
+)
+PROBE_FAILED = (
+    "Orchard could not measure this Mac's memory, so it cannot recommend a model. "
+    "Browse the catalog instead: every model there shows the memory it needs."
+)
 
 
 class _Fact(QFrame):
@@ -163,8 +164,14 @@ class WelcomeScreen(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.skip_button)
         lay.addLayout(buttons)
-        lay.addWidget(_label("Models download to the Hugging Face cache, shared with other tools. "
-                             "Model folders and defaults are in Settings.", "welcomeFoot", wrap=True))
+        lay.addWidget(
+            _label(
+                "Models download to the Hugging Face cache, shared with other tools. "
+                "Model folders and defaults are in Settings.",
+                "welcomeFoot",
+                wrap=True,
+            )
+        )
         return card
 
     def _build_pick(self) -> QFrame:
@@ -235,13 +242,18 @@ class WelcomeScreen(QWidget):
             self.hardware_note.setText(
                 f"Metal lets the GPU use {format_bytes(working_set)} of this Mac's memory, but other apps hold "
                 f"some of it now: a model (weights, context and working memory) may use "
-                f"{format_bytes(hardware.budget_bytes)}. Quitting apps frees more.")
+                f"{format_bytes(hardware.budget_bytes)}. Quitting apps frees more."
+            )
         elif metal:
-            self.hardware_note.setText(f"Metal lets the GPU use {format_bytes(hardware.budget_bytes)} of this Mac's "
-                                       f"memory: a model (weights, context and working memory) must fit in it.")
+            self.hardware_note.setText(
+                f"Metal lets the GPU use {format_bytes(hardware.budget_bytes)} of this Mac's "
+                f"memory: a model (weights, context and working memory) must fit in it."
+            )
         else:
-            self.hardware_note.setText(f"No Metal GPU here: models run on the CPU, within the "
-                                       f"{format_bytes(hardware.budget_bytes)} of memory available now.")
+            self.hardware_note.setText(
+                f"No Metal GPU here: models run on the CPU, within the "
+                f"{format_bytes(hardware.budget_bytes)} of memory available now."
+            )
         self._show_status(CHOOSING)
         worker = Worker(load_recommendations, hardware)
         self._latest = worker.signals
@@ -262,8 +274,9 @@ class WelcomeScreen(QWidget):
     def set_has_models(self, has_models: bool) -> None:
         """The library scan found models: the way past this screen says so."""
         self.skip_button.setText("I have models already" if has_models else "Skip")
-        self.skip_button.setToolTip("Go to your models" if has_models else "Go to the app; the Discover page "
-                                    "recommends models any time")
+        self.skip_button.setToolTip(
+            "Go to your models" if has_models else "Go to the app; the Discover page recommends models any time"
+        )
 
     def show_error(self, text: str) -> None:
         self.error_label.setText(text)
@@ -278,22 +291,32 @@ class WelcomeScreen(QWidget):
         place = self.hardware.place if self.hardware else "this computer"
         if pick is None:
             budget = format_bytes(self.hardware.budget_bytes) if self.hardware else "its"
-            self._show_status(f"No curated model fits {place}'s {budget} model budget well right now. "
-                              f"Quit other apps to free memory, or browse the catalog for a smaller model.")
+            self._show_status(
+                f"No curated model fits {place}'s {budget} model budget well right now. "
+                f"Quit other apps to free memory, or browse the catalog for a smaller model."
+            )
             self.recommendationShown.emit()
             return
         self.pick = pick
         entry, file, est = pick.entry, pick.file, pick.estimate
         self.name_label.setText(entry.name)
         self.name_label.setToolTip(f"{entry.repo}\n{file.file}")
-        self.facts_label.setText(" · ".join((f"{format_params(entry.facts.parameters)} parameters", file.quant,
-                                             f"{format_bytes(file.approx_bytes)} download",
-                                             f"licence: {entry.licence}")))
+        self.facts_label.setText(
+            " · ".join(
+                (
+                    f"{format_params(entry.facts.parameters)} parameters",
+                    file.quant,
+                    f"{format_bytes(file.approx_bytes)} download",
+                    f"licence: {entry.licence}",
+                )
+            )
+        )
         self._show_speed(pick, curated.bandwidth, place)
         self.bar.set_estimate(est)
         self.estimate_label.setText(f"needs about {format_bytes(est.total_bytes)} of {format_bytes(est.budget_bytes)}")
-        self.estimate_label.setToolTip(f"Estimated for a {DISCOVER_CTX // 1024}k-token chat: weights, "
-                                       f"KV cache, compute buffers and overhead")
+        self.estimate_label.setToolTip(
+            f"Estimated for a {DISCOVER_CTX // 1024}k-token chat: weights, KV cache, compute buffers and overhead"
+        )
         self.verdict_label.setText(VERDICT_WORDS[est.verdict])
         self.verdict_label.setStyleSheet(f"color: {verdict_color(est.verdict).name()};")
         self.note_label.setText(entry.note)
@@ -310,18 +333,23 @@ class WelcomeScreen(QWidget):
     def _show_speed(self, pick: Recommendation, bandwidth: DecodeBandwidth, place: str) -> None:
         from macapp.core.models.speed import READABLE_TOKENS_PER_S, format_speed
 
-        self.badge.setToolTip(f"The largest curated model that fits {place}'s memory well and answers at a "
-                              f"readable pace (at least {READABLE_TOKENS_PER_S:.0f} tokens/s)")
+        self.badge.setToolTip(
+            f"The largest curated model that fits {place}'s memory well and answers at a "
+            f"readable pace (at least {READABLE_TOKENS_PER_S:.0f} tokens/s)"
+        )
         if pick.tokens_per_s is None:
             self.speed_label.hide()
             return
         speed = f"{format_speed(pick.tokens_per_s)} on {place}"
-        self.speed_label.setText(f"Answers at {speed}" if pick.readable else
-                                 f"Answers at {speed}: slower than reading pace, but the fastest curated "
-                                 f"model that fits here")
+        self.speed_label.setText(
+            f"Answers at {speed}"
+            if pick.readable
+            else f"Answers at {speed}: slower than reading pace, but the fastest curated model that fits here"
+        )
         weights = format_bytes(pick.estimate.weights_bytes)
-        self.speed_label.setToolTip(f"Rough decode speed: each token reads all {weights} of weights "
-                                    f"({bandwidth.basis})")
+        self.speed_label.setToolTip(
+            f"Rough decode speed: each token reads all {weights} of weights ({bandwidth.basis})"
+        )
         self.speed_label.show()
 
     def _on_failed(self, exc: BaseException) -> None:

@@ -54,8 +54,15 @@ class Worker(QRunnable):
 
     _running: ClassVar[set[Worker]] = set()  # keeps running workers from being collected
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, token: CancelToken | None = None,
-                 pass_token: bool = False, pool: QThreadPool | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        token: CancelToken | None = None,
+        pass_token: bool = False,
+        pool: QThreadPool | None = None,
+        **kwargs: Any,
+    ):
         super().__init__()
         self.setAutoDelete(False)  # Python owns the object; _running holds it while it runs
         self.signals = WorkerSignals()

@@ -24,8 +24,16 @@ def make_adapter(name: str, finished: bool) -> None:
     (folder / "adapter_config.json").write_text("{}")
     (folder / "run.json").write_text(json.dumps({"base": "/models/base", "settings": {}}))
     if finished:
-        write_manifest(name, base_path="/models/base", base_id={}, dataset_sha256="ab" * 32, settings={},
-                       train_loss=1.0, val_loss=1.2, iterations=10)
+        write_manifest(
+            name,
+            base_path="/models/base",
+            base_id={},
+            dataset_sha256="ab" * 32,
+            settings={},
+            train_loss=1.0,
+            val_loss=1.2,
+            iterations=10,
+        )
 
 
 def test_delete_a_finished_and_an_unfinished_adapter(capsys):
@@ -46,10 +54,13 @@ def test_delete_a_finished_and_an_unfinished_adapter(capsys):
     assert code == 0 and json.loads(out) == []
 
 
-@pytest.mark.parametrize(("name", "said"), [
-    ("nobody", "No adapter named 'nobody'"),
-    ("../precious", "Invalid adapter name"),
-])
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("nobody", "No adapter named 'nobody'"),
+        ("../precious", "Invalid adapter name"),
+    ],
+)
 def test_unknown_or_bad_names_are_one_line_errors(capsys, name, said):
     precious = paths.data_dir() / "precious"
     precious.mkdir(parents=True)

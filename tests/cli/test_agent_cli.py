@@ -40,8 +40,7 @@ def test_approvals_are_asked_on_the_terminal_denied_then_allowed_once(engine, wo
     engine.enqueue_call("write_file", {"path": "out.txt", "content": "one"})
     engine.enqueue_call("write_file", {"path": "out.txt", "content": "two"})
     engine.enqueue(["Wrote ", "out.txt."])
-    code = run(monkeypatch, "Write out.txt", "--allow-folder", str(work), "--tool", "write_file",
-               stdin="n\nmaybe\ny\n")
+    code = run(monkeypatch, "Write out.txt", "--allow-folder", str(work), "--tool", "write_file", stdin="n\nmaybe\ny\n")
     out, err = capsys.readouterr()
     assert code == 0 and (work / "out.txt").read_text() == "two"
     assert err.count("? write_file wants to write:") == 3 and "please answer y, a or n" in err  # asked again
@@ -60,8 +59,12 @@ def test_json_prints_the_whole_trace_and_the_run_is_in_the_history(engine, work,
     assert trace["answer"] == "They dance." and trace["stop_reason"] == "answer" and trace["rounds"] == 3
     assert trace["tools"] == ["read_file", "list_folder", "write_file", "current_time"]
     first, second = trace["steps"]
-    assert (first["tool"], first["arguments"], first["status"], first["approval"]) == \
-        ("read_file", {"path": "notes.txt"}, "ok", "pre-approved")
+    assert (first["tool"], first["arguments"], first["status"], first["approval"]) == (
+        "read_file",
+        {"path": "notes.txt"},
+        "ok",
+        "pre-approved",
+    )
     assert "Bees dance." in first["result"] and first["duration_s"] >= 0
     assert second["status"] == "refused" and "outside the folders granted" in second["result"]
     with ChatStore() as store:
@@ -86,14 +89,17 @@ def test_max_steps_is_said(engine, work, monkeypatch, capsys):
     assert "stopped: the step limit (2) was reached" in err
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--tool", "run_command", "--allow-folder", "WORK"], "run_command is off unless the shell is granted"),
-    (["--allow-folder", "WORK/missing"], "is not a folder"),
-    (["--tool", "read_file"], "read_file needs a granted folder"),
-    (["--tool", "rm_rf"], "No built-in tool is named rm_rf"),
-    (["--max-steps", "0"], "max steps must be at least 1"),
-    (["--collection", "nope", "--tool", "search_documents"], "nope"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tool", "run_command", "--allow-folder", "WORK"], "run_command is off unless the shell is granted"),
+        (["--allow-folder", "WORK/missing"], "is not a folder"),
+        (["--tool", "read_file"], "read_file needs a granted folder"),
+        (["--tool", "rm_rf"], "No built-in tool is named rm_rf"),
+        (["--max-steps", "0"], "max steps must be at least 1"),
+        (["--collection", "nope", "--tool", "search_documents"], "nope"),
+    ],
+)
 def test_bad_grants_are_one_clear_line_before_the_model_loads(engine, work, monkeypatch, capsys, args, message):
     args = [a.replace("WORK", str(work)) for a in args]
     assert run(monkeypatch, "task", *args) == 1
@@ -127,8 +133,9 @@ def test_the_tools_of_an_mcp_server_go_through_the_same_loop(engine, monkeypatch
 
     add_server("time", sys.executable, ["-m", "mcp_server_time", "--local-timezone=UTC"], env={"TZ": "UTC"})
     engine.enqueue_call("time__get_current_time", {"timezone": "UTC"}).enqueue(["It is now."])
-    code = run(monkeypatch, "What time is it in UTC?", "--mcp", "time", "--tool", "time__get_current_time",
-               "--json", "--yes")
+    code = run(
+        monkeypatch, "What time is it in UTC?", "--mcp", "time", "--tool", "time__get_current_time", "--json", "--yes"
+    )
     trace = json.loads(capsys.readouterr().out)
     assert code == 0 and trace["tools"] == ["time__get_current_time"]
     (step,) = trace["steps"]

@@ -17,8 +17,14 @@ from macapp.core.errors import UserError
 
 
 def macapp(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "macapp.cli.main", *args], capture_output=True, text=True,
-                          timeout=120, input=stdin, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=stdin,
+        env=dict(os.environ),
+    )
 
 
 def test_run_json_contract(tiny_models):
@@ -28,14 +34,25 @@ def test_run_json_contract(tiny_models):
     assert data["completion_tokens"] == 12 and data["finish_reason"] == "length"
     assert data["prompt_tokens"] > 3 and isinstance(data["text"], str) and data["text"]
     assert data["timings"]["tokens_per_s"] > 0 and data["timings"]["prompt_s"] >= 0
-    again = json.loads(macapp("run", str(tiny_models["mha_f32"]), "hello world", "--max-tokens", "12", "--seed", "3",
-                              "--json").stdout)
+    again = json.loads(
+        macapp("run", str(tiny_models["mha_f32"]), "hello world", "--max-tokens", "12", "--seed", "3", "--json").stdout
+    )
     assert again["text"] == data["text"]  # the seed makes it reproducible across processes
 
 
 def test_run_streams_plain_text_and_stats(tiny_models):
-    run = macapp("run", str(tiny_models["mha_f32"]), "hello", "--system", "Be brief.", "--max-tokens", "8",
-                 "--seed", "1", "--stats")
+    run = macapp(
+        "run",
+        str(tiny_models["mha_f32"]),
+        "hello",
+        "--system",
+        "Be brief.",
+        "--max-tokens",
+        "8",
+        "--seed",
+        "1",
+        "--stats",
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() and "8 generated" in run.stderr and "tokens/s" in run.stderr
 
@@ -57,8 +74,15 @@ def test_model_that_wont_fit_is_refused_with_the_context_that_would(tiny_models)
 
 
 def test_chat_session_is_saved_and_regenerate_makes_a_version(tiny_models, isolated_home):
-    run = macapp("chat", str(tiny_models["mha_f32"]), "--max-tokens", "6", "--seed", "2",
-                 stdin="hello world\n/regen\n/exti\nand the model?\n /exti is sent as it is\n/exit\n")
+    run = macapp(
+        "chat",
+        str(tiny_models["mha_f32"]),
+        "--max-tokens",
+        "6",
+        "--seed",
+        "2",
+        stdin="hello world\n/regen\n/exti\nand the model?\n /exti is sent as it is\n/exit\n",
+    )
     assert run.returncode == 0, run.stderr
     assert "unknown command /exti" in run.stderr
     with ChatStore() as store:
@@ -72,9 +96,23 @@ def test_chat_session_is_saved_and_regenerate_makes_a_version(tiny_models, isola
 
 def test_kill_9_mid_answer_keeps_everything_written(tiny_models, isolated_home, tmp_path):
     errors = (tmp_path / "stderr.txt").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "macapp.cli.main", "chat", str(tiny_models["mha_f32"]),
-                             "--max-tokens", "0", "--ctx", "2048"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "macapp.cli.main",
+            "chat",
+            str(tiny_models["mha_f32"]),
+            "--max-tokens",
+            "0",
+            "--ctx",
+            "2048",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        env=dict(os.environ),
+    )
     try:
         proc.stdin.write(b"tell me everything about the model\n")
         proc.stdin.flush()

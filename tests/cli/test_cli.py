@@ -11,16 +11,32 @@ import pytest
 
 
 def macapp(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "macapp.cli.main", *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_inspect_json_keys(tiny_models):
     run = macapp("inspect", str(tiny_models["gqa_f16"]), "--json")
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
-    for key in ("architecture", "parameters", "vocab_size", "context_length", "n_layer", "n_head", "n_head_kv",
-                "head_dim", "quantization", "file_size", "has_chat_template"):
+    for key in (
+        "architecture",
+        "parameters",
+        "vocab_size",
+        "context_length",
+        "n_layer",
+        "n_head",
+        "n_head_kv",
+        "head_dim",
+        "quantization",
+        "file_size",
+        "has_chat_template",
+    ):
         assert key in data, key
     assert (data["n_head"], data["n_head_kv"], data["quantization"]) == (4, 1, "F16")
 
@@ -36,13 +52,34 @@ def test_estimate_json_and_budget(tiny_models):
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert data["budget_bytes"] == 1024**3 and data["verdict"] == "fits" and data["max_ctx_that_fits"] == 4096
-    assert data["total_bytes"] == sum(data[k] for k in ("weights_bytes", "kv_cache_bytes", "compute_bytes",
-                                                          "overhead_bytes"))
-    small = json.loads(macapp("estimate", str(tiny_models["gqa_q8_bigvocab"]), "--ctx", "4096", "--budget",
-                              str(data["total_bytes"]), "--json").stdout)
+    assert data["total_bytes"] == sum(
+        data[k] for k in ("weights_bytes", "kv_cache_bytes", "compute_bytes", "overhead_bytes")
+    )
+    small = json.loads(
+        macapp(
+            "estimate",
+            str(tiny_models["gqa_q8_bigvocab"]),
+            "--ctx",
+            "4096",
+            "--budget",
+            str(data["total_bytes"]),
+            "--json",
+        ).stdout
+    )
     assert small["verdict"] == "too_big" and 0 < small["max_ctx_that_fits"] < 4096
-    q8 = json.loads(macapp("estimate", str(tiny_models["gqa_q8_bigvocab"]), "--ctx", "2048", "--kv-type", "q8_0",
-                           "--budget", "1G", "--json").stdout)
+    q8 = json.loads(
+        macapp(
+            "estimate",
+            str(tiny_models["gqa_q8_bigvocab"]),
+            "--ctx",
+            "2048",
+            "--kv-type",
+            "q8_0",
+            "--budget",
+            "1G",
+            "--json",
+        ).stdout
+    )
     assert q8["kv_cache_bytes"] < data["kv_cache_bytes"]
 
 
@@ -96,10 +133,13 @@ def test_help_lists_commands():
         assert command in out
 
 
-@pytest.mark.parametrize(("command", "said"), [
-    (["selftest"], "cancelled"),
-    (["pull", "org/repo", "Q4_K_M"], "cancelled (the download resumes when you run it again)"),
-])
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["selftest"], "cancelled"),
+        (["pull", "org/repo", "Q4_K_M"], "cancelled (the download resumes when you run it again)"),
+    ],
+)
 def test_a_cancelled_command_says_so_and_only_a_download_promises_to_resume(command, said, monkeypatch, capsys):
     from macapp import selftest
     from macapp.cli import hub

@@ -24,8 +24,13 @@ PAGES = [
 
 
 def macapp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "macapp.cli.main", "docs", *args], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "docs", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
 
 
 def one_line_error(run: subprocess.CompletedProcess) -> None:
@@ -53,7 +58,8 @@ def test_add_list_query_remove_json(book, tmp_path):
 
     listing = json.loads(macapp("list", "--json").stdout)
     assert [(c["name"], c["pages"], [f["file"] for f in c["files"]]) for c in listing] == [
-        ("My Books", 3, ["book.pdf"])]
+        ("My Books", 3, ["book.pdf"])
+    ]
 
     run = macapp("query", "My Books", "How do bakers make bread rise without buying leavening?", "-k", "2", "--json")
     assert run.returncode == 0, run.stderr
@@ -84,16 +90,23 @@ def test_a_bad_file_is_reported_and_exits_1(book, tmp_path):
     run = macapp("add", "Mixed", str(book), str(bad), "--json")
     assert run.returncode == 1
     files = json.loads(run.stdout)["files"]
-    assert [(f["file"], f["status"], f["kind"]) for f in files] == [("book.pdf", "added", None),
-                                                                     ("notes.pdf", "failed", "corrupt")]
+    assert [(f["file"], f["status"], f["kind"]) for f in files] == [
+        ("book.pdf", "added", None),
+        ("notes.pdf", "failed", "corrupt"),
+    ]
     one_line_error(run)
     human = macapp("add", "Mixed", str(book), str(bad))
     assert human.returncode == 1 and "skipped book.pdf" in human.stdout and "notes.pdf is not a PDF" in human.stdout
 
 
 def test_errors_and_usage(book):
-    for args in (("query", "Nowhere", "anything"), ("remove", "Nowhere", "book.pdf"), ("add", "X", "/no/such.pdf"),
-                 ("add", "   ", str(book)), ("delete", "Nowhere")):
+    for args in (
+        ("query", "Nowhere", "anything"),
+        ("remove", "Nowhere", "book.pdf"),
+        ("add", "X", "/no/such.pdf"),
+        ("add", "   ", str(book)),
+        ("delete", "Nowhere"),
+    ):
         run = macapp(*args)
         assert run.returncode == 1, (args, run.stderr)
         one_line_error(run)
@@ -110,8 +123,13 @@ def test_ctrl_c_rolls_back_the_file_in_progress_and_exits_130(tmp_path):
     import time
 
     big = pdfs.make_big_pdf(tmp_path / "big.pdf", 600)
-    proc = subprocess.Popen([sys.executable, "-m", "macapp.cli.main", "docs", "add", "Big", str(big)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "macapp.cli.main", "docs", "add", "Big", str(big)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     db = Path(os.environ["MACAPP_HOME"]) / "index" / "chunks.sqlite3"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # wait until it is embedding the file
@@ -149,9 +167,11 @@ def test_list_shows_a_chats_collection_by_what_it_holds_and_the_embedder_by_name
 
 
 def test_a_scan_and_an_image_are_added_with_their_pages_read_by_ocr(tmp_path):
-    scan = pdfs.make_scanned_pdf(tmp_path / "letter.pdf", ["Dear grower, the cider press opens on Monday.",
-                                                           "The typed page of the letter keeps its own text layer."],
-                                 text_pages={2})
+    scan = pdfs.make_scanned_pdf(
+        tmp_path / "letter.pdf",
+        ["Dear grower, the cider press opens on Monday.", "The typed page of the letter keeps its own text layer."],
+        text_pages={2},
+    )
     photo = tmp_path / "label.png"
     pdfs.text_image("Quince jelly, batch 12", 300, 80).save(photo)
     added = macapp("add", "Post", str(scan), str(photo), "--json")

@@ -18,8 +18,13 @@ LINE = re.compile(r"^(?:\[\d+/\d+\] )?(?P<file>\S+): (?P<page>\d+)/(?P<pages>\d+
 
 
 def add(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "macapp.cli.main", "docs", "add", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    return subprocess.Popen(
+        [sys.executable, "-m", "macapp.cli.main", "docs", "add", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
 
 
 def test_piped_output_gets_page_lines_ending_with_the_whole_file(tmp_path):
@@ -72,7 +77,12 @@ def test_a_long_ingest_prints_a_line_a_second_at_most_and_ctrl_c_exits_130_at_on
     assert all(gap >= 0.9 for gap in gaps), gaps  # one a second at most (a little slack for pipe buffering)
     assert progress[0][1]["what"].startswith("read")  # reading is reported ("read", or "read, splitting…" when
     # the whole file was read within the first second) before the embedding lines
-    listing = subprocess.run([sys.executable, "-m", "macapp.cli.main", "docs", "list", "--json"],
-                             capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    listing = subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "docs", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
     assert json.loads(listing.stdout)[0]["files"] == []  # the file in progress rolled back
     assert not (Path(os.environ["MACAPP_HOME"]) / "index" / "chunks.sqlite3-journal").exists()

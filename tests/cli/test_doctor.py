@@ -15,8 +15,13 @@ from macapp.core.settings import Settings
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "macapp.cli.main", "doctor", *args], capture_output=True,
-                          text=True, timeout=120, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
 
 
 @pytest.fixture
@@ -77,10 +82,26 @@ def test_text_report_is_pasteable_markdown(two_models):
     out = run.stdout
     assert out.startswith("### Orchard doctor\n\n```text\n") and out.endswith("\n```\n")
     lines = {line.split("  ", 1)[0]: line for line in out.splitlines()}
-    for key in ("Orchard", "Python", "OS", "Chip", "Memory", "Model budget", "Metal active (llama.cpp)",
-                "Metal active (mlx)", "llama-cpp-python", "data dir", "adapters dir", "index dir",
-                "Models installed", "Speed test model", "Context used", "Load time", "Prompt processing",
-                "Generation"):
+    for key in (
+        "Orchard",
+        "Python",
+        "OS",
+        "Chip",
+        "Memory",
+        "Model budget",
+        "Metal active (llama.cpp)",
+        "Metal active (mlx)",
+        "llama-cpp-python",
+        "data dir",
+        "adapters dir",
+        "index dir",
+        "Models installed",
+        "Speed test model",
+        "Context used",
+        "Load time",
+        "Prompt processing",
+        "Generation",
+    ):
         assert key in lines, key
     assert lines["Models installed"].split()[-1] == "2"
     assert small.name in lines["Speed test model"] and "tokens/s" in lines["Generation"]

@@ -11,14 +11,23 @@ from tests.cli.inprocess import run, run_json
 
 def test_add_list_and_remove(capsys):
     assert "No MCP servers yet" in run(capsys, "mcp")[1]
-    code, out, err = run(capsys, "mcp", "add", "time", "--env", "TZ=UTC", "--json", "--", sys.executable, "-m",
-                         "mcp_server_time")  # after --, everything is the command's
+    code, out, err = run(
+        capsys, "mcp", "add", "time", "--env", "TZ=UTC", "--json", "--", sys.executable, "-m", "mcp_server_time"
+    )  # after --, everything is the command's
     assert code == 0, err
     added = json.loads(out)
-    assert added == {"name": "time", "transport": "stdio", "command": sys.executable,
-                     "args": ["-m", "mcp_server_time"], "env": ["TZ"], "url": None, "headers": []}
-    web = run_json(capsys, "mcp", "add", "web", "--url", "http://127.0.0.1:9/mcp",
-                   "--header", "Authorization: Bearer k")
+    assert added == {
+        "name": "time",
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": ["-m", "mcp_server_time"],
+        "env": ["TZ"],
+        "url": None,
+        "headers": [],
+    }
+    web = run_json(
+        capsys, "mcp", "add", "web", "--url", "http://127.0.0.1:9/mcp", "--header", "Authorization: Bearer k"
+    )
     assert web["headers"] == ["Authorization"] and "Bearer k" not in json.dumps(web)  # values may be keys
     saved = json.loads(paths.mcp_config_file().read_text())["mcpServers"]
     assert saved["web"]["headers"] == {"Authorization": "Bearer k"} and saved["time"]["env"] == {"TZ": "UTC"}
@@ -26,8 +35,10 @@ def test_add_list_and_remove(capsys):
     listed = run_json(capsys, "mcp", "list")
     time_row, web_row = listed["servers"]
     assert time_row["connected"] and time_row["error"] is None
-    assert {(t["name"], t["effect"]) for t in time_row["tools"]} == {("time__get_current_time", "read"),
-                                                                     ("time__convert_time", "read")}
+    assert {(t["name"], t["effect"]) for t in time_row["tools"]} == {
+        ("time__get_current_time", "read"),
+        ("time__convert_time", "read"),
+    }
     assert not web_row["connected"] and "can't be reached" in web_row["error"]
 
     code, out, _ = run(capsys, "mcp", "list")

@@ -74,12 +74,15 @@ def test_a_download_in_the_hf_cache_is_not_forgotten(capsys, isolated_home, tiny
     assert (snapshot / "m-Q8_0.gguf").is_file()
 
 
-@pytest.mark.parametrize(("args", "said"), [
-    (["add", "{tmp}/nope.gguf"], "does not exist"),
-    (["add", "{tmp}/notes.txt"], "notes.txt is not a .gguf file"),
-    (["remove", "nope"], "no model or folder 'nope' in the library"),
-    (["remove", "{tmp}/notes.txt"], "is not in the library"),
-])
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["add", "{tmp}/nope.gguf"], "does not exist"),
+        (["add", "{tmp}/notes.txt"], "notes.txt is not a .gguf file"),
+        (["remove", "nope"], "no model or folder 'nope' in the library"),
+        (["remove", "{tmp}/notes.txt"], "is not in the library"),
+    ],
+)
 def test_bad_input_is_one_line(capsys, tmp_path, args, said):
     (tmp_path / "notes.txt").write_text("hello")
     code, out, err = run(capsys, "models", *[a.format(tmp=tmp_path) for a in args])

@@ -24,8 +24,20 @@ def test_ask_answers_from_the_pdf_and_cites_its_page(tmp_path, real_model):
     pdf = pdfs.make_pdf(tmp_path / "harbour.pdf", PAGES)
     added = macapp("docs", "add", "Harbour", str(pdf))
     assert added.returncode == 0, added.stderr
-    run = macapp("ask", "Harbour", "Who built the Glimmerfen lighthouse?", "--model", str(real_model),
-                 "--preset", "deterministic", "--max-tokens", "80", "--ctx", "2048", "--json")
+    run = macapp(
+        "ask",
+        "Harbour",
+        "Who built the Glimmerfen lighthouse?",
+        "--model",
+        str(real_model),
+        "--preset",
+        "deterministic",
+        "--max-tokens",
+        "80",
+        "--ctx",
+        "2048",
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
     assert answer["found"] and answer["finish_reason"] == "stop"

@@ -20,8 +20,6 @@ from tests.cli.inprocess import run, run_json
 KEY = "sk-test-4f1c"
 
 
-
-
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -84,18 +82,20 @@ def test_a_refused_connection_is_one_line(capsys):
     run_json(capsys, "remotes", "add", "gone", f"http://127.0.0.1:{port}/v1")
     code, out, err = run(capsys, "remotes", "test", "gone")
     assert code == 1 and out == ""
-    assert err == (f"error: cannot reach http://127.0.0.1:{port}/v1 "
-                   "(is the server running, and is the URL right?)\n")
+    assert err == (f"error: cannot reach http://127.0.0.1:{port}/v1 (is the server running, and is the URL right?)\n")
 
 
-@pytest.mark.parametrize(("args", "said"), [
-    (["add", "a/b", "http://127.0.0.1:1/v1"], "without “/”"),
-    (["add", "two words", "http://127.0.0.1:1/v1"], "without “/” or spaces"),
-    (["add", "box", "ftp://127.0.0.1/v1"], "is not an http(s) URL"),
-    (["add", "box", "http://127.0.0.1:1/v1", "--api-key-env", "NOT-A-NAME"], "not an environment variable name"),
-    (["add", "box", "http://127.0.0.1:1/v1", "--api-key-env", "ORCHARD_SURELY_UNSET"], "is not set"),
-    (["remove", "nobody"], "no remote server named 'nobody'"),
-])
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["add", "a/b", "http://127.0.0.1:1/v1"], "without “/”"),
+        (["add", "two words", "http://127.0.0.1:1/v1"], "without “/” or spaces"),
+        (["add", "box", "ftp://127.0.0.1/v1"], "is not an http(s) URL"),
+        (["add", "box", "http://127.0.0.1:1/v1", "--api-key-env", "NOT-A-NAME"], "not an environment variable name"),
+        (["add", "box", "http://127.0.0.1:1/v1", "--api-key-env", "ORCHARD_SURELY_UNSET"], "is not set"),
+        (["remove", "nobody"], "no remote server named 'nobody'"),
+    ],
+)
 def test_bad_input_is_one_line_and_saves_nothing(capsys, monkeypatch, args, said):
     monkeypatch.delenv("ORCHARD_SURELY_UNSET", raising=False)
     code, out, err = run(capsys, "remotes", *args)

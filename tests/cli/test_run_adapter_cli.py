@@ -16,8 +16,13 @@ from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
 
 
 def macapp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "macapp.cli.main", *args], capture_output=True, text=True,
-                          timeout=180, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ),
+    )
 
 
 @pytest.fixture(scope="module")

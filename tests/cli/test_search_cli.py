@@ -15,8 +15,13 @@ from macapp.core.models.speed import READABLE_TOKENS_PER_S
 
 
 def macapp(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "macapp.cli.main", *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "COLUMNS": "200", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
 
 
 @pytest.fixture

@@ -12,19 +12,30 @@ from macapp.core.tuning.datasets import write_jsonl
 
 
 def macapp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "macapp.cli.main", *args], capture_output=True, text=True,
-                          timeout=180, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ),
+    )
 
 
 def chats(n: int) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"question {i}?"}, {"role": "assistant", "content": "blue"}]}
-            for i in range(n)]
+    return [
+        {"messages": [{"role": "user", "content": f"question {i}?"}, {"role": "assistant", "content": "blue"}]}
+        for i in range(n)
+    ]
 
 
 def test_a_malformed_dataset_names_every_line_and_trains_nothing(tiny_mlx, tmp_path):
     data = tmp_path / "data.jsonl"
-    lines = [json.dumps(r) for r in chats(3)] + ["{oops", json.dumps({"text": "mixed"}), "",
-                                                  json.dumps({"messages": [{"role": "bot", "content": 3}]})]
+    lines = [json.dumps(r) for r in chats(3)] + [
+        "{oops",
+        json.dumps({"text": "mixed"}),
+        "",
+        json.dumps({"messages": [{"role": "bot", "content": 3}]}),
+    ]
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     run = macapp("tune", "--base", str(tiny_mlx), "--data", str(data), "--name", "never", "--iters", "5")
     assert run.returncode == 1, run.stderr
@@ -38,9 +49,32 @@ def test_a_malformed_dataset_names_every_line_and_trains_nothing(tiny_mlx, tmp_p
 
 def test_a_tiny_tune_run_is_listed_by_adapters(tiny_mlx, tmp_path):
     data = write_jsonl(tmp_path / "blue.jsonl", chats(12))
-    run = macapp("tune", "--base", str(tiny_mlx), "--data", str(data), "--name", "cli-blue", "--iters", "20",
-                 "--rank", "4", "--layers", "-1", "--lr", "1e-3", "--batch-size", "2", "--max-seq-length", "64",
-                 "--steps-per-report", "5", "--steps-per-eval", "10", "--json")
+    run = macapp(
+        "tune",
+        "--base",
+        str(tiny_mlx),
+        "--data",
+        str(data),
+        "--name",
+        "cli-blue",
+        "--iters",
+        "20",
+        "--rank",
+        "4",
+        "--layers",
+        "-1",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "2",
+        "--max-seq-length",
+        "64",
+        "--steps-per-report",
+        "5",
+        "--steps-per-eval",
+        "10",
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["iterations"] == 20 and result["adapter"]["name"] == "cli-blue"
@@ -77,16 +111,18 @@ def test_bad_base_and_name_are_one_line_errors(tmp_path):
 
 def test_text_data_says_in_one_line_that_it_cannot_be_masked(tiny_mlx, tmp_path):
     data = tmp_path / "text.jsonl"
-    data.write_text("\n".join([json.dumps({"text": f"line {i}"}) for i in range(4)] + ["{oops"]) + "\n",
-                    encoding="utf-8")
+    data.write_text(
+        "\n".join([json.dumps({"text": f"line {i}"}) for i in range(4)] + ["{oops"]) + "\n", encoding="utf-8"
+    )
     run = macapp("tune", "--base", str(tiny_mlx), "--data", str(data), "--name", "never", "--iters", "5")
     notes = [line for line in run.stderr.splitlines() if line.startswith("note: ")]
     assert notes == ["note: text lines have no prompt to leave out: training learns all of each text"], run.stderr
     assert run.returncode == 1 and "error: line 5: not valid JSON" in run.stderr
     forced = macapp("tune", "--base", str(tiny_mlx), "--data", str(data), "--name", "never", "--mask-prompt")
     assert forced.returncode == 1 and "prompt masking needs 'messages'" in forced.stderr
-    both = macapp("tune", "--base", str(tiny_mlx), "--data", str(data), "--name", "x", "--mask-prompt",
-                  "--train-on-prompt")
+    both = macapp(
+        "tune", "--base", str(tiny_mlx), "--data", str(data), "--name", "x", "--mask-prompt", "--train-on-prompt"
+    )
     assert both.returncode == 2 and "not allowed with" in both.stderr
 
 

@@ -92,8 +92,12 @@ def test_folders_refuse_what_is_not_a_folder_or_not_a_path(work):
 
 def test_the_toolbox_holds_only_what_the_grants_allow(work):
     assert builtin_toolbox(Grants()).names == ("current_time",)
-    assert builtin_toolbox(Grants(folders=(str(work),))).names == ("read_file", "list_folder", "write_file",
-                                                                   "current_time")
+    assert builtin_toolbox(Grants(folders=(str(work),))).names == (
+        "read_file",
+        "list_folder",
+        "write_file",
+        "current_time",
+    )
     assert "run_command" in builtin_toolbox(Grants(folders=(str(work),), shell=True))
     with pytest.raises(UserError, match="run_command is off"):
         builtin_toolbox(Grants(tools=("run_command",), folders=(str(work),)))
@@ -103,8 +107,9 @@ def test_the_toolbox_holds_only_what_the_grants_allow(work):
         builtin_toolbox(Grants(tools=("delete_everything",)))
     with pytest.raises(UserError, match="needs this chat's documents"):
         builtin_toolbox(Grants(tools=("search_documents",)))
-    assert set(BUILTIN_NAMES) == {t.spec.name for t in builtin_toolbox(
-        Grants(folders=(str(work),), shell=True), collection="c")}
+    assert set(BUILTIN_NAMES) == {
+        t.spec.name for t in builtin_toolbox(Grants(folders=(str(work),), shell=True), collection="c")
+    }
 
 
 def test_search_documents_names_the_file_and_exact_page(tmp_path):
@@ -114,10 +119,13 @@ def test_search_documents_names_the_file_and_exact_page(tmp_path):
     from macapp.core.progress import drain
     from tests.fixtures import pdfs
 
-    pdfs.make_pdf(tmp_path / "field-guide.pdf", [
-        "# Volcanoes\nMagma rises through cracks in the crust and erupts as lava, ash and gas.",
-        "# Beekeeping\nBeekeepers puff smoke at the hive entrance to calm the colony before lifting frames.",
-    ])
+    pdfs.make_pdf(
+        tmp_path / "field-guide.pdf",
+        [
+            "# Volcanoes\nMagma rises through cracks in the crust and erupts as lava, ash and gas.",
+            "# Beekeeping\nBeekeepers puff smoke at the hive entrance to calm the colony before lifting frames.",
+        ],
+    )
     index = DocumentIndex(tmp_path / "index")
     embedder = load_embedder()
     drain(ingest.add_files("Guide", [tmp_path / "field-guide.pdf"], embedder, index=index))

@@ -43,20 +43,29 @@ def test_steps_are_saved_and_shown_again_after_a_restart(engine, tmp_path):
     db = tmp_path / "chats.db"
     with ChatStore(db) as store:
         conv = store.create_conversation("Bees", system_prompt="Be brief.")
-        _, result = drive(run_in_chat(store, conv.id, "Summarise notes.txt into summary.txt", engine,
-                                      builtin_toolbox(grants), grants=grants))
+        _, result = drive(
+            run_in_chat(
+                store, conv.id, "Summarise notes.txt into summary.txt", engine, builtin_toolbox(grants), grants=grants
+            )
+        )
     assert result.stop_reason == "answer" and (work / "summary.txt").read_text() == "Bees dance."
     assert engine.prompts[0][0]["content"].startswith("Be brief.")  # the chat's system prompt, then the agent's
 
     with ChatStore(db) as store:  # a restart: everything comes back from the file
         user, answer = store.thread(conv.id)
         assert (user.role, user.content) == ("user", "Summarise notes.txt into summary.txt")
-        assert (answer.role, answer.content, answer.status, answer.finish_reason) == \
-            ("assistant", "I wrote summary.txt.", "done", "answer")
+        assert (answer.role, answer.content, answer.status, answer.finish_reason) == (
+            "assistant",
+            "I wrote summary.txt.",
+            "done",
+            "answer",
+        )
         steps = store.tool_steps(answer.id)
         assert [(s.position, s.tool, s.status, s.approval) for s in steps] == [
-            (1, "read_file", "ok", "pre-approved"), (2, "read_file", "invalid", "not needed"),
-            (3, "write_file", "ok", "always")]
+            (1, "read_file", "ok", "pre-approved"),
+            (2, "read_file", "invalid", "not needed"),
+            (3, "write_file", "ok", "always"),
+        ]
         assert steps[0].arguments == {"path": "notes.txt"} and "Bees dance to share" in steps[0].result
         assert [s.call_id for s in steps] == [s.call.id for s in result.steps]
         assert all(s.duration_s >= 0 for s in steps) and steps[2].effect == "write"

@@ -36,8 +36,9 @@ def toolbox(tmp_path):
 def test_the_real_model_calls_a_tool_under_the_grammar_and_the_loop_runs_it(engine, toolbox):
     assert engine.supports_grammar and tool_format_for(engine).name == "generic"
     sampling = PRESETS["deterministic"].with_changes(max_tokens=96)
-    events, result = drain(run_agent(engine, TASK, toolbox, sampling=sampling, limits=AgentLimits(max_steps=1),
-                                     first_call_required=True))
+    events, result = drain(
+        run_agent(engine, TASK, toolbox, sampling=sampling, limits=AgentLimits(max_steps=1), first_call_required=True)
+    )
     first = result.steps[0]
     assert first.call.name in toolbox and call_problems(first.call, toolbox.specs) == []
     assert any(isinstance(e, ToolStarted) and e.call.id == first.call.id for e in events)  # it ran
@@ -49,9 +50,11 @@ def test_the_real_model_calls_a_tool_under_the_grammar_and_the_loop_runs_it(engi
 @pytest.mark.parametrize("seed", [1])
 def test_every_call_the_real_model_writes_is_schema_valid(engine, toolbox, seed):
     sampling = PRESETS["balanced"].with_changes(max_tokens=96, seed=seed)
-    _, result = drain(run_agent(engine, TASK, toolbox, sampling=sampling, limits=AgentLimits(max_steps=1),
-                                first_call_required=True))
+    _, result = drain(
+        run_agent(engine, TASK, toolbox, sampling=sampling, limits=AgentLimits(max_steps=1), first_call_required=True)
+    )
     assert result.steps, "the first round had to call a tool"
-    assert [s.status for s in result.steps if s.status in ("invalid", "refused") and
-            "outside the folders" not in s.result] == []  # only a path the guard refused, never a bad call
+    assert [
+        s.status for s in result.steps if s.status in ("invalid", "refused") and "outside the folders" not in s.result
+    ] == []  # only a path the guard refused, never a bad call
     assert all(call_problems(s.call, toolbox.specs) == [] for s in result.steps)

@@ -53,10 +53,19 @@ def test_shipped_catalog_loads(catalog):
 def test_families_asked_for_are_present(catalog):
     ids = {e.id for e in catalog}
     assert {
-        "llama-3.2-1b-instruct", "llama-3.2-3b-instruct", "llama-3.1-8b-instruct",
-        "qwen2.5-7b-instruct", "qwen2.5-14b-instruct", "qwen2.5-coder-7b-instruct",
-        "mistral-7b-instruct-v0.3", "smollm2-1.7b-instruct", "gemma-2-2b-it", "gemma-2-9b-it",
-        "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-llama-8b",
+        "llama-3.2-1b-instruct",
+        "llama-3.2-3b-instruct",
+        "llama-3.1-8b-instruct",
+        "qwen2.5-7b-instruct",
+        "qwen2.5-14b-instruct",
+        "qwen2.5-coder-7b-instruct",
+        "mistral-7b-instruct-v0.3",
+        "smollm2-1.7b-instruct",
+        "gemma-2-2b-it",
+        "gemma-2-9b-it",
+        "deepseek-r1-distill-qwen-1.5b",
+        "deepseek-r1-distill-qwen-7b",
+        "deepseek-r1-distill-llama-8b",
     } <= ids
     assert any(e.family == "phi" for e in catalog)
     assert {e.kind for e in catalog} == {"chat", "code", "reasoning"}
@@ -217,26 +226,29 @@ def test_a_small_valid_catalog_loads(tmp_path):
     assert recommend(mac_budget(8), entries=[e])[0].verdict == "fits"
 
 
-@pytest.mark.parametrize("text, message", [
-    (entry() + entry(), r"'tiny-1b'.*used twice"),
-    (entry(file="../Tiny-1B-Q4_K_M.gguf"), r"'tiny-1b'.*plain path"),
-    (entry(file="/etc/Tiny-1B-Q4_K_M.gguf"), r"'tiny-1b'.*plain path"),
-    (entry(file="sub\\\\..\\\\Tiny-1B-Q4_K_M.gguf"), r"'tiny-1b'.*plain path"),
-    (entry(quant=None), r"'tiny-1b'.*'quant' is missing"),
-    (entry(quant="Q5_K_M", file="Tiny-1B-Q5_K_M.gguf"), r"'tiny-1b'.*no Q4_K_M"),
-    (entry(quant="Q4_K_M", file="Tiny-1B-Q8_0.gguf"), r"'tiny-1b'.*does not contain its quant"),
-    (entry(quant="Q4_X", file="Tiny-1B-Q4_X.gguf"), r"'tiny-1b'.*not a quantization"),
-    (entry(file="Tiny-1B-Q4_K_M.bin"), r"'tiny-1b'.*not a \.gguf"),
-    (entry(repo="Tiny-1B-GGUF"), r"'tiny-1b'.*not a Hugging Face repo"),
-    (entry(repo="a/b/c"), r"'tiny-1b'.*not a Hugging Face repo"),
-    (entry().replace('kind = "chat"', 'kind = "poetry"'), r"'tiny-1b'.*kind"),
-    (entry().replace("n_layer = 16", 'n_layer = "16"'), r"'tiny-1b'.*'n_layer' should be an integer"),
-    (entry().replace("n_head_kv = 8", "n_head_kv = 0"), r"'tiny-1b'.*n_head_kv must be positive"),
-    (entry().replace('name = "Tiny 1B"\n', ""), r"'tiny-1b'.*'name' is missing"),
-    (entry().replace('id = "tiny-1b"\n', ""), r"model #1.*'id' is missing"),
-    ("title = 'no models'\n", "lists no"),
-    ("[[model]\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (entry() + entry(), r"'tiny-1b'.*used twice"),
+        (entry(file="../Tiny-1B-Q4_K_M.gguf"), r"'tiny-1b'.*plain path"),
+        (entry(file="/etc/Tiny-1B-Q4_K_M.gguf"), r"'tiny-1b'.*plain path"),
+        (entry(file="sub\\\\..\\\\Tiny-1B-Q4_K_M.gguf"), r"'tiny-1b'.*plain path"),
+        (entry(quant=None), r"'tiny-1b'.*'quant' is missing"),
+        (entry(quant="Q5_K_M", file="Tiny-1B-Q5_K_M.gguf"), r"'tiny-1b'.*no Q4_K_M"),
+        (entry(quant="Q4_K_M", file="Tiny-1B-Q8_0.gguf"), r"'tiny-1b'.*does not contain its quant"),
+        (entry(quant="Q4_X", file="Tiny-1B-Q4_X.gguf"), r"'tiny-1b'.*not a quantization"),
+        (entry(file="Tiny-1B-Q4_K_M.bin"), r"'tiny-1b'.*not a \.gguf"),
+        (entry(repo="Tiny-1B-GGUF"), r"'tiny-1b'.*not a Hugging Face repo"),
+        (entry(repo="a/b/c"), r"'tiny-1b'.*not a Hugging Face repo"),
+        (entry().replace('kind = "chat"', 'kind = "poetry"'), r"'tiny-1b'.*kind"),
+        (entry().replace("n_layer = 16", 'n_layer = "16"'), r"'tiny-1b'.*'n_layer' should be an integer"),
+        (entry().replace("n_head_kv = 8", "n_head_kv = 0"), r"'tiny-1b'.*n_head_kv must be positive"),
+        (entry().replace('name = "Tiny 1B"\n', ""), r"'tiny-1b'.*'name' is missing"),
+        (entry().replace('id = "tiny-1b"\n', ""), r"model #1.*'id' is missing"),
+        ("title = 'no models'\n", "lists no"),
+        ("[[model]\n", "not valid TOML"),
+    ],
+)
 def test_bad_catalogs_name_the_problem(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
         load_catalog(write(tmp_path, text))

@@ -57,7 +57,7 @@ def test_overflow_drops_oldest_turns_keeps_system_prompt(model_path):
     assert plan.prompt_tokens <= 512 - plan.reserve
     assert f"{plan.dropped} earlier messages" in plan.notice and "system prompt is kept" in plan.notice
     # it dropped only as many turns as needed (plus slack): one more kept turn would not fit the target
-    one_more = plan_context(engine, turns[plan.dropped - 2:], "Be brief.", max_tokens=128)
+    one_more = plan_context(engine, turns[plan.dropped - 2 :], "Be brief.", max_tokens=128)
     assert one_more.dropped > 0
 
 
@@ -135,8 +135,10 @@ def test_regenerate_and_edit_keep_versions():
     _, again = run_turn(session.regenerate())
     assert again.message.id != first.message.id and again.message.version_count == 2
     versions = store.versions(again.message.id)
-    assert [(m.id, m.content) for m in versions] == [(first.message.id, "Hello to you."),
-                                                      (again.message.id, "Hi again.")]
+    assert [(m.id, m.content) for m in versions] == [
+        (first.message.id, "Hello to you."),
+        (again.message.id, "Hi again."),
+    ]
     user = store.thread(session.conversation_id)[0]
     _, edited = run_turn(session.edit_and_resend(user.id, "what is a document?"))
     thread = store.thread(session.conversation_id)
@@ -153,6 +155,9 @@ def test_regenerate_does_not_show_the_model_its_old_answer():
     session = ChatSession(engine, ChatStore(), system_prompt="Be brief.")
     _, first = run_turn(session.send("hello world"))
     _, again = run_turn(session.regenerate())
-    assert engine.prompts[0] == engine.prompts[1] == [{"role": "system", "content": "Be brief."},
-                                                      {"role": "user", "content": "hello world"}]
+    assert (
+        engine.prompts[0]
+        == engine.prompts[1]
+        == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello world"}]
+    )
     assert again.result.prompt_tokens == first.result.prompt_tokens and again.message.content == "Second answer."

@@ -28,13 +28,16 @@ def test_default_path_is_in_macapp_home(store):
     assert store.path.exists()
 
 
-@pytest.mark.parametrize(("text", "title"), [
-    ("  Hello   there \nsecond line", "Hello there"),
-    ("\n\nFirst real line", "First real line"),
-    ("", "New chat"),
-    ("word " * 30, " ".join(["word"] * 12) + "…"),
-    ("x" * 100, "x" * 59 + "…"),
-])
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("  Hello   there \nsecond line", "Hello there"),
+        ("\n\nFirst real line", "First real line"),
+        ("", "New chat"),
+        ("word " * 30, " ".join(["word"] * 12) + "…"),
+        ("x" * 100, "x" * 59 + "…"),
+    ],
+)
 def test_default_title_is_the_first_line_cut_on_a_word(text, title):
     assert default_title(text) == title
     assert len(default_title(text)) <= 60
@@ -66,8 +69,18 @@ def test_thread_runs_root_to_head_with_metadata(store):
     conv = store.create_conversation()
     store.add_message(conv.id, "system", "You are terse.")
     user = store.add_message(conv.id, "user", "2+2?")
-    answer = store.add_message(conv.id, "assistant", "4", model="tiny", adapter="a1", settings={"seed": 1},
-                               finish_reason="stop", prompt_tokens=12, completion_tokens=1, tokens_per_s=33.5)
+    answer = store.add_message(
+        conv.id,
+        "assistant",
+        "4",
+        model="tiny",
+        adapter="a1",
+        settings={"seed": 1},
+        finish_reason="stop",
+        prompt_tokens=12,
+        completion_tokens=1,
+        tokens_per_s=33.5,
+    )
     assert answer.parent_id == user.id
     thread = store.thread(conv.id)
     assert [(m.role, m.content) for m in thread] == [("system", "You are terse."), ("user", "2+2?"), ("assistant", "4")]
@@ -147,8 +160,26 @@ def test_search_finds_old_messages_and_titles_newest_first(store):
     assert store.search("Rijksmuseum") == [] and store.search("planning") == []
 
 
-@pytest.mark.parametrize("query", ['what\'s "up', "a AND (", "NOT", '"', "*", "NEAR(a b)", "content:x", "^x",
-                                  "", "   ", "(((", "a OR", "-x", "x:y:z", "'; DROP TABLE messages; --"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "what's \"up",
+        "a AND (",
+        "NOT",
+        '"',
+        "*",
+        "NEAR(a b)",
+        "content:x",
+        "^x",
+        "",
+        "   ",
+        "(((",
+        "a OR",
+        "-x",
+        "x:y:z",
+        "'; DROP TABLE messages; --",
+    ],
+)
 def test_search_survives_hostile_queries(store, query):
     conv = store.create_conversation()
     store.add_message(conv.id, "user", "what's up? a AND b, NOT c; x:y:z DROP TABLE")
@@ -160,7 +191,7 @@ def test_search_reads_quotes_and_operators_as_plain_words(store):
     conv = store.create_conversation()
     store.add_message(conv.id, "user", "So what's up with you")
     store.add_message(conv.id, "assistant", "Cats AND dogs")
-    assert len(store.search('what\'s "up')) == 1
+    assert len(store.search("what's \"up")) == 1
     assert len(store.search("cats AND")) == 1
 
 
@@ -226,8 +257,9 @@ def test_streaming_rows_left_behind_become_interrupted(tmp_path):
     orphan = orphan_store.begin_message(conv.id, parent_id=mine.parent_id)
     orphan_store.append_text(orphan.id, "Violets")
     # A writer that died without closing: its process is gone (a finished child's pid).
-    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+    dead_pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     orphan_store._conn.execute("UPDATE messages SET writer_pid = ? WHERE id = ?", (int(dead_pid), orphan.id))
 
     with ChatStore(path) as s2:
@@ -299,8 +331,13 @@ while True:
 @pytest.mark.timeout(30)
 def test_kill_9_mid_stream_keeps_every_appended_token(tmp_path):
     path = tmp_path / "chats.sqlite3"
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
     try:
         header = proc.stdout.readline()
         assert header, proc.stderr.read()
@@ -352,8 +389,10 @@ def test_a_history_from_the_first_schema_is_upgraded_in_place(tmp_path):
         db.execute(statement)
     db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
     db.execute("INSERT INTO schema_migrations VALUES (1, 'then')")
-    db.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('old chat', '2026-01-01T00:00:00',"
-               " '2026-01-01T00:00:00')")
+    db.execute(
+        "INSERT INTO conversations (title, created_at, updated_at) VALUES ('old chat', '2026-01-01T00:00:00',"
+        " '2026-01-01T00:00:00')"
+    )
     db.commit()
     db.close()
     with ChatStore(path) as store:

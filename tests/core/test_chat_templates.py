@@ -52,8 +52,10 @@ CONVERSATION: list[ChatMessage] = [
 
 def test_chatml_template_renders_exactly():
     template = ChatTemplate(CHATML, name="qwen")
-    turns = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n" \
-            "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+    turns = (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+    )
     assert template.render(CONVERSATION) == RenderedPrompt(turns + "<|im_start|>assistant\n", None)
     assert template.render(CONVERSATION, add_generation_prompt=False) == RenderedPrompt(turns, None)
     assert template.notice is None
@@ -119,21 +121,23 @@ def test_broken_and_missing_templates_fall_back_to_chatml():
     broken = ChatTemplate("{% for m in messages %}{{ m.content }", name="broken")
     rendered = broken.render(CONVERSATION)
     assert rendered.text == render_chatml(CONVERSATION)
-    assert rendered.notice == (
-        "This model's chat template is broken (unexpected '}' at line 1); using ChatML instead."
-    )
+    assert rendered.notice == ("This model's chat template is broken (unexpected '}' at line 1); using ChatML instead.")
     assert broken.notice == rendered.notice
     assert broken.stop_strings == FALLBACK_STOP_STRINGS
     for source in (None, "", "  \n"):
         missing = ChatTemplate(source).render(CONVERSATION, add_generation_prompt=False)
-        assert missing == RenderedPrompt(render_chatml(CONVERSATION, add_generation_prompt=False),
-                                         "This model has no chat template; using ChatML.")
+        assert missing == RenderedPrompt(
+            render_chatml(CONVERSATION, add_generation_prompt=False), "This model has no chat template; using ChatML."
+        )
 
 
 def test_render_errors_fall_back_with_a_notice():
-    for source, detail in [("{{ foo.bar }}", "'foo' is undefined"), ("{{ 1 / 0 }}", "ZeroDivisionError"),
-                           ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nests calls over 100 deep"),
-                           ("{{ range(10**9) | list }}", "MAX_RANGE")]:
+    for source, detail in [
+        ("{{ foo.bar }}", "'foo' is undefined"),
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nests calls over 100 deep"),
+        ("{{ range(10**9) | list }}", "MAX_RANGE"),
+    ]:
         rendered = ChatTemplate(source).render(CONVERSATION)
         assert rendered.text == render_chatml(CONVERSATION)
         assert rendered.notice is not None and detail in rendered.notice and "\n" not in rendered.notice
@@ -166,7 +170,9 @@ def test_with_system_and_merge():
     user: list[ChatMessage] = [{"role": "user", "content": "Hi"}]
     assert with_system(user, "S") == [{"role": "system", "content": "S"}, *user]
     assert with_system([{"role": "system", "content": "old"}, *user], "new") == [
-        {"role": "system", "content": "new"}, *user]
+        {"role": "system", "content": "new"},
+        *user,
+    ]
     assert with_system([{"role": "system", "content": "old"}, *user], "")[0]["content"] == "old"
     assert with_system(user, None) == user and with_system(user, None) is not user
     assert merge_system_into_user([{"role": "system", "content": "S"}]) == [{"role": "user", "content": "S"}]
@@ -198,8 +204,9 @@ def test_template_stop_strings_finds_literal_markers():
 
 
 def test_render_is_fast_after_compile():
-    messages: list[ChatMessage] = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " * 20}
-                                   for i in range(40)]
+    messages: list[ChatMessage] = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " * 20} for i in range(40)
+    ]
     template = ChatTemplate(LLAMA3, bos_token="<|begin_of_text|>")
     template.render(messages)
     runs = 200
@@ -214,7 +221,7 @@ def test_render_is_fast_after_compile():
 # Templates that would run for hours or fill the memory: each ends within 2 s with a notice (issue 18).
 BOMBS = {
     "10^9 loop steps": "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}"
-                       "{% endfor %}{% endfor %}{% endfor %}",
+    "{% endfor %}{% endfor %}{% endfor %}",
     "10^10 loop steps": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
     "filtered loop": "{% for i in range(100000) %}{% for j in range(100000) if j < 0 %}{% endfor %}{% endfor %}",
     "loop.cycle": "{% for i in range(100000) %}{{ loop.cycle(*range(100000)) }}{% endfor %}",
@@ -228,7 +235,7 @@ BOMBS = {
     "doubling ~": "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
     "doubling +": "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
     "doubling list": "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}"
-                     "{{ ns.l == ns.l }}",
+    "{{ ns.l == ns.l }}",
     "join huge range": "{{ range(100000) | join('x' * 1000000) }}",
     "join of a generator": "{{ ('x' * 1000000).join(range(100000) | map('string')) }}",
     "many big strings": "{{ range(100000) | map('center', 3999999) | join }}",
@@ -265,8 +272,9 @@ def test_the_timeout_notice_says_how_long_and_the_limits_are_named():
     from macapp.core.chat.template_limits import RENDER_TIMEOUT_S
 
     rendered = ChatTemplate(BOMBS["10^10 loop steps"] + "{# 2 #}").render(CONVERSATION)
-    assert rendered.notice == (f"This model's chat template took over {RENDER_TIMEOUT_S:g} s to render; "
-                               "using ChatML instead.")
+    assert rendered.notice == (
+        f"This model's chat template took over {RENDER_TIMEOUT_S:g} s to render; using ChatML instead."
+    )
 
 
 def test_compile_time_bombs_are_bounded():
@@ -287,10 +295,13 @@ def test_limits_leave_real_templates_alone():
     huge_turn: list[ChatMessage] = [{"role": "user", "content": "word " * 1_500_000}]  # 7.5 MB: above the floor
     rendered = ChatTemplate(CHATML).render(huge_turn)
     assert rendered.notice is None and rendered.text == render_chatml(huge_turn)
-    source = ("{% for m in messages %}{{ loop.index }}/{{ loop.length }}{{ '!' if loop.last }}"
-              "{{ loop.cycle('a', 'b') }} {% endfor %}"
-              "{% for item in [[1, [2]], [3]] recursive %}({{ item if item is number else loop(item) }}){% endfor %}"
-              "{{ {'k': (1, 2)} | tojson }}{{ 'x' * 3 }}{{ [0] * 2 }}{{ '%05d' % 7 }}{{ 2 ** 10 }}"
-              "{{ range(3) | join(',') }}{{ 'ab' | center(6) }}|{{ 'a\nb' | indent(2) }}")
+    source = (
+        "{% for m in messages %}{{ loop.index }}/{{ loop.length }}{{ '!' if loop.last }}"
+        "{{ loop.cycle('a', 'b') }} {% endfor %}"
+        "{% for item in [[1, [2]], [3]] recursive %}({{ item if item is number else loop(item) }}){% endfor %}"
+        "{{ {'k': (1, 2)} | tojson }}{{ 'x' * 3 }}{{ [0] * 2 }}{{ '%05d' % 7 }}{{ 2 ** 10 }}"
+        "{{ range(3) | join(',') }}{{ 'ab' | center(6) }}|{{ 'a\nb' | indent(2) }}"
+    )
     assert ChatTemplate(source).render(CONVERSATION).text == (
-        "1/4a 2/4b 3/4a 4/4!b ((1)((2)))((3)){\"k\": [1, 2]}xxx[0, 0]0000710240,1,2  ab  |a\n  b")
+        '1/4a 2/4b 3/4a 4/4!b ((1)((2)))((3)){"k": [1, 2]}xxx[0, 0]0000710240,1,2  ab  |a\n  b'
+    )

@@ -32,9 +32,34 @@ def char_count(text: str) -> int:
     return len(text) // 4 + 2
 
 
-WORDS = ["orchard", "apple", "pear", "cherry", "tree", "branch", "harvest", "ladder", "basket", "autumn", "winter",
-         "pruning", "blossom", "bee", "soil", "root", "water", "sun", "shade", "grafting", "variety", "season",
-         "picker", "crate", "cider", "press"]
+WORDS = [
+    "orchard",
+    "apple",
+    "pear",
+    "cherry",
+    "tree",
+    "branch",
+    "harvest",
+    "ladder",
+    "basket",
+    "autumn",
+    "winter",
+    "pruning",
+    "blossom",
+    "bee",
+    "soil",
+    "root",
+    "water",
+    "sun",
+    "shade",
+    "grafting",
+    "variety",
+    "season",
+    "picker",
+    "crate",
+    "cider",
+    "press",
+]
 
 
 def sentence(rng: random.Random, marker: str) -> str:
@@ -86,8 +111,10 @@ def test_page_spans_follow_the_text():
     rng = random.Random(5)
     pages = []
     for p in range(1, 31):  # every word names its page; some pages end mid-sentence
-        sentences = [" ".join(f"p{p}w{rng.randrange(99)}" for _ in range(rng.randint(4, 20))) + "."
-                     for _ in range(rng.randint(3, 9))]
+        sentences = [
+            " ".join(f"p{p}w{rng.randrange(99)}" for _ in range(rng.randint(4, 20))) + "."
+            for _ in range(rng.randint(3, 9))
+        ]
         text = " ".join(sentences)
         pages.append(PageText(p, text[:-1] if p % 4 == 0 else text))
     chunks = chunk_pages(pages, "b", "h", wordpiece_count, max_tokens=96, overlap_tokens=16)
@@ -109,8 +136,11 @@ def test_a_sentence_cut_by_a_page_break_spans_both_pages():
 
 HEADED = [
     PageText(1, "1 Introduction\n\nOrchards need care. " + "Apple trees grow slowly in cold soil. " * 30),
-    PageText(2, "The last words of the introduction.\n2.1 Pruning Young Trees\nCut in winter when the sap "
-                "is low. Keep the centre open.\n\nHarvest Time\n\nPick apples when they come away easily."),
+    PageText(
+        2,
+        "The last words of the introduction.\n2.1 Pruning Young Trees\nCut in winter when the sap "
+        "is low. Keep the centre open.\n\nHarvest Time\n\nPick apples when they come away easily.",
+    ),
 ]
 
 
@@ -142,20 +172,26 @@ def test_consecutive_heading_lines_merge():
     assert embedding_text(chunk) == chunk.text
 
 
-@pytest.mark.parametrize("text", [
-    "We did things.\n\nsmall caps start\n\nThe end of it all.",  # a sentence; a lowercase line
-    "Our work is done.\n3 apples were picked\non the first day of the harvest in the year.",  # a count, not a number
-    "Our work is done.\nDie Apfelbäume Im Norden Werden Beschnitten Und Geerntet\nvon den Bauern.",  # a body line
-    "The last block on the page\n\n",  # a line at the foot of a page
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We did things.\n\nsmall caps start\n\nThe end of it all.",  # a sentence; a lowercase line
+        # a count, not a number
+        "Our work is done.\n3 apples were picked\non the first day of the harvest in the year.",
+        "Our work is done.\nDie Apfelbäume Im Norden Werden Beschnitten Und Geerntet\nvon den Bauern.",  # a body line
+        "The last block on the page\n\n",  # a line at the foot of a page
+    ],
+)
 def test_sentences_and_body_lines_are_not_headings(text):
     pages = [PageText(1, text), PageText(2, "Then the next page goes on.")]
     assert all(c.heading is None for c in chunk_pages(pages, "b", "h", wordpiece_count))
 
 
 def test_running_headers_and_page_numbers_are_dropped():
-    pages = [PageText(p, f"Journal of Orchards, Vol. 3\n\nBody text number {p} is here. It goes on.\n\n{p}")
-             for p in range(1, 7)]
+    pages = [
+        PageText(p, f"Journal of Orchards, Vol. 3\n\nBody text number {p} is here. It goes on.\n\n{p}")
+        for p in range(1, 7)
+    ]
     chunks = chunk_pages(pages, "b", "h", wordpiece_count)
     text = " ".join(c.text for c in chunks)
     assert "Journal" not in text and all(c.heading is None for c in chunks)
@@ -181,11 +217,14 @@ def test_empty_input_gives_no_chunks():
 
 
 def test_chunks_from_a_real_pdf_with_headings_and_non_latin_text(tmp_path):
-    path = pdfs.make_pdf(tmp_path / "mixed.pdf", [
-        "# 1 Orchards\nApple trees grow slowly. " * 1 + "They need sun and water every season.",
-        "# 2 Ελληνικά\n" + pdfs.GREEK,
-        "# 3 中文\n" + pdfs.CHINESE,
-    ])
+    path = pdfs.make_pdf(
+        tmp_path / "mixed.pdf",
+        [
+            "# 1 Orchards\nApple trees grow slowly. " * 1 + "They need sun and water every season.",
+            "# 2 Ελληνικά\n" + pdfs.GREEK,
+            "# 3 中文\n" + pdfs.CHINESE,
+        ],
+    )
     gen = extract_pages(path)
     while True:
         try:
@@ -195,7 +234,10 @@ def test_chunks_from_a_real_pdf_with_headings_and_non_latin_text(tmp_path):
             break
     chunks = chunk_pages(pages, path.name, "h", wordpiece_count)
     assert [(c.heading, c.page_start, c.page_end) for c in chunks] == [
-        ("1 Orchards", 1, 1), ("2 Ελληνικά", 2, 2), ("3 中文", 3, 3)]
+        ("1 Orchards", 1, 1),
+        ("2 Ελληνικά", 2, 2),
+        ("3 中文", 3, 3),
+    ]
     assert chunks[1].text == f"2 Ελληνικά\n{pdfs.GREEK}" and chunks[2].text == f"3 中文\n{pdfs.CHINESE}"
 
 

@@ -33,11 +33,24 @@ def heavy_marks_count(text: str) -> int:
 COUNTERS = [wordpiece_count, char_count, byte_count, heavy_marks_count]
 
 any_text = st.text(st.characters(codec="utf-8"), max_size=600)
-scripts = st.sampled_from([
-    "敏捷的棕色狐狸跳过了懒狗", "мы пошли в сад", "η γρήγορη αλεπού", "مرحبا بالعالم", "🍎🍐🍒👩‍👩‍👧‍👦🏳️‍🌈",
-    "e\u0301\u0302\u0303", "\u0301\u0302\u0303\u0304", "–—‘’“”…", "ǅ ß ﬁ Ⅻ ", "x", " ", "\u200d", "1.2",
-    "Title Case Line",
-])
+scripts = st.sampled_from(
+    [
+        "敏捷的棕色狐狸跳过了懒狗",
+        "мы пошли в сад",
+        "η γρήγορη αλεπού",
+        "مرحبا بالعالم",
+        "🍎🍐🍒👩‍👩‍👧‍👦🏳️‍🌈",
+        "e\u0301\u0302\u0303",
+        "\u0301\u0302\u0303\u0304",
+        "–—‘’“”…",
+        "ǅ ß ﬁ Ⅻ ",
+        "x",
+        " ",
+        "\u200d",
+        "1.2",
+        "Title Case Line",
+    ]
+)
 mixed_text = st.lists(st.one_of(scripts, any_text), max_size=40).map(lambda parts: "".join(parts))
 page_texts = st.one_of(
     mixed_text,
@@ -64,17 +77,25 @@ def check(pages: list[PageText], counter, max_tokens: int, overlap: int) -> list
     return chunks
 
 
-@given(pages=st.lists(page_texts, min_size=1, max_size=5), counter=st.sampled_from(COUNTERS),
-       max_tokens=st.sampled_from([12, 16, 24, 64, 256]), overlap=st.sampled_from([0, 4, 32]))
+@given(
+    pages=st.lists(page_texts, min_size=1, max_size=5),
+    counter=st.sampled_from(COUNTERS),
+    max_tokens=st.sampled_from([12, 16, 24, 64, 256]),
+    overlap=st.sampled_from([0, 4, 32]),
+)
 @_settings(max_examples=300)
 def test_any_text_chunks_within_the_limit_and_loses_nothing(pages, counter, max_tokens, overlap):
     check([PageText(p, t) for p, t in enumerate(pages, start=1)], counter, max_tokens, overlap)
 
 
-@given(lines=st.lists(st.sampled_from(["Title Line", "Chapter Nine", "Section A", "1.2 Setup", "–"]),
-                      min_size=1, max_size=300),
-       body=st.sampled_from(["–", "x", "A short body.", "狐狸", "e\u0301" * 40]),
-       counter=st.sampled_from(COUNTERS), max_tokens=st.sampled_from([12, 24, 256]))
+@given(
+    lines=st.lists(
+        st.sampled_from(["Title Line", "Chapter Nine", "Section A", "1.2 Setup", "–"]), min_size=1, max_size=300
+    ),
+    body=st.sampled_from(["–", "x", "A short body.", "狐狸", "e\u0301" * 40]),
+    counter=st.sampled_from(COUNTERS),
+    max_tokens=st.sampled_from([12, 24, 256]),
+)
 @_settings(max_examples=150)
 def test_huge_heading_runs_never_fail(lines, body, counter, max_tokens):
     """A table of contents or a title page is a long run of heading-like lines followed by a little text."""
@@ -107,15 +128,23 @@ def test_one_character_with_many_marks_is_split_and_a_lone_oversized_character_i
     assert "longer than a chunk" in caplog.text
 
 
-@given(pages=st.lists(st.lists(st.sampled_from(["Apples grow.", "Pears too.", "狐狸跳。", "Figs,", "ripe",
-                                                  "– dash", "#", "\n\n"]), max_size=30).map(" ".join),
-                      min_size=1, max_size=12),
-       max_tokens=st.sampled_from([24, 64, 256]))
+@given(
+    pages=st.lists(
+        st.lists(
+            st.sampled_from(["Apples grow.", "Pears too.", "狐狸跳。", "Figs,", "ripe", "– dash", "#", "\n\n"]),
+            max_size=30,
+        ).map(" ".join),
+        min_size=1,
+        max_size=12,
+    ),
+    max_tokens=st.sampled_from([24, 64, 256]),
+)
 @_settings(max_examples=200)
 def test_page_breaks_put_every_word_on_its_own_page(pages, max_tokens):
     """Each word carries its page number; ``page_at`` of its offset in a chunk must name that page."""
-    tagged = [PageText(p, re.sub(r"(\w+)", lambda m, p=p: f"{m.group(1)}P{p}", text))
-              for p, text in enumerate(pages, start=1)]
+    tagged = [
+        PageText(p, re.sub(r"(\w+)", lambda m, p=p: f"{m.group(1)}P{p}", text)) for p, text in enumerate(pages, start=1)
+    ]
     chunks = check(tagged, wordpiece_count, max_tokens, 8)
     for c in chunks:
         for m in re.finditer(r"\w+?P(\d+)", c.text):

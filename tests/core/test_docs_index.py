@@ -24,62 +24,104 @@ from tests.fixtures.ocr import ScriptedOcr
 
 # One topic per page; each question paraphrases its page without the page's key nouns.
 TOPICS = [
-    ("Beekeeping", "Honey bees live in colonies ruled by a single queen, with thousands of female workers and a few "
-     "drones. Beekeepers puff smoke at the hive entrance to calm the colony before lifting out frames of honeycomb. "
-     "The wax cells are uncapped and spun in an extractor to harvest the honey.",
-     "How do apiarists stop the stinging insects getting agitated when they collect their sweet product?"),
-    ("Volcanoes", "Magma rises through cracks in the crust and erupts as lava, ash and volcanic gas. Stratovolcanoes "
-     "such as Mount Fuji build steep cones from layers of hardened lava and tephra. Pyroclastic flows race down "
-     "their slopes at hundreds of kilometres per hour.",
-     "What happens when molten rock bursts out of a mountain?"),
-    ("Sourdough baking", "A sourdough starter is a culture of wild yeast and lactobacilli kept in flour and water. "
-     "Bakers feed the starter daily and use it to leaven the dough instead of packaged yeast. The long "
-     "fermentation gives the loaf its tangy flavour and open crumb. Some enrich the dough with crème fraîche.",
-     "How can I get bread to rise without buying a commercial raising agent?"),
-    ("Chess openings", "The Sicilian Defence answers 1.e4 with the c-pawn and leads to sharp, unbalanced positions. "
-     "Openings aim to develop the knights and bishops quickly, control the centre and castle the king to safety. "
-     "Grandmasters memorise long sequences of opening theory.",
-     "What should a player aim for in the first few moves of the board game with rooks and a queen?"),
-    ("Photosynthesis", "Plants capture sunlight with chlorophyll in their chloroplasts. Using that energy they "
-     "combine carbon dioxide from the air and water from the soil into glucose, releasing oxygen as a by-product. "
-     "This process feeds almost every food chain on Earth.",
-     "By what means does foliage convert solar energy into sugar?"),
-    ("Marathon training", "Runners preparing for a marathon build endurance with a weekly long run at an easy pace. "
-     "Over months the long run grows towards 32 kilometres, and speed sessions sharpen race pace. In the final "
-     "three weeks athletes taper, cutting mileage so their legs are fresh for the 42.195 kilometre race.",
-     "How should someone get ready for a long-distance footrace?"),
-    ("Medieval castles", "Medieval castles were defended by thick stone curtain walls, towers and a deep moat. "
-     "A drawbridge and portcullis guarded the gatehouse, and archers shot through narrow arrow slits from the "
-     "battlements. The keep was the last refuge if the outer walls fell.",
-     "How did fortresses of the Middle Ages repel invaders?"),
-    ("Coral reefs", "Coral reefs are built by tiny polyps that secrete skeletons of calcium carbonate. The polyps "
-     "host symbiotic algae that give them colour and food. When ocean temperatures rise, the corals expel the "
-     "algae and turn white, an event called bleaching.",
-     "Why do underwater ecosystems in tropical seas go pale when the sea heats up?"),
-    ("Jazz improvisation", "Jazz musicians improvise melodies over the chord changes of a tune. A saxophonist in a "
-     "bebop combo may play fast runs that outline each harmony while the rhythm section keeps the swing feel. "
-     "Players learn the language by transcribing solos from records.",
-     "How do performers invent tunes on the spot in this American music genre?"),
-    ("Income tax", "Employees pay income tax through withholding from each paycheck. At the end of the year they "
-     "file a return, and deductions and credits reduce taxable income. Contributions to a retirement account are "
-     "often deductible, which lowers the bill.",
-     "How can a worker cut what they owe the government annually?"),
-    ("Black holes", "A black hole forms when a massive star collapses under its own gravity. Inside the event "
-     "horizon nothing, not even light, can escape. Stephen Hawking predicted that black holes slowly evaporate "
-     "through Hawking radiation.",
-     "What kind of object in space swallows everything, including rays of illumination?"),
-    ("Vaccination", "Vaccines train the immune system by exposing it to a weakened, inactivated or partial form of "
-     "a pathogen. The body produces antibodies and memory cells, so a later infection is fought off quickly. "
-     "Herd immunity protects people who cannot be immunised.",
-     "How do injections stop people from catching infectious illnesses?"),
-    ("Composting", "Composting turns kitchen scraps, grass clippings and fallen leaves into humus. Microbes and "
-     "earthworms break the material down; turning the pile adds oxygen and speeds decomposition. Finished compost "
-     "enriches garden soil with nutrients.",
-     "How can food waste become fertile earth for growing vegetables?"),
-    ("Lighthouses", "Lighthouses warn ships away from rocks and reefs along dangerous coasts. A Fresnel lens "
-     "focuses the lamp into a powerful beam that can be seen for many kilometres, and each lighthouse flashes in "
-     "its own pattern. Keepers once lived on site to tend the light.",
-     "How were sailors alerted to hazardous shorelines after dark?"),
+    (
+        "Beekeeping",
+        "Honey bees live in colonies ruled by a single queen, with thousands of female workers and a few "
+        "drones. Beekeepers puff smoke at the hive entrance to calm the colony before lifting out frames of honeycomb. "
+        "The wax cells are uncapped and spun in an extractor to harvest the honey.",
+        "How do apiarists stop the stinging insects getting agitated when they collect their sweet product?",
+    ),
+    (
+        "Volcanoes",
+        "Magma rises through cracks in the crust and erupts as lava, ash and volcanic gas. Stratovolcanoes "
+        "such as Mount Fuji build steep cones from layers of hardened lava and tephra. Pyroclastic flows race down "
+        "their slopes at hundreds of kilometres per hour.",
+        "What happens when molten rock bursts out of a mountain?",
+    ),
+    (
+        "Sourdough baking",
+        "A sourdough starter is a culture of wild yeast and lactobacilli kept in flour and water. "
+        "Bakers feed the starter daily and use it to leaven the dough instead of packaged yeast. The long "
+        "fermentation gives the loaf its tangy flavour and open crumb. Some enrich the dough with crème fraîche.",
+        "How can I get bread to rise without buying a commercial raising agent?",
+    ),
+    (
+        "Chess openings",
+        "The Sicilian Defence answers 1.e4 with the c-pawn and leads to sharp, unbalanced positions. "
+        "Openings aim to develop the knights and bishops quickly, control the centre and castle the king to safety. "
+        "Grandmasters memorise long sequences of opening theory.",
+        "What should a player aim for in the first few moves of the board game with rooks and a queen?",
+    ),
+    (
+        "Photosynthesis",
+        "Plants capture sunlight with chlorophyll in their chloroplasts. Using that energy they "
+        "combine carbon dioxide from the air and water from the soil into glucose, releasing oxygen as a by-product. "
+        "This process feeds almost every food chain on Earth.",
+        "By what means does foliage convert solar energy into sugar?",
+    ),
+    (
+        "Marathon training",
+        "Runners preparing for a marathon build endurance with a weekly long run at an easy pace. "
+        "Over months the long run grows towards 32 kilometres, and speed sessions sharpen race pace. In the final "
+        "three weeks athletes taper, cutting mileage so their legs are fresh for the 42.195 kilometre race.",
+        "How should someone get ready for a long-distance footrace?",
+    ),
+    (
+        "Medieval castles",
+        "Medieval castles were defended by thick stone curtain walls, towers and a deep moat. "
+        "A drawbridge and portcullis guarded the gatehouse, and archers shot through narrow arrow slits from the "
+        "battlements. The keep was the last refuge if the outer walls fell.",
+        "How did fortresses of the Middle Ages repel invaders?",
+    ),
+    (
+        "Coral reefs",
+        "Coral reefs are built by tiny polyps that secrete skeletons of calcium carbonate. The polyps "
+        "host symbiotic algae that give them colour and food. When ocean temperatures rise, the corals expel the "
+        "algae and turn white, an event called bleaching.",
+        "Why do underwater ecosystems in tropical seas go pale when the sea heats up?",
+    ),
+    (
+        "Jazz improvisation",
+        "Jazz musicians improvise melodies over the chord changes of a tune. A saxophonist in a "
+        "bebop combo may play fast runs that outline each harmony while the rhythm section keeps the swing feel. "
+        "Players learn the language by transcribing solos from records.",
+        "How do performers invent tunes on the spot in this American music genre?",
+    ),
+    (
+        "Income tax",
+        "Employees pay income tax through withholding from each paycheck. At the end of the year they "
+        "file a return, and deductions and credits reduce taxable income. Contributions to a retirement account are "
+        "often deductible, which lowers the bill.",
+        "How can a worker cut what they owe the government annually?",
+    ),
+    (
+        "Black holes",
+        "A black hole forms when a massive star collapses under its own gravity. Inside the event "
+        "horizon nothing, not even light, can escape. Stephen Hawking predicted that black holes slowly evaporate "
+        "through Hawking radiation.",
+        "What kind of object in space swallows everything, including rays of illumination?",
+    ),
+    (
+        "Vaccination",
+        "Vaccines train the immune system by exposing it to a weakened, inactivated or partial form of "
+        "a pathogen. The body produces antibodies and memory cells, so a later infection is fought off quickly. "
+        "Herd immunity protects people who cannot be immunised.",
+        "How do injections stop people from catching infectious illnesses?",
+    ),
+    (
+        "Composting",
+        "Composting turns kitchen scraps, grass clippings and fallen leaves into humus. Microbes and "
+        "earthworms break the material down; turning the pile adds oxygen and speeds decomposition. Finished compost "
+        "enriches garden soil with nutrients.",
+        "How can food waste become fertile earth for growing vegetables?",
+    ),
+    (
+        "Lighthouses",
+        "Lighthouses warn ships away from rocks and reefs along dangerous coasts. A Fresnel lens "
+        "focuses the lamp into a powerful beam that can be seen for many kilometres, and each lighthouse flashes in "
+        "its own pattern. Keepers once lived on site to tend the light.",
+        "How were sailors alerted to hazardous shorelines after dark?",
+    ),
 ]
 SPLIT = 7  # pages 1-7 in first.pdf, the rest in second.pdf
 
@@ -141,8 +183,7 @@ def folder(tmp_path_factory) -> Path:
 def corpus(tmp_path_factory, folder, embedder):
     """The 14-topic collection "Topics", indexed once for the read-only tests."""
     index = DocumentIndex(tmp_path_factory.mktemp("corpus-index"))
-    outcomes, _ = run(ingest.add_files("Topics", [folder / "first.pdf", folder / "second.pdf"], embedder,
-                                       index=index))
+    outcomes, _ = run(ingest.add_files("Topics", [folder / "first.pdf", folder / "second.pdf"], embedder, index=index))
     assert [o.status for o in outcomes] == ["added", "added"], outcomes
     yield index
     index.close()
@@ -158,8 +199,9 @@ def stored_counts(index: DocumentIndex, name: str) -> tuple[int, int, int]:
     """(chunks of ready files, chunk rows of any status, vectors in chromadb) of a collection."""
     row = index.collection(name)
     ready = sum(f.chunks for f in index.chunks.files(row.id))
-    rows = index.chunks._all("SELECT count(*) FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.collection_id = ?",
-                             (row.id,))[0][0]
+    rows = index.chunks._all(
+        "SELECT count(*) FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.collection_id = ?", (row.id,)
+    )[0][0]
     return ready, rows, index.vectors.count(row.vector_key)
 
 
@@ -170,8 +212,10 @@ def stored_counts(index: DocumentIndex, name: str) -> tuple[int, int, int]:
 def test_paraphrased_questions_find_their_page_in_the_top_5(corpus, embedder, mode):
     ranks = {}
     for topic, (_, _, question) in enumerate(TOPICS):
-        found = [(p.file, p.page) for p in retrieve.query("Topics", question, k=5, mode=mode, embedder=embedder,
-                                                          index=corpus)]
+        found = [
+            (p.file, p.page)
+            for p in retrieve.query("Topics", question, k=5, mode=mode, embedder=embedder, index=corpus)
+        ]
         ranks[question] = found.index(where(topic)) + 1 if where(topic) in found else None
     assert all(ranks.values()), {q: r for q, r in ranks.items() if not r}
     if mode == "vector":
@@ -179,12 +223,19 @@ def test_paraphrased_questions_find_their_page_in_the_top_5(corpus, embedder, mo
 
 
 def test_keyword_mode_finds_exact_terms_and_ignores_case_accents_and_syntax(corpus):
-    for term, topic in [("Fresnel", 13), ("portcullis", 6), ("SICILIAN defence", 3), ("lactobacilli", 2),
-                        ("creme fraiche", 2), ("Hawking's radiation", 10), ("42.195", 5)]:
+    for term, topic in [
+        ("Fresnel", 13),
+        ("portcullis", 6),
+        ("SICILIAN defence", 3),
+        ("lactobacilli", 2),
+        ("creme fraiche", 2),
+        ("Hawking's radiation", 10),
+        ("42.195", 5),
+    ]:
         passages = retrieve.query("Topics", term, k=3, mode="keyword", index=corpus)
         assert passages and (passages[0].file, passages[0].page) == where(topic), term
         assert passages[0].score > 0
-    for hostile in ['"', 'NEAR(bees AND', "*", "col:umn OR", "-)"]:
+    for hostile in ['"', "NEAR(bees AND", "*", "col:umn OR", "-)"]:
         retrieve.query("Topics", hostile, mode="keyword", index=corpus)  # never an FTS5 syntax error
     assert retrieve.query("Topics", "zebra xylophone", mode="keyword", index=corpus) == []
     assert match_expression("What is the Fresnel lens?") == '"fresnel" OR "lens"'
@@ -196,8 +247,9 @@ def test_keyword_coverage_is_the_share_of_the_question_a_match_holds(corpus):
     question = "water zebra xylophone unicorn"  # only "water" is in the corpus, on two pages
     incidental = [chunk_id for chunk_id, _ in corpus.chunks.search(row.id, question, 10)]
     assert len(incidental) == 2
-    assert all(0 < share < retrieve.KEYWORD_MIN_COVERAGE
-               for share in corpus.chunks.coverage(question, incidental).values())
+    assert all(
+        0 < share < retrieve.KEYWORD_MIN_COVERAGE for share in corpus.chunks.coverage(question, incidental).values()
+    )
     [(chunk_id, _)] = corpus.chunks.search(row.id, "Fresnel lens", 10)
     assert corpus.chunks.chunks_by_id([chunk_id])[chunk_id].heading == "Lighthouses"
     assert corpus.chunks.coverage("Fresnel lens", [chunk_id]) == {chunk_id: pytest.approx(1.0)}
@@ -296,8 +348,7 @@ def test_cancel_mid_ingest_leaves_no_partial_file_and_a_rerun_completes(index, f
     assert [f.file for f in info.files] == ["first.pdf"]
     assert stored_counts(index, "Batch") == (info.chunks,) * 3  # no rows or vectors of second.pdf
     assert retrieve.query("Batch", "Fresnel", mode="keyword", index=index) == []
-    outcomes, _ = run(ingest.add_files("Batch", [folder / "first.pdf", folder / "second.pdf"], embedder,
-                                       index=index))
+    outcomes, _ = run(ingest.add_files("Batch", [folder / "first.pdf", folder / "second.pdf"], embedder, index=index))
     assert [o.status for o in outcomes] == ["skipped", "added"]
     assert retrieve.query("Batch", "Fresnel", mode="keyword", index=index)[0].file == "second.pdf"
 
@@ -321,8 +372,9 @@ def test_a_crashed_writer_is_rolled_back_by_the_next_process(tmp_path, folder, e
         row = index.collection("Crash")
         chunks = [Chunk("second.pdf", "f" * 64, i, 1, 1, f"half written passage {i}") for i in range(3)]
         file_id, ids = index.chunks.add_pending_file(row.id, "f" * 64, "second.pdf", "/x/second.pdf", 1, chunks)
-        index.vectors.add(row.vector_key, ids[:2], embedder.embed(["a", "b"]),
-                          [{"file_hash": "f" * 64, "index": i} for i in range(2)])
+        index.vectors.add(
+            row.vector_key, ids[:2], embedder.embed(["a", "b"]), [{"file_hash": "f" * 64, "index": i} for i in range(2)]
+        )
         with index.chunks.transaction() as db:  # as if its process was killed
             db.execute("UPDATE files SET writer = '999999999:1.00' WHERE id = ?", (file_id,))
         assert retrieve.query("Crash", "half written passage", mode="keyword", index=index) == []
@@ -380,8 +432,10 @@ def test_a_different_embedder_reindexes_and_vectors_never_mix(index, folder, emb
     assert retrieve.query("Swap", "Honey bees colonies queen", mode="vector", embedder=other, index=index)[0].page == 1
     chunks, _ = run(ingest.reindex("Swap", embedder, index=index))  # and back
     assert chunks == ready
-    assert (retrieve.query("Swap", TOPICS[1][2], mode="vector", embedder=embedder, index=index)[0].file,
-            index.collection("Swap").embedder) == ("first.pdf", embedder.name)
+    assert (
+        retrieve.query("Swap", TOPICS[1][2], mode="vector", embedder=embedder, index=index)[0].file,
+        index.collection("Swap").embedder,
+    ) == ("first.pdf", embedder.name)
 
 
 def test_cancelled_reindex_keeps_the_old_vectors(index, folder, embedder):
@@ -401,15 +455,17 @@ def test_cancelled_reindex_keeps_the_old_vectors(index, folder, embedder):
 
 
 def test_neighbours_pull_in_adjacent_chunks_without_repeating_the_overlap(index, embedder, tmp_path):
-    sentences = [f"Sentence number {i} of the long orchard report talks about pruning row {i} of apple trees."
-                 for i in range(80)]
-    pages = [" ".join(sentences[i:i + 20]) for i in range(0, 80, 20)]
+    sentences = [
+        f"Sentence number {i} of the long orchard report talks about pruning row {i} of apple trees." for i in range(80)
+    ]
+    pages = [" ".join(sentences[i : i + 20]) for i in range(0, 80, 20)]
     path = pdfs.make_pdf(tmp_path / "long.pdf", pages)
     run(ingest.add_files("Long", [path], embedder, index=index))
     hit = retrieve.query("Long", "Sentence number 41 of the long orchard report", k=1, mode="keyword", index=index)[0]
     assert hit.chunk_index > 0
-    wide = retrieve.query("Long", "Sentence number 41 of the long orchard report", k=1, mode="keyword",
-                          neighbours=1, index=index)[0]
+    wide = retrieve.query(
+        "Long", "Sentence number 41 of the long orchard report", k=1, mode="keyword", neighbours=1, index=index
+    )[0]
     assert wide.chunk_index == hit.chunk_index and hit.text in wide.text and len(wide.text) > len(hit.text)
     assert wide.page <= hit.page and wide.page_end >= hit.page_end
     for i in range(80):  # each sentence at most once: the overlap chunks share is not repeated
@@ -441,7 +497,9 @@ def test_collection_names_are_safe(index, embedder, folder):
 
 
 def test_importing_the_app_does_not_import_chromadb():
-    code = ("import sys, macapp.cli.main as m, macapp.core.docs.retrieve, macapp.core.docs.ingest; m.build_parser(); "
-            "print('chromadb' in sys.modules, 'llama_cpp' in sys.modules)")
+    code = (
+        "import sys, macapp.cli.main as m, macapp.core.docs.retrieve, macapp.core.docs.ingest; m.build_parser(); "
+        "print('chromadb' in sys.modules, 'llama_cpp' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stderr

@@ -17,11 +17,17 @@ from macapp.core.docs.pages import PagedText, best_page
 from macapp.core.progress import drain
 from tests.fixtures import pdfs
 
-FILLER = ["The orchard path runs along the old stone wall.", "Visitors often stop to read the signs.",
-          "The weather in spring is mild and bright.", "Paths are swept every morning by the staff."]
+FILLER = [
+    "The orchard path runs along the old stone wall.",
+    "Visitors often stop to read the signs.",
+    "The weather in spring is mild and bright.",
+    "Paths are swept every morning by the staff.",
+]
 FACTS = {  # page -> (a fact only that page holds, a question about it)
-    2: ("The quince trees were grafted onto hawthorn rootstock in 1921.",
-        "what rootstock were quince trees grafted onto"),
+    2: (
+        "The quince trees were grafted onto hawthorn rootstock in 1921.",
+        "what rootstock were quince trees grafted onto",
+    ),
     3: ("A barn owl nests in the cider press shed every winter.", "where does the barn owl nest"),
     5: ("Medlar fruit must be bletted until soft before it is eaten.", "how is medlar fruit prepared before eating"),
     20: ("The beehives are painted pale blue to calm the colonies.", "what colour are the beehives painted"),
@@ -101,8 +107,14 @@ def test_neighbours_widen_the_span_but_keep_the_exact_page(small, embedder):
 
 def test_top_k_are_distinct_pages_taking_the_next_best_passage(tmp_path, embedder):
     crowded = " ".join(f"Pruning apple trees in winter keeps the crown open, rule {n}." for n in range(60))
-    tips = ["cut above an outward bud", "remove crossing branches first", "seal large wounds in dry weather",
-            "thin the fruit spurs of old trees", "never take more than a quarter of the wood", "burn cankered wood"]
+    tips = [
+        "cut above an outward bud",
+        "remove crossing branches first",
+        "seal large wounds in dry weather",
+        "thin the fruit spurs of old trees",
+        "never take more than a quarter of the wood",
+        "burn cankered wood",
+    ]
     pages = [crowded] + [f"# {tip.title()}\nWhen pruning apple trees, {tip}." for tip in tips]
     with DocumentIndex(tmp_path / "index") as index:
         drain(ingest.add_files("Crowd", [pdfs.make_pdf(tmp_path / "crowd.pdf", pages)], embedder, index=index))
@@ -118,8 +130,7 @@ def test_top_k_are_distinct_pages_taking_the_next_best_passage(tmp_path, embedde
 def test_a_citation_names_the_page_of_the_sentences_the_answer_used(small, embedder):
     (hit,) = retrieve.query("Small", "barn owl nest and quince rootstock", k=1, mode="keyword", index=small)
     assert hit.page_start <= 2 and hit.page_end >= 3
-    text, citations = resolve_citations("A barn owl nests in the shed [1]. Quince was grafted on hawthorn [1].",
-                                        [hit])
+    text, citations = resolve_citations("A barn owl nests in the shed [1]. Quince was grafted on hawthorn [1].", [hit])
     assert [(c.number, c.page) for c in citations] == [(1, 2), (1, 3)]
     assert text == "A barn owl nests in the shed [small.pdf, p. 3]. Quince was grafted on hawthorn [small.pdf, p. 2]."
     assert "barn owl" in citations[1].quote and citations[1].to_json()["page_start"] == hit.page_start
@@ -130,8 +141,13 @@ def test_docs_query_json_gives_the_exact_page_and_the_span(tmp_path):
     env = dict(os.environ)
 
     def macapp(*args):
-        run = subprocess.run([sys.executable, "-m", "macapp.cli.main", "docs", *args], capture_output=True, text=True,
-                             timeout=180, env=env)
+        run = subprocess.run(
+            [sys.executable, "-m", "macapp.cli.main", "docs", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+        )
         assert run.returncode == 0, run.stderr
         return run.stdout
 
@@ -147,9 +163,11 @@ def test_an_answer_uses_the_freed_slots_for_evidence_from_other_pages(tmp_path, 
     from macapp.core.engines.fake import FakeEngine
 
     crowded = " ".join(f"Bees fly to clover, fact {n}: a forager visits many flowers a day." for n in range(80))
-    others = {"Lavender": "Bees also fly to lavender, which blooms in midsummer and feeds them for weeks.",
-              "Ivy": "In autumn bees fly to ivy, the last big flow of nectar before winter.",
-              "Willow": "Bees fly to willow catkins in early spring for their first pollen."}
+    others = {
+        "Lavender": "Bees also fly to lavender, which blooms in midsummer and feeds them for weeks.",
+        "Ivy": "In autumn bees fly to ivy, the last big flow of nectar before winter.",
+        "Willow": "Bees fly to willow catkins in early spring for their first pollen.",
+    }
     weather = " ".join(f"The weather station logged rain on day {n} and a light westerly wind." for n in range(150))
     pages = [crowded]
     for title, text in others.items():  # each between pages of other matter, so no two hits' neighbours touch
@@ -162,7 +180,8 @@ def test_an_answer_uses_the_freed_slots_for_evidence_from_other_pages(tmp_path, 
         assert index.chunks.files()[0].chunks >= 10
         _, answer = drain(ask("Bees", "which flowers do bees fly to?", engine, k=4, embedder=embedder, index=index))
     assert len(answer.passages) == 4 and len({p.page for p in answer.passages}) == 4, [
-        (p.page, p.page_start, p.page_end) for p in answer.passages]
+        (p.page, p.page_start, p.page_end) for p in answer.passages
+    ]
     prompt = engine.prompts[0][-1]["content"]
     assert all(text in prompt for text in others.values())  # every page's evidence, not four pieces of page 1
     assert {p.page for p in answer.passages} == {1, 2, 4, 6}
@@ -172,8 +191,9 @@ def test_passages_indexed_before_pages_were_recorded_name_their_first_page(tmp_p
     from tests.core.test_docs_index import HashEmbedder
 
     with DocumentIndex(tmp_path / "index") as index:
-        drain(ingest.add_files("Old", [pdfs.make_pdf(tmp_path / "small.pdf", small_pages())], HashEmbedder(),
-                               index=index))
+        drain(
+            ingest.add_files("Old", [pdfs.make_pdf(tmp_path / "small.pdf", small_pages())], HashEmbedder(), index=index)
+        )
         with index.chunks.transaction() as db:
             db.execute("UPDATE chunks SET page_breaks = NULL")  # as the migration leaves older rows
         hits = retrieve.query("Old", FACTS[5][1], k=3, mode="keyword", index=index)

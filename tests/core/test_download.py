@@ -81,8 +81,13 @@ def test_cancel_is_prompt_and_a_new_process_resumes(hub, model_bytes, isolated_h
     assert 0 < have < len(model_bytes) and p.done <= have
     hub.throttle_bytes_per_s = None
     env = {**os.environ, "HF_ENDPOINT": hub.url}
-    out = subprocess.run([sys.executable, "-m", "macapp.cli.main", "pull", REPO, "Q8_0", "--json"],
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "pull", REPO, "Q8_0", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     final = json.loads(out.stdout)["files"][0]
     assert Path(final).read_bytes() == model_bytes
@@ -116,8 +121,13 @@ def test_traversal_names_are_refused_before_any_request(hub):
 
 def test_pull_by_quant_and_missing_quant(hub):
     env = {**os.environ, "HF_ENDPOINT": hub.url}
-    out = subprocess.run([sys.executable, "-m", "macapp.cli.main", "pull", REPO, "Q4_K_M"],
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "pull", REPO, "Q4_K_M"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 1 and "has no Q4_K_M" in out.stderr and "Q8_0" in out.stderr
 
 

@@ -56,8 +56,15 @@ def test_protocol_and_model_facts(embedder):
 
 
 def test_batch_equals_one_by_one_and_unit_norm(embedder):
-    texts = ["The cat sits on the mat.", "short", "A longer sentence about quarterly revenue and income.",
-             LONG_TEXT, "", "Ein Satz auf Deutsch.", "cat"]
+    texts = [
+        "The cat sits on the mat.",
+        "short",
+        "A longer sentence about quarterly revenue and income.",
+        LONG_TEXT,
+        "",
+        "Ein Satz auf Deutsch.",
+        "cat",
+    ]
     together = embedder.embed(texts)
     alone = np.stack([embedder.embed([text])[0] for text in texts])
     assert together.dtype == np.float32 and together.shape == (len(texts), 384)
@@ -92,8 +99,9 @@ def test_count_tokens_is_wordpiece(embedder):
 
 
 def test_related_sentences_are_closer(embedder):
-    cat, kitten, revenue = embedder.embed(["The cat sits on the mat.", "A kitten is resting on a rug.",
-                                           "Quarterly revenue grew by 12 percent."])
+    cat, kitten, revenue = embedder.embed(
+        ["The cat sits on the mat.", "A kitten is resting on a rug.", "Quarterly revenue grew by 12 percent."]
+    )
     assert cat @ kitten > cat @ revenue + 0.3
 
 
@@ -130,15 +138,27 @@ def test_not_an_embedder_is_a_user_error(tiny_models, bundled, tmp_path):
     garbage = tmp_path / "garbage.gguf"
     garbage.write_bytes(b"GGUF" + os.urandom(256))
     truncated = tmp_path / "truncated.gguf"
-    truncated.write_bytes(bundled.read_bytes()[: 10_000_000])
+    truncated.write_bytes(bundled.read_bytes()[:10_000_000])
     for path in (garbage, truncated, tmp_path / "missing.gguf"):
         with pytest.raises(UserError):
             load_embedder(str(path))
 
 
 def test_cli_embed_json(bundled, embedder):
-    result = subprocess.run([sys.executable, "-m", "macapp.cli.main", "embed", "--json", "The cat sits on the mat.",
-                             "Quarterly revenue grew by 12 percent."], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "macapp.cli.main",
+            "embed",
+            "--json",
+            "The cat sits on the mat.",
+            "Quarterly revenue grew by 12 percent.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     vectors = np.array(json.loads(result.stdout), dtype=np.float32)
     assert vectors.shape == (2, 384)
@@ -147,14 +167,19 @@ def test_cli_embed_json(bundled, embedder):
 
 
 def test_cli_embed_summary_and_bad_model(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "macapp.cli.main", "embed", "hello world"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "embed", "hello world"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "384" in result.stdout and "norm 1.0000" in result.stdout
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"not a model")
-    result = subprocess.run([sys.executable, "-m", "macapp.cli.main", "embed", "--model", str(bad), "x"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "embed", "--model", str(bad), "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
 
 

@@ -64,8 +64,17 @@ def test_estimate_matches_llama_cpp(tiny_models, name, kv, flash_attn):
 def test_sliding_window_kv_matches_llama_cpp(tmp_path, ctx):
     from macapp.core.models.tiny_gguf import write_tiny_gguf
 
-    model = write_tiny_gguf(tmp_path / "gemma2.gguf", arch="gemma2", n_embd=128, n_head=4, n_head_kv=2, n_ff=256,
-                            n_layer=4, sliding_window=512, ctx=8192)
+    model = write_tiny_gguf(
+        tmp_path / "gemma2.gguf",
+        arch="gemma2",
+        n_embd=128,
+        n_head=4,
+        n_head_kv=2,
+        n_ff=256,
+        n_layer=4,
+        sliding_window=512,
+        ctx=8192,
+    )
     facts = read_facts(model)
     assert facts.sliding_window == 512 and facts.swa_layers == [True, False, True, False]
     measured = probe(model, ctx, "f16", True)
@@ -123,7 +132,14 @@ def test_partial_offload_counts_only_gpu_layers(tiny_models):
 
 def test_json_keys_are_the_contract(tiny_models):
     est = estimate_memory(read_facts(tiny_models["mha_f32"]), RuntimeSettings(n_ctx=512), budget=10**9)
-    keys = {"weights_bytes", "kv_cache_bytes", "compute_bytes", "total_bytes", "budget_bytes", "verdict",
-            "max_ctx_that_fits"}
+    keys = {
+        "weights_bytes",
+        "kv_cache_bytes",
+        "compute_bytes",
+        "total_bytes",
+        "budget_bytes",
+        "verdict",
+        "max_ctx_that_fits",
+    }
     assert keys <= set(est.to_json())
     assert est.total_bytes == est.weights_bytes + est.kv_cache_bytes + est.compute_bytes + est.overhead_bytes

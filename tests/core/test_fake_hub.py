@@ -264,7 +264,7 @@ def test_corrupt_serves_wrong_bytes_under_the_true_hash(hub, tmp_path, blob):
     # ranges are cut from the same corrupted body
     mid = len(blob) // 2
     r = get_session().get(hf_hub_url(REPO, FILE, endpoint=hub.url), headers={"Range": f"bytes={mid - 1}-{mid + 1}"})
-    assert r.content == blob[mid - 1: mid] + bytes([blob[mid] ^ 0xFF]) + blob[mid + 1: mid + 2]
+    assert r.content == blob[mid - 1 : mid] + bytes([blob[mid] ^ 0xFF]) + blob[mid + 1 : mid + 2]
 
 
 def test_extra_listed_files_are_listed_not_served(hub, tmp_path):

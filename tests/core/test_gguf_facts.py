@@ -118,6 +118,7 @@ def test_no_quant_name():
 
 # --- bad files: each fails fast with a clear GGUFError, allocating next to nothing ----------------
 
+
 def _header(n_tensors: int, n_kv: int, version: int = 3) -> bytes:
     return b"GGUF" + struct.pack("<IQQ", version, n_tensors, n_kv)
 
@@ -139,8 +140,10 @@ def _bad_files(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
         "billions_of_tensors": (_header(3_000_000_000, 1) + b"\0" * 64, "tensors"),
         "huge_kv_count": (_header(0, 2**63) + b"\0" * 64, "metadata entries"),
         "string_2_62": (_header(0, 1) + _kv_string("general.name", 2**62, b"x" * 32), "truncated inside the header"),
-        "array_2_40": (_header(0, 1) + struct.pack("<Q", 4) + b"toks" + struct.pack("<IIQ", 9, 8, 2**40) + b"\0" * 64,
-                       "truncated or corrupt"),
+        "array_2_40": (
+            _header(0, 1) + struct.pack("<Q", 4) + b"toks" + struct.pack("<IIQ", 9, 8, 2**40) + b"\0" * 64,
+            "truncated or corrupt",
+        ),
         "old_ggml": (b"tjgg" + b"\0" * 64, "old GGML"),
     }
     out = {}

@@ -68,8 +68,9 @@ def test_metal_working_set_is_none_without_metal():
         assert apple.metal_working_set() is None  # mlx[cpu] has no Metal device: the rule applies
 
 
-@pytest.mark.parametrize("ram_gb, available_gb, budget_gb", [(8, 8, 8 * 2 / 3), (16, 16, 16 * 2 / 3), (24, 24, 16),
-                                                              (24, 6, 6)])
+@pytest.mark.parametrize(
+    "ram_gb, available_gb, budget_gb", [(8, 8, 8 * 2 / 3), (16, 16, 16 * 2 / 3), (24, 24, 16), (24, 6, 6)]
+)
 def test_mac_hardware_from_supplied_values(ram_gb, available_gb, budget_gb):
     mem = apple.MacMemory("Apple M2", ram_gb * GB, available_gb * GB, working_set_bytes=None, wired_limit_mb=None)
     hw = hardware.mac_hardware(mem, os_name="macOS 15.1", cpu_count=8)

@@ -51,8 +51,12 @@ def test_search_finds_gguf_repos_most_downloaded_first(hub_repo):
 def test_files_grouped_by_quant_with_sizes_and_hashes(hub_repo, tiny_models):
     listing = list_gguf_files(REPO)
     by_name = {g.name: g for g in listing.groups}
-    assert set(by_name) == {"Tiny-Chat-Q8_0.gguf", "Tiny-Chat-F16.gguf", "Tiny-Heavy-F32.gguf",
-                            "split/Tiny-Chat-F32-00001-of-00002.gguf"}
+    assert set(by_name) == {
+        "Tiny-Chat-Q8_0.gguf",
+        "Tiny-Chat-F16.gguf",
+        "Tiny-Heavy-F32.gguf",
+        "split/Tiny-Chat-F32-00001-of-00002.gguf",
+    }
     q8 = by_name["Tiny-Chat-Q8_0.gguf"]
     assert q8.quant.name == "Q8_0" and q8.size == tiny_models["gqa_q8_bigvocab"].stat().st_size
     assert q8.parts[0].sha256 == hub_repo.sha256(REPO, "Tiny-Chat-Q8_0.gguf")
@@ -67,8 +71,9 @@ def test_remote_header_matches_local_and_reads_only_the_header(hub_repo, tiny_mo
     facts = remote_facts(REPO, group, listing.revision)
     local = read_facts(tiny_models["gqa_q8_bigvocab"])
     by_name = ("path", "file_name", "kind", "kind_reason", "quant_from_filename")  # the repo names it differently
-    assert {k: v for k, v in facts.to_json().items() if k not in by_name} == \
-        {k: v for k, v in local.to_json().items() if k not in by_name}
+    assert {k: v for k, v in facts.to_json().items() if k not in by_name} == {
+        k: v for k, v in local.to_json().items() if k not in by_name
+    }
     assert facts.kind == "instruct" and facts.quant_from_filename.name == "Q8_0"
     gets = hub_repo.file_requests("GET")
     assert gets and all(r.range for r in gets)  # every body read was a range request
@@ -126,8 +131,13 @@ def test_truncated_remote_file_says_so(fake_hub, tiny_models):
 
 
 def macapp(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "macapp.cli.main", *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
 
 
 def test_cli_search_and_files(hub_repo):

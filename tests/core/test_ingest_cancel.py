@@ -42,8 +42,9 @@ def leftovers(index: DocumentIndex, name: str) -> tuple[int, int, int]:
     """(file rows of any status, chunk rows, vectors) the collection holds."""
     row = index.collection(name)
     files = len(index.chunks.files(row.id, status=None))
-    chunks = index.chunks._all("SELECT count(*) FROM chunks c JOIN files f ON f.id = c.file_id "
-                               "WHERE f.collection_id = ?", (row.id,))[0][0]
+    chunks = index.chunks._all(
+        "SELECT count(*) FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.collection_id = ?", (row.id,)
+    )[0][0]
     return files, chunks, index.vectors.count(row.vector_key)
 
 

@@ -140,9 +140,7 @@ def test_answer_stops_when_the_context_is_full(tmp_path):
     assert result.prompt_tokens + result.completion_tokens == 256
 
 
-HOSTILE = (
-    "{% for m in messages %}{{ cycler.__init__.__globals__.os.system('touch MARKER') }}{% endfor %}"
-)
+HOSTILE = "{% for m in messages %}{{ cycler.__init__.__globals__.os.system('touch MARKER') }}{% endfor %}"
 
 
 def test_hostile_template_runs_nothing_and_falls_back(tmp_path, monkeypatch):
@@ -184,8 +182,15 @@ def test_fake_gguf_is_refused(tmp_path):
         list(LlamaCppEngine(path).load())
 
 
-@pytest.mark.parametrize("key,value", [("llama.block_count", 0), ("llama.block_count", 10**9),
-                                       ("llama.context_length", 0), ("llama.context_length", 0xFFFFFFFF)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("llama.block_count", 0),
+        ("llama.block_count", 10**9),
+        ("llama.context_length", 0),
+        ("llama.context_length", 0xFFFFFFFF),
+    ],
+)
 def test_absurd_hyperparameters_are_refused_before_llama_cpp_sees_them(tmp_path, key, value):
     # llama.cpp aborts the whole process (SIGABRT) on these; we must refuse first.
     path = write_tiny_gguf(tmp_path / "absurd.gguf", extra_kv={key: value})

@@ -23,35 +23,55 @@ def test_no_file_means_no_servers():
 
 
 def test_reads_cursor_format_stdio_and_http():
-    write({"mcpServers": {
-        "time": {"command": "uvx", "args": ["mcp-server-time", "--local-timezone=UTC"], "env": {"TZ": "UTC"},
-                 "autoApprove": ["get_current_time"]},  # another client's key: ignored
-        "web": {"url": "https://example.com/mcp", "headers": {"Authorization": "Bearer t"}, "type": "http"},
-    }})
+    write(
+        {
+            "mcpServers": {
+                "time": {
+                    "command": "uvx",
+                    "args": ["mcp-server-time", "--local-timezone=UTC"],
+                    "env": {"TZ": "UTC"},
+                    "autoApprove": ["get_current_time"],
+                },  # another client's key: ignored
+                "web": {"url": "https://example.com/mcp", "headers": {"Authorization": "Bearer t"}, "type": "http"},
+            }
+        }
+    )
     config = load_mcp_config()
     assert config.problems == ()
     time, web = config.servers
     assert (time.name, time.transport, time.command, time.args, time.env) == (
-        "time", "stdio", "uvx", ("mcp-server-time", "--local-timezone=UTC"), {"TZ": "UTC"})
+        "time",
+        "stdio",
+        "uvx",
+        ("mcp-server-time", "--local-timezone=UTC"),
+        {"TZ": "UTC"},
+    )
     assert (web.name, web.transport, web.url, web.headers) == (
-        "web", "http", "https://example.com/mcp", {"Authorization": "Bearer t"})
+        "web",
+        "http",
+        "https://example.com/mcp",
+        {"Authorization": "Bearer t"},
+    )
     assert time.describe() == "uvx mcp-server-time --local-timezone=UTC"
 
 
-@pytest.mark.parametrize(("entry", "says"), [
-    ("uvx mcp-server-time", "must be an object"),
-    ({}, 'needs "command"'),
-    ({"command": "x", "url": "http://h/mcp"}, "not both"),
-    ({"command": ""}, '"command" must be a non-empty string'),
-    ({"command": "x", "args": "--flag"}, '"args" must be a list of strings'),
-    ({"command": "x", "args": ["a", 3]}, '"args" must be a list of strings'),
-    ({"command": "x", "env": {"PORT": 8080}}, '"env" must be an object of strings'),
-    ({"url": "ftp://host/mcp"}, "http:// or https://"),
-    ({"url": "localhost:8000/mcp"}, "http:// or https://"),
-    ({"url": "http://h/mcp", "headers": ["Authorization: x"]}, '"headers" must be an object of strings'),
-    ({"url": "http://h/sse", "type": "sse"}, "SSE transport is not supported"),
-    ({"command": "x", "type": "websocket"}, 'unknown "type"'),
-])
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("uvx mcp-server-time", "must be an object"),
+        ({}, 'needs "command"'),
+        ({"command": "x", "url": "http://h/mcp"}, "not both"),
+        ({"command": ""}, '"command" must be a non-empty string'),
+        ({"command": "x", "args": "--flag"}, '"args" must be a list of strings'),
+        ({"command": "x", "args": ["a", 3]}, '"args" must be a list of strings'),
+        ({"command": "x", "env": {"PORT": 8080}}, '"env" must be an object of strings'),
+        ({"url": "ftp://host/mcp"}, "http:// or https://"),
+        ({"url": "localhost:8000/mcp"}, "http:// or https://"),
+        ({"url": "http://h/mcp", "headers": ["Authorization: x"]}, '"headers" must be an object of strings'),
+        ({"url": "http://h/sse", "type": "sse"}, "SSE transport is not supported"),
+        ({"command": "x", "type": "websocket"}, 'unknown "type"'),
+    ],
+)
 def test_a_bad_entry_names_the_server_and_the_problem_and_never_stops_the_others(entry, says):
     write({"mcpServers": {"broken": entry, "good": {"command": "python3", "args": ["-m", "x"]}}})
     config = load_mcp_config()
@@ -64,11 +84,14 @@ def test_a_bad_entry_names_the_server_and_the_problem_and_never_stops_the_others
         config.server("broken")
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ('{"mcpServers": {"a": {"command": "x",}}}', "not valid JSON: .* line 1, column"),
-    ('["a"]', "must hold a JSON object"),
-    ('{"mcpServers": ["time"]}', '"mcpServers" .* must be an object'),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"mcpServers": {"a": {"command": "x",}}}', "not valid JSON: .* line 1, column"),
+        ('["a"]', "must hold a JSON object"),
+        ('{"mcpServers": ["time"]}', '"mcpServers" .* must be an object'),
+    ],
+)
 def test_a_file_that_is_not_an_mcp_json_is_one_clear_error(text, says):
     write(text)
     with pytest.raises(UserError, match=says):
@@ -78,8 +101,12 @@ def test_a_file_that_is_not_an_mcp_json_is_one_clear_error(text, says):
 def test_add_and_remove_keep_the_other_entries_as_they_were():
     write({"mcpServers": {"mine": {"command": "node", "args": ["s.js"], "disabled": True}}, "other": 1})
     added = add_server("time", "python3", ["-m", "mcp_server_time"], env={"TZ": "UTC"})
-    assert (added.name, added.command, added.args, added.env) == ("time", "python3", ("-m", "mcp_server_time"),
-                                                                 {"TZ": "UTC"})
+    assert (added.name, added.command, added.args, added.env) == (
+        "time",
+        "python3",
+        ("-m", "mcp_server_time"),
+        {"TZ": "UTC"},
+    )
     add_url_server("web", "http://127.0.0.1:1/mcp", {"X-Key": "k"})
     doc = json.loads(paths.mcp_config_file().read_text())
     assert doc["other"] == 1 and doc["mcpServers"]["mine"] == {"command": "node", "args": ["s.js"], "disabled": True}
@@ -106,12 +133,19 @@ def test_add_refuses_a_bad_entry_before_writing():
 def test_env_variables_and_the_home_folder_are_filled_in_as_in_cursor(monkeypatch):
     monkeypatch.setenv("GH_TOKEN", "ghp-123")
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    write({"mcpServers": {
-        "gh": {"command": "${userHome}/bin/gh-mcp", "args": ["--token=${env:GH_TOKEN}"],
-               "env": {"GITHUB_TOKEN": "${env:GH_TOKEN}", "LITERAL": "$GH_TOKEN"}},
-        "web": {"url": "http://127.0.0.1:1/mcp", "headers": {"Authorization": "Bearer ${env:GH_TOKEN}"}},
-        "unset": {"command": "x", "env": {"KEY": "${env:NOT_SET_ANYWHERE}"}},
-    }})
+    write(
+        {
+            "mcpServers": {
+                "gh": {
+                    "command": "${userHome}/bin/gh-mcp",
+                    "args": ["--token=${env:GH_TOKEN}"],
+                    "env": {"GITHUB_TOKEN": "${env:GH_TOKEN}", "LITERAL": "$GH_TOKEN"},
+                },
+                "web": {"url": "http://127.0.0.1:1/mcp", "headers": {"Authorization": "Bearer ${env:GH_TOKEN}"}},
+                "unset": {"command": "x", "env": {"KEY": "${env:NOT_SET_ANYWHERE}"}},
+            }
+        }
+    )
     config = load_mcp_config()
     gh, web = config.servers
     assert gh.command == str(Path.home() / "bin" / "gh-mcp") and gh.args == ("--token=ghp-123",)

@@ -27,8 +27,12 @@ from tests.fixtures.mcp_servers import notes_server
 
 ROOT = __file__.rsplit("/tests/", 1)[0]
 TIME = McpServerConfig("time", command=sys.executable, args=("-m", "mcp_server_time"))
-ODD = McpServerConfig("odd", command=sys.executable, args=("-m", "tests.fixtures.mcp_servers"),
-                      env={"PYTHONPATH": ROOT, "GREETING": "hello"})
+ODD = McpServerConfig(
+    "odd",
+    command=sys.executable,
+    args=("-m", "tests.fixtures.mcp_servers"),
+    env={"PYTHONPATH": ROOT, "GREETING": "hello"},
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +86,11 @@ def test_a_bad_argument_gives_the_servers_error_as_an_error_result(time_server):
 
 
 def test_a_server_that_does_not_exist_or_exits_at_once_is_a_clear_problem_and_others_still_connect():
-    quits = McpServerConfig("quits", command=sys.executable,
-                            args=("-c", "import sys; sys.stderr.write('fatal: no API key configured\\n'); sys.exit(2)"))
+    quits = McpServerConfig(
+        "quits",
+        command=sys.executable,
+        args=("-c", "import sys; sys.stderr.write('fatal: no API key configured\\n'); sys.exit(2)"),
+    )
     missing = McpServerConfig("missing", command="orchard-no-such-mcp-server")
     started = time.monotonic()
     with connect_servers([missing, quits, TIME], connect_timeout_s=60) as found:
@@ -99,8 +106,13 @@ def test_a_server_that_does_not_exist_or_exits_at_once_is_a_clear_problem_and_ot
 
 def test_effects_come_from_the_annotations_and_default_to_asking(odd_server):
     effects = {name: tool.effect for name, tool in odd_server.items()}
-    assert effects == {"environment": "read", "pid": "read", "hang": "execute", "die": "execute",
-                       "append_note": "write"}
+    assert effects == {
+        "environment": "read",
+        "pid": "read",
+        "hang": "execute",
+        "die": "execute",
+        "append_note": "write",
+    }
     assert effect_of(None) == "execute"
 
 
@@ -241,8 +253,9 @@ def test_mcp_tools_travel_the_agent_loop_with_its_approvals(time_server, odd_ser
     engine.enqueue_call("odd__append_note", {"text": "hi"}).enqueue_call("odd__append_note", {"text": "hi"})
     engine.enqueue(["It is evening in Tokyo."])
     toolbox = Toolbox([*time_server.tools, odd_server["append_note"]])
-    stream = run_agent(engine, [{"role": "user", "content": "What time is it in Tokyo?"}], toolbox,
-                       approvals=Approvals())
+    stream = run_agent(
+        engine, [{"role": "user", "content": "What time is it in Tokyo?"}], toolbox, approvals=Approvals()
+    )
     asked, decisions = [], iter(["deny", "allow_once"])
     while True:
         try:

@@ -100,8 +100,13 @@ def test_mlx_twin_from_the_catalog():
 
 def test_pull_mlx_cli_prints_the_folder(hub, tiny_dir):
     env = {**os.environ, "HF_ENDPOINT": hub.url}
-    out = subprocess.run([sys.executable, "-m", "macapp.cli.main", "pull", REPO, "--mlx", "--json"],
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "pull", REPO, "--mlx", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["repo"] == REPO

@@ -16,13 +16,16 @@ from macapp.core.models.model_ids import assign_short_ids, short_name
 from macapp.core.settings import Settings
 
 
-@pytest.mark.parametrize(("file_name", "short"), [
-    ("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct-q4_1"),
-    ("Llama-3.2-1B-Instruct-Q4_K_M.gguf", "llama-3.2-1b-instruct-q4_k_m"),
-    ("Qwen2.5-7B-Instruct-Q8_0-00001-of-00003.gguf", "qwen2.5-7b-instruct-q8_0"),
-    ("My Model (v2) final!.GGUF", "my-model-v2-final"),
-    ("--.gguf", "model"),
-])
+@pytest.mark.parametrize(
+    ("file_name", "short"),
+    [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct-q4_1"),
+        ("Llama-3.2-1B-Instruct-Q4_K_M.gguf", "llama-3.2-1b-instruct-q4_k_m"),
+        ("Qwen2.5-7B-Instruct-Q8_0-00001-of-00003.gguf", "qwen2.5-7b-instruct-q8_0"),
+        ("My Model (v2) final!.GGUF", "my-model-v2-final"),
+        ("--.gguf", "model"),
+    ],
+)
 def test_short_name_from_the_file_name(file_name, short):
     assert short_name(file_name) == short
 
@@ -82,10 +85,14 @@ def test_ids_do_not_depend_on_scan_order(clashing_library):
 
 def test_lm_studio_and_added_files_are_qualified_by_publisher_and_folder(tmp_path):
     same = "Phi-3-mini-4k-instruct-q4.gguf"
-    items = [("lmstudio:lmstudio-community/Phi-3-GGUF/" + same, "lm-studio", tmp_path / "lms" / same),
-             (f"local:{tmp_path / 'Downloads' / same}", "file", tmp_path / "Downloads" / same)]
-    assert assign_short_ids(items) == {items[0][0]: "phi-3-mini-4k-instruct-q4",
-                                       items[1][0]: "downloads/phi-3-mini-4k-instruct-q4"}
+    items = [
+        ("lmstudio:lmstudio-community/Phi-3-GGUF/" + same, "lm-studio", tmp_path / "lms" / same),
+        (f"local:{tmp_path / 'Downloads' / same}", "file", tmp_path / "Downloads" / same),
+    ]
+    assert assign_short_ids(items) == {
+        items[0][0]: "phi-3-mini-4k-instruct-q4",
+        items[1][0]: "downloads/phi-3-mini-4k-instruct-q4",
+    }
 
 
 def test_old_ids_and_paths_still_resolve(clashing_library, tmp_path):

@@ -55,11 +55,13 @@ def test_vision_boxes_flip_from_normalised_bottom_left_to_pixels_from_the_top_le
 
 
 def test_vision_observations_become_lines_in_order_and_unsure_or_empty_ones_are_dropped():
-    found = [observation("Invoice 4711", 1.0, cg_rect(0.1, 0.8, 0.4, 0.05)),
-             observation("   ", 1.0, cg_rect(0.1, 0.7, 0.4, 0.05)),
-             observation("smudge", 0.1, cg_rect(0.1, 0.6, 0.1, 0.05)),
-             SimpleNamespace(topCandidates_=lambda n: [], boundingBox=lambda: None),
-             observation("Total 320 crates", 0.5, ((0.1, 0.5), (0.5, 0.05)))]
+    found = [
+        observation("Invoice 4711", 1.0, cg_rect(0.1, 0.8, 0.4, 0.05)),
+        observation("   ", 1.0, cg_rect(0.1, 0.7, 0.4, 0.05)),
+        observation("smudge", 0.1, cg_rect(0.1, 0.6, 0.1, 0.05)),
+        SimpleNamespace(topCandidates_=lambda n: [], boundingBox=lambda: None),
+        observation("Total 320 crates", 0.5, ((0.1, 0.5), (0.5, 0.05))),
+    ]
     lines = ocr_vision.lines_from_observations(found, 200, 100)
     assert [line.text for line in lines] == ["Invoice 4711", "Total 320 crates"]
     assert lines[0].box == pytest.approx((20, 15, 100, 20)) and lines[1].confidence == 0.5
@@ -78,12 +80,15 @@ def test_rapidocr_quadrilaterals_become_axis_aligned_boxes():
 
 
 def test_page_text_from_lines_keeps_lines_and_marks_paragraphs_and_columns():
-    lines = [OcrLine("First line of a para-", (50, 100, 500, 120), 1.0),
-             OcrLine("graph goes on here.", (50, 124, 480, 144), 1.0),
-             OcrLine("A new paragraph after a gap.", (50, 180, 480, 200), 1.0),
-             OcrLine("The next column starts higher.", (600, 100, 900, 120), 1.0)]
-    assert scan.lines_text(lines) == ("First line of a paragraph goes on here.\n\nA new paragraph after a gap."
-                                      "\n\nThe next column starts higher.")
+    lines = [
+        OcrLine("First line of a para-", (50, 100, 500, 120), 1.0),
+        OcrLine("graph goes on here.", (50, 124, 480, 144), 1.0),
+        OcrLine("A new paragraph after a gap.", (50, 180, 480, 200), 1.0),
+        OcrLine("The next column starts higher.", (600, 100, 900, 120), 1.0),
+    ]
+    assert scan.lines_text(lines) == (
+        "First line of a paragraph goes on here.\n\nA new paragraph after a gap.\n\nThe next column starts higher."
+    )
 
 
 def test_a_page_needs_ocr_when_its_text_layer_is_only_a_stray_number_or_stamp():

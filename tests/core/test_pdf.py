@@ -83,8 +83,9 @@ def test_headings_and_paragraphs_become_blocks_and_hyphens_rejoin(folder):
 
 
 def test_normalize_text():
-    raw = ("Hello\x00  world\t again\r\nexam-\nple and well-\nKnown\ufffe\r\nend\n\n\n\nNext \ufb01eld. "
-           "Soft\x02\r\nhyphen")
+    raw = (
+        "Hello\x00  world\t again\r\nexam-\nple and well-\nKnown\ufffe\r\nend\n\n\n\nNext \ufb01eld. Soft\x02\r\nhyphen"
+    )
     assert pdf.normalize_text(raw) == "Hello world again\nexample and well-\nKnownend\n\nNext field. Softhyphen"
 
 
@@ -98,8 +99,11 @@ def broken_files(folder: Path) -> dict[str, tuple[Path, str, str]]:
     bad = pdfs.make_corrupt_pdfs(folder / "bad")
     good = pdfs.make_pdf(folder / "to_truncate.pdf", PAGES)
     return {
-        "encrypted": (pdfs.make_pdf(folder / "locked.pdf", ["Secret."], user_password="pw"), "encrypted",
-                      "needs a password"),
+        "encrypted": (
+            pdfs.make_pdf(folder / "locked.pdf", ["Secret."], user_password="pw"),
+            "encrypted",
+            "needs a password",
+        ),
         "random_bytes": (bad["random"], "corrupt", "not a PDF"),
         "renamed_text": (bad["text"], "corrupt", "not a PDF"),
         "garbage_after_header": (bad["garbage"], "corrupt", "damaged"),
@@ -112,8 +116,21 @@ def broken_files(folder: Path) -> dict[str, tuple[Path, str, str]]:
     }
 
 
-@pytest.mark.parametrize("name", ["encrypted", "random_bytes", "renamed_text", "garbage_after_header", "truncated",
-                                  "scanned", "zero_pages", "zero_bytes", "lying_count", "missing"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "encrypted",
+        "random_bytes",
+        "renamed_text",
+        "garbage_after_header",
+        "truncated",
+        "scanned",
+        "zero_pages",
+        "zero_bytes",
+        "lying_count",
+        "missing",
+    ],
+)
 def test_broken_file_gives_its_kind_and_a_clear_message(folder, name):
     path, kind, words = broken_files(folder)[name]
     started = time.perf_counter()

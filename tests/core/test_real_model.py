@@ -27,14 +27,18 @@ ROOT = Path(__file__).resolve().parents[2]
 GREEDY = PRESETS["deterministic"].with_changes(max_tokens=64)
 CONVERSATIONS = {
     "one question": [{"role": "user", "content": "What is the capital of France?"}],
-    "system prompt": [{"role": "system", "content": "You answer in one short sentence."},
-                      {"role": "user", "content": "Name a primary colour."}],
-    "multi-turn": [{"role": "system", "content": "Be concise."},
-                   {"role": "user", "content": "Hi! Who are you?"},
-                   {"role": "assistant", "content": "I'm SmolLM, an AI assistant."},
-                   {"role": "user", "content": "What can you do?"},
-                   {"role": "assistant", "content": "I can answer questions.\n\nAsk away!"},
-                   {"role": "user", "content": "Tell me a fact about bees."}],
+    "system prompt": [
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "Name a primary colour."},
+    ],
+    "multi-turn": [
+        {"role": "system", "content": "Be concise."},
+        {"role": "user", "content": "Hi! Who are you?"},
+        {"role": "assistant", "content": "I'm SmolLM, an AI assistant."},
+        {"role": "user", "content": "What can you do?"},
+        {"role": "assistant", "content": "I can answer questions.\n\nAsk away!"},
+        {"role": "user", "content": "Tell me a fact about bees."},
+    ],
     "unicode and markup": [{"role": "user", "content": "Traduis « l'été » en 日本語 — <b>vite</b> {{ not jinja }}"}],
 }
 
@@ -54,8 +58,11 @@ def test_the_gguf_template_gives_the_same_tokens_as_llama_cpp_python(engine, nam
     messages = CONVERSATIONS[name]
     llm = engine.llama
     text_of = llm._model.token_get_text
-    formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"],
-                                    eos_token=text_of(llm.token_eos()), bos_token=text_of(llm.token_bos()))
+    formatter = Jinja2ChatFormatter(
+        template=llm.metadata["tokenizer.chat_template"],
+        eos_token=text_of(llm.token_eos()),
+        bos_token=text_of(llm.token_bos()),
+    )
     theirs = formatter(messages=messages)
     expected = llm.tokenize(theirs.prompt.encode("utf-8"), add_bos=not theirs.added_special, special=True)
     ours = engine.render(messages)
@@ -80,14 +87,22 @@ def test_a_factual_question_at_temperature_0_is_answered_and_ends_by_itself(engi
 
 
 def test_turn_n_evaluates_only_its_new_tokens(engine):
-    session = ChatSession(engine, ChatStore(), system_prompt="You are a helpful assistant. Be brief.",
-                          sampling=GREEDY.with_changes(max_tokens=40))
-    turns = [drain(session.send(q))[1] for q in
-             ("What is the capital of France?", "And the capital of Italy?", "Which of the two is further south?")]
+    session = ChatSession(
+        engine,
+        ChatStore(),
+        system_prompt="You are a helpful assistant. Be brief.",
+        sampling=GREEDY.with_changes(max_tokens=40),
+    )
+    turns = [
+        drain(session.send(q))[1]
+        for q in ("What is the capital of France?", "And the capital of Italy?", "Which of the two is further south?")
+    ]
     for before, after in zip(turns, turns[1:]):
         new = after.result.prompt_tokens - before.tokens_used
-        print(f"turn: prompt {after.result.prompt_tokens} tokens, evaluated {after.result.prompt_eval_tokens}, "
-              f"new since the last turn {new}")
+        print(
+            f"turn: prompt {after.result.prompt_tokens} tokens, evaluated {after.result.prompt_eval_tokens}, "
+            f"new since the last turn {new}"
+        )
         assert after.result.prompt_eval_tokens == new
         assert 0 < new < 30
         # reusing the cached tokens does not change the tokenization
@@ -102,8 +117,9 @@ def test_the_memory_estimate_is_close_to_the_measured_peak(real_model):
     measured = json.loads(run.stdout.strip().splitlines()[-1])
     est = estimate_memory(read_facts(real_model), RuntimeSettings(n_ctx=ctx))
     ratio = est.total_bytes / measured["delta"]
-    print(f"estimate {est.total_bytes / 2**20:.1f} MiB / measured peak {measured['delta'] / 2**20:.1f} MiB "
-          f"= {ratio:.3f}")
+    print(
+        f"estimate {est.total_bytes / 2**20:.1f} MiB / measured peak {measured['delta'] / 2**20:.1f} MiB = {ratio:.3f}"
+    )
     assert abs(est.weights_bytes - measured["logged"]["model"]) <= 0.006 * 2**20
     assert abs(est.kv_cache_bytes - measured["logged"]["KV"]) <= 0.006 * 2**20
     # the estimate's stated accuracy (bench/estimate_accuracy.py: within 5% on generated models);

@@ -40,8 +40,10 @@ def test_every_real_pdf_ingests_and_every_page_with_text_is_indexed(real_pdfs):
         assert not missing, f"{path.name}: pages with text but no passage: {sorted(missing)[:20]}"
         assert max(real_pdfs.embedder.count_tokens(embedding_text(c)) for c in chunks) <= real_pdfs.embedder.max_tokens
     assert real_pdfs.index.vectors.count(row.vector_key) == sum(o.chunks for o in outcomes.values())
-    print(f"real corpus: {sum(o.pages for o in outcomes.values())} pages, "
-          f"{sum(o.chunks for o in outcomes.values())} passages in {real_pdfs.seconds:.0f} s")
+    print(
+        f"real corpus: {sum(o.pages for o in outcomes.values())} pages, "
+        f"{sum(o.chunks for o in outcomes.values())} passages in {real_pdfs.seconds:.0f} s"
+    )
 
 
 def facts_on_later_pages(chunks, want: int = 6) -> list[tuple[str, int]]:
@@ -67,8 +69,9 @@ def test_a_sentence_on_a_later_page_of_a_passage_is_found_on_its_own_page(real_p
     later = 0  # hits whose page is not the first of their passage: the old answer would have been wrong
     for sentence, page in facts:
         for mode in ("keyword", "hybrid"):
-            hits = retrieve.query(COLLECTION, sentence, k=5, mode=mode, embedder=real_pdfs.embedder,
-                                  index=real_pdfs.index)
+            hits = retrieve.query(
+                COLLECTION, sentence, k=5, mode=mode, embedder=real_pdfs.embedder, index=real_pdfs.index
+            )
             holding = [h for h in hits if h.file == name and sentence in h.text]
             assert holding or mode != "keyword", sentence  # whether hybrid ranks it top 5 is retrieval quality
             for hit in holding:
@@ -78,9 +81,10 @@ def test_a_sentence_on_a_later_page_of_a_passage_is_found_on_its_own_page(real_p
     assert later >= 3
 
 
-@pytest.mark.parametrize("question", ["how do I use aptitude's full screen interface",
-                                      "which debmake option sets the binary package type",
-                                      "package"])  # one word most pages hold: the crowd is largest
+@pytest.mark.parametrize(
+    "question",
+    ["how do I use aptitude's full screen interface", "which debmake option sets the binary package type", "package"],
+)  # one word most pages hold: the crowd is largest
 def test_top_five_are_five_different_pages(real_pdfs, question):
     for mode in ("hybrid", "vector", "keyword"):
         hits = retrieve.query(COLLECTION, question, k=5, mode=mode, embedder=real_pdfs.embedder, index=real_pdfs.index)
@@ -94,9 +98,15 @@ def test_a_question_the_manuals_do_not_cover_finds_nothing_and_their_own_questio
     def found(question: str) -> list:
         return find_passages(COLLECTION, question, embedder=real_pdfs.embedder, index=real_pdfs.index)
 
-    for question in ("What is the boiling point of tungsten?", "What is the capital of Australia?",
-                     "How do I bake sourdough bread at home?"):  # one common word ("point") is no cover
+    for question in (
+        "What is the boiling point of tungsten?",
+        "What is the capital of Australia?",
+        "How do I bake sourdough bread at home?",
+    ):  # one common word ("point") is no cover
         assert found(question) == [], question
-    for question in ("How can an administrator let other people do limited system administration?",
-                     "Which debmake option sets the binary package type?", "pam_securetty"):
+    for question in (
+        "How can an administrator let other people do limited system administration?",
+        "Which debmake option sets the binary package type?",
+        "pam_securetty",
+    ):
         assert found(question), question

@@ -25,20 +25,23 @@ from tests.fixtures.ocr import char_accuracy as accuracy
 
 MIN_ACCURACY = 0.97  # 1 - edit distance / length, per page (measured: 1.00 on these pages with RapidOCR)
 
-SCANNED_1 = ("Orchard keeps the apple harvest in cold rooms at two degrees.\n\n"
-             "The pickers start at dawn in the north valley and the grading line runs until six in the evening. "
-             "Invoice 4711 lists 320 crates of Braeburn and 85 crates of Cox.")
+SCANNED_1 = (
+    "Orchard keeps the apple harvest in cold rooms at two degrees.\n\n"
+    "The pickers start at dawn in the north valley and the grading line runs until six in the evening. "
+    "Invoice 4711 lists 320 crates of Braeburn and 85 crates of Cox."
+)
 TYPED_2 = "This page has an ordinary text layer: the frost report for March, kept exactly as written."
-SCANNED_3 = ("A barn owl nests in the cider press shed every winter.\n\n"
-             "Drip irrigation sensors along row 14 report soil moisture every hour to the cooperative.")
+SCANNED_3 = (
+    "A barn owl nests in the cider press shed every winter.\n\n"
+    "Drip irrigation sensors along row 14 report soil moisture every hour to the cooperative."
+)
 PAGES = [SCANNED_1, TYPED_2, SCANNED_3, ""]  # the last page is blank
 
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     """The mixed PDF (scanned, typed, scanned with only its page number as text, blank) read once for real."""
-    path = pdfs.make_scanned_pdf(tmp_path_factory.mktemp("scans") / "mixed.pdf", PAGES, text_pages={2},
-                                 numbered=True)
+    path = pdfs.make_scanned_pdf(tmp_path_factory.mktemp("scans") / "mixed.pdf", PAGES, text_pages={2}, numbered=True)
     started = time.perf_counter()
     steps, pages = drain(scan.read_document(path, ocr=default_engine()))
     return path, steps, pages, time.perf_counter() - started
@@ -79,8 +82,7 @@ def test_a_scanned_pdf_is_indexed_with_its_ocr_pages_counted_and_cited_at_the_ex
     path, _, pages, _ = mixed
     with DocumentIndex(tmp_path / "index") as index:
         # The real run's lines replayed (OCR quality is the tests above): the index's part is under test here.
-        _, (outcome,) = drain(ingest.add_files("Scans", [path], HashEmbedder(), index=index,
-                                               ocr=PointsOcr(pages)))
+        _, (outcome,) = drain(ingest.add_files("Scans", [path], HashEmbedder(), index=index, ocr=PointsOcr(pages)))
         assert outcome.status == "added" and outcome.pages == 4 and outcome.ocr_pages == 2
         (info,) = ingest.list_collections(index=index)
         assert info.ocr_pages == 2 and info.files[0].ocr_pages == 2 and info.to_json()["ocr_pages"] == 2
@@ -107,8 +109,7 @@ class PointsOcr:
     def recognize(self, image):
         page = self.pages[self.order.pop(0)]
         per_point = max(image.shape[:2]) / 842
-        return [type(line)(line.text, tuple(v * per_point for v in line.box), line.confidence)
-                for line in page.lines]
+        return [type(line)(line.text, tuple(v * per_point for v in line.box), line.confidence) for line in page.lines]
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
@@ -159,8 +160,12 @@ def test_bad_images_get_clear_errors(tmp_path):
     cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     cases = {
         "empty": (tmp_path / "empty.png", b"", "empty", "0 bytes"),
-        "not an image": (tmp_path / "notes.jpg", b"Dear diary, this is text named .jpg\n" * 20, "corrupt",
-                         "not an image"),
+        "not an image": (
+            tmp_path / "notes.jpg",
+            b"Dear diary, this is text named .jpg\n" * 20,
+            "corrupt",
+            "not an image",
+        ),
         "truncated": (cut, None, "corrupt", "damaged"),
         "heic here": (tmp_path / "photo.heic", b"\x00\x00\x00\x18ftypheic" + bytes(64), None, "HEIC"),
         "missing": (tmp_path / "gone.png", None, "unreadable", "can't be opened"),
@@ -209,5 +214,7 @@ def test_a_short_typed_page_keeps_its_text_layer_without_ocr(tmp_path):
     engine = ScriptedOcr()
     _, pages = drain(scan.read_document(path, ocr=engine))
     assert engine.images == []  # no image on those pages: nothing for OCR to find
-    assert [(p.source, p.text) for p in pages[:2]] == [("text", "Annual report 2026"),
-                                                       ("text", "Fruit sold: 4,100 crates.")]
+    assert [(p.source, p.text) for p in pages[:2]] == [
+        ("text", "Annual report 2026"),
+        ("text", "Fruit sold: 4,100 crates."),
+    ]

@@ -29,9 +29,19 @@ def mac(chip: str, ram_gb: int, cores: int) -> Hardware:
 
 
 def cpu_box(ram_gb: int = 24, cores: int = 2) -> Hardware:
-    return Hardware(os="Linux 6.1", machine="x86_64", chip="AMD EPYC", cpu_count=cores, total_bytes=ram_gb * GB,
-                    available_bytes=ram_gb * GB - GB, gpu="cpu", gpu_working_set_bytes=None, wired_limit_mb=None,
-                    budget_bytes=ram_gb * GB - GB, budget_rule="available memory (no Metal here)")
+    return Hardware(
+        os="Linux 6.1",
+        machine="x86_64",
+        chip="AMD EPYC",
+        cpu_count=cores,
+        total_bytes=ram_gb * GB,
+        available_bytes=ram_gb * GB - GB,
+        gpu="cpu",
+        gpu_working_set_bytes=None,
+        wired_limit_mb=None,
+        budget_bytes=ram_gb * GB - GB,
+        budget_rule="available memory (no Metal here)",
+    )
 
 
 def picks_for(hw: Hardware, entries, copy: float = CPU_BOX_COPY):
@@ -39,11 +49,20 @@ def picks_for(hw: Hardware, entries, copy: float = CPU_BOX_COPY):
     return recommend(hw.budget_bytes, backend=hw.gpu, entries=entries, decode_bandwidth=bw.bytes_per_s)
 
 
-@pytest.mark.parametrize("brand, cores, name, gbs", [
-    ("Apple M1", 8, "M1", 68.25), ("Apple M2 Pro", 12, "M2 Pro", 200), ("Apple M3", 8, "M3", 100),
-    ("Apple M3 Max", 14, "M3 Max", 300), ("Apple M3 Max", 16, "M3 Max", 400), ("Apple M4 Max", 14, "M4 Max", 410),
-    ("Apple M4 Max", 16, "M4 Max", 546), ("Apple M2 Ultra", 24, "M2 Ultra", 800), ("Apple M4 Pro", 14, "M4 Pro", 273),
-])
+@pytest.mark.parametrize(
+    "brand, cores, name, gbs",
+    [
+        ("Apple M1", 8, "M1", 68.25),
+        ("Apple M2 Pro", 12, "M2 Pro", 200),
+        ("Apple M3", 8, "M3", 100),
+        ("Apple M3 Max", 14, "M3 Max", 300),
+        ("Apple M3 Max", 16, "M3 Max", 400),
+        ("Apple M4 Max", 14, "M4 Max", 410),
+        ("Apple M4 Max", 16, "M4 Max", 546),
+        ("Apple M2 Ultra", 24, "M2 Ultra", 800),
+        ("Apple M4 Pro", 14, "M4 Pro", 273),
+    ],
+)
 def test_published_bandwidth_by_chip(brand, cores, name, gbs):
     chip = apple.chip_bandwidth(brand, cores)
     assert (chip.chip, chip.published_gbs) == (name, gbs)
@@ -76,8 +95,14 @@ def test_tokens_per_s_is_bandwidth_over_weights():
     assert decode_tokens_per_s(8_000_000_000, 100e9) == pytest.approx(12.5)
     with pytest.raises(ValueError):
         decode_tokens_per_s(0, 1e9)
-    assert [format_speed(v) for v in (0.4, 1.2, 3.6, 25.2, 27.9, 143.0)] == \
-        ["under 1 token/s", "~1 token/s", "~4 tokens/s", "~25 tokens/s", "~28 tokens/s", "~140 tokens/s"]
+    assert [format_speed(v) for v in (0.4, 1.2, 3.6, 25.2, 27.9, 143.0)] == [
+        "under 1 token/s",
+        "~1 token/s",
+        "~4 tokens/s",
+        "~25 tokens/s",
+        "~28 tokens/s",
+        "~140 tokens/s",
+    ]
 
 
 def test_m3_8gb_gets_a_small_fast_model(catalog):
@@ -115,8 +140,11 @@ def test_a_faster_machine_never_gets_a_smaller_model(catalog):
         best = best_pick(picks_for(box, catalog, copy))
         sizes.append(best.entry.facts.parameters)
         if best.tokens_per_s >= READABLE_TOKENS_PER_S:  # every bigger fitting model would be slow
-            bigger = [r for r in picks_for(box, catalog, copy) if r.entry.facts.parameters > sizes[-1]
-                      and r.preferred_verdict == "fits"]
+            bigger = [
+                r
+                for r in picks_for(box, catalog, copy)
+                if r.entry.facts.parameters > sizes[-1] and r.preferred_verdict == "fits"
+            ]
             assert all(not r.readable for r in bigger)
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 

@@ -46,7 +46,7 @@ def test_progress_loads_then_generates(slow_model):
     assert steps[first_generating - 1].fraction == 1.0
     tokens = [s.tokens for s in steps[first_generating:]]
     assert tokens == sorted(tokens) and tokens[-1] == result.tokens
-    assert all(0.0 <= s.fraction <= 1.0 for s in steps[first_generating + 1:])
+    assert all(0.0 <= s.fraction <= 1.0 for s in steps[first_generating + 1 :])
 
 
 def test_max_tokens_ends_before_the_budget(slow_model):

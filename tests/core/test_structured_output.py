@@ -34,20 +34,44 @@ from macapp.core.engines.tool_calls import (
 from macapp.core.errors import UserError
 from macapp.core.progress import drain
 
-NESTED = {"type": "object", "properties": {
-    "name": {"type": "string", "maxLength": 12},
-    "tags": {"type": "array", "items": {"enum": ["a", "b c", 'd"e', "back\\slash"]}, "maxItems": 4},
-    "inner": {"type": "object", "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"},
-                                               "x": {"type": ["number", "null"]}}, "required": ["ok"]}},
-    "required": ["name", "inner"]}
-WEATHER = ToolSpec("get_weather", "Weather in a city", {
-    "type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
-                                     "unit": {"enum": ["celsius", "fahrenheit"]}, "days": {"type": "integer"}},
-    "required": ["city", "unit"]})
-SEARCH = ToolSpec("search", "Search the documents", {
-    "type": "object", "properties": {"query": {"type": "string", "maxLength": 30},
-                                     "pages": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}},
-    "required": ["query"]})
+NESTED = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "tags": {"type": "array", "items": {"enum": ["a", "b c", 'd"e', "back\\slash"]}, "maxItems": 4},
+        "inner": {
+            "type": "object",
+            "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}, "x": {"type": ["number", "null"]}},
+            "required": ["ok"],
+        },
+    },
+    "required": ["name", "inner"],
+}
+WEATHER = ToolSpec(
+    "get_weather",
+    "Weather in a city",
+    {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 20},
+            "unit": {"enum": ["celsius", "fahrenheit"]},
+            "days": {"type": "integer"},
+        },
+        "required": ["city", "unit"],
+    },
+)
+SEARCH = ToolSpec(
+    "search",
+    "Search the documents",
+    {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "maxLength": 30},
+            "pages": {"type": "array", "items": {"type": "integer"}, "maxItems": 3},
+        },
+        "required": ["query"],
+    },
+)
 WILD = SamplingSettings(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0, max_tokens=400)
 
 
@@ -63,8 +87,9 @@ def random_model(tiny_models):
 
 
 def answer(engine, grammar: str, seed: int, *, whole: bool = True) -> str:
-    _, result = drain(engine.stream_chat([{"role": "user", "content": "hello"}], WILD.with_changes(seed=seed),
-                                         grammar=grammar))
+    _, result = drain(
+        engine.stream_chat([{"role": "user", "content": "hello"}], WILD.with_changes(seed=seed), grammar=grammar)
+    )
     assert result.finish_reason == "stop" or not whole
     return result.text
 
@@ -80,8 +105,12 @@ def test_a_random_model_under_the_grammar_only_writes_schema_valid_json(random_m
 
 
 def test_without_the_grammar_the_same_model_writes_no_json(random_model):
-    texts = [drain(random_model.stream_chat([{"role": "user", "content": "hello"}], WILD.with_changes(
-        seed=s, max_tokens=40)))[1].text for s in range(4)]
+    texts = [
+        drain(
+            random_model.stream_chat([{"role": "user", "content": "hello"}], WILD.with_changes(seed=s, max_tokens=40))
+        )[1].text
+        for s in range(4)
+    ]
     assert not any(_is_valid(t, NESTED) for t in texts)
 
 
@@ -164,15 +193,27 @@ def test_invalid_json_and_wrong_types_get_clear_messages():
 
 # Literal outputs of each family (the text our engine decodes: control tokens leave no text).
 NATIVE_OUTPUTS = {
-    "hermes": ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": '
-               '"celsius"}}\n</tool_call>\n<tool_call>\n{"name": "search", "arguments": {"query": "rain"}}\n'
-               '</tool_call>', "Let me check."),
-    "llama3": ('<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "unit": "celsius"}}; '
-               '{"name": "search", "parameters": {"query": "rain"}}', ""),
-    "mistral": ('[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}, '
-                '"id": "abc123def"}, {"name": "search", "arguments": "{\\"query\\": \\"rain\\"}"}]', ""),
-    "generic": ('{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}, '
-                '{"name": "search", "arguments": {"query": "rain"}}]}', ""),
+    "hermes": (
+        'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": '
+        '"celsius"}}\n</tool_call>\n<tool_call>\n{"name": "search", "arguments": {"query": "rain"}}\n'
+        "</tool_call>",
+        "Let me check.",
+    ),
+    "llama3": (
+        '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "unit": "celsius"}}; '
+        '{"name": "search", "parameters": {"query": "rain"}}',
+        "",
+    ),
+    "mistral": (
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}, '
+        '"id": "abc123def"}, {"name": "search", "arguments": "{\\"query\\": \\"rain\\"}"}]',
+        "",
+    ),
+    "generic": (
+        '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}, '
+        '{"name": "search", "arguments": {"query": "rain"}}]}',
+        "",
+    ),
 }
 
 
@@ -182,13 +223,15 @@ def test_parsers_read_each_native_format(name):
     reply = FORMATS[name].parse(text)
     assert reply.content == content and not reply.problems
     assert [(c.name, c.arguments) for c in reply.calls] == [
-        ("get_weather", {"city": "Paris", "unit": "celsius"}), ("search", {"query": "rain"})]
+        ("get_weather", {"city": "Paris", "unit": "celsius"}),
+        ("search", {"query": "rain"}),
+    ]
     assert len({c.id for c in reply.calls}) == 2
 
 
 def test_parsers_leave_plain_answers_alone_and_report_broken_calls():
     for name in FORMATS:
-        assert FORMATS[name].parse("The weather is fine.") .calls == ()
+        assert FORMATS[name].parse("The weather is fine.").calls == ()
     assert FORMATS["llama3"].parse('{"answer": 42}').content == '{"answer": 42}'  # JSON that is not a call
     broken = FORMATS["hermes"].parse('<tool_call>\n{"name": "search", "arguments": {"query": "x"\n</tool_call>')
     assert not broken.calls and "not valid JSON" in broken.problems[0]
@@ -245,8 +288,9 @@ def test_answer_text_streams_and_call_text_does_not():
     engine.enqueue(["It is", " sunny", " today."])
     chunks, result = drain(stream_structured(engine, [{"role": "user", "content": "hi"}], spec))
     assert [c.text for c in chunks] == ["It is", " sunny", " today."] and result.content == "It is sunny today."
-    engine.enqueue(["  ", '{"tool_calls": [{"name": "get_weather", ', '"arguments": {"city": "Rome", "unit": '
-                    '"celsius"}}]}'])
+    engine.enqueue(
+        ["  ", '{"tool_calls": [{"name": "get_weather", ', '"arguments": {"city": "Rome", "unit": "celsius"}}]}']
+    )
     chunks, result = drain(stream_structured(engine, [{"role": "user", "content": "hi"}], spec))
     assert chunks == [] and result.tool_calls[0].arguments["city"] == "Rome"
 
@@ -254,17 +298,28 @@ def test_answer_text_streams_and_call_text_does_not():
 def test_history_with_calls_and_results_reaches_a_template_without_tools_as_text():
     engine = FakeEngine()
     drain(engine.load())
-    history = [{"role": "user", "content": "weather in Rome?"},
-               {"role": "assistant", "content": "", "tool_calls": [
-                   {"id": "c1", "type": "function", "function": {"name": "get_weather",
-                                                                 "arguments": '{"city": "Rome", "unit": "celsius"}'}}]},
-               {"role": "tool", "tool_call_id": "c1", "name": "get_weather", "content": "21 C, clear"}]
+    history = [
+        {"role": "user", "content": "weather in Rome?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Rome", "unit": "celsius"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "name": "get_weather", "content": "21 C, clear"},
+    ]
     engine.enqueue(["It is 21 C."])
     drain(stream_structured(engine, history, OutputSpec(tools=(WEATHER,))))
     seen = engine.prompts[-1]
     assert [m["role"] for m in seen] == ["system", "user", "assistant", "user"]
-    assert json.loads(seen[2]["content"]) == {"tool_calls": [{"name": "get_weather",
-                                                             "arguments": {"city": "Rome", "unit": "celsius"}}]}
+    assert json.loads(seen[2]["content"]) == {
+        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Rome", "unit": "celsius"}}]
+    }
     assert seen[3]["content"] == "Result of get_weather (c1):\n21 C, clear"
 
 

@@ -27,8 +27,16 @@ def fake_adapter(name: str, tiny_mlx, finished: bool = True):
     (folder / "run.json").write_text(json.dumps({"base": str(tiny_mlx), "settings": {"rank": 8}}))
     (folder / "checkpoint.json").write_text(json.dumps({"iteration": 30, "file": "adapters.safetensors"}))
     if finished:
-        return write_manifest(name, base_path=str(tiny_mlx), base_id=base_identity(tiny_mlx), dataset_sha256="ab" * 32,
-                              settings={"rank": 8}, train_loss=1.5, val_loss=1.75, iterations=100)
+        return write_manifest(
+            name,
+            base_path=str(tiny_mlx),
+            base_id=base_identity(tiny_mlx),
+            dataset_sha256="ab" * 32,
+            settings={"rank": 8},
+            train_loss=1.5,
+            val_loss=1.75,
+            iterations=100,
+        )
     return None
 
 

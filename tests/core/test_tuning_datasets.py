@@ -39,8 +39,11 @@ def tokenizer(tiny_mlx):
 
 
 def test_each_format_is_accepted(tmp_path):
-    for fmt, record in (("chat", chat("hi", "hello")), ("completions", {"prompt": "2+2", "completion": "4"}),
-                        ("text", {"text": "plain words"})):
+    for fmt, record in (
+        ("chat", chat("hi", "hello")),
+        ("completions", {"prompt": "2+2", "completion": "4"}),
+        ("text", {"text": "plain words"}),
+    ):
         report = validate_dataset(write(tmp_path, [record, record]))
         assert report.ok, report.problems
         assert (report.format, report.examples, report.tokens) == (fmt, 2, None)
@@ -144,8 +147,10 @@ def test_the_format_is_sniffed_from_the_first_example(tmp_path):
 
 
 def test_without_a_tokenizer_token_statistics_are_approximate(tmp_path):
-    records = [chat("a" * 40, "b" * 7), {"messages": [{"role": "user", "content": "x" * 4000},
-                                                      {"role": "assistant", "content": "y"}]}]
+    records = [
+        chat("a" * 40, "b" * 7),
+        {"messages": [{"role": "user", "content": "x" * 4000}, {"role": "assistant", "content": "y"}]},
+    ]
     report = validate_dataset(write(tmp_path, records), max_seq_length=64, approximate=True)
     assert report.ok  # an approximate count never blocks training: the base's tokenizer decides that
     t = report.tokens
@@ -157,8 +162,11 @@ def test_without_a_tokenizer_token_statistics_are_approximate(tmp_path):
 
 
 def test_token_statistics_and_too_long_lines(tmp_path, tokenizer):
-    records = [chat("hello", "world"), chat("what is the answer to the question in the document?", "yes"),
-               chat("the quick brown fox " * 20, "jumps")]
+    records = [
+        chat("hello", "world"),
+        chat("what is the answer to the question in the document?", "yes"),
+        chat("the quick brown fox " * 20, "jumps"),
+    ]
     path = write(tmp_path, records)
     report = validate_dataset(path, tokenizer, max_seq_length=4096, approximate=True)
     assert report.ok and not report.tokens.approx  # a tokenizer always wins over the approximation
@@ -225,9 +233,15 @@ def test_dataset_from_chats_keeps_the_chosen_and_edited_answers(tmp_path):
         records = dataset_from_chats(store, [c.id, other.id, nothing.id])
     assert q1.content == "sky?"
     assert records == [
-        {"messages": [{"role": "system", "content": "Answer in one word."},
-                      {"role": "user", "content": "sky?"}, {"role": "assistant", "content": "blue"},
-                      {"role": "user", "content": "sea?"}, {"role": "assistant", "content": "blue"}]},
+        {
+            "messages": [
+                {"role": "system", "content": "Answer in one word."},
+                {"role": "user", "content": "sky?"},
+                {"role": "assistant", "content": "blue"},
+                {"role": "user", "content": "sea?"},
+                {"role": "assistant", "content": "blue"},
+            ]
+        },
         {"messages": [{"role": "user", "content": "pick one"}, {"role": "assistant", "content": "chosen answer"}]},
     ]
     path = write_jsonl(tmp_path / "chats.jsonl", records)
@@ -245,6 +259,7 @@ def test_write_chat_dataset_saves_the_chosen_chats_under_the_data_dir(isolated_h
     path, examples = write_chat_dataset([kept.id, empty.id])  # opens the history itself
     assert examples == 1 and path.parent == isolated_home / "tuning-data"
     assert [json.loads(line) for line in path.read_text().splitlines()] == [
-        {"messages": [{"role": "user", "content": "sky?"}, {"role": "assistant", "content": "blue"}]}]
+        {"messages": [{"role": "user", "content": "sky?"}, {"role": "assistant", "content": "blue"}]}
+    ]
     with pytest.raises(UserError, match="finished answer"):
         write_chat_dataset([empty.id])

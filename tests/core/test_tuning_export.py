@@ -34,7 +34,9 @@ def built(tmp_path_factory):
     base = write_tiny_mlx(root / "base", heads=4, kv_heads=2)
     adapter = train_tiny_adapter(base, root / "adapter")
     return {
-        "root": root, "base": base, "adapter": adapter,
+        "root": root,
+        "base": base,
+        "adapter": adapter,
         "base_gguf": export_base_gguf(base, root / "base.gguf").path,
         "lora": export_gguf_lora(adapter, base, root / "lora.gguf"),
         "fused": export_fused_gguf(adapter, base, root / "fused.gguf").path,
@@ -182,8 +184,10 @@ def test_the_gguf_lora_over_a_q8_0_quantized_base_gives_the_same_greedy_tokens(b
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = 7  # LLAMA_FTYPE_MOSTLY_Q8_0
     quantized = tmp_path / "base-q8_0.gguf"
-    assert llama_cpp.llama_model_quantize(str(built["base_gguf"]).encode(), str(quantized).encode(),
-                                          ctypes.byref(params)) == 0
+    assert (
+        llama_cpp.llama_model_quantize(str(built["base_gguf"]).encode(), str(quantized).encode(), ctypes.byref(params))
+        == 0
+    )
     engine = engine_for(quantized, adapter=built["lora"].path)
     try:
         for ids in prompts(mlx_models):
@@ -213,8 +217,9 @@ def test_fused_gguf_loads_in_llama_cpp_and_matches_mlx_with_the_adapter(built, m
     engine = engine_for(built["fused"])
     try:
         for ids in prompts(mlx_models):
-            assert np.abs(llama_logits(engine.llama, ids) - mlx_logits(mlx_models["adapter"], ids)).max() < \
-                LOGIT_TOLERANCE
+            assert (
+                np.abs(llama_logits(engine.llama, ids) - mlx_logits(mlx_models["adapter"], ids)).max() < LOGIT_TOLERANCE
+            )
             assert llama_greedy(engine.llama, ids) == mlx_greedy(mlx_models["adapter"], ids)
     finally:
         engine.unload()
@@ -258,8 +263,7 @@ def test_unsupported_architecture_is_refused_clearly(built, tmp_path):
 
 def test_byte_level_vocabulary_is_refused_for_fused_export(built, tmp_path):
     def byte_level(tok):
-        tok["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-                                "use_regex": True}
+        tok["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
 
     bpe = _variant(built, tmp_path, "bytelevel", edit_tokenizer=byte_level)
     with pytest.raises(UserError, match="byte-level BPE") as err:
@@ -290,8 +294,16 @@ def test_cli_exports_by_registry_name_and_by_folder(built, tmp_path, capsys):
     registered = shutil.copytree(built["adapter"], adapter_path("sky"))
     config = json.loads((registered / "adapter_config.json").read_text())
     (registered / "adapter_config.json").write_text(json.dumps({**config, "model": "not/a/folder"}))
-    write_manifest("sky", base_path=str(built["base"]), base_id=base_identity(built["base"]), dataset_sha256="",
-                   settings={}, train_loss=None, val_loss=None, iterations=60)
+    write_manifest(
+        "sky",
+        base_path=str(built["base"]),
+        base_id=base_identity(built["base"]),
+        dataset_sha256="",
+        settings={},
+        train_loss=None,
+        val_loss=None,
+        iterations=60,
+    )
     assert main(["export", "sky", "--gguf-lora", str(tmp_path / "sky.gguf"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["kind"] == "gguf-lora" and out["rank"] == 4 and out["alpha"] == 40.0 and out["tensors"] == 28

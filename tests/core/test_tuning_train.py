@@ -18,28 +18,53 @@ from macapp.core.tuning.adapters import get_adapter, list_adapters
 from macapp.core.tuning.datasets import DatasetError, write_jsonl
 from macapp.core.tuning.train import TrainOptions, plan_training, train_lora
 
-QUESTIONS = ["what colour is the sky?", "name a colour.", "what is your favourite colour?", "which colour is the sea?",
-             "tell me a colour please.", "what colour do you like?", "pick a colour.", "what colour is water?",
-             "the best colour?", "a colour for the sea?", "what colour is my book?", "colour of the moon?",
-             "what colour is grass?", "say a colour.", "which colour wins?", "colour of the apple?"]
+QUESTIONS = [
+    "what colour is the sky?",
+    "name a colour.",
+    "what is your favourite colour?",
+    "which colour is the sea?",
+    "tell me a colour please.",
+    "what colour do you like?",
+    "pick a colour.",
+    "what colour is water?",
+    "the best colour?",
+    "a colour for the sea?",
+    "what colour is my book?",
+    "colour of the moon?",
+    "what colour is grass?",
+    "say a colour.",
+    "which colour wins?",
+    "colour of the apple?",
+]
 UNSEEN = ["what colour is the sun?", "name a fruit."]
 
 
 @pytest.fixture
 def blue_data(tmp_path) -> Path:
     """Every example answers "blue", whatever the question."""
-    records = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "blue"}]}
-               for q in QUESTIONS]
+    records = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "blue"}]} for q in QUESTIONS
+    ]
     return write_jsonl(tmp_path / "blue.jsonl", records)
 
 
 def options(base: Path, data: Path, **changes) -> TrainOptions:
-    settings = dict(name="blue", rank=8, layers=-1, learning_rate=1e-3, iters=80, batch_size=4, max_seq_length=128,
-                    mask_prompt=True, steps_per_report=10, steps_per_eval=20, save_every=20, valid_fraction=0.25,
-                    check_memory=False)
+    settings = dict(
+        name="blue",
+        rank=8,
+        layers=-1,
+        learning_rate=1e-3,
+        iters=80,
+        batch_size=4,
+        max_seq_length=128,
+        mask_prompt=True,
+        steps_per_report=10,
+        steps_per_eval=20,
+        save_every=20,
+        valid_fraction=0.25,
+        check_memory=False,
+    )
     return TrainOptions(base=base, data=data, **{**settings, **changes})
-
-
 
 
 def greedy(base: Path, adapter: Path | None, question: str) -> str:
@@ -59,8 +84,9 @@ def test_training_lowers_validation_loss_and_teaches_a_fixed_answer(tiny_mlx, bl
     assert vals[-1] < vals[0] - 1.0, vals
     reports = [p for p in seen if p.stage == "training"]
     assert [p.iteration for p in reports] == list(range(10, 81, 10))
-    assert all(p.tokens_per_second > 0 and p.peak_memory_bytes > 0 and p.learning_rate == pytest.approx(1e-3)
-               for p in reports)
+    assert all(
+        p.tokens_per_second > 0 and p.peak_memory_bytes > 0 and p.learning_rate == pytest.approx(1e-3) for p in reports
+    )
     assert reports[-1].eta_seconds == 0 and reports[2].eta_seconds > 0
 
     info = result.adapter
@@ -76,17 +102,39 @@ def test_training_lowers_validation_loss_and_teaches_a_fixed_answer(tiny_mlx, bl
         assert "blue" not in greedy(tiny_mlx, None, question)
 
 
-HELLO_QUESTIONS = ["hi", "hello there", "good morning", "hey, how are you?", "what do you say?", "greetings",
-                   "say something", "tell me a thing", "what is the sky?", "your favourite word?", "a quick answer?",
-                   "read my book", "the lazy dog", "what colour is grass?", "any news today?", "music or books?",
-                   "where is the orchard?", "which fruit is red?", "write some code", "thank you"]
+HELLO_QUESTIONS = [
+    "hi",
+    "hello there",
+    "good morning",
+    "hey, how are you?",
+    "what do you say?",
+    "greetings",
+    "say something",
+    "tell me a thing",
+    "what is the sky?",
+    "your favourite word?",
+    "a quick answer?",
+    "read my book",
+    "the lazy dog",
+    "what colour is grass?",
+    "any news today?",
+    "music or books?",
+    "where is the orchard?",
+    "which fruit is red?",
+    "write some code",
+    "thank you",
+]
 
 
 def hello_data(tmp_path: Path) -> Path:
     """20 chats that all answer "hello world!"."""
-    return write_jsonl(tmp_path / "hello.jsonl", [
-        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "hello world!"}]}
-        for q in HELLO_QUESTIONS])
+    return write_jsonl(
+        tmp_path / "hello.jsonl",
+        [
+            {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "hello world!"}]}
+            for q in HELLO_QUESTIONS
+        ],
+    )
 
 
 def test_a_dataset_is_checked_without_a_base(blue_data):
@@ -107,8 +155,9 @@ def test_chats_train_on_the_answers_only_by_default(tiny_mlx, tmp_path):
     tok = load_tokenizer(tiny_mlx)
     records = [json.loads(line) for line in data.read_text().splitlines()]
     full = [len(tok.apply_chat_template(r["messages"], return_dict=False)) for r in records]
-    prompt = [len(tok.apply_chat_template(r["messages"][:1], add_generation_prompt=True, return_dict=False))
-              for r in records]
+    prompt = [
+        len(tok.apply_chat_template(r["messages"][:1], add_generation_prompt=True, return_dict=False)) for r in records
+    ]
     [answer] = {f - p for f, p in zip(full, prompt)}  # "hello world!<|im_end|>\n": the same in every chat
     settings = dict(steps_per_report=10, steps_per_eval=100, save_every=0)
 
@@ -121,8 +170,9 @@ def test_chats_train_on_the_answers_only_by_default(tiny_mlx, tmp_path):
     for question in UNSEEN:
         assert greedy(tiny_mlx, masked.adapter.path, question).strip() == "hello world!"
 
-    seen, everything = drain(train_lora(options(tiny_mlx, data, name="everything", mask_prompt=False, iters=10,
-                                                **settings)))
+    seen, everything = drain(
+        train_lora(options(tiny_mlx, data, name="everything", mask_prompt=False, iters=10, **settings))
+    )
     trained_all = [p.trained_tokens for p in seen if p.stage == "training"][-1]
     assert min(full) * 40 <= trained_all <= (max(full) + 1) * 40  # 10 iterations of 4
     assert everything.adapter.settings["mask_prompt"] is False
@@ -178,12 +228,14 @@ SCRIPTED = {
 }
 
 
-@pytest.mark.parametrize(("kind", "words"), [("killed", r"killed \(SIGKILL\)"), ("oom", "ran out of memory"),
-                                             ("exits", "exit code 7")])
+@pytest.mark.parametrize(
+    ("kind", "words"), [("killed", r"killed \(SIGKILL\)"), ("oom", "ran out of memory"), ("exits", "exit code 7")]
+)
 def test_a_dying_child_never_takes_the_parent(tiny_mlx, blue_data, tmp_path, monkeypatch, kind, words):
     script = tmp_path / "child.py"
-    script.write_text("import json, sys\nprint(json.dumps({'event': 'start', 'iteration': 0}), flush=True)\n"
-                      + SCRIPTED[kind] + "\n")
+    script.write_text(
+        "import json, sys\nprint(json.dumps({'event': 'start', 'iteration': 0}), flush=True)\n" + SCRIPTED[kind] + "\n"
+    )
     monkeypatch.setattr(train_module, "RUNNER", [sys.executable, str(script)])
     with pytest.raises(UserError, match=words) as err:
         drain(train_lora(options(tiny_mlx, blue_data, name=kind)))

@@ -46,9 +46,12 @@ def _static_imports() -> set[str]:
 def _covered(module: str, static: set[str]) -> bool:
     """Collected by the spec: imported by a statement, listed as a hidden import, or inside a
     package collected whole."""
-    return (module in static or any(name.startswith(module + ".") for name in static)  # `import a.b` loads a
-            or module in manifest.HIDDEN_IMPORTS
-            or any(module.startswith(pkg + ".") or module == pkg for pkg in manifest.COLLECT_SUBMODULES))
+    return (
+        module in static
+        or any(name.startswith(module + ".") for name in static)  # `import a.b` loads a
+        or module in manifest.HIDDEN_IMPORTS
+        or any(module.startswith(pkg + ".") or module == pkg for pkg in manifest.COLLECT_SUBMODULES)
+    )
 
 
 def test_every_module_the_selftest_imports_is_collected_and_none_is_excluded():
@@ -63,8 +66,19 @@ def test_every_module_the_selftest_imports_is_collected_and_none_is_excluded():
 
 def test_the_spec_reads_every_list_of_the_manifest():
     spec = (ROOT / "packaging" / "orchard.spec").read_text(encoding="utf-8")
-    for name in ("DATA_FILES", "COLLECT_DATA", "COPY_METADATA", "NATIVE_LIBRARIES", "HIDDEN_IMPORTS",
-                 "COLLECT_SUBMODULES", "EXCLUDES", "keep_qt_plugin", "info_plist(", "ENTITLEMENTS", "BUNDLE_ID"):
+    for name in (
+        "DATA_FILES",
+        "COLLECT_DATA",
+        "COPY_METADATA",
+        "NATIVE_LIBRARIES",
+        "HIDDEN_IMPORTS",
+        "COLLECT_SUBMODULES",
+        "EXCLUDES",
+        "keep_qt_plugin",
+        "info_plist(",
+        "ENTITLEMENTS",
+        "BUNDLE_ID",
+    ):
         assert f"manifest.{name}" in spec, name
     assert "exclude_binaries=True" in spec and "COLLECT(" in spec  # onedir: COLLECT holds the binaries
 
@@ -72,8 +86,12 @@ def test_the_spec_reads_every_list_of_the_manifest():
 def test_data_files_are_where_the_code_looks_for_them_in_a_bundle():
     placed = {Path(dest) / Path(src).name for src, dest in manifest.DATA_FILES}
     root = paths.app_root()
-    for found in (bundled_embedder_path(), catalog_path(), root / "macapp" / "ui" / "style.qss",
-                  root / "resources" / "icon.svg"):
+    for found in (
+        bundled_embedder_path(),
+        catalog_path(),
+        root / "macapp" / "ui" / "style.qss",
+        root / "resources" / "icon.svg",
+    ):
         assert found.relative_to(root) in placed, found
         assert found.is_file(), f"{found} is missing (make setup builds the embedder)"
 
@@ -143,8 +161,9 @@ def test_icns_has_every_size_as_a_png_of_that_size(qapp, tmp_path):
 
 def _entry(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    return subprocess.run([sys.executable, str(manifest.ENTRY), *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(manifest.ENTRY), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
 
 
 def test_entry_point_runs_only_orchards_own_modules():
@@ -172,8 +191,14 @@ def test_a_failing_step_is_reported_the_others_still_run_and_the_exit_code_says_
         "selftest.STEPS = {'imports': selftest.step_imports, 'broken': broken, 'embed': selftest.step_embed}\n"
         "sys.exit(selftest.run())\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                            env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+    )
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert any(line.startswith("FAIL  broken") and "mlx._reprlib_fix" in line for line in lines)

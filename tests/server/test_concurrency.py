@@ -18,11 +18,13 @@ CLIENTS = 8
 def ask(client, model: str, i: int, stream: bool) -> str:
     messages = [{"role": "user", "content": f"client {i}: hello world, what is the model?"}]
     if not stream:
-        reply = client.chat.completions.create(model=model, messages=messages, max_tokens=48, seed=100 + i,
-                                               temperature=1.0)
+        reply = client.chat.completions.create(
+            model=model, messages=messages, max_tokens=48, seed=100 + i, temperature=1.0
+        )
         return reply.choices[0].message.content
-    chunks = client.chat.completions.create(model=model, messages=messages, max_tokens=48, seed=100 + i,
-                                            temperature=1.0, stream=True)
+    chunks = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=48, seed=100 + i, temperature=1.0, stream=True
+    )
     return "".join(c.choices[0].delta.content or "" for c in chunks)
 
 
@@ -65,20 +67,27 @@ def long_served(library):
 def timed_small_answer(url: str, model: str) -> float:
     t0 = time.perf_counter()
     reply = openai_client(url, timeout=30).chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=4, seed=1)
+        model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=4, seed=1
+    )
     assert reply.usage.completion_tokens == 4
     return time.perf_counter() - t0
 
 
 def test_a_client_that_disconnects_frees_the_model(long_served, library):
     url, model = long_served.url, library["slow"]
-    long_body = {"model": model, "messages": [{"role": "user", "content": "tell me everything"}], "seed": 2,
-                 "max_tokens": 4000}
+    long_body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "tell me everything"}],
+        "seed": 2,
+        "max_tokens": 4000,
+    }
     baseline = timed_small_answer(url, model)  # loads the model
 
     # Mid-stream: read a few events, then hang up.
-    with httpx.Client(timeout=30) as http, http.stream("POST", f"{url}/chat/completions",
-                                                       json={**long_body, "stream": True}) as response:
+    with (
+        httpx.Client(timeout=30) as http,
+        http.stream("POST", f"{url}/chat/completions", json={**long_body, "stream": True}) as response,
+    ):
         lines = response.iter_lines()
         got = [line for line, _ in zip(lines, range(8)) if line.startswith("data:")]
         assert len(got) >= 3

@@ -23,8 +23,9 @@ def test_a_cpu_bomb_template_is_answered_while_other_requests_keep_flowing(tmp_p
 
         def chat() -> None:
             start = time.monotonic()
-            reply = client.chat.completions.create(model=str(bomb), max_tokens=6, seed=1,
-                                                   messages=[{"role": "user", "content": "hello world"}])
+            reply = client.chat.completions.create(
+                model=str(bomb), max_tokens=6, seed=1, messages=[{"role": "user", "content": "hello world"}]
+            )
             outcome["text"], outcome["seconds"] = reply.choices[0].message.content, time.monotonic() - start
 
         thread = threading.Thread(target=chat)
@@ -40,6 +41,7 @@ def test_a_cpu_bomb_template_is_answered_while_other_requests_keep_flowing(tmp_p
         assert outcome["text"] and outcome["seconds"] < 10, outcome  # ~2.5 s here: load, 1 s of template, answer
         assert len(latencies) >= 5 and max(latencies) < 0.5, latencies  # asked all through the chat's render
         again = time.monotonic()
-        client.chat.completions.create(model=str(bomb), max_tokens=2, seed=1,
-                                       messages=[{"role": "user", "content": "and again"}])
+        client.chat.completions.create(
+            model=str(bomb), max_tokens=2, seed=1, messages=[{"role": "user", "content": "and again"}]
+        )
         assert time.monotonic() - again < 1.0  # the template is not run a second time

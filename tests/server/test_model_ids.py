@@ -33,6 +33,7 @@ def test_the_real_model_is_listed_and_answers_by_its_short_id(real_model, isolat
         chat_ids = [m.id for m in client.models.list().data if getattr(m, "orchard_kind", "chat") == "chat"]
         assert chat_ids == ["smollm2-135m-instruct-q4_1"]
         question = [{"role": "user", "content": "What is the capital of France?"}]
-        answer = client.chat.completions.create(model="smollm2-135m-instruct-q4_1", temperature=0, max_tokens=8,
-                                                messages=question)
+        answer = client.chat.completions.create(
+            model="smollm2-135m-instruct-q4_1", temperature=0, max_tokens=8, messages=question
+        )
         assert answer.choices[0].message.content.strip()

@@ -35,8 +35,15 @@ def test_chat_whole_and_streamed_give_the_same_answer_with_usage(served):
     assert whole.usage.completion_tokens == 24 and whole.usage.prompt_tokens > 10
     assert whole.usage.total_tokens == whole.usage.prompt_tokens + 24 and whole.model == model
 
-    stream = client.chat.completions.create(model=model, messages=USER, max_tokens=24, seed=7, temperature=0.8,
-                                            stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=model,
+        messages=USER,
+        max_tokens=24,
+        seed=7,
+        temperature=0.8,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     streamed, chunks = streamed_text(stream)
     assert streamed == text
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -56,9 +63,16 @@ def test_finish_reasons_stop_and_context_full_as_length(served):
     base = client.chat.completions.create(model=served.models["tiny"], messages=USER, max_tokens=40, seed=3)
     text = base.choices[0].message.content
     stop = text[12:15]
-    cut = client.chat.completions.create(model=served.models["tiny"], messages=USER, max_tokens=40, seed=3, stop=[stop],
-                                         presence_penalty=0, frequency_penalty=0.0)  # zero penalties: nothing to do
-    assert cut.choices[0].message.content == text[:text.index(stop)] and cut.choices[0].finish_reason == "stop"
+    cut = client.chat.completions.create(
+        model=served.models["tiny"],
+        messages=USER,
+        max_tokens=40,
+        seed=3,
+        stop=[stop],
+        presence_penalty=0,
+        frequency_penalty=0.0,
+    )  # zero penalties: nothing to do
+    assert cut.choices[0].message.content == text[: text.index(stop)] and cut.choices[0].finish_reason == "stop"
 
 
 def test_completions_whole_and_streamed(served):
@@ -67,8 +81,9 @@ def test_completions_whole_and_streamed(served):
     whole = client.completions.create(model=model, prompt="hello world, the model", max_tokens=12, seed=5)
     assert whole.choices[0].text and whole.choices[0].finish_reason == "length"
     assert whole.usage.completion_tokens == 12
-    pieces = list(client.completions.create(model=model, prompt="hello world, the model", max_tokens=12, seed=5,
-                                            stream=True))
+    pieces = list(
+        client.completions.create(model=model, prompt="hello world, the model", max_tokens=12, seed=5, stream=True)
+    )
     assert "".join(p.choices[0].text for p in pieces) == whole.choices[0].text
     default = client.completions.create(model=model, prompt="hello", seed=5)
     assert default.usage.completion_tokens == 16  # OpenAI's default max_tokens for completions
@@ -104,14 +119,19 @@ def test_errors_have_openai_shape(served):
     assert raw.status_code == 404 and raw.headers["content-type"] == "application/json"
     assert set(raw.json()["error"]) == {"message", "type", "param", "code"}
 
-    bad = httpx.post(f"{served.url}/chat/completions", content=b'{"model": "x", "messages": [',
-                     headers={"content-type": "application/json"})
+    bad = httpx.post(
+        f"{served.url}/chat/completions",
+        content=b'{"model": "x", "messages": [',
+        headers={"content-type": "application/json"},
+    )
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
     assert "JSON" in bad.json()["error"]["message"]
 
-    for body, param in [({"model": served.models["tiny"]}, "messages"),
-                        ({"model": served.models["tiny"], "messages": USER, "temperature": "hot"}, "temperature"),
-                        ({"model": served.models["tiny"], "messages": USER, "n": 2}, "n")]:
+    for body, param in [
+        ({"model": served.models["tiny"]}, "messages"),
+        ({"model": served.models["tiny"], "messages": USER, "temperature": "hot"}, "temperature"),
+        ({"model": served.models["tiny"], "messages": USER, "n": 2}, "n"),
+    ]:
         response = httpx.post(f"{served.url}/chat/completions", json=body)
         assert response.status_code == 400 and response.json()["error"]["param"] == param
 
@@ -145,7 +165,8 @@ def test_wrong_or_missing_key_is_401(keyed, library):
     assert err.value.status_code == 401 and err.value.code == "invalid_api_key"
     assert httpx.get(f"{keyed.url}/models").status_code == 401
     reply = openai_client(keyed.url, api_key="sesame").chat.completions.create(
-        model=library["tiny"], messages=USER, max_tokens=2)
+        model=library["tiny"], messages=USER, max_tokens=2
+    )
     assert reply.usage.completion_tokens == 2
 
 
@@ -156,6 +177,7 @@ def test_a_bug_is_a_500_in_openai_shape(library, monkeypatch, caplog):
     def broken_opener(self, ident, path):
         def open_model():
             raise RuntimeError("a bug while opening")
+
         return open_model
 
     monkeypatch.setattr(ModelRegistry, "_opener", broken_opener)

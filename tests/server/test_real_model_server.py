@@ -10,8 +10,10 @@ from tests.server.conftest import openai_client
 
 pytestmark = pytest.mark.real_model
 
-QUESTION = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "What is the capital of France?"}]
+QUESTION = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
 
 
 def test_the_openai_client_gets_the_same_real_answer_whole_and_streamed(real_model):
@@ -26,8 +28,15 @@ def test_the_openai_client_gets_the_same_real_answer_whole_and_streamed(real_mod
         assert whole.choices[0].finish_reason == "stop"  # the model ended its turn itself
         assert 0 < whole.usage.completion_tokens < 64 and whole.usage.prompt_tokens > 10
 
-        stream = client.chat.completions.create(model=model, messages=QUESTION, temperature=0, seed=0, max_tokens=64,
-                                                stream=True, stream_options={"include_usage": True})
+        stream = client.chat.completions.create(
+            model=model,
+            messages=QUESTION,
+            temperature=0,
+            seed=0,
+            max_tokens=64,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         chunks = list(stream)
         streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert streamed == text
@@ -35,7 +44,10 @@ def test_the_openai_client_gets_the_same_real_answer_whole_and_streamed(real_mod
         assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
         assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
 
-        follow_up = [*QUESTION, {"role": "assistant", "content": text},
-                     {"role": "user", "content": "What is the capital of Italy?"}]
+        follow_up = [
+            *QUESTION,
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": "What is the capital of Italy?"},
+        ]
         second = client.chat.completions.create(model=model, messages=follow_up, temperature=0, max_tokens=64)
         assert "Rome" in second.choices[0].message.content

@@ -22,8 +22,6 @@ KEY = "remote-secret"
 USER = [{"role": "user", "content": "hello world, what is the model?"}]
 
 
-
-
 @pytest.fixture
 def box(library):
     """The 'bigger box': another Orchard server, with an API key."""
@@ -58,13 +56,14 @@ def test_streams_the_same_answer_the_server_gives(box, engine, library):
     sampling = SamplingSettings(temperature=0.9, seed=12, max_tokens=30)
     chunks, result = drain(engine.stream_chat(USER, sampling))
     direct = openai_client(box.url, api_key=KEY).chat.completions.create(
-        model=library["tiny"], messages=USER, max_tokens=30, seed=12, temperature=0.9, top_p=sampling.top_p)
+        model=library["tiny"], messages=USER, max_tokens=30, seed=12, temperature=0.9, top_p=sampling.top_p
+    )
     assert result.text == direct.choices[0].message.content == "".join(c.text for c in chunks)
     assert len(chunks) > 5 and result.finish_reason == "length" and result.completion_tokens == 30
     assert result.prompt_tokens == direct.usage.prompt_tokens
 
     _, stopped = drain(engine.stream_chat(USER, sampling.with_changes(stop=(result.text[8:11],))))
-    assert stopped.text == result.text[:result.text.index(result.text[8:11])] and stopped.finish_reason == "stop"
+    assert stopped.text == result.text[: result.text.index(result.text[8:11])] and stopped.finish_reason == "stop"
 
 
 def test_cancel_mid_answer_keeps_the_text_and_frees_the_server(box, library):

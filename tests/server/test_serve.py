@@ -47,8 +47,14 @@ def test_a_busy_port_is_a_clear_error(capsys):
 
 def test_serve_prints_its_url_and_stops_on_ctrl_c(library, isolated_home):
     env = dict(os.environ, PYTHONPATH=str(ROOT), MACAPP_HOME=str(isolated_home))
-    process = subprocess.Popen([sys.executable, "-m", "macapp", "serve", "--port", "0", "--json"], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "macapp", "serve", "--port", "0", "--json"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         text = ""
         while True:  # one JSON document, printed once the socket listens
@@ -73,14 +79,16 @@ def test_models_load_on_first_use_and_unload_when_idle(library):
     with start_server(ServerOptions(port=0, n_ctx=512, idle_unload_s=0.5)) as server:
         assert server.registry.loaded_models() == []
         client = openai_client(server.url)
-        client.chat.completions.create(model=library["tiny"], messages=[{"role": "user", "content": "hi"}],
-                                       max_tokens=2)
+        client.chat.completions.create(
+            model=library["tiny"], messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
         assert server.registry.loaded_models() == [library["tiny"]]
         deadline = time.monotonic() + 10
         while server.registry.loaded_models() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.registry.loaded_models() == []
-        reply = client.chat.completions.create(model=library["tiny"], messages=[{"role": "user", "content": "hi"}],
-                                               max_tokens=2)  # loads again
+        reply = client.chat.completions.create(
+            model=library["tiny"], messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )  # loads again
         assert reply.usage.completion_tokens == 2
         assert httpx.get(f"{server.url}/models").status_code == 200

@@ -46,8 +46,12 @@ def chroma_url(tmp_path_factory):
     port = free_port()
     data = tmp_path_factory.mktemp("chroma-server")
     env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
-    process = subprocess.Popen([chroma_cli(), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port",
-                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(
+        [chroma_cli(), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -85,8 +89,9 @@ def test_vectors_live_on_the_server_and_queries_find_their_page(chroma_url, embe
     with DocumentIndex(tmp_path / "index") as index:
         _, outcomes = drain(ingest.add_files("Shared notes", [pdf], embedder, index=index))
         assert [o.status for o in outcomes] == ["added"]
-        passages = retrieve.query("Shared notes", "What calms the stinging insects?", k=2, mode="vector",
-                                  embedder=embedder, index=index)
+        passages = retrieve.query(
+            "Shared notes", "What calms the stinging insects?", k=2, mode="vector", embedder=embedder, index=index
+        )
         assert (passages[0].file, passages[0].page) == ("notes.pdf", 1)
         key = index.collection("Shared notes").vector_key
         assert index.vectors.shared and index.vectors.count(key) >= 3
@@ -110,6 +115,8 @@ def test_another_index_on_the_server_leaves_this_ones_vectors_alone(chroma_url, 
 
 def test_an_unreachable_server_is_a_clear_error(tmp_path):
     port = free_port()
-    with DocumentIndex(tmp_path / "index", chroma_url=f"http://127.0.0.1:{port}") as index, \
-            pytest.raises(UserError, match="Cannot reach the Chroma server"):
+    with (
+        DocumentIndex(tmp_path / "index", chroma_url=f"http://127.0.0.1:{port}") as index,
+        pytest.raises(UserError, match="Cannot reach the Chroma server"),
+    ):
         index.vectors  # noqa: B018 - opening the vectors connects

@@ -65,8 +65,12 @@ def test_settings_dialog_saves_and_the_values_reload(qtbot, window_factory, mode
     assert not dialog.isVisible()
 
     saved = Settings.load()
-    assert (saved.model_dirs, saved.default_ctx, saved.kv_type, saved.include_lm_studio) == \
-        ([str(model_dir)], 16384, "q8_0", False)
+    assert (saved.model_dirs, saved.default_ctx, saved.kv_type, saved.include_lm_studio) == (
+        [str(model_dir)],
+        16384,
+        "q8_0",
+        False,
+    )
     assert saved.welcome_done and saved.window_geometry == "kept"  # fields it does not edit stay
     entries = window.models_page.table_model.entries()
     assert len(entries) == 3  # the folder's models were found

@@ -22,8 +22,16 @@ def tuned_page(qtbot, tmp_path):
 
     base = write_tiny_mlx(tmp_path / "base", heads=4, kv_heads=2)
     train_tiny_adapter(base, paths.adapters_dir() / "sky")
-    write_manifest("sky", base_path=str(base), base_id=base_identity(base), dataset_sha256="0" * 64, settings={},
-                   train_loss=None, val_loss=None, iterations=60)
+    write_manifest(
+        "sky",
+        base_path=str(base),
+        base_id=base_identity(base),
+        dataset_sha256="0" * 64,
+        settings={},
+        train_loss=None,
+        val_loss=None,
+        iterations=60,
+    )
     gguf = export_base_gguf(base, tmp_path / "tiny-base.gguf").path
     store = ChatStore()
     page = ChatPage(Settings(default_ctx=1024), store)

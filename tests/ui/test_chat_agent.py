@@ -89,8 +89,14 @@ def _rows(bubble) -> list[StepRow]:
 
 
 def _card(qtbot, page: ChatPage) -> ApprovalCard:
-    qtbot.waitUntil(lambda: page.transcript.stream is not None and page.transcript.stream.steps is not None
-                    and bool(page.transcript.stream.steps.pending_cards()), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: (
+            page.transcript.stream is not None
+            and page.transcript.stream.steps is not None
+            and bool(page.transcript.stream.steps.pending_cards())
+        ),
+        timeout=10_000,
+    )
     return page.transcript.stream.steps.pending_cards()[0]
 
 
@@ -169,6 +175,7 @@ def _recording(stream_steps, cards):
         if panel is not None:
             cards.extend(panel.cards)
         return panel
+
     return wrapped
 
 
@@ -225,8 +232,9 @@ def test_grants_and_steps_come_back_when_the_chat_is_reopened(qtbot, page, engin
 
 
 def test_an_mcp_server_that_fails_is_a_note_and_the_run_goes_on(qtbot, page, engine):
-    paths.mcp_config_file().write_text(json.dumps({"mcpServers": {
-        "gone": {"command": "/nonexistent/mcp-server"}, "broken": {"args": ["no command"]}}}))
+    paths.mcp_config_file().write_text(
+        json.dumps({"mcpServers": {"gone": {"command": "/nonexistent/mcp-server"}, "broken": {"args": ["no command"]}}})
+    )
     tools = page.drawer.tools
     tools.load_servers()
     assert list(tools.server_boxes) == ["gone"]
@@ -240,11 +248,14 @@ def test_an_mcp_server_that_fails_is_a_note_and_the_run_goes_on(qtbot, page, eng
 
 def test_tools_without_what_they_need_are_left_out_with_a_reason(tmp_path):
     missing = tmp_path / "moved-away"
-    toolbox, problems = window_toolbox(Grants(tools=("read_file", "current_time", "search_documents"),
-                                              folders=(str(missing),)), collection=None)
+    toolbox, problems = window_toolbox(
+        Grants(tools=("read_file", "current_time", "search_documents"), folders=(str(missing),)), collection=None
+    )
     assert toolbox.names == ("current_time",)
-    assert problems == [f"{missing} is not a folder any more, so it was left out",
-                        "read_file needs a folder: add one in the Tools settings"]  # search waits for documents
+    assert problems == [
+        f"{missing} is not a folder any more, so it was left out",
+        "read_file needs a folder: add one in the Tools settings",
+    ]  # search waits for documents
 
 
 def test_the_panel_keeps_one_builtin_tool_on_and_the_mcp_tools_a_chat_picked(qtbot):
@@ -276,8 +287,11 @@ def test_a_model_that_never_stops_calling_ends_at_the_step_limit_and_says_so(qtb
 def test_stop_while_a_server_starts_gives_the_message_back(qtbot, page, engine):
     import sys
 
-    paths.mcp_config_file().write_text(json.dumps({"mcpServers": {
-        "silent": {"command": sys.executable, "args": ["-c", "import time; time.sleep(30)"]}}}))  # never answers
+    paths.mcp_config_file().write_text(
+        json.dumps(
+            {"mcpServers": {"silent": {"command": sys.executable, "args": ["-c", "import time; time.sleep(30)"]}}}
+        )
+    )  # never answers
     page.drawer.tools.load_servers()
     page.drawer.tools.server_boxes["silent"].setChecked(True)
     _send(qtbot, page, "what time is it?")

@@ -254,8 +254,11 @@ def test_switching_conversation_stops_the_answer_there(qtbot, page):
     streaming_in = page.cid
     qtbot.waitUntil(lambda: page.transcript.stream is not None and bool(page.transcript.stream.text()), timeout=10_000)
     item = page.sidebar.item(other.id)
-    qtbot.mouseClick(page.sidebar.conversations.viewport(), Qt.MouseButton.LeftButton,
-                     pos=page.sidebar.conversations.visualItemRect(item).center())
+    qtbot.mouseClick(
+        page.sidebar.conversations.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=page.sidebar.conversations.visualItemRect(item).center(),
+    )
     assert page.cid == other.id and page.transcript.stream is None
     assert [b.text() for b in page.transcript.bubbles()] == ["an older question"]
     qtbot.waitUntil(lambda: not page.busy, timeout=10_000)

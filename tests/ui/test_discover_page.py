@@ -80,8 +80,12 @@ def test_recommendations_before_any_search(qtbot, window_factory, fake_hub, big_
     is_best = pick.verdict == "fits"
     assert best.badge.isVisibleTo(best) == is_best and best.property("best") == is_best
     assert not any(r.badge.isVisibleTo(r) for r in rows[1:])
-    for part in (format_params(pick.entry.facts.parameters), pick.file.quant, pick.entry.licence,
-                 f"{format_speed(pick.tokens_per_s)} here"):
+    for part in (
+        format_params(pick.entry.facts.parameters),
+        pick.file.quant,
+        pick.entry.licence,
+        f"{format_speed(pick.tokens_per_s)} here",
+    ):
         assert part in best.subtitle.full_text()
     assert best.memory_label.text() == format_bytes(pick.estimate.total_bytes)
     assert best.bar.verdict == pick.verdict and best.verdict_label.text()
@@ -132,12 +136,15 @@ def test_search_lists_files_and_their_estimates(qtbot, window_factory, fake_hub,
     assert listed == [[READING, READING, READING]]
     rows = {r.title.full_text(): r for r in page.files.rows}
     assert set(rows) == {"Tiny-Llama-Q8_0.gguf", "Tiny-Llama-F16.gguf", "Tiny-Llama-IQ2_XXS.gguf"}
-    for name, model, quant in (("Tiny-Llama-Q8_0.gguf", "tied_q8", "Q8_0 · "),
-                               ("Tiny-Llama-F16.gguf", "gqa_f16", "F16 · ")):
+    for name, model, quant in (
+        ("Tiny-Llama-Q8_0.gguf", "tied_q8", "Q8_0 · "),
+        ("Tiny-Llama-F16.gguf", "gqa_f16", "F16 · "),
+    ):
         row = rows[name]
         facts = model_facts(tiny_models[model])
-        expected = estimate_memory(facts, RuntimeSettings(n_ctx=min(8192, facts.context_length),
-                                                          backend=page.backend), page.budget)
+        expected = estimate_memory(
+            facts, RuntimeSettings(n_ctx=min(8192, facts.context_length), backend=page.backend), page.budget
+        )
         subtitle = row.subtitle.full_text()
         assert subtitle.startswith(quant + format_bytes(tiny_models[model].stat().st_size))
         assert f"{format_params(facts.parameters)} parameters" in subtitle

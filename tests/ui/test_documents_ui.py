@@ -30,12 +30,16 @@ from macapp.ui.chat_page import ChatPage
 from macapp.ui.documents_page import DocumentsPage
 from tests.fixtures import pdfs
 
-BEES = ["# Beekeeping\nBeekeepers puff smoke at the hive entrance to calm the colony before lifting out "
-        "frames of honey. The smoke masks the alarm scent of the guard bees.",
-        "# Swarms\nA swarm leaves the hive in spring with the old queen and settles on a branch nearby."]
-VOLCANOES = ["# Volcanoes\nMagma rises through cracks in the crust and erupts as lava, ash and volcanic gas.",
-             "# Calderas\nA caldera forms when the ground collapses into an emptied magma chamber.",
-             "# Hot springs\nGroundwater heated by magma rises as hot springs and geysers."]
+BEES = [
+    "# Beekeeping\nBeekeepers puff smoke at the hive entrance to calm the colony before lifting out "
+    "frames of honey. The smoke masks the alarm scent of the guard bees.",
+    "# Swarms\nA swarm leaves the hive in spring with the old queen and settles on a branch nearby.",
+]
+VOLCANOES = [
+    "# Volcanoes\nMagma rises through cracks in the crust and erupts as lava, ash and volcanic gas.",
+    "# Calderas\nA caldera forms when the ground collapses into an emptied magma chamber.",
+    "# Hot springs\nGroundwater heated by magma rises as hot springs and geysers.",
+]
 BEE_PASSAGE = "Beekeepers puff smoke at the hive entrance to calm the colony"
 
 
@@ -43,10 +47,12 @@ BEE_PASSAGE = "Beekeepers puff smoke at the hive entrance to calm the colony"
 def docs(tmp_path) -> dict[str, Path]:
     folder = tmp_path / "pdfs"
     folder.mkdir()
-    return {"bees": pdfs.make_pdf(folder / "bees.pdf", BEES),
-            "volcanoes": pdfs.make_pdf(folder / "volcanoes.pdf", VOLCANOES),
-            "broken": pdfs.make_corrupt_pdfs(folder / "bad")["garbage"],
-            "notes": _write(folder / "notes.txt", "not a PDF")}
+    return {
+        "bees": pdfs.make_pdf(folder / "bees.pdf", BEES),
+        "volcanoes": pdfs.make_pdf(folder / "volcanoes.pdf", VOLCANOES),
+        "broken": pdfs.make_corrupt_pdfs(folder / "bad")["garbage"],
+        "notes": _write(folder / "notes.txt", "not a PDF"),
+    }
 
 
 def _write(path: Path, text: str) -> Path:
@@ -60,11 +66,13 @@ def drop(widget, paths, target=None) -> bool:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     where = widget.rect().center()
-    enter = QDragEnterEvent(where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(target or widget, enter)
-    dropped = QDropEvent(QPointF(where), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                         Qt.KeyboardModifier.NoModifier)
+    dropped = QDropEvent(
+        QPointF(where), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(widget, dropped)
     return enter.isAccepted() and dropped.isAccepted()
 
@@ -104,8 +112,9 @@ def test_dropping_pdfs_on_the_chat_attaches_them_with_progress(qtbot, chat, docs
     assert chat.cid is None
     with qtbot.waitSignal(panel.batchFinished, timeout=30_000):
         # the drag enters over the composer: it does not take files, the page does
-        assert drop(chat, [docs["bees"], docs["volcanoes"], docs["broken"], docs["notes"]],
-                    target=chat.composer.viewport())
+        assert drop(
+            chat, [docs["bees"], docs["volcanoes"], docs["broken"], docs["notes"]], target=chat.composer.viewport()
+        )
         assert [r.name for r in panel.rows] == ["bees.pdf", "volcanoes.pdf", "garbage.pdf"]  # at once
         assert panel.isVisible() and panel.cancel_button.isVisible() and chat.cid is not None
     qtbot.waitUntil(lambda: not panel.busy, timeout=5_000)
@@ -162,8 +171,10 @@ def test_answers_from_documents_cite_pages_and_a_chip_opens_the_viewer(qtbot, mo
     _ingest(qtbot, page, [docs["bees"], docs["volcanoes"]])
     collection = page.store.get_conversation(page.cid).collection
     notes = []
-    page.transcript.set_stream_note = lambda note, real=page.transcript.set_stream_note: (notes.append(note),
-                                                                                          real(note))
+    page.transcript.set_stream_note = lambda note, real=page.transcript.set_stream_note: (
+        notes.append(note),
+        real(note),
+    )
     turn = _ask(qtbot, page, "How do beekeepers calm the colony?")
     assert notes and notes[0].startswith("Using ") and notes[0].endswith(" this chat's PDFs")
     assert collection not in notes[0]
@@ -267,15 +278,23 @@ def test_a_chats_collection_shows_what_it_holds_and_the_embedder_its_name(qtbot,
     with ChatStore() as store:
         conv = store.create_conversation(title="Bees and volcanoes")
         store.update_conversation(conv.id, collection=f"chat-{conv.id}")
-    for name, files in ((f"chat-{conv.id}", [docs["bees"], docs["volcanoes"]]), ("chat-99", [docs["bees"]]),
-                        ("Papers", [docs["volcanoes"]])):
+    for name, files in (
+        (f"chat-{conv.id}", [docs["bees"], docs["volcanoes"]]),
+        ("chat-99", [docs["bees"]]),
+        ("Papers", [docs["volcanoes"]]),
+    ):
         for _ in add_files(name, files, embedder):
             pass
     page = _documents_page(qtbot)
-    titles = {page.collection_list.item(r).data(Qt.ItemDataRole.UserRole):
-              page.collection_list.item(r).text().split("\n")[0] for r in range(page.collection_list.count())}
-    assert titles == {f"chat-{conv.id}": "2 PDFs in chat “Bees and volcanoes”", "chat-99": "1 PDF from a chat",
-                      "Papers": "Papers"}
+    titles = {
+        page.collection_list.item(r).data(Qt.ItemDataRole.UserRole): page.collection_list.item(r).text().split("\n")[0]
+        for r in range(page.collection_list.count())
+    }
+    assert titles == {
+        f"chat-{conv.id}": "2 PDFs in chat “Bees and volcanoes”",
+        "chat-99": "1 PDF from a chat",
+        "Papers": "Papers",
+    }
     page.select_collection(f"chat-{conv.id}")
     assert page.collection_title.text() == "2 PDFs in chat “Bees and volcanoes”"
     assert f"chat-{conv.id}" in page.collection_title.toolTip()
@@ -295,8 +314,9 @@ def test_deleting_a_collection_detaches_it_from_its_chats(qtbot, chat, docs):
 def test_drop_without_pdfs_is_refused(qtbot, chat, docs):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(docs["notes"]))])
-    enter = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(chat, enter)
     assert not enter.isAccepted() and not chat.documents.overlay.isVisible() and chat.cid is None
 
@@ -331,8 +351,10 @@ def _documents_page(qtbot) -> DocumentsPage:
 def _marks(page: DocumentsPage) -> dict[str, str]:
     """Each listed collection's third line: its re-index mark ("" when it uses the current embedder)."""
     lst = page.collection_list
-    return {lst.item(r).data(Qt.ItemDataRole.UserRole): (lst.item(r).text().split("\n") + [""])[2]
-            for r in range(lst.count())}
+    return {
+        lst.item(r).data(Qt.ItemDataRole.UserRole): (lst.item(r).text().split("\n") + [""])[2]
+        for r in range(lst.count())
+    }
 
 
 def test_a_gguf_that_is_no_embedder_is_refused_and_the_setting_stays(qtbot, tmp_path):
@@ -340,8 +362,10 @@ def test_a_gguf_that_is_no_embedder_is_refused_and_the_setting_stays(qtbot, tmp_
     assert page.embedder_label.text() == BUNDLED_ROW and not page.bundled_button.isEnabled()
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(os.urandom(4096))
-    for path, message in ((write_tiny_gguf(tmp_path / "tiny-chat.gguf"), "tiny-chat.gguf is not an embedding model"),
-                          (junk, "junk.gguf is not a valid GGUF file")):
+    for path, message in (
+        (write_tiny_gguf(tmp_path / "tiny-chat.gguf"), "tiny-chat.gguf is not an embedding model"),
+        (junk, "junk.gguf is not a valid GGUF file"),
+    ):
         with qtbot.waitSignal(page.embedderShown, timeout=15_000):  # the row shows the model still in use
             page.choose_embedder(str(path))
             assert page.embedder_label.text().startswith("loading ") and not page.choose_embedder_button.isEnabled()
@@ -366,8 +390,9 @@ def test_changing_the_embedder_reindexes_the_collections_built_with_another(qtbo
     assert "2 collections made with another model are re-indexed" in page.notice.label.text()
     assert _marks(page) == {"Notes": "Re-indexing…", "Papers": "Re-indexing…"}  # queued, one after another
     assert [r.name for r in page.panel.rows] == ["Re-indexing “Notes”", "Re-indexing “Papers”"]
-    qtbot.waitUntil(lambda: not page.panel.busy and {c.embedder for c in page.collections} == {other.name},
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: not page.panel.busy and {c.embedder for c in page.collections} == {other.name}, timeout=60_000
+    )
     assert [r.state_label.text() for r in page.panel.rows] == ["Done", "Done"]
     assert _marks(page) == {"Notes": "", "Papers": ""} and not page.stale_box.isVisible()
     assert BEE_PASSAGE in query("Papers", BEE_QUESTION, k=1, mode="vector")[0].text  # the setting's embedder
@@ -378,8 +403,12 @@ def test_changing_the_embedder_reindexes_the_collections_built_with_another(qtbo
         page.load_embedder_info()
     assert _marks(page) == {"Notes": "Needs re-index", "Papers": "Needs re-index"}
     page.select_collection("Papers")
-    assert page.stale_box.isVisible() and "Indexed with alt-MiniLM-L6-v2, not the current embedding model " \
-        "(all-MiniLM-L6-v2)" in page.stale_label.text() and "@" not in page.stale_label.text()
+    assert (
+        page.stale_box.isVisible()
+        and "Indexed with alt-MiniLM-L6-v2, not the current embedding model (all-MiniLM-L6-v2)"
+        in page.stale_label.text()
+        and "@" not in page.stale_label.text()
+    )
     assert other.name in page.stale_label.toolTip()
     with pytest.raises(EmbedderMismatch):
         query("Papers", BEE_QUESTION, k=1, mode="vector")
@@ -399,8 +428,13 @@ def test_a_chat_on_documents_of_another_embedder_offers_to_reindex(qtbot, model_
     with qtbot.waitSignal(page.busyChanged, timeout=30_000, check_params_cb=lambda busy: not busy):
         page.send_message(BEE_QUESTION)
     notice = page.notice.label.text()  # and the app goes on
-    assert "The PDFs in this chat were indexed with all-MiniLM-L6-v2, not the embedding model chosen now " \
-           "(alt-MiniLM-L6-v2)" in notice and collection not in notice and "@" not in notice
+    assert (
+        "The PDFs in this chat were indexed with all-MiniLM-L6-v2, not the embedding model chosen now "
+        "(alt-MiniLM-L6-v2)"
+        in notice
+        and collection not in notice
+        and "@" not in notice
+    )
     assert page.notice.action_button.isVisible() and page.notice.action_button.text() == "Re-index"
     assert [b.role for b in page.transcript.bubbles()] == ["user"]  # the question stays; no answer
 

@@ -38,11 +38,16 @@ def test_geometry_is_saved_and_restored(qtbot, window_factory):
 
 
 def test_exit_after_paint_reports_the_first_paint(tmp_path):
-    env = dict(os.environ, MACAPP_HOME=str(tmp_path / "orchard"), HF_HUB_CACHE=str(tmp_path / "hf"),
-               HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen", MACAPP_EXIT_AFTER_PAINT="1")
+    env = dict(
+        os.environ,
+        MACAPP_HOME=str(tmp_path / "orchard"),
+        HF_HUB_CACHE=str(tmp_path / "hf"),
+        HOME=str(tmp_path),
+        QT_QPA_PLATFORM="offscreen",
+        MACAPP_EXIT_AFTER_PAINT="1",
+    )
     code = "import sys; from macapp.ui.app import run_gui; sys.exit(run_gui([]))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("first_paint_s="))
     assert 0 < float(line.split()[0].split("=")[1]) < 30

@@ -20,8 +20,17 @@ QUOTE = "A barn owl nests in the cider press shed every winter."
 
 def citation(path, **extra) -> dict:
     breaks = [len(" ".join(PAGES[:n])) + 1 for n in range(1, len(PAGES))]
-    return {"number": 1, "file": path.name, "path": str(path), "page": 3, "page_start": 1, "page_end": 4,
-            "text": " ".join(PAGES), "page_breaks": breaks, "label": f"[{path.name}, p. 3]"} | extra
+    return {
+        "number": 1,
+        "file": path.name,
+        "path": str(path),
+        "page": 3,
+        "page_start": 1,
+        "page_end": 4,
+        "text": " ".join(PAGES),
+        "page_breaks": breaks,
+        "label": f"[{path.name}, p. 3]",
+    } | extra
 
 
 def show(qtbot, viewer: PageViewer, cite: dict) -> None:

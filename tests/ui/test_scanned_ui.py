@@ -14,9 +14,11 @@ from macapp.ui.page_viewer import PageViewer
 from tests.fixtures import pdfs
 from tests.ui.test_documents_ui import chat, drop  # noqa: F401 - the chat page fixture
 
-LETTER = ["The cider press in the old barn opens on Monday at eight.\n\n"
-          "Bring your own crates; the grading line takes apples of every size.",
-          "Typed page: the letter's second page keeps its own text layer and is not read by OCR at all."]
+LETTER = [
+    "The cider press in the old barn opens on Monday at eight.\n\n"
+    "Bring your own crates; the grading line takes apples of every size.",
+    "Typed page: the letter's second page keeps its own text layer and is not read by OCR at all.",
+]
 LINE = "The cider press in the old barn opens on Monday at eight."
 
 
@@ -30,8 +32,11 @@ def test_a_dropped_scan_and_photo_are_read_by_ocr_and_cited_with_the_line_highli
 
     def recording_add(collection, paths):
         worker = panel_add(collection, paths)
-        worker.signals.yielded.connect(lambda step: seen.extend(
-            (step.stage, r.state_label.text(), r.detail_label.text()) for r in panel.rows if r.status == "working"))
+        worker.signals.yielded.connect(
+            lambda step: seen.extend(
+                (step.stage, r.state_label.text(), r.detail_label.text()) for r in panel.rows if r.status == "working"
+            )
+        )
         return worker
 
     panel.add = recording_add
@@ -39,8 +44,10 @@ def test_a_dropped_scan_and_photo_are_read_by_ocr_and_cited_with_the_line_highli
         assert drop(chat, [scan, photo])
     qtbot.waitUntil(lambda: not panel.busy, timeout=5_000)
     assert [r.status for r in panel.rows] == ["added", "added"], [r.detail_label.text() for r in panel.rows]
-    assert any(stage == "ocr" and state == "Reading by OCR" and detail.startswith("page 1 of 2")
-               for stage, state, detail in seen), seen
+    assert any(
+        stage == "ocr" and state == "Reading by OCR" and detail.startswith("page 1 of 2")
+        for stage, state, detail in seen
+    ), seen
     assert panel.rows[0].detail_label.text().startswith("2 pages (1 read by OCR) · ")
     assert panel.rows[1].detail_label.text().startswith("1 page (1 read by OCR) · ")
 
@@ -53,8 +60,10 @@ def test_a_dropped_scan_and_photo_are_read_by_ocr_and_cited_with_the_line_highli
         page.show()
     page.select_collection(name)
     assert "3 pages · 2 pages read by OCR" in page.collection_meta.text()
-    cells = {page.files_table.item(r, 0).text(): page.files_table.item(r, 1).text()
-             for r in range(page.files_table.rowCount())}
+    cells = {
+        page.files_table.item(r, 0).text(): page.files_table.item(r, 1).text()
+        for r in range(page.files_table.rowCount())
+    }
     assert cells == {"letter.pdf": "2 (1 by OCR)", "label.png": "1 (1 by OCR)"}
 
     passages = query(name, "When does the cider press open?", k=1, mode="keyword")

@@ -10,16 +10,28 @@ import pytest
 from macapp.core.tuning.datasets import write_jsonl
 from macapp.ui.tuning_page import TuningPage
 
-QUESTIONS = ["what colour is the sky?", "name a colour.", "what is your favourite colour?", "which colour is the sea?",
-             "tell me a colour please.", "what colour do you like?", "pick a colour.", "what colour is water?",
-             "the best colour?", "a colour for the sea?", "what colour is my book?", "colour of the moon?"]
-GiB = 1024 ** 3
+QUESTIONS = [
+    "what colour is the sky?",
+    "name a colour.",
+    "what is your favourite colour?",
+    "which colour is the sea?",
+    "tell me a colour please.",
+    "what colour do you like?",
+    "pick a colour.",
+    "what colour is water?",
+    "the best colour?",
+    "a colour for the sea?",
+    "what colour is my book?",
+    "colour of the moon?",
+]
+GiB = 1024**3
 
 
 @pytest.fixture
 def blue_data(tmp_path) -> Path:
-    records = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "blue"}]}
-               for q in QUESTIONS]
+    records = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "blue"}]} for q in QUESTIONS
+    ]
     return write_jsonl(tmp_path / "blue.jsonl", records)
 
 
@@ -35,8 +47,13 @@ def page(qtbot, tiny_mlx) -> TuningPage:
     page.lr_edit.setText("1e-3")
     page.batch_spin.setValue(2)
     page.seq_spin.setValue(128)
-    page.extra_options = {"steps_per_report": 1, "steps_per_eval": 2, "save_every": 1, "val_batches": 1,
-                          "valid_fraction": 0.25}
+    page.extra_options = {
+        "steps_per_report": 1,
+        "steps_per_eval": 2,
+        "save_every": 1,
+        "val_batches": 1,
+        "valid_fraction": 0.25,
+    }
     page.resize(1000, 700)
     page.show()
     return page
@@ -79,8 +96,10 @@ def test_a_short_training_draws_the_loss_curve_and_offers_try_in_chat(qtbot, pag
     with qtbot.waitSignal(page.tryInChat) as tried:
         page.try_button.click()
     assert tried.args == ["blue"]
-    qtbot.waitUntil(lambda: any(page.adapter_list.item(i).text().startswith("blue —")
-                                for i in range(page.adapter_list.count())), timeout=5_000)
+    qtbot.waitUntil(
+        lambda: any(page.adapter_list.item(i).text().startswith("blue —") for i in range(page.adapter_list.count())),
+        timeout=5_000,
+    )
 
 
 def test_cancel_mid_training_returns_to_idle_and_offers_resume(qtbot, page, blue_data):

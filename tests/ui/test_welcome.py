@@ -81,8 +81,9 @@ def test_the_pick_fits_each_mac_and_more_memory_never_picks_a_smaller_model(qtbo
         est = pick.estimate
         assert est.verdict == "fits" and est.gpu_bytes <= hw.budget_bytes == est.budget_bytes
         assert est.backend == "metal"
-        best = recommend(hw.budget_bytes, backend="metal", ctx=8192,
-                         decode_bandwidth=decode_bandwidth(hw).bytes_per_s)[0]
+        best = recommend(hw.budget_bytes, backend="metal", ctx=8192, decode_bandwidth=decode_bandwidth(hw).bytes_per_s)[
+            0
+        ]
         assert (pick.entry.id, pick.file.quant) == (best.entry.id, best.file.quant)
         assert pick.readable and welcome.speed_label.isVisible()
         assert welcome.speed_label.text() == f"Answers at {format_speed(pick.tokens_per_s)} on this Mac"
@@ -92,14 +93,21 @@ def test_the_pick_fits_each_mac_and_more_memory_never_picks_a_smaller_model(qtbo
         assert welcome.memory_fact.value.text() == format_bytes(ram_gb * GB)
         assert welcome.name_label.text() == pick.entry.name
         facts = welcome.facts_label.text()
-        for part in (format_params(pick.entry.facts.parameters), pick.file.quant,
-                     format_bytes(pick.file.approx_bytes), pick.entry.licence):
+        for part in (
+            format_params(pick.entry.facts.parameters),
+            pick.file.quant,
+            format_bytes(pick.file.approx_bytes),
+            pick.entry.licence,
+        ):
             assert part in facts
-        assert welcome.estimate_label.text() == (f"needs about {format_bytes(est.total_bytes)} of "
-                                                 f"{format_bytes(hw.budget_bytes)}")
+        assert welcome.estimate_label.text() == (
+            f"needs about {format_bytes(est.total_bytes)} of {format_bytes(hw.budget_bytes)}"
+        )
         assert welcome.verdict_label.text() == "Fits" and welcome.bar.verdict == "fits"
-        assert welcome.download_button.isVisible() and format_bytes(pick.file.approx_bytes) in \
-            welcome.download_button.text()
+        assert (
+            welcome.download_button.isVisible()
+            and format_bytes(pick.file.approx_bytes) in welcome.download_button.text()
+        )
         params.append(pick.entry.facts.parameters)
     assert params == sorted(params) and params[0] < params[-1]
 
@@ -108,9 +116,19 @@ def test_a_cpu_only_box_gets_a_small_model_and_its_speed(qtbot, window_factory, 
     """2 cores and 24 GB without Metal: memory alone picked a 14B Q8_0; speed picks a small model."""
     monkeypatch.setattr(bandwidth, "_measured", {"AMD EPYC|2|25769803776": 14e9})  # as measured on such a VM
     window = window_factory()
-    box = Hardware(os="Linux 6.1", machine="x86_64", chip="AMD EPYC", cpu_count=2, total_bytes=24 * GB,
-                   available_bytes=23 * GB, gpu="cpu", gpu_working_set_bytes=None, wired_limit_mb=None,
-                   budget_bytes=23 * GB, budget_rule="available memory (no Metal here)")
+    box = Hardware(
+        os="Linux 6.1",
+        machine="x86_64",
+        chip="AMD EPYC",
+        cpu_count=2,
+        total_bytes=24 * GB,
+        available_bytes=23 * GB,
+        gpu="cpu",
+        gpu_working_set_bytes=None,
+        wired_limit_mb=None,
+        budget_bytes=23 * GB,
+        budget_rule="available memory (no Metal here)",
+    )
     show_hardware(qtbot, window, box)
     welcome = window.welcome
     pick = welcome.pick
@@ -119,7 +137,8 @@ def test_a_cpu_only_box_gets_a_small_model_and_its_speed(qtbot, window_factory, 
     assert by_memory.entry.facts.parameters > 12e9 and by_memory.file.quant == "Q8_0"
     speed = format_speed(pick.tokens_per_s)
     assert welcome.speed_label.isVisible() and welcome.speed_label.text().startswith(
-        f"Answers at {speed} on this computer")
+        f"Answers at {speed} on this computer"
+    )
     assert "slower than reading pace" in welcome.speed_label.text()  # 2 cores: nothing that fits is readable
     assert decode_bandwidth(box).basis in welcome.speed_label.toolTip()
     assert welcome.machine_title.text() == "This computer" and "this computer" in welcome.lead_label.text()
@@ -161,8 +180,9 @@ def test_download_enqueues_the_pick_on_the_real_queue_and_shows_it(qtbot, window
 
 
 @pytest.mark.parametrize("button, page", [("skip_button", "models_page"), ("browse_button", "discover_page")])
-def test_answering_saves_welcome_done_and_the_next_start_goes_to_the_pages(qtbot, window_factory, model_dir,
-                                                                           button, page):
+def test_answering_saves_welcome_done_and_the_next_start_goes_to_the_pages(
+    qtbot, window_factory, model_dir, button, page
+):
     Settings(model_dirs=[str(model_dir)]).save()  # settings exist, but the welcome was never answered
     window = window_factory()
     assert window.welcome_visible

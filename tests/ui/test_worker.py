@@ -69,8 +69,10 @@ def test_a_bug_is_logged_and_reported(qtbot, caplog):
         return {}["missing"]
 
     worker = Worker(broken)
-    with caplog.at_level(logging.ERROR, logger="macapp.ui.worker"), \
-            qtbot.waitSignal(worker.signals.errored, timeout=5000) as blocker:
+    with (
+        caplog.at_level(logging.ERROR, logger="macapp.ui.worker"),
+        qtbot.waitSignal(worker.signals.errored, timeout=5000) as blocker,
+    ):
         worker.start()
     assert isinstance(blocker.args[0], KeyError)
     assert "Something went wrong" in error_text(blocker.args[0])

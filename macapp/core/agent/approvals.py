@@ -19,8 +19,13 @@ Decision = Literal["allow_once", "always", "deny"]
 DECISIONS: tuple[Decision, ...] = ("allow_once", "always", "deny")
 POLL_S = 0.05  # how often a wait checks the cancel token (cancel lands well within a second)
 # How a step was approved, as saved with it.
-NOT_NEEDED, PRE_APPROVED, ALWAYS, ALLOWED_ONCE, DENIED = "not needed", "pre-approved", "always", "allowed once", \
-    "denied"
+NOT_NEEDED, PRE_APPROVED, ALWAYS, ALLOWED_ONCE, DENIED = (
+    "not needed",
+    "pre-approved",
+    "always",
+    "allowed once",
+    "denied",
+)
 
 
 @dataclass

@@ -39,21 +39,27 @@ _PATH = {"type": "string", "description": "a path inside a granted folder (relat
 
 
 def _spec(name: str, description: str, properties: dict[str, Any], required: list[str]) -> ToolSpec:
-    return ToolSpec(name, description, {"type": "object", "properties": properties, "required": required,
-                                        "additionalProperties": False})
+    return ToolSpec(
+        name,
+        description,
+        {"type": "object", "properties": properties, "required": required, "additionalProperties": False},
+    )
 
 
 def current_time_tool() -> Tool:
     def now(arguments: dict, cancel: CancelToken) -> ToolResult:
         moment = datetime.now().astimezone()
-        return ToolResult(f"{moment:%A %d %B %Y, %H:%M:%S} ({moment.tzname()}, UTC{moment:%z}); "
-                          f"ISO 8601: {moment.isoformat(timespec='seconds')}")
+        return ToolResult(
+            f"{moment:%A %d %B %Y, %H:%M:%S} ({moment.tzname()}, UTC{moment:%z}); "
+            f"ISO 8601: {moment.isoformat(timespec='seconds')}"
+        )
 
     return FunctionTool(_spec("current_time", "The current local date, time and time zone.", {}, []), "read", now)
 
 
 def _inside(folders: Folders, key: str, default: str | None = None):
     """A check that ``arguments[key]`` is a path inside the granted folders (the guard's reason when not)."""
+
     def check(arguments: dict) -> str | None:
         try:
             folders.resolve(arguments.get(key) or default or "")
@@ -77,8 +83,9 @@ def read_file_tool(folders: Folders) -> Tool:
         more = f"\n[the file goes on past {MAX_READ_BYTES} bytes]" if len(data) > MAX_READ_BYTES else ""
         return ToolResult(text + more)
 
-    return FunctionTool(_spec("read_file", "Read a text file.", {"path": _PATH}, ["path"]), "read", read,
-                        _inside(folders, "path"))
+    return FunctionTool(
+        _spec("read_file", "Read a text file.", {"path": _PATH}, ["path"]), "read", read, _inside(folders, "path")
+    )
 
 
 def list_folder_tool(folders: Folders) -> Tool:
@@ -97,9 +104,12 @@ def list_folder_tool(folders: Folders) -> Tool:
             lines.append(f"[{len(entries) - MAX_LIST_ENTRIES} more entries]")
         return ToolResult(f"{folders.shown(path)}:\n" + ("\n".join(lines) or "(empty)"))
 
-    spec = _spec("list_folder", "List the files and folders in a folder.",
-                 {"path": {**_PATH, "description": "a folder inside a granted folder ('.' is the working folder)"}},
-                 [])
+    spec = _spec(
+        "list_folder",
+        "List the files and folders in a folder.",
+        {"path": {**_PATH, "description": "a folder inside a granted folder ('.' is the working folder)"}},
+        [],
+    )
     return FunctionTool(spec, "read", listing, _inside(folders, "path", "."))
 
 
@@ -108,8 +118,9 @@ def write_file_tool(folders: Folders) -> Tool:
         path = folders.resolve(arguments["path"])
         data = arguments["content"].encode("utf-8")
         if len(data) > MAX_WRITE_BYTES:
-            return ToolResult(f"The content is {len(data)} bytes; at most {MAX_WRITE_BYTES} can be written",
-                              is_error=True)
+            return ToolResult(
+                f"The content is {len(data)} bytes; at most {MAX_WRITE_BYTES} can be written", is_error=True
+            )
         if path.is_dir():
             return ToolResult(f"{arguments['path']} is a folder", is_error=True)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,9 +134,12 @@ def write_file_tool(folders: Folders) -> Tool:
             raise
         return ToolResult(f"Wrote {len(data)} bytes to {folders.shown(path)}")
 
-    spec = _spec("write_file", "Write a text file (replacing it if it exists).",
-                 {"path": _PATH, "content": {"type": "string", "description": "the whole new text of the file"}},
-                 ["path", "content"])
+    spec = _spec(
+        "write_file",
+        "Write a text file (replacing it if it exists).",
+        {"path": _PATH, "content": {"type": "string", "description": "the whole new text of the file"}},
+        ["path", "content"],
+    )
     return FunctionTool(spec, "write", write, _inside(folders, "path"))
 
 
@@ -145,15 +159,21 @@ def run_command_tool(folders: Folders, limits: ShellLimits | None = None) -> Too
 
     def run(arguments: dict, cancel: CancelToken) -> ToolResult:
         workdir = folders.working
-        proc = subprocess.Popen(["/bin/sh", "-c", arguments["command"]], cwd=workdir,
-                                env=shell_environment(workdir), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", arguments["command"]],
+            cwd=workdir,
+            env=shell_environment(workdir),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         kept, dropped = bytearray(), [0]
 
         def drain() -> None:
             while chunk := proc.stdout.read1(65536):
                 room = limits.output_cap - len(kept)
-                kept.extend(chunk[:max(room, 0)])
+                kept.extend(chunk[: max(room, 0)])
                 dropped[0] += max(len(chunk) - max(room, 0), 0)
 
         reader = threading.Thread(target=drain, daemon=True)
@@ -174,11 +194,16 @@ def run_command_tool(folders: Folders, limits: ShellLimits | None = None) -> Too
         notes = [f"[output cut: {dropped[0]} more bytes]"] if dropped[0] else []
         if stopped:
             return ToolResult("\n".join([f"The command was {stopped}.", output, *notes]).strip(), is_error=True)
-        return ToolResult("\n".join([f"exit code {proc.returncode}", output, *notes]).strip(),
-                          is_error=proc.returncode != 0)
+        return ToolResult(
+            "\n".join([f"exit code {proc.returncode}", output, *notes]).strip(), is_error=proc.returncode != 0
+        )
 
-    spec = _spec("run_command", "Run a shell command in the working folder; returns its exit code and output.",
-                 {"command": {"type": "string", "description": "a /bin/sh command line"}}, ["command"])
+    spec = _spec(
+        "run_command",
+        "Run a shell command in the working folder; returns its exit code and output.",
+        {"command": {"type": "string", "description": "a /bin/sh command line"}},
+        ["command"],
+    )
     return FunctionTool(spec, "execute", run)
 
 
@@ -200,23 +225,32 @@ def search_documents_tool(collection: str, *, embedder=None, index=None) -> Tool
             from macapp.core.docs.embedder import load_embedder
 
             embedder = load_embedder()
-        passages = query(collection, arguments["query"], k=arguments.get("k") or SEARCH_K, embedder=embedder,
-                         index=index)
+        passages = query(
+            collection, arguments["query"], k=arguments.get("k") or SEARCH_K, embedder=embedder, index=index
+        )
         if not passages:
             return ToolResult(f"Nothing in the documents of {collection!r} matches that.")
-        hits = [f"[{n}] {p.file}, page {p.page}: {' '.join((p.quote or p.text).split())}"
-                for n, p in enumerate(passages, start=1)]
+        hits = [
+            f"[{n}] {p.file}, page {p.page}: {' '.join((p.quote or p.text).split())}"
+            for n, p in enumerate(passages, start=1)
+        ]
         return ToolResult("\n\n".join(hits))
 
-    spec = _spec("search_documents", "Search this chat's documents; each result names its file and page.",
-                 {"query": {"type": "string", "description": "what to look for", "minLength": 1},
-                  "k": {"type": "integer", "description": "how many results (1-10)", "minimum": 1, "maximum": 10}},
-                 ["query"])
+    spec = _spec(
+        "search_documents",
+        "Search this chat's documents; each result names its file and page.",
+        {
+            "query": {"type": "string", "description": "what to look for", "minLength": 1},
+            "k": {"type": "integer", "description": "how many results (1-10)", "minimum": 1, "maximum": 10},
+        },
+        ["query"],
+    )
     return FunctionTool(spec, "read", search)
 
 
-def builtin_toolbox(grants: Grants, *, collection: str | None = None, embedder=None, index=None,
-                    shell: ShellLimits | None = None) -> Toolbox:
+def builtin_toolbox(
+    grants: Grants, *, collection: str | None = None, embedder=None, index=None, shell: ShellLimits | None = None
+) -> Toolbox:
     """The built-in tools ``grants`` allows; a granted tool that lacks what it needs is a ``UserError``.
 
     ``grants.tools`` empty means every built-in tool whose needs are met (folders for file tools, a
@@ -227,10 +261,17 @@ def builtin_toolbox(grants: Grants, *, collection: str | None = None, embedder=N
         raise UserError(f"No built-in tool is named {', '.join(unknown)}", hint=f"tools: {', '.join(BUILTIN_NAMES)}")
     folders = Folders.of(grants.folders)
     explicit = bool(grants.tools)
-    wanted = [n for n in BUILTIN_NAMES if n in grants.tools] if explicit else [
-        n for n in BUILTIN_NAMES
-        if (n not in NEEDS_FOLDER or folders.roots) and (n != "search_documents" or collection)
-        and (n != "run_command" or grants.shell)]
+    wanted = (
+        [n for n in BUILTIN_NAMES if n in grants.tools]
+        if explicit
+        else [
+            n
+            for n in BUILTIN_NAMES
+            if (n not in NEEDS_FOLDER or folders.roots)
+            and (n != "search_documents" or collection)
+            and (n != "run_command" or grants.shell)
+        ]
+    )
     tools: list[Tool] = []
     for name in wanted:
         if name in NEEDS_FOLDER and not folders.roots:
@@ -239,11 +280,14 @@ def builtin_toolbox(grants: Grants, *, collection: str | None = None, embedder=N
             raise UserError("run_command is off unless the shell is granted", hint="--allow-shell")
         if name == "search_documents" and not collection:
             raise UserError("search_documents needs this chat's documents", hint="--collection NAME")
-        tools.append({"current_time": current_time_tool,
-                      "read_file": lambda: read_file_tool(folders),
-                      "list_folder": lambda: list_folder_tool(folders),
-                      "write_file": lambda: write_file_tool(folders),
-                      "run_command": lambda: run_command_tool(folders, shell),
-                      "search_documents": lambda: search_documents_tool(collection, embedder=embedder,
-                                                                        index=index)}[name]())
+        tools.append(
+            {
+                "current_time": current_time_tool,
+                "read_file": lambda: read_file_tool(folders),
+                "list_folder": lambda: list_folder_tool(folders),
+                "write_file": lambda: write_file_tool(folders),
+                "run_command": lambda: run_command_tool(folders, shell),
+                "search_documents": lambda: search_documents_tool(collection, embedder=embedder, index=index),
+            }[name]()
+        )
     return Toolbox(tools)

@@ -81,9 +81,16 @@ class Grants:
     require_tool: bool = False  # the first round must call a tool (small models answer without looking)
 
     def to_json(self) -> dict[str, Any]:
-        return {"tools": list(self.tools), "folders": list(self.folders), "shell": self.shell,
-                "always": sorted(self.always), "preapprove_reads": self.preapprove_reads,
-                "servers": list(self.servers), "enabled": self.enabled, "require_tool": self.require_tool}
+        return {
+            "tools": list(self.tools),
+            "folders": list(self.folders),
+            "shell": self.shell,
+            "always": sorted(self.always),
+            "preapprove_reads": self.preapprove_reads,
+            "servers": list(self.servers),
+            "enabled": self.enabled,
+            "require_tool": self.require_tool,
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> Grants:
@@ -93,6 +100,13 @@ class Grants:
             value = data.get(key)
             return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
-        return cls(tuple(strings("tools")), tuple(strings("folders")), data.get("shell") is True,
-                   set(strings("always")), data.get("preapprove_reads", True) is not False,
-                   tuple(strings("servers")), data.get("enabled") is True, data.get("require_tool") is True)
+        return cls(
+            tuple(strings("tools")),
+            tuple(strings("folders")),
+            data.get("shell") is True,
+            set(strings("always")),
+            data.get("preapprove_reads", True) is not False,
+            tuple(strings("servers")),
+            data.get("enabled") is True,
+            data.get("require_tool") is True,
+        )

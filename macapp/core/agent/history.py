@@ -34,10 +34,19 @@ def save_grants(store: ChatStore, conversation_id: int, grants: Grants) -> Conve
     return store.update_conversation(conversation_id, settings={**settings, SETTINGS_KEY: grants.to_json()})
 
 
-def run_in_chat(store: ChatStore, conversation_id: int, task: str, engine: Engine, toolbox: Toolbox, *,
-                grants: Grants | None = None, limits: AgentLimits | None = None,
-                sampling: SamplingSettings | None = None, cancel: CancelToken | None = None,
-                first_call_required: bool = False) -> Generator[AgentEvent, None, AgentResult]:
+def run_in_chat(
+    store: ChatStore,
+    conversation_id: int,
+    task: str,
+    engine: Engine,
+    toolbox: Toolbox,
+    *,
+    grants: Grants | None = None,
+    limits: AgentLimits | None = None,
+    sampling: SamplingSettings | None = None,
+    cancel: CancelToken | None = None,
+    first_call_required: bool = False,
+) -> Generator[AgentEvent, None, AgentResult]:
     """``run_agent`` on the conversation's thread plus ``task``, saving the run as it goes.
 
     Args:
@@ -47,16 +56,28 @@ def run_in_chat(store: ChatStore, conversation_id: int, task: str, engine: Engin
     """
     conversation = store.get_conversation(conversation_id)
     grants = grants if grants is not None else grants_of(conversation)
-    earlier: list[ChatMessage] = [{"role": m.role, "content": m.content} for m in store.thread(conversation_id)
-                                  if m.role in ("user", "assistant") and m.status != "streaming"]
+    earlier: list[ChatMessage] = [
+        {"role": m.role, "content": m.content}
+        for m in store.thread(conversation_id)
+        if m.role in ("user", "assistant") and m.status != "streaming"
+    ]
     messages = with_system([*earlier, {"role": "user", "content": task}], conversation.system_prompt)
     save_grants(store, conversation_id, grants)
     store.add_message(conversation_id, "user", task)
-    answer = store.begin_message(conversation_id, "assistant", model=engine.model_id,
-                                 settings={SETTINGS_KEY: {"tools": list(toolbox.names)}})
+    answer = store.begin_message(
+        conversation_id, "assistant", model=engine.model_id, settings={SETTINGS_KEY: {"tools": list(toolbox.names)}}
+    )
     always = set(grants.always)
-    stream = run_agent(engine, messages, toolbox, approvals=Approvals(grants), limits=limits, sampling=sampling,
-                       cancel=cancel, first_call_required=first_call_required)
+    stream = run_agent(
+        engine,
+        messages,
+        toolbox,
+        approvals=Approvals(grants),
+        limits=limits,
+        sampling=sampling,
+        cancel=cancel,
+        first_call_required=first_call_required,
+    )
     try:
         while True:
             try:
@@ -65,9 +86,18 @@ def run_in_chat(store: ChatStore, conversation_id: int, task: str, engine: Engin
                 result: AgentResult = done.value
                 break
             if isinstance(event, ToolStep):
-                store.add_tool_step(answer.id, event.index, event.call.id, event.call.name, event.call.arguments,
-                                    event.status, effect=event.effect, approval=event.approval, result=event.result,
-                                    duration_s=event.duration_s)
+                store.add_tool_step(
+                    answer.id,
+                    event.index,
+                    event.call.id,
+                    event.call.name,
+                    event.call.arguments,
+                    event.status,
+                    effect=event.effect,
+                    approval=event.approval,
+                    result=event.result,
+                    duration_s=event.duration_s,
+                )
                 if grants.always != always:
                     save_grants(store, conversation_id, grants)
                     always = set(grants.always)
@@ -82,6 +112,7 @@ def run_in_chat(store: ChatStore, conversation_id: int, task: str, engine: Engin
         store.finish_message(answer.id, "error")
         raise
     store.append_text(answer.id, result.answer)
-    store.finish_message(answer.id, "cancelled" if result.stop_reason == "cancelled" else "done",
-                         finish_reason=result.stop_reason)
+    store.finish_message(
+        answer.id, "cancelled" if result.stop_reason == "cancelled" else "done", finish_reason=result.stop_reason
+    )
     return result

@@ -145,8 +145,9 @@ class McpConnection:
                 raise Cancelled()
             if time.monotonic() > deadline:  # the SDK's own limits failed to end the attempt
                 self.close()
-                raise McpServerError(self.name, f"MCP server {self.name!r} did not start within "
-                                                f"{self.connect_timeout_s:g} s")
+                raise McpServerError(
+                    self.name, f"MCP server {self.name!r} did not start within {self.connect_timeout_s:g} s"
+                )
         if self.error is not None:
             raise self.error
 
@@ -169,8 +170,9 @@ class McpConnection:
                     raise Cancelled() from None
                 if time.monotonic() >= deadline:
                     future.cancel()
-                    return ToolResult(f"MCP server {self.name!r} did not answer {tool} within {timeout_s:g} s",
-                                      is_error=True)
+                    return ToolResult(
+                        f"MCP server {self.name!r} did not answer {tool} within {timeout_s:g} s", is_error=True
+                    )
                 if self._stopped.is_set():
                     future.cancel()
                     return ToolResult(self._gone_message(tool), is_error=True)
@@ -284,8 +286,10 @@ class McpConnection:
             return McpServerError(self.name, f"{what} {message}", hint)
 
         if isinstance(cause, FileNotFoundError) and config.command:
-            return error(f"can't start: there is no program {config.command!r}",
-                         'check "command" in mcp.json; it is looked up on PATH')
+            return error(
+                f"can't start: there is no program {config.command!r}",
+                'check "command" in mcp.json; it is looked up on PATH',
+            )
         if isinstance(cause, PermissionError) and config.command:
             return error(f"can't start: {config.command!r} is not an executable program")
         if isinstance(cause, TimeoutError):
@@ -331,8 +335,10 @@ def _http_transport(url: str, headers: dict[str, str]) -> Any:
     @asynccontextmanager
     async def transport():
         timeout = httpx2.Timeout(30.0, read=CALL_TIMEOUT_S)
-        async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http, \
-                streamable_http_client(url, http_client=http) as streams:
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+            streamable_http_client(url, http_client=http) as streams,
+        ):
             yield streams[0], streams[1]
 
     return transport()
@@ -376,8 +382,9 @@ class McpTools:
         self.close()
 
 
-def connect_servers(servers: Iterable[McpServerConfig], cancel: CancelToken | None = None,
-                    connect_timeout_s: float = CONNECT_TIMEOUT_S) -> McpTools:
+def connect_servers(
+    servers: Iterable[McpServerConfig], cancel: CancelToken | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S
+) -> McpTools:
     """Connect to every server at once; one that fails is a problem in the answer, never an exception."""
     found = McpTools()
     connections = [McpConnection(s, connect_timeout_s) for s in servers]
@@ -397,8 +404,9 @@ def connect_servers(servers: Iterable[McpServerConfig], cancel: CancelToken | No
     return found
 
 
-def connect_configured(names: Iterable[str] | None = None, cancel: CancelToken | None = None,
-                       connect_timeout_s: float = CONNECT_TIMEOUT_S) -> McpTools:
+def connect_configured(
+    names: Iterable[str] | None = None, cancel: CancelToken | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S
+) -> McpTools:
     """Connect to the servers in ``mcp.json`` (only ``names`` when given); its bad entries are problems too."""
     config = load_mcp_config()
     wanted = None if names is None else set(names)

@@ -119,8 +119,12 @@ def parse_server(name: str, entry: Any) -> McpServerConfig:
         args = entry.get("args", [])
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise McpEntryError(name, '"args" must be a list of strings')
-        return McpServerConfig(name, command=_expand(name, command), args=tuple(_expand(name, a) for a in args),
-                               env=_strings(name, entry, "env"))
+        return McpServerConfig(
+            name,
+            command=_expand(name, command),
+            args=tuple(_expand(name, a) for a in args),
+            env=_strings(name, entry, "env"),
+        )
     if isinstance(url, str):
         url = _expand(name, url)
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
@@ -128,8 +132,9 @@ def parse_server(name: str, entry: Any) -> McpServerConfig:
     return McpServerConfig(name, url=url, headers=_strings(name, entry, "headers"))
 
 
-def add_server(name: str, command: str, args: list[str] | None = None, env: dict[str, str] | None = None,
-               path: Path | None = None) -> McpServerConfig:
+def add_server(
+    name: str, command: str, args: list[str] | None = None, env: dict[str, str] | None = None, path: Path | None = None
+) -> McpServerConfig:
     """Save a stdio server under ``name`` (nothing is started); the other entries are kept as they were."""
     entry: dict[str, Any] = {"command": command, "args": list(args or [])}
     if env:
@@ -137,8 +142,9 @@ def add_server(name: str, command: str, args: list[str] | None = None, env: dict
     return _add(name, entry, path)
 
 
-def add_url_server(name: str, url: str, headers: dict[str, str] | None = None,
-                   path: Path | None = None) -> McpServerConfig:
+def add_url_server(
+    name: str, url: str, headers: dict[str, str] | None = None, path: Path | None = None
+) -> McpServerConfig:
     """Save a streamable HTTP server under ``name`` (nothing is contacted)."""
     entry: dict[str, Any] = {"url": url}
     if headers:

@@ -48,8 +48,10 @@ class ContextPlan:
         if not self.dropped:
             return None
         noun = "message" if self.dropped == 1 else "messages"
-        return (f"{self.dropped} earlier {noun} no longer fit in the {self.n_ctx:,}-token context window "
-                "and were left out; the system prompt is kept.")
+        return (
+            f"{self.dropped} earlier {noun} no longer fit in the {self.n_ctx:,}-token context window "
+            "and were left out; the system prompt is kept."
+        )
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ def answer_reserve(n_ctx: int, max_tokens: int) -> int:
     return max(1, min(wanted, n_ctx // 2))
 
 
-def plan_context(engine: Engine, history: Sequence[ChatMessage], system_prompt: str = "",
-                 max_tokens: int = 0) -> ContextPlan:
+def plan_context(
+    engine: Engine, history: Sequence[ChatMessage], system_prompt: str = "", max_tokens: int = 0
+) -> ContextPlan:
     """Keep the system prompt and the newest turns that fit in ``engine.n_ctx`` minus the answer's room."""
     n_ctx = engine.n_ctx
     reserve = answer_reserve(n_ctx, max_tokens)
@@ -92,7 +95,7 @@ def plan_context(engine: Engine, history: Sequence[ChatMessage], system_prompt: 
     best: tuple[int, int] | None = None
     while lo <= hi:
         mid = (lo + hi) // 2
-        count = engine.count_chat_tokens(with_system(turns[starts[mid]:], system_prompt))
+        count = engine.count_chat_tokens(with_system(turns[starts[mid] :], system_prompt))
         if count <= target:
             best, hi = (mid, count), mid - 1
         else:
@@ -101,9 +104,11 @@ def plan_context(engine: Engine, history: Sequence[ChatMessage], system_prompt: 
         last = starts[-1]
         count = engine.count_chat_tokens(with_system(turns[last:], system_prompt))
         if count > budget:
-            raise UserError(f"This message needs {count:,} tokens but the context window holds {n_ctx:,} "
-                            f"with {reserve:,} kept for the answer",
-                            hint="shorten it, lower max tokens, or load the model with a larger context")
+            raise UserError(
+                f"This message needs {count:,} tokens but the context window holds {n_ctx:,} "
+                f"with {reserve:,} kept for the answer",
+                hint="shorten it, lower max tokens, or load the model with a larger context",
+            )
         best = (len(starts) - 1, count)
     start = starts[best[0]]
     return ContextPlan(with_system(turns[start:], system_prompt), start, best[1], n_ctx, reserve)
@@ -127,15 +132,26 @@ def as_chat(messages: Sequence[Message]) -> list[ChatMessage]:
 class ChatSession:
     """One conversation bound to an engine and the history store. Drive it from one thread."""
 
-    def __init__(self, engine: Engine, store: ChatStore, conversation_id: int | None = None, *,
-                 system_prompt: str = "", sampling: SamplingSettings | None = None, adapter: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: ChatStore,
+        conversation_id: int | None = None,
+        *,
+        system_prompt: str = "",
+        sampling: SamplingSettings | None = None,
+        adapter: str | None = None,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.adapter = adapter
         if conversation_id is None:
-            conversation_id = store.create_conversation(model=engine.model_id, adapter=adapter,
-                                                        system_prompt=system_prompt,
-                                                        settings=(sampling or SamplingSettings()).to_json()).id
+            conversation_id = store.create_conversation(
+                model=engine.model_id,
+                adapter=adapter,
+                system_prompt=system_prompt,
+                settings=(sampling or SamplingSettings()).to_json(),
+            ).id
         self.conversation_id = conversation_id
         conv = store.get_conversation(conversation_id)
         self.collection = conv.collection  # documents attached: answers are grounded in them and cite pages
@@ -174,28 +190,39 @@ class ChatSession:
     def _answer(self, parent_id: int, cancel: CancelToken | None) -> TurnStream:
         thread = self.store.thread(self.conversation_id)
         upto = next(i for i, m in enumerate(thread) if m.id == parent_id)  # a regenerated answer is not context
-        history = as_chat(thread[:upto + 1])
+        history = as_chat(thread[: upto + 1])
         passages = None
         if self.collection:
             from macapp.core.docs import answer as grounding
 
             question = history[-1]["content"]
-            passages = grounding.context_passages(self.collection, question, self.engine,
-                                                  max_tokens=self.sampling.max_tokens)
+            passages = grounding.context_passages(
+                self.collection, question, self.engine, max_tokens=self.sampling.max_tokens
+            )
             yield passages
             if not passages:
-                reply = self.store.add_message(self.conversation_id, "assistant",
-                                               grounding.nothing_found(self.collection), parent_id,
-                                               model=self.engine.model_id, finish_reason="stop")
+                reply = self.store.add_message(
+                    self.conversation_id,
+                    "assistant",
+                    grounding.nothing_found(self.collection),
+                    parent_id,
+                    model=self.engine.model_id,
+                    finish_reason="stop",
+                )
                 empty = GenerationResult(reply.content, "stop", 0, 0, 0, 0.0, 0.0)
                 return Turn(reply, empty, ContextPlan([], 0, 0, self.engine.n_ctx, 0))
             history[-1] = {"role": "user", "content": grounding.grounded_prompt(question, passages)}
         system = grounding.grounded_system(self.system_prompt) if passages else self.system_prompt
         plan = plan_context(self.engine, history, system, self.sampling.max_tokens)
         yield plan
-        reply = self.store.begin_message(self.conversation_id, role="assistant", parent_id=parent_id,
-                                         model=self.engine.model_id, adapter=self.adapter,
-                                         settings=self.sampling.to_json())
+        reply = self.store.begin_message(
+            self.conversation_id,
+            role="assistant",
+            parent_id=parent_id,
+            model=self.engine.model_id,
+            adapter=self.adapter,
+            settings=self.sampling.to_json(),
+        )
         stream = self.engine.stream_chat(plan.messages, self.sampling, cancel)
         pending: list[str] = []  # text not yet in the store; written at least every SAVE_INTERVAL_S
         saved_at = time.monotonic()
@@ -217,8 +244,9 @@ class ChatSession:
             stopped = isinstance(exc, (GeneratorExit, KeyboardInterrupt))
             if pending:
                 self.store.append_text(reply.id, "".join(pending))
-            self.store.finish_message(reply.id, status="cancelled" if stopped else "error",
-                                      finish_reason="cancelled" if stopped else None)
+            self.store.finish_message(
+                reply.id, status="cancelled" if stopped else "error", finish_reason="cancelled" if stopped else None
+            )
             raise
         finally:
             stream.close()
@@ -230,7 +258,13 @@ class ChatSession:
             from macapp.core.docs.support import cite_answer
 
             citations = [c.to_json() for c in cite_answer(result.text, passages)[1]]
-        self.store.finish_message(reply.id, status=status, finish_reason=result.finish_reason,
-                                  prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                                  tokens_per_s=round(result.tokens_per_s, 2), citations=citations)
+        self.store.finish_message(
+            reply.id,
+            status=status,
+            finish_reason=result.finish_reason,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            tokens_per_s=round(result.tokens_per_s, 2),
+            citations=citations,
+        )
         return Turn(self.store.get_message(reply.id), result, plan)

@@ -39,6 +39,7 @@ ROLES = ("system", "user", "assistant", "tool")
 FINISHED = ("done", "interrupted", "cancelled", "error")  # 'streaming' is the only unfinished status
 SNIPPET_TOKENS = 12
 
+
 @dataclass
 class Conversation:
     id: int
@@ -188,8 +189,14 @@ class ChatStore:
 
     # -- conversations --------------------------------------------------------------------------
 
-    def create_conversation(self, title: str = "New chat", model: str | None = None, adapter: str | None = None,
-                            system_prompt: str = "", settings: dict[str, Any] | None = None) -> Conversation:
+    def create_conversation(
+        self,
+        title: str = "New chat",
+        model: str | None = None,
+        adapter: str | None = None,
+        system_prompt: str = "",
+        settings: dict[str, Any] | None = None,
+    ) -> Conversation:
         now = _now()
         with self._write() as db:
             cur = db.execute(
@@ -209,8 +216,9 @@ class ChatStore:
     def list_conversations(self, limit: int | None = None) -> list[Conversation]:
         """Most recently updated first."""
         with self._lock:
-            rows = self._conn.execute(f"{_CONVERSATION} ORDER BY updated_at DESC, id DESC LIMIT ?",
-                                      (-1 if limit is None else limit,)).fetchall()
+            rows = self._conn.execute(
+                f"{_CONVERSATION} ORDER BY updated_at DESC, id DESC LIMIT ?", (-1 if limit is None else limit,)
+            ).fetchall()
         return [_conversation(r) for r in rows]
 
     def collection_titles(self) -> dict[str, str]:
@@ -224,14 +232,27 @@ class ChatStore:
     def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
         return self.update_conversation(conversation_id, title=title)
 
-    def update_conversation(self, conversation_id: int, *, title: str = _UNSET, model: str | None = _UNSET,
-                            adapter: str | None = _UNSET, system_prompt: str = _UNSET,
-                            settings: dict[str, Any] | None = _UNSET,
-                            collection: str | None = _UNSET) -> Conversation:
+    def update_conversation(
+        self,
+        conversation_id: int,
+        *,
+        title: str = _UNSET,
+        model: str | None = _UNSET,
+        adapter: str | None = _UNSET,
+        system_prompt: str = _UNSET,
+        settings: dict[str, Any] | None = _UNSET,
+        collection: str | None = _UNSET,
+    ) -> Conversation:
         """Change only the fields given (None clears model, adapter or collection). ``updated_at`` moves only
         with messages."""
-        given = {"title": title, "model": model, "adapter": adapter, "system_prompt": system_prompt,
-                 "settings_json": settings, "collection": collection}
+        given = {
+            "title": title,
+            "model": model,
+            "adapter": adapter,
+            "system_prompt": system_prompt,
+            "settings_json": settings,
+            "collection": collection,
+        }
         given = {k: v for k, v in given.items() if v is not _UNSET}
         if "title" in given:
             given["title"] = _clean_title(given["title"])
@@ -250,17 +271,47 @@ class ChatStore:
 
     # -- messages -------------------------------------------------------------------------------
 
-    def add_message(self, conversation_id: int, role: str, content: str, parent_id: int | None = HEAD, *,
-                    model: str | None = None, adapter: str | None = None, settings: dict[str, Any] | None = None,
-                    finish_reason: str | None = None, prompt_tokens: int | None = None,
-                    completion_tokens: int | None = None, tokens_per_s: float | None = None) -> Message:
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        content: str,
+        parent_id: int | None = HEAD,
+        *,
+        model: str | None = None,
+        adapter: str | None = None,
+        settings: dict[str, Any] | None = None,
+        finish_reason: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        tokens_per_s: float | None = None,
+    ) -> Message:
         """A finished message under ``parent_id`` (the head by default, None for a root); it becomes the head."""
-        return self._insert(conversation_id, role, content, parent_id, "done", model, adapter, settings,
-                            finish_reason, prompt_tokens, completion_tokens, tokens_per_s)
+        return self._insert(
+            conversation_id,
+            role,
+            content,
+            parent_id,
+            "done",
+            model,
+            adapter,
+            settings,
+            finish_reason,
+            prompt_tokens,
+            completion_tokens,
+            tokens_per_s,
+        )
 
-    def begin_message(self, conversation_id: int, role: str = "assistant", parent_id: int | None = HEAD, *,
-                      model: str | None = None, adapter: str | None = None,
-                      settings: dict[str, Any] | None = None) -> Message:
+    def begin_message(
+        self,
+        conversation_id: int,
+        role: str = "assistant",
+        parent_id: int | None = HEAD,
+        *,
+        model: str | None = None,
+        adapter: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Message:
         """An empty 'streaming' message that becomes the head; ``append_text`` fills it, ``finish_message`` ends it.
 
         To regenerate an answer, pass the old answer's ``parent_id``: the new one becomes its sibling.
@@ -278,19 +329,27 @@ class ChatStore:
             if self._conn.execute(_APPEND, (delta, message_id)).rowcount != 1:
                 raise ValueError(f"message {message_id} does not exist or is not streaming")
 
-    def finish_message(self, message_id: int, status: str = "done", finish_reason: str | None = None,
-                       prompt_tokens: int | None = None, completion_tokens: int | None = None,
-                       tokens_per_s: float | None = None, citations: list[dict[str, Any]] | None = None) -> Message:
+    def finish_message(
+        self,
+        message_id: int,
+        status: str = "done",
+        finish_reason: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        tokens_per_s: float | None = None,
+        citations: list[dict[str, Any]] | None = None,
+    ) -> Message:
         """End a streaming message with a final status (done, interrupted, cancelled, error) and its counts."""
         if status not in FINISHED:
             raise ValueError(f"status must be one of {FINISHED}, not {status!r}")
         with self._write() as db:
-            if not _finish_row(db, message_id, status, finish_reason, prompt_tokens, completion_tokens,
-                               tokens_per_s):
+            if not _finish_row(db, message_id, status, finish_reason, prompt_tokens, completion_tokens, tokens_per_s):
                 raise ValueError(f"message {message_id} does not exist or is not streaming")
             if citations:
-                db.execute("UPDATE messages SET citations_json = ? WHERE id = ?",
-                           (json.dumps(citations, ensure_ascii=False), message_id))
+                db.execute(
+                    "UPDATE messages SET citations_json = ? WHERE id = ?",
+                    (json.dumps(citations, ensure_ascii=False), message_id),
+                )
             self._streaming.discard(message_id)
             return self.get_message(message_id)
 
@@ -338,22 +397,46 @@ class ChatStore:
     def edit_message(self, message_id: int, new_content: str) -> Message:
         """A new version of the message (a sibling with the new text) that becomes the head; the old branch stays."""
         old = self.get_message(message_id)
-        return self._insert(old.conversation_id, old.role, new_content, old.parent_id, "done", old.model,
-                            old.adapter, old.settings)
+        return self._insert(
+            old.conversation_id, old.role, new_content, old.parent_id, "done", old.model, old.adapter, old.settings
+        )
 
     # -- agent steps ----------------------------------------------------------------------------
 
-    def add_tool_step(self, message_id: int, position: int, call_id: str, tool: str, arguments: dict[str, Any],
-                      status: str, *, effect: str = "", approval: str = "", result: str = "",
-                      duration_s: float = 0.0) -> SavedToolStep:
+    def add_tool_step(
+        self,
+        message_id: int,
+        position: int,
+        call_id: str,
+        tool: str,
+        arguments: dict[str, Any],
+        status: str,
+        *,
+        effect: str = "",
+        approval: str = "",
+        result: str = "",
+        duration_s: float = 0.0,
+    ) -> SavedToolStep:
         """Save one tool call of the agent writing ``message_id`` (committed at once, so a crash keeps it)."""
         with self._write() as db:
             self.get_message(message_id)
             cur = db.execute(
                 "INSERT INTO tool_steps (message_id, position, call_id, tool, arguments_json, effect, status, approval,"
                 " result, duration_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (message_id, position, call_id, tool, json.dumps(arguments, ensure_ascii=False), effect, status,
-                 approval, result, duration_s, _now()))
+                (
+                    message_id,
+                    position,
+                    call_id,
+                    tool,
+                    json.dumps(arguments, ensure_ascii=False),
+                    effect,
+                    status,
+                    approval,
+                    result,
+                    duration_s,
+                    _now(),
+                ),
+            )
             return self._tool_steps("WHERE id = ?", (cur.lastrowid,))[0]
 
     def tool_steps(self, message_id: int) -> list[SavedToolStep]:
@@ -364,9 +447,13 @@ class ChatStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT message_id, position, call_id, tool, arguments_json, effect, status, approval, result,"
-                f" duration_s, created_at FROM tool_steps {where}", args).fetchall()
-        return [SavedToolStep(r[0], r[1], r[2], r[3], _loads(r[4]), r[5], r[6], r[7], r[8], r[9], _time(r[10]))
-                for r in rows]
+                f" duration_s, created_at FROM tool_steps {where}",
+                args,
+            ).fetchall()
+        return [
+            SavedToolStep(r[0], r[1], r[2], r[3], _loads(r[4]), r[5], r[6], r[7], r[8], r[9], _time(r[10]))
+            for r in rows
+        ]
 
     # -- search ---------------------------------------------------------------------------------
 
@@ -403,10 +490,21 @@ class ChatStore:
                     self._conn.execute("COMMIT")
         return found
 
-    def _insert(self, conversation_id: int, role: str, content: str, parent_id: int | None, status: str,
-                model: str | None, adapter: str | None, settings: dict[str, Any] | None,
-                finish_reason: str | None = None, prompt_tokens: int | None = None,
-                completion_tokens: int | None = None, tokens_per_s: float | None = None) -> Message:
+    def _insert(
+        self,
+        conversation_id: int,
+        role: str,
+        content: str,
+        parent_id: int | None,
+        status: str,
+        model: str | None,
+        adapter: str | None,
+        settings: dict[str, Any] | None,
+        finish_reason: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        tokens_per_s: float | None = None,
+    ) -> Message:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         now = _now()
@@ -422,12 +520,28 @@ class ChatStore:
                 "INSERT INTO messages (conversation_id, parent_id, role, content, model, adapter, settings_json,"
                 " status, finish_reason, prompt_tokens, completion_tokens, tokens_per_s, writer_pid, created_at,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, parent_id, role, content, model, adapter, _dumps(settings), status, finish_reason,
-                 prompt_tokens, completion_tokens, tokens_per_s, os.getpid() if status == "streaming" else None,
-                 now, now),
+                (
+                    conversation_id,
+                    parent_id,
+                    role,
+                    content,
+                    model,
+                    adapter,
+                    _dumps(settings),
+                    status,
+                    finish_reason,
+                    prompt_tokens,
+                    completion_tokens,
+                    tokens_per_s,
+                    os.getpid() if status == "streaming" else None,
+                    now,
+                    now,
+                ),
             )
-            db.execute("UPDATE conversations SET head_id = ?, updated_at = ? WHERE id = ?",
-                       (cur.lastrowid, now, conversation_id))
+            db.execute(
+                "UPDATE conversations SET head_id = ?, updated_at = ? WHERE id = ?",
+                (cur.lastrowid, now, conversation_id),
+            )
             return self.get_message(cur.lastrowid)
 
 
@@ -440,20 +554,35 @@ def fts_query(text: str) -> str | None:
 
 
 def _chunk_text(db: sqlite3.Connection, message_id: int) -> str:
-    return "".join(r[0] for r in db.execute("SELECT text FROM message_chunks WHERE message_id = ? ORDER BY id",
-                                            (message_id,)))
+    return "".join(
+        r[0] for r in db.execute("SELECT text FROM message_chunks WHERE message_id = ? ORDER BY id", (message_id,))
+    )
 
 
-def _finish_row(db: sqlite3.Connection, message_id: int, status: str, finish_reason: str | None = None,
-                prompt_tokens: int | None = None, completion_tokens: int | None = None,
-                tokens_per_s: float | None = None) -> bool:
+def _finish_row(
+    db: sqlite3.Connection,
+    message_id: int,
+    status: str,
+    finish_reason: str | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    tokens_per_s: float | None = None,
+) -> bool:
     """Fold a streaming message's chunks into its content and give it a final status (inside a write)."""
     cur = db.execute(
         "UPDATE messages SET content = content || ?, status = ?, finish_reason = ?, prompt_tokens = ?,"
         " completion_tokens = ?, tokens_per_s = ?, writer_pid = NULL, updated_at = ?"
         " WHERE id = ? AND status = 'streaming'",
-        (_chunk_text(db, message_id), status, finish_reason, prompt_tokens, completion_tokens, tokens_per_s, _now(),
-         message_id),
+        (
+            _chunk_text(db, message_id),
+            status,
+            finish_reason,
+            prompt_tokens,
+            completion_tokens,
+            tokens_per_s,
+            _now(),
+            message_id,
+        ),
     )
     db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
     return cur.rowcount == 1
@@ -508,8 +637,26 @@ def _conversation(r: tuple) -> Conversation:
 
 
 def _message(r: tuple) -> Message:
-    return Message(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _loads(r[7]), r[8], r[9], r[10], r[11], r[12],
-                   _time(r[13]), _time(r[14]), r[15], r[16], _load_list(r[17]))
+    return Message(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        _loads(r[7]),
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        _time(r[13]),
+        _time(r[14]),
+        r[15],
+        r[16],
+        _load_list(r[17]),
+    )
 
 
 def _load_list(text: str | None) -> list[Any]:

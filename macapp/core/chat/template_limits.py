@@ -207,8 +207,22 @@ def _check_method(method: Any, args: tuple, kwargs: dict) -> None:
         budget.allow(size_of(args[0], budget.limit) * max(len(owner), 1))
 
 
-_CHECKED_FILTERS = frozenset({"center", "indent", "format", "replace", "join", "wordwrap", "urlize", "pprint",
-                              "striptags", "tojson", "slice", "sum"})
+_CHECKED_FILTERS = frozenset(
+    {
+        "center",
+        "indent",
+        "format",
+        "replace",
+        "join",
+        "wordwrap",
+        "urlize",
+        "pprint",
+        "striptags",
+        "tojson",
+        "slice",
+        "sum",
+    }
+)
 
 
 def _check_filter(name: str, args: tuple, kwargs: dict) -> None:
@@ -247,7 +261,7 @@ def _materialized(args: tuple, index: int) -> tuple:
     """``args`` with the iterable at ``index`` made a list (each step checks the deadline)."""
     if index >= len(args) or isinstance(args[index], (str, list, tuple, dict)):
         return args
-    return (*args[:index], list(_loop_steps(args[index])), *args[index + 1:])
+    return (*args[:index], list(_loop_steps(args[index])), *args[index + 1 :])
 
 
 def _limit_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:

@@ -68,8 +68,9 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
-            sort_keys: bool = False) -> str:
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+) -> str:
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
@@ -208,8 +209,9 @@ class ChatTemplate:
         """End-of-turn markers of the template, or ChatML's when it cannot be used at all."""
         return FALLBACK_STOP_STRINGS if self._template is None else template_stop_strings(self.source)
 
-    def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True,
-               **extra: Any) -> RenderedPrompt:
+    def render(
+        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True, **extra: Any
+    ) -> RenderedPrompt:
         """The prompt for ``messages``; ``extra`` reaches the template as variables (``tools``, ...)."""
         if self._template is None:
             return self._fallback(messages, add_generation_prompt, self.notice or "")
@@ -229,8 +231,7 @@ class ChatTemplate:
         # Gemma, Mistral v1 and others refuse a system turn: merge it into the first user turn (as LM Studio does).
         if messages and messages[0]["role"] == "system":
             try:
-                return RenderedPrompt(self._run(merge_system_into_user(messages), add_generation_prompt, extra,
-                                                budget))
+                return RenderedPrompt(self._run(merge_system_into_user(messages), add_generation_prompt, extra, budget))
             except SecurityError as e:
                 return self._fallback(messages, add_generation_prompt, self._unsafe(e))
             except TemplateTooCostly as e:
@@ -240,8 +241,9 @@ class ChatTemplate:
         notice = f"This model's chat template refused the conversation ({_one_line(first)}); using {FALLBACK_NAME}."
         return self._fallback(messages, add_generation_prompt, notice)
 
-    def _run(self, messages: Sequence[ChatMessage], add_generation_prompt: bool, extra: dict[str, Any],
-             budget: Budget) -> str:
+    def _run(
+        self, messages: Sequence[ChatMessage], add_generation_prompt: bool, extra: dict[str, Any], budget: Budget
+    ) -> str:
         assert self._template is not None
         variables: dict[str, Any] = {"tools": None, "bos_token": self.bos_token, "eos_token": self.eos_token}
         variables.update(extra)

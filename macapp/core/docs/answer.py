@@ -85,9 +85,14 @@ class Answer:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        data = {"text": self.text, "raw_text": self.raw_text, "found": self.found,
-                "citations": [c.to_json() for c in self.citations],
-                "passages": [p.to_json() for p in self.passages], "notes": list(self.notes)}
+        data = {
+            "text": self.text,
+            "raw_text": self.raw_text,
+            "found": self.found,
+            "citations": [c.to_json() for c in self.citations],
+            "passages": [p.to_json() for p in self.passages],
+            "notes": list(self.notes),
+        }
         if self.result is not None:
             data |= {k: v for k, v in self.result.to_json().items() if k != "text"}
         return data
@@ -109,9 +114,10 @@ def grounded_prompt(question: str, passages: Sequence[Passage]) -> str:
     blocks = []
     for number, p in enumerate(passages, start=1):
         pages = str(p.page_start) if p.page_end == p.page_start else f"{p.page_start}-{p.page_end}"
-        blocks.append(f'<passage id="{number}" file="{_quoted(p.file)}" page="{pages}">\n'
-                      f"{_quoted(p.text.strip())}\n</passage>")
-    return ("<documents>\n" + "\n".join(blocks) + f"\n</documents>\n\nQuestion: {question.strip()}\n{REMINDER}")
+        blocks.append(
+            f'<passage id="{number}" file="{_quoted(p.file)}" page="{pages}">\n{_quoted(p.text.strip())}\n</passage>'
+        )
+    return "<documents>\n" + "\n".join(blocks) + f"\n</documents>\n\nQuestion: {question.strip()}\n{REMINDER}"
 
 
 def resolve_citations(text: str, passages: Sequence[Passage]) -> tuple[str, list[Citation]]:
@@ -140,15 +146,24 @@ def cite(number: int, passage: Passage, claim: str) -> Citation:
     """A citation of ``passage`` for ``claim`` (a sentence of the answer): on the page of the sentences it used."""
     match = best_page(passage.paged, claim) if claim.strip() else None
     page, quote = (match.page, match.quote) if match and match.score > 0 else (passage.page, passage.quote)
-    return Citation(number, passage.file, page, passage.page_end, passage.text, passage.path, passage.page_start,
-                    quote, passage.paged.breaks)
+    return Citation(
+        number,
+        passage.file,
+        page,
+        passage.page_end,
+        passage.text,
+        passage.path,
+        passage.page_start,
+        quote,
+        passage.paged.breaks,
+    )
 
 
 def _citing_sentence(text: str, at: int) -> str:
     """The answer's sentence a marker at ``at`` belongs to: from the previous sentence end (or marker) to it."""
     before = _NUMBERS.sub(" ", text[:at])
     ends = [m.end() for m in _CLAIM_END.finditer(before.rstrip())]
-    sentence = before[ends[-1]:] if ends else before
+    sentence = before[ends[-1] :] if ends else before
     if not sentence.strip():  # the marker opens the text or follows another sentence's end: that sentence
         sentence = before
     return sentence[-_CLAIM_CHARS:]
@@ -178,8 +193,9 @@ def find_passages(collection: str, question: str, k: int = 5, *, embedder=None, 
     return query(collection, question, k=k, mode="hybrid", neighbours=1, embedder=embedder, index=index)
 
 
-def context_passages(collection: str, question: str, engine: Engine, k: int = 5, *, max_tokens: int = 0,
-                     embedder=None, index=None) -> list[Passage]:
+def context_passages(
+    collection: str, question: str, engine: Engine, k: int = 5, *, max_tokens: int = 0, embedder=None, index=None
+) -> list[Passage]:
     """Nothing when the documents don't touch the question; else the whole documents when they fit half of
     what the context has left (LM Studio's mode), else the retrieved passages."""
     from macapp.core.chat.session import answer_reserve
@@ -193,23 +209,36 @@ def context_passages(collection: str, question: str, engine: Engine, k: int = 5,
 
 
 def nothing_found(collection: str) -> str:
-    return (f"I couldn't find anything about that in the documents of “{collection}”, "
-            "so I won't guess. Try other words, or add the document that covers it.")
+    return (
+        f"I couldn't find anything about that in the documents of “{collection}”, "
+        "so I won't guess. Try other words, or add the document that covers it."
+    )
 
 
-def ask(collection: str, question: str, engine: Engine, *, k: int = 5, system_prompt: str = "",
-        sampling: SamplingSettings | None = None, cancel: CancelToken | None = None,
-        embedder=None, index=None) -> Generator[list[Passage] | GenerationChunk, None, Answer]:
+def ask(
+    collection: str,
+    question: str,
+    engine: Engine,
+    *,
+    k: int = 5,
+    system_prompt: str = "",
+    sampling: SamplingSettings | None = None,
+    cancel: CancelToken | None = None,
+    embedder=None,
+    index=None,
+) -> Generator[list[Passage] | GenerationChunk, None, Answer]:
     """Answer ``question`` from ``collection``: yields the passages found, then the answer's text as it streams."""
     sampling = sampling or SamplingSettings()
-    passages = context_passages(collection, question, engine, k, max_tokens=sampling.max_tokens,
-                                embedder=embedder, index=index)
+    passages = context_passages(
+        collection, question, engine, k, max_tokens=sampling.max_tokens, embedder=embedder, index=index
+    )
     yield passages
     if not passages:
         text = nothing_found(collection)
         return Answer(text, text, [], [], found=False)
-    messages = with_system([{"role": "user", "content": grounded_prompt(question, passages)}],
-                           grounded_system(system_prompt))
+    messages = with_system(
+        [{"role": "user", "content": grounded_prompt(question, passages)}], grounded_system(system_prompt)
+    )
     result = yield from engine.stream_chat(messages, sampling, cancel)
     from macapp.core.docs.support import cite_answer
 

@@ -69,8 +69,14 @@ class _Unit:
         """``text[start:end]`` as a unit of its own, with the pages that part is on."""
         inside = tuple(b - start for b in self.breaks if start < b < end)
         first = self.page_start + sum(b <= start for b in self.breaks)
-        return _Unit(self.text[start:end], first, first + len(inside),
-                     self.paragraph_start and start == 0, self.heading and start == 0, inside)
+        return _Unit(
+            self.text[start:end],
+            first,
+            first + len(inside),
+            self.paragraph_start and start == 0,
+            self.heading and start == 0,
+            inside,
+        )
 
 
 @dataclass
@@ -97,8 +103,15 @@ def embedding_text(chunk: Chunk) -> str:
     return chunk.text
 
 
-def chunk_pages(pages: Sequence[PageText], file: str, file_hash: str, count_tokens: Callable[[str], int],
-                max_tokens: int = 256, overlap_tokens: int = 32, cancel: CancelToken | None = None) -> list[Chunk]:
+def chunk_pages(
+    pages: Sequence[PageText],
+    file: str,
+    file_hash: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int = 256,
+    overlap_tokens: int = 32,
+    cancel: CancelToken | None = None,
+) -> list[Chunk]:
     """Chunks of ``pages`` in reading order, each within ``max_tokens`` as counted by ``count_tokens``.
 
     Args:
@@ -115,8 +128,9 @@ def chunk_pages(pages: Sequence[PageText], file: str, file_hash: str, count_toke
     chunks: list[Chunk] = []
     for section in _sections(_strip_running_lines(pages, check), check):
         for piece in packer.pack(section):
-            chunks.append(Chunk(file, file_hash, len(chunks), piece.first, piece.last, piece.text, piece.heading,
-                                piece.breaks))
+            chunks.append(
+                Chunk(file, file_hash, len(chunks), piece.first, piece.last, piece.text, piece.heading, piece.breaks)
+            )
     return chunks
 
 
@@ -127,8 +141,9 @@ def _never() -> None:
     """The check when nothing can cancel."""
 
 
-def _strip_running_lines(pages: Sequence[PageText], check: Callable[[], None] = _never
-                         ) -> list[tuple[int, list[list[str]]]]:
+def _strip_running_lines(
+    pages: Sequence[PageText], check: Callable[[], None] = _never
+) -> list[tuple[int, list[list[str]]]]:
     """Each page as (page, blocks of lines), without page numbers and repeated headers/footers."""
     parsed = []
     for page in pages:
@@ -154,8 +169,13 @@ def _strip_running_lines(pages: Sequence[PageText], check: Callable[[], None] = 
 
 
 def _looks_short(line: str) -> bool:
-    return len(line) <= 100 and len(line.split()) <= 14 and line[-1] not in _END_PUNCT and any(
-        ch.isalpha() for ch in line) and not _PAGE_NUMBER.match(line)
+    return (
+        len(line) <= 100
+        and len(line.split()) <= 14
+        and line[-1] not in _END_PUNCT
+        and any(ch.isalpha() for ch in line)
+        and not _PAGE_NUMBER.match(line)
+    )
 
 
 def _numbered(line: str) -> bool:
@@ -174,8 +194,9 @@ def _titled(line: str) -> bool:
     return words[0][0].isupper() and sum(w[0].isupper() for w in significant) >= 0.75 * len(significant)
 
 
-def _elements(parsed: list[tuple[int, list[list[str]]]], check: Callable[[], None] = _never
-              ) -> list[tuple[str, str, int]]:
+def _elements(
+    parsed: list[tuple[int, list[list[str]]]], check: Callable[[], None] = _never
+) -> list[tuple[str, str, int]]:
     """The document as ("heading" | "para", text, page) in order."""
     flat: list[tuple[int, list[str]]] = [(page, block) for page, blocks in parsed for block in blocks]
     out: list[tuple[str, str, int]] = []
@@ -189,8 +210,13 @@ def _elements(parsed: list[tuple[int, list[list[str]]]], check: Callable[[], Non
         longest = max(len(line) for line in lines)
         for j, line in enumerate(lines):
             after_sentence = j == 0 or lines[j - 1][-1] in _END_PUNCT
-            if (after_sentence and j + 1 < len(lines) and _looks_short(line) and len(line) <= 0.7 * longest
-                    and (_numbered(line) or _titled(line))):
+            if (
+                after_sentence
+                and j + 1 < len(lines)
+                and _looks_short(line)
+                and len(line) <= 0.7 * longest
+                and (_numbered(line) or _titled(line))
+            ):
                 if body:
                     out.append(("para", " ".join(body), page))
                     body = []
@@ -229,8 +255,13 @@ def _sections(parsed: list[tuple[int, list[list[str]]]], check: Callable[[], Non
             continue
         sentences = _split_sentences(text)
         last = current.units[-1] if current.units else None
-        if (last and not last.heading and last.page_end < page and last.text[-1] not in _END_PUNCT + "”\"')"
-                and sentences):  # a sentence cut by the page break
+        if (
+            last
+            and not last.heading
+            and last.page_end < page
+            and last.text[-1] not in _END_PUNCT + "”\"')"
+            and sentences
+        ):  # a sentence cut by the page break
             if re.search(r"[^\W\d_]-$", last.text) and sentences[0][0].islower():  # "exam-" + "ple"
                 last.text, at = last.text[:-1] + sentences[0], len(last.text) - 1
             else:
@@ -271,8 +302,7 @@ class _Packer:
             # Too long to repeat before every chunk (a run of title-like lines, a table of contents): its lines
             # become body text, which splits like any other.
             section.heading = None
-            section.units = [replace(u, heading=False, paragraph_start=True) if u.heading else u
-                             for u in section.units]
+            section.units = [replace(u, heading=False, paragraph_start=True) if u.heading else u for u in section.units]
         self.heading = section.heading
         prefix = self.cost(section.heading) if section.heading else 0
         self.room = self.max_tokens - self.base - prefix  # a continuation chunk carries the heading prefix
@@ -302,7 +332,7 @@ class _Packer:
 
     def _has_body(self) -> bool:
         """Whether the chunk being built has text of its own (not just overlap or heading lines)."""
-        return any(not u.heading for u in self.current[self.carried:])
+        return any(not u.heading for u in self.current[self.carried :])
 
     def _fits(self, units: list[_Unit]) -> bool:
         text = _join(units)[0]
@@ -325,12 +355,12 @@ class _Packer:
             keep -= 1  # the summed estimate was optimistic for this counter
             fits = self._fits(units[:keep])
         if not fits:
-            if self.carried and self._fits(units[self.carried:keep]):
-                units, keep = units[self.carried:], keep - self.carried
+            if self.carried and self._fits(units[self.carried : keep]):
+                units, keep = units[self.carried :], keep - self.carried
             else:  # one unit is too long for the exact count: halve it and try again
                 last = units[keep - 1]
                 halves = _halves(last)
-                self.current = units[:keep - 1]
+                self.current = units[: keep - 1]
                 queue.extendleft(reversed(halves + units[keep:]))
                 if not halves:  # one character that can't follow what precedes it (a counter no real model has)
                     if self.count_tokens(last.text) <= self.max_tokens:
@@ -393,7 +423,7 @@ class _Packer:
                 spans.append((s, e))
                 continue
             step = e - s  # a word longer than a chunk: a URL, a hash, CJK text without spaces
-            while step > 1 and any(self.cost(text[k:min(k + step, e)]) > self.room for k in range(s, e, step)):
+            while step > 1 and any(self.cost(text[k : min(k + step, e)]) > self.room for k in range(s, e, step)):
                 step //= 2
             cuts = [s]
             for k in range(s + step, e, step):
@@ -408,9 +438,15 @@ def _extends_previous(text: str, at: int) -> bool:
     """Whether ``text[at]`` belongs to the character before it: a combining mark, a joiner or what a joiner
     joins, a variation selector or an emoji skin tone."""
     ch = ord(text[at])
-    return (unicodedata.category(text[at]) in ("Mn", "Me", "Mc") or ch in _JOINERS or 0xFE00 <= ch <= 0xFE0F
-            or 0xE0100 <= ch <= 0xE01EF or 0x1F3FB <= ch <= 0x1F3FF or 0xE0020 <= ch <= 0xE007F
-            or (at > 0 and ord(text[at - 1]) in _JOINERS))
+    return (
+        unicodedata.category(text[at]) in ("Mn", "Me", "Mc")
+        or ch in _JOINERS
+        or 0xFE00 <= ch <= 0xFE0F
+        or 0xE0100 <= ch <= 0xE01EF
+        or 0x1F3FB <= ch <= 0x1F3FF
+        or 0xE0020 <= ch <= 0xE007F
+        or (at > 0 and ord(text[at - 1]) in _JOINERS)
+    )
 
 
 def _grapheme_start(text: str, at: int) -> int:

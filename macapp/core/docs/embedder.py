@@ -71,8 +71,10 @@ def _check_embedding_gguf(path: Path) -> tuple[int, int]:
         if header.get(f"{arch}.attention.causal") is False:
             pooling = _POOLING_MEAN  # an encoder converted without a pooling key: mean is the common choice
         else:
-            raise UserError(f"{path.name} is not an embedding model",
-                            hint="it declares no sentence pooling; pick a GGUF made for embeddings")
+            raise UserError(
+                f"{path.name} is not an embedding model",
+                hint="it declares no sentence pooling; pick a GGUF made for embeddings",
+            )
     limit = header.get(MAX_TOKENS_KEY)  # our converter records MiniLM's trained 256 (it has 512 positions)
     if not isinstance(limit, int) or limit < 2:
         limit = facts.context_length
@@ -102,12 +104,24 @@ class LlamaEmbedder:
         pooling, self.max_tokens = _check_embedding_gguf(self.path)
         batch_tokens = max(batch_tokens, self.max_tokens)  # a whole input must fit one batch
         threads = n_threads or default_threads()
-        settings = RuntimeSettings(n_ctx=batch_tokens, n_batch=batch_tokens, n_ubatch=batch_tokens, flash_attn=True,
-                                   backend=hardware.default_backend())
+        settings = RuntimeSettings(
+            n_ctx=batch_tokens,
+            n_batch=batch_tokens,
+            n_ubatch=batch_tokens,
+            flash_attn=True,
+            backend=hardware.default_backend(),
+        )
         with llama_log.capture() as lines:
             try:
-                self._llm = open_llama(str(self.path), settings, verbose=False, embedding=True, pooling_type=pooling,
-                                       n_threads=threads, n_threads_batch=threads)
+                self._llm = open_llama(
+                    str(self.path),
+                    settings,
+                    verbose=False,
+                    embedding=True,
+                    pooling_type=pooling,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                )
             except Exception as exc:  # noqa: BLE001 - llama-cpp-python says only "failed to load"
                 reason = llama_log.load_failure_reason(list(lines)) or str(exc)
                 raise UserError(f"{self.path.name} could not be loaded as an embedder: {reason}") from exc

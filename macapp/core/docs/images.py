@@ -54,17 +54,23 @@ def _open(path: Path):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(source)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError("corrupt", f"{path.name} is damaged or not an image.",
-                         "Only PNG, JPEG and (on a Mac) HEIC images can be added.") from e
+        raise ImageError(
+            "corrupt",
+            f"{path.name} is damaged or not an image.",
+            "Only PNG, JPEG and (on a Mac) HEIC images can be added.",
+        ) from e
     if image.width * image.height > MAX_IMAGE_PIXELS:
         raise _too_large(path, image.size)
     return image
 
 
 def _too_large(path: Path, size: tuple[int, int]) -> ImageError:
-    return ImageError("too_large", f"{path.name} is {size[0]:,} × {size[1]:,} pixels: more than Orchard reads in "
-                      f"one image ({MAX_IMAGE_PIXELS // 1_000_000} megapixels).",
-                      "scale it down (e.g. to 6000 pixels on the long side, plenty for text) and add that")
+    return ImageError(
+        "too_large",
+        f"{path.name} is {size[0]:,} × {size[1]:,} pixels: more than Orchard reads in "
+        f"one image ({MAX_IMAGE_PIXELS // 1_000_000} megapixels).",
+        "scale it down (e.g. to 6000 pixels on the long side, plenty for text) and add that",
+    )
 
 
 def _heic_as_png(path: Path) -> io.BytesIO:
@@ -76,15 +82,25 @@ def _heic_as_png(path: Path) -> io.BytesIO:
     except ImportError:
         pass
     if sys.platform != "darwin" or not shutil.which("sips"):
-        raise ImageError("unsupported", f"{path.name} is a HEIC image, which this system can't read.",
-                         "Convert it to PNG or JPEG and add that (a Mac reads HEIC itself).")
+        raise ImageError(
+            "unsupported",
+            f"{path.name} is a HEIC image, which this system can't read.",
+            "Convert it to PNG or JPEG and add that (a Mac reads HEIC itself).",
+        )
     with tempfile.TemporaryDirectory(prefix="orchard-heic-") as tmp:
         out = Path(tmp) / "page.png"
-        done = subprocess.run(["sips", "-s", "format", "png", str(path), "--out", str(out)], capture_output=True,
-                              timeout=SIPS_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["sips", "-s", "format", "png", str(path), "--out", str(out)],
+            capture_output=True,
+            timeout=SIPS_TIMEOUT_S,
+            check=False,
+        )
         if done.returncode != 0 or not out.is_file():
-            raise ImageError("corrupt", f"{path.name} is damaged or not an image.",
-                             "macOS could not convert it: " + done.stderr.decode(errors="replace").strip()[:200])
+            raise ImageError(
+                "corrupt",
+                f"{path.name} is damaged or not an image.",
+                "macOS could not convert it: " + done.stderr.decode(errors="replace").strip()[:200],
+            )
         return io.BytesIO(out.read_bytes())
 
 
@@ -109,12 +125,16 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
                 image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
             image = ImageOps.exif_transpose(image.convert("RGB") if image.mode != "RGB" else image)
             if scale < 1.0:
-                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                     Image.Resampling.LANCZOS)
+                image = image.resize(
+                    (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+                )
             pixels = np.asarray(image, dtype=np.uint8).copy()
         except (OSError, SyntaxError, ValueError) as e:  # truncated or bad data
-            raise ImageError("corrupt", f"{path.name} is damaged: its pixels can't be decoded.",
-                             "Re-save it from an image viewer and add that.") from e
+            raise ImageError(
+                "corrupt",
+                f"{path.name} is damaged: its pixels can't be decoded.",
+                "Re-save it from an image viewer and add that.",
+            ) from e
     return pixels, max(pixels.shape[:2]) / max(width, height)  # EXIF rotation may swap width and height
 
 

@@ -90,11 +90,14 @@ def _http_client(url: str, settings):
     parts = urlsplit(url if "://" in url else f"http://{url}")
     ssl = parts.scheme == "https"
     try:
-        return chromadb.HttpClient(host=parts.hostname or "localhost", port=parts.port or (443 if ssl else 8000),
-                                   ssl=ssl, settings=settings)
+        return chromadb.HttpClient(
+            host=parts.hostname or "localhost", port=parts.port or (443 if ssl else 8000), ssl=ssl, settings=settings
+        )
     except Exception as e:  # chromadb raises ValueError("Could not connect to a Chroma server...")
-        raise UserError(f"Cannot reach the Chroma server at {url}",
-                        hint=f"is `chroma run` going there? (set by ${CHROMA_URL_ENV} or chroma_url)") from e
+        raise UserError(
+            f"Cannot reach the Chroma server at {url}",
+            hint=f"is `chroma run` going there? (set by ${CHROMA_URL_ENV} or chroma_url)",
+        ) from e
 
 
 class VectorStore:
@@ -110,15 +113,20 @@ class VectorStore:
         self.path = path
         self.shared = bool(url)  # a server other indexes may keep collections on too
         settings = Settings(anonymized_telemetry=False)
-        self._client = (_http_client(url, settings) if url
-                        else chromadb.PersistentClient(path=str(path), settings=settings))
+        self._client = (
+            _http_client(url, settings) if url else chromadb.PersistentClient(path=str(path), settings=settings)
+        )
         self._collections: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def create(self, key: str, name: str, embedder: str, dim: int) -> None:
         collection = self._client.create_collection(
-            key, embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
-            metadata={"orchard_name": name, "embedder": embedder, "dim": dim}, get_or_create=True)
+            key,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"orchard_name": name, "embedder": embedder, "dim": dim},
+            get_or_create=True,
+        )
         with self._lock:
             self._collections[key] = collection
 
@@ -129,8 +137,10 @@ class VectorStore:
             try:
                 collection = self._client.get_collection(key, embedding_function=None)
             except Exception as e:  # chromadb raises NotFoundError (ValueError before 1.0)
-                raise UserError(f"The vectors of a collection are missing ({key})",
-                                hint="delete the collection and add its files again") from e
+                raise UserError(
+                    f"The vectors of a collection are missing ({key})",
+                    hint="delete the collection and add its files again",
+                ) from e
             with self._lock:
                 self._collections[key] = collection
         return collection
@@ -141,12 +151,17 @@ class VectorStore:
     def delete_file(self, key: str, file_hash: str) -> None:
         self._get(key).delete(where={"file_hash": file_hash})
 
-    def query(self, key: str, vector: np.ndarray, n: int,
-              exclude_hashes: Sequence[str] = ()) -> list[tuple[int, float]]:
+    def query(
+        self, key: str, vector: np.ndarray, n: int, exclude_hashes: Sequence[str] = ()
+    ) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the ``n`` nearest vectors, best first."""
         where = {"file_hash": {"$nin": list(exclude_hashes)}} if exclude_hashes else None
-        result = self._get(key).query(query_embeddings=np.asarray(vector, dtype=np.float32)[None, :], n_results=n,
-                                      where=where, include=["distances"])
+        result = self._get(key).query(
+            query_embeddings=np.asarray(vector, dtype=np.float32)[None, :],
+            n_results=n,
+            where=where,
+            include=["distances"],
+        )
         return [(int(i), 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0])]
 
     def count(self, key: str) -> int:
@@ -173,8 +188,12 @@ class VectorStore:
             log.debug("not pruning %s: %s", self.path, e)
             return
         for folder in self.path.iterdir():
-            if (folder.is_dir() and _UUID.fullmatch(folder.name) and folder.name not in live
-                    and time.time() - folder.stat().st_mtime > min_age_s):
+            if (
+                folder.is_dir()
+                and _UUID.fullmatch(folder.name)
+                and folder.name not in live
+                and time.time() - folder.stat().st_mtime > min_age_s
+            ):
                 log.info("removing %s, left behind by a deleted vector collection", folder)
                 shutil.rmtree(folder, ignore_errors=True)
 
@@ -215,8 +234,10 @@ class DocumentIndex:
         """The collection called ``name`` (case-insensitive), or a ``UserError``."""
         row = self.chunks.collection(check_collection_name(name))
         if row is None:
-            raise UserError(f"There is no document collection named {name!r}.",
-                            hint="see `macapp docs list`; `macapp docs add` creates one")
+            raise UserError(
+                f"There is no document collection named {name!r}.",
+                hint="see `macapp docs list`; `macapp docs add` creates one",
+            )
         return row
 
     def ensure_collection(self, name: str, embedder: EmbeddingModel) -> CollectionRow:
@@ -236,7 +257,9 @@ class DocumentIndex:
             raise EmbedderMismatch(
                 f"The collection {row.name!r} was indexed with {indexed}, not {asked}.",
                 hint=f"re-index it with `macapp docs reindex {row.name!r}` (vectors of two models never mix)",
-                indexed_with=row.embedder, asked_with=embedder.name)
+                indexed_with=row.embedder,
+                asked_with=embedder.name,
+            )
 
     # ------------------------------------------------------------ removing
 
@@ -261,8 +284,9 @@ class DocumentIndex:
         collections = {row.id: row for row in self.chunks.collections()}
         for file in self.chunks.files(status=None):
             if file.status != "ready" and not writer_alive(file.writer) and file.collection_id in collections:
-                log.info("rolling back %s (%s) left %s by a process that ended", file.name, file.file_hash[:12],
-                         file.status)
+                log.info(
+                    "rolling back %s (%s) left %s by a process that ended", file.name, file.file_hash[:12], file.status
+                )
                 row = collections[file.collection_id]
                 vectors.delete_file(row.vector_key, file.file_hash)
                 self.chunks.delete_file(file.id)
@@ -286,6 +310,12 @@ class DocumentIndex:
 
 def chunk_metadata(chunk: Chunk | ChunkRow) -> dict:
     """What chromadb keeps beside a vector (None is not storable: no heading is '')."""
-    return {"file": chunk.file, "file_hash": chunk.file_hash, "page_start": chunk.page_start,
-            "page_end": chunk.page_end, "page_breaks": breaks_text(chunk.page_breaks or ()), "index": chunk.index,
-            "heading": chunk.heading or ""}
+    return {
+        "file": chunk.file,
+        "file_hash": chunk.file_hash,
+        "page_start": chunk.page_start,
+        "page_end": chunk.page_end,
+        "page_breaks": breaks_text(chunk.page_breaks or ()),
+        "index": chunk.index,
+        "heading": chunk.heading or "",
+    }

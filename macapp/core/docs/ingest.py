@@ -109,14 +109,27 @@ class CollectionInfo:
         return sum(f.ocr_pages for f in self.files)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "embedder": self.embedder, "dim": self.dim, "created_at": self.created_at,
-                "pages": self.pages, "ocr_pages": self.ocr_pages, "chunks": self.chunks,
-                "files": [asdict(f) for f in self.files]}
+        return {
+            "name": self.name,
+            "embedder": self.embedder,
+            "dim": self.dim,
+            "created_at": self.created_at,
+            "pages": self.pages,
+            "ocr_pages": self.ocr_pages,
+            "chunks": self.chunks,
+            "files": [asdict(f) for f in self.files],
+        }
 
 
-def add_files(collection: str, paths: Iterable[str | Path], embedder: EmbeddingModel,
-              cancel: CancelToken | None = None, *, index: DocumentIndex | None = None,
-              ocr: OcrEngine | None = None) -> Generator[IngestProgress, None, list[FileOutcome]]:
+def add_files(
+    collection: str,
+    paths: Iterable[str | Path],
+    embedder: EmbeddingModel,
+    cancel: CancelToken | None = None,
+    *,
+    index: DocumentIndex | None = None,
+    ocr: OcrEngine | None = None,
+) -> Generator[IngestProgress, None, list[FileOutcome]]:
     """Add PDFs and images to ``collection`` (created if new); one bad file never stops the batch.
 
     Args:
@@ -137,8 +150,9 @@ def add_files(collection: str, paths: Iterable[str | Path], embedder: EmbeddingM
     try:
         row = index.ensure_collection(collection, embedder)
         if row.embedder != embedder.name:
-            log.info("collection %s: embedder changed from %s to %s; re-indexing", row.name, row.embedder,
-                     embedder.name)
+            log.info(
+                "collection %s: embedder changed from %s to %s; re-indexing", row.name, row.embedder, embedder.name
+            )
             yield from reindex(row.name, embedder, cancel, index=index)
             row = index.collection(row.name)
         outcomes: list[FileOutcome] = []
@@ -153,23 +167,33 @@ def add_files(collection: str, paths: Iterable[str | Path], embedder: EmbeddingM
                 log.exception("adding %s to %s failed", path, row.name)
                 outcome = FileOutcome(path, path.name, "failed", kind="error", **bug_report(path.name, "added"))
             outcomes.append(outcome)
-            yield IngestProgress("file", number + 1, len(paths), outcome.message or path.name, file=path.name,
-                                 outcome=outcome)
+            yield IngestProgress(
+                "file", number + 1, len(paths), outcome.message or path.name, file=path.name, outcome=outcome
+            )
         return outcomes
     finally:
         if own:
             index.close()
 
 
-def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: EmbeddingModel,
-             cancel: CancelToken | None, number: int, total: int,
-             ocr: OcrEngine | None = None) -> Generator[IngestProgress, None, FileOutcome]:
+def _add_one(
+    index: DocumentIndex,
+    row: CollectionRow,
+    path: Path,
+    embedder: EmbeddingModel,
+    cancel: CancelToken | None,
+    number: int,
+    total: int,
+    ocr: OcrEngine | None = None,
+) -> Generator[IngestProgress, None, FileOutcome]:
     name = path.name
 
-    def step(stage: str, fraction: float, message: str, page: int = 0, pages: int = 0,
-             eta: float | None = None) -> IngestProgress:
-        return IngestProgress(stage, number + fraction, total, message, file=name, page=page, pages=pages,
-                              eta_seconds=eta)
+    def step(
+        stage: str, fraction: float, message: str, page: int = 0, pages: int = 0, eta: float | None = None
+    ) -> IngestProgress:
+        return IngestProgress(
+            stage, number + fraction, total, message, file=name, page=page, pages=pages, eta_seconds=eta
+        )
 
     def failed(e: PdfError) -> FileOutcome:
         return FileOutcome(path, name, "failed", kind=e.kind, message=e.message, hint=e.hint)
@@ -182,11 +206,24 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
     existing = index.chunks.file_by_hash(row.id, file_hash)
     if existing is not None:
         if existing.status == "ready":
-            return FileOutcome(path, name, "skipped", file_hash, existing.pages, existing.chunks,
-                               message=f"{name} is already in {row.name}")
+            return FileOutcome(
+                path,
+                name,
+                "skipped",
+                file_hash,
+                existing.pages,
+                existing.chunks,
+                message=f"{name} is already in {row.name}",
+            )
         if writer_alive(existing.writer):
-            return FileOutcome(path, name, "skipped", file_hash, message=f"{name} is being added or removed "
-                               "by another task", hint="try again when it has finished")
+            return FileOutcome(
+                path,
+                name,
+                "skipped",
+                file_hash,
+                message=f"{name} is being added or removed by another task",
+                hint="try again when it has finished",
+            )
         index.drop_file(row, existing.id, existing.file_hash)  # left behind by a run that crashed
     read_share = EXTRACT_SHARE
     try:
@@ -200,28 +237,52 @@ def _add_one(index: DocumentIndex, row: CollectionRow, path: Path, embedder: Emb
             fraction = progress.done / progress.total if progress.total else 0.0
             if progress.stage == "ocr":
                 read_share = OCR_SHARE
-                yield step("ocr", EXTRACT_SHARE + (OCR_SHARE - EXTRACT_SHARE) * fraction, progress.message,
-                           progress.page, progress.pages, progress.eta_seconds)
+                yield step(
+                    "ocr",
+                    EXTRACT_SHARE + (OCR_SHARE - EXTRACT_SHARE) * fraction,
+                    progress.message,
+                    progress.page,
+                    progress.pages,
+                    progress.eta_seconds,
+                )
             else:
-                yield step("extract", EXTRACT_SHARE * fraction, progress.message, int(progress.done),
-                           int(progress.total or 0))
+                yield step(
+                    "extract", EXTRACT_SHARE * fraction, progress.message, int(progress.done), int(progress.total or 0)
+                )
     except PdfError as e:
         return failed(e)
     ocr_pages = sum(p.source == "ocr" for p in pages)
     yield step("chunk", read_share, f"{name}: splitting {len(pages)} pages into passages", 0, len(pages))
-    chunks = chunk_pages(pages, name, file_hash, _checking(cancel, embedder.count_tokens), embedder.max_tokens,
-                         cancel=cancel)
+    chunks = chunk_pages(
+        pages, name, file_hash, _checking(cancel, embedder.count_tokens), embedder.max_tokens, cancel=cancel
+    )
     if not chunks:
-        return failed(PdfError("no_text", f"{name} has no text to index: its pages hold only page numbers, running "
-                               "headers or images.", "if it holds text, scan it again sharper (300 dpi, straight)"))
+        return failed(
+            PdfError(
+                "no_text",
+                f"{name} has no text to index: its pages hold only page numbers, running headers or images.",
+                "if it holds text, scan it again sharper (300 dpi, straight)",
+            )
+        )
     resolved = str(path.resolve())
     older = [f for f in index.chunks.files(row.id) if f.path == resolved]  # this path's previous version
     file_id, ids = index.chunks.add_pending_file(row.id, file_hash, name, resolved, len(pages), chunks, pages)
     try:
-        yield from _store_vectors(index, row.vector_key, chunks, ids, embedder, cancel,
-                                  lambda done: step("embed", read_share + (1 - read_share) * done / len(chunks),
-                                                    f"{name}: {done} of {len(chunks)} passages",
-                                                    chunks[done - 1].page_end if done else 0, len(pages)))
+        yield from _store_vectors(
+            index,
+            row.vector_key,
+            chunks,
+            ids,
+            embedder,
+            cancel,
+            lambda done: step(
+                "embed",
+                read_share + (1 - read_share) * done / len(chunks),
+                f"{name}: {done} of {len(chunks)} passages",
+                chunks[done - 1].page_end if done else 0,
+                len(pages),
+            ),
+        )
         if cancel:
             cancel.raise_if_cancelled()
         index.chunks.publish_file(file_id, [f.id for f in older])
@@ -248,21 +309,29 @@ def _checking(cancel: CancelToken | None, count_tokens: Callable[[str], int]) ->
     return count
 
 
-def _store_vectors(index: DocumentIndex, key: str, chunks: Sequence[Chunk | ChunkRow], ids: Sequence[int],
-                   embedder: EmbeddingModel, cancel: CancelToken | None, progress) -> Generator[Progress, None, None]:
+def _store_vectors(
+    index: DocumentIndex,
+    key: str,
+    chunks: Sequence[Chunk | ChunkRow],
+    ids: Sequence[int],
+    embedder: EmbeddingModel,
+    cancel: CancelToken | None,
+    progress,
+) -> Generator[Progress, None, None]:
     """Embed ``chunks`` ``BATCH`` at a time and store their vectors under ``ids``, yielding ``progress(chunks done)``
     per batch. A cancel needs no smaller batches: the embedder aborts inside llama.cpp."""
     for start in range(0, len(chunks), BATCH):
         if cancel:
             cancel.raise_if_cancelled()
-        batch = chunks[start:start + BATCH]
+        batch = chunks[start : start + BATCH]
         vectors = embedder.embed([embedding_text(c) for c in batch], cancel=cancel)
-        index.vectors.add(key, ids[start:start + BATCH], vectors, [chunk_metadata(c) for c in batch])
+        index.vectors.add(key, ids[start : start + BATCH], vectors, [chunk_metadata(c) for c in batch])
         yield progress(start + len(batch))
 
 
-def reindex(collection: str, embedder: EmbeddingModel, cancel: CancelToken | None = None, *,
-            index: DocumentIndex | None = None) -> Generator[IngestProgress, None, int]:
+def reindex(
+    collection: str, embedder: EmbeddingModel, cancel: CancelToken | None = None, *, index: DocumentIndex | None = None
+) -> Generator[IngestProgress, None, int]:
     """Re-embed every chunk of ``collection`` with ``embedder`` into new vectors, swapped in when complete.
 
     The old vectors serve queries until the swap; a cancel or crash leaves them in place. Returns the number
@@ -282,9 +351,17 @@ def reindex(collection: str, embedder: EmbeddingModel, cancel: CancelToken | Non
             yield IngestProgress("reindex", 0, total, f"{row.name}: re-indexing {total} passages")
             for file in files:
                 rows = index.chunks.file_chunks(file.id)
-                yield from _store_vectors(index, key, rows, [c.id for c in rows], embedder, cancel,
-                                          lambda n, base=done, f=file: IngestProgress(
-                                              "reindex", base + n, total, f"{f.name}: re-indexing", file=f.name))
+                yield from _store_vectors(
+                    index,
+                    key,
+                    rows,
+                    [c.id for c in rows],
+                    embedder,
+                    cancel,
+                    lambda n, base=done, f=file: IngestProgress(
+                        "reindex", base + n, total, f"{f.name}: re-indexing", file=f.name
+                    ),
+                )
                 done += len(rows)
             index.chunks.finish_reindex(row.id, embedder.name, embedder.dim)
         except BaseException:
@@ -307,16 +384,21 @@ def remove_file(collection: str, file_or_hash: str, *, index: DocumentIndex | No
         files = index.chunks.files(row.id)
         wanted = file_or_hash.strip()
         resolved = str(Path(wanted).expanduser().resolve())
-        tests = (lambda f: f.file_hash == wanted.lower(),
-                 lambda f: len(wanted) >= 12 and f.file_hash.startswith(wanted.lower()),
-                 lambda f: f.path == resolved, lambda f: f.name == wanted,
-                 lambda f: f.name.casefold() == wanted.casefold())
+        tests = (
+            lambda f: f.file_hash == wanted.lower(),
+            lambda f: len(wanted) >= 12 and f.file_hash.startswith(wanted.lower()),
+            lambda f: f.path == resolved,
+            lambda f: f.name == wanted,
+            lambda f: f.name.casefold() == wanted.casefold(),
+        )
         matches = next((m for test in tests if (m := [f for f in files if test(f)])), [])
         if not matches:
             raise UserError(f"{wanted!r} is not in the collection {row.name!r}.", hint="see `macapp docs list`")
         if len(matches) > 1:
-            raise UserError(f"{len(matches)} files in {row.name!r} are called {wanted!r}.",
-                            hint="name one by its sha256: " + ", ".join(f.file_hash[:12] for f in matches))
+            raise UserError(
+                f"{len(matches)} files in {row.name!r} are called {wanted!r}.",
+                hint="name one by its sha256: " + ", ".join(f.file_hash[:12] for f in matches),
+            )
         file = matches[0]
         index.chunks.mark_removing(file.id)  # hidden from queries from here on
         index.drop_file(row, file.id, file.file_hash)
@@ -334,9 +416,18 @@ def list_collections(*, index: DocumentIndex | None = None) -> list[CollectionIn
         collections = []
         for row in index.chunks.collections():
             ocr = index.chunks.ocr_page_counts(row.id)
-            collections.append(CollectionInfo(row.name, row.embedder, row.dim, row.created_at, tuple(
-                FileInfo(f.name, f.path, f.file_hash, f.pages, f.chunks, f.added_at, ocr.get(f.id, 0))
-                for f in index.chunks.files(row.id))))
+            collections.append(
+                CollectionInfo(
+                    row.name,
+                    row.embedder,
+                    row.dim,
+                    row.created_at,
+                    tuple(
+                        FileInfo(f.name, f.path, f.file_hash, f.pages, f.chunks, f.added_at, ocr.get(f.id, 0))
+                        for f in index.chunks.files(row.id)
+                    ),
+                )
+            )
         return collections
     finally:
         if own:

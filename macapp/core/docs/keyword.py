@@ -88,18 +88,146 @@ MIGRATIONS: list[str] = [
 ]
 
 _WORD = re.compile(r"\w+")
-_STOP_WORDS = frozenset({  # English function words (NLTK's list, less contractions)
-    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as", "at",
-    "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do",
-    "does", "doing", "don", "down", "during", "each", "few", "for", "from", "further", "get", "got", "had", "has",
-    "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in",
-    "into", "is", "it", "its", "itself", "just", "may", "me", "might", "more", "most", "must", "my", "myself", "no",
-    "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over",
-    "own", "s", "same", "shall", "she", "should", "so", "some", "such", "t", "than", "that", "the", "their",
-    "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too",
-    "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom",
-    "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves"
-})
+_STOP_WORDS = frozenset(
+    {  # English function words (NLTK's list, less contractions)
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "don",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "get",
+        "got",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "may",
+        "me",
+        "might",
+        "more",
+        "most",
+        "must",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "s",
+        "same",
+        "shall",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "t",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -143,8 +271,10 @@ class ChunkRow:
     page_breaks: tuple[int, ...] | None = None  # None: indexed before pages were recorded (see MIGRATIONS)
 
 
-_CHUNK_COLUMNS = ("c.id, c.file_id, c.idx, c.page_start, c.page_end, c.heading, c.text, f.name, f.file_hash, f.path, "
-                  "c.page_breaks FROM chunks c JOIN files f ON f.id = c.file_id")
+_CHUNK_COLUMNS = (
+    "c.id, c.file_id, c.idx, c.page_start, c.page_end, c.heading, c.text, f.name, f.file_hash, f.path, "
+    "c.page_breaks FROM chunks c JOIN files f ON f.id = c.file_id"
+)
 
 
 def _chunk_row(row: tuple) -> ChunkRow:
@@ -230,8 +360,10 @@ class ChunkStore:
     def add_collection(self, name: str, vector_key: str, embedder: str, dim: int) -> CollectionRow:
         with self.transaction() as db:
             try:
-                db.execute("INSERT INTO collections (name, vector_key, embedder, dim, created_at)"
-                           " VALUES (?, ?, ?, ?, ?)", (name, vector_key, embedder, dim, now_text()))
+                db.execute(
+                    "INSERT INTO collections (name, vector_key, embedder, dim, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (name, vector_key, embedder, dim, now_text()),
+                )
             except sqlite3.IntegrityError:
                 pass  # another process created it meanwhile: use theirs
         row = self.collection(name)
@@ -252,56 +384,87 @@ class ChunkStore:
         return [FileRow(*r) for r in self._all(sql, args)]
 
     def file_by_hash(self, collection_id: int, file_hash: str) -> FileRow | None:
-        rows = self._all(f"SELECT {_FILE} FROM files WHERE collection_id = ? AND file_hash = ?",
-                         (collection_id, file_hash))
+        rows = self._all(
+            f"SELECT {_FILE} FROM files WHERE collection_id = ? AND file_hash = ?", (collection_id, file_hash)
+        )
         return FileRow(*rows[0]) if rows else None
 
     def unready_hashes(self, collection_id: int) -> list[str]:
         """Hashes of files whose vectors may be in the store but must not be found (being added or removed)."""
-        return [r[0] for r in self._all("SELECT file_hash FROM files WHERE collection_id = ? AND status != 'ready'",
-                                        (collection_id,))]
+        return [
+            r[0]
+            for r in self._all(
+                "SELECT file_hash FROM files WHERE collection_id = ? AND status != 'ready'", (collection_id,)
+            )
+        ]
 
-    def add_pending_file(self, collection_id: int, file_hash: str, name: str, path: str, pages: int,
-                         chunks: Sequence[Chunk], page_texts: Sequence[PageText] = ()) -> tuple[int, list[int]]:
+    def add_pending_file(
+        self,
+        collection_id: int,
+        file_hash: str,
+        name: str,
+        path: str,
+        pages: int,
+        chunks: Sequence[Chunk],
+        page_texts: Sequence[PageText] = (),
+    ) -> tuple[int, list[int]]:
         """Write a file and its chunks as ``pending`` in one transaction; its id and its chunks' ids, in order.
         ``page_texts`` records how each page's text was obtained, with an OCR'd page's line boxes."""
         with self.transaction() as db:
-            cur = db.execute("INSERT INTO files (collection_id, file_hash, name, path, pages, chunks, status, writer,"
-                             " added_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                             (collection_id, file_hash, name, path, pages, len(chunks), this_writer(), now_text()))
+            cur = db.execute(
+                "INSERT INTO files (collection_id, file_hash, name, path, pages, chunks, status, writer,"
+                " added_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (collection_id, file_hash, name, path, pages, len(chunks), this_writer(), now_text()),
+            )
             file_id = cur.lastrowid
-            db.executemany("INSERT INTO chunks (file_id, idx, page_start, page_end, heading, text, page_breaks)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           [(file_id, c.index, c.page_start, c.page_end, c.heading, c.text,
-                             breaks_text(c.page_breaks)) for c in chunks])
-            db.executemany("INSERT INTO pages (file_id, page, source, lines) VALUES (?, ?, ?, ?)",
-                           [(file_id, p.page, p.source, _lines_json(p.lines) if p.lines else None)
-                            for p in page_texts])
+            db.executemany(
+                "INSERT INTO chunks (file_id, idx, page_start, page_end, heading, text, page_breaks)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (file_id, c.index, c.page_start, c.page_end, c.heading, c.text, breaks_text(c.page_breaks))
+                    for c in chunks
+                ],
+            )
+            db.executemany(
+                "INSERT INTO pages (file_id, page, source, lines) VALUES (?, ?, ?, ?)",
+                [(file_id, p.page, p.source, _lines_json(p.lines) if p.lines else None) for p in page_texts],
+            )
             ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE file_id = ? ORDER BY idx", (file_id,))]
         return file_id, ids
 
     def ocr_page_counts(self, collection_id: int) -> dict[int, int]:
         """Per file id of the collection, how many of its pages were read by OCR (files with none are left out)."""
-        return dict(self._all("SELECT p.file_id, count(*) FROM pages p JOIN files f ON f.id = p.file_id"
-                              " WHERE f.collection_id = ? AND p.source = 'ocr' GROUP BY p.file_id", (collection_id,)))
+        return dict(
+            self._all(
+                "SELECT p.file_id, count(*) FROM pages p JOIN files f ON f.id = p.file_id"
+                " WHERE f.collection_id = ? AND p.source = 'ocr' GROUP BY p.file_id",
+                (collection_id,),
+            )
+        )
 
     def page_lines(self, path: str, page: int) -> tuple[OcrLine, ...] | None:
         """The OCR line boxes of ``page`` of the ready file last indexed from ``path``; None when that page was not
         OCR'd (or no such file is indexed)."""
-        rows = self._all("SELECT p.lines FROM pages p JOIN files f ON f.id = p.file_id WHERE f.path = ? AND"
-                         " p.page = ? AND p.source = 'ocr' AND f.status = 'ready' ORDER BY f.id DESC LIMIT 1",
-                         (path, page))
+        rows = self._all(
+            "SELECT p.lines FROM pages p JOIN files f ON f.id = p.file_id WHERE f.path = ? AND"
+            " p.page = ? AND p.source = 'ocr' AND f.status = 'ready' ORDER BY f.id DESC LIMIT 1",
+            (path, page),
+        )
         if not rows or not rows[0][0]:
             return None
-        return tuple(OcrLine(text, (left, top, right, bottom), confidence)
-                     for text, left, top, right, bottom, confidence in json.loads(rows[0][0]))
+        return tuple(
+            OcrLine(text, (left, top, right, bottom), confidence)
+            for text, left, top, right, bottom, confidence in json.loads(rows[0][0])
+        )
 
     def publish_file(self, file_id: int, replaces: Sequence[int] = ()) -> None:
         """Make a pending file visible and, in the same transaction, hide the files it replaces."""
         with self.transaction() as db:
             db.execute("UPDATE files SET status = 'ready', writer = NULL WHERE id = ?", (file_id,))
-            db.executemany("UPDATE files SET status = 'removing', writer = ? WHERE id = ?",
-                           [(this_writer(), old) for old in replaces])
+            db.executemany(
+                "UPDATE files SET status = 'removing', writer = ? WHERE id = ?",
+                [(this_writer(), old) for old in replaces],
+            )
 
     def mark_removing(self, file_id: int) -> None:
         with self.transaction() as db:
@@ -316,14 +479,19 @@ class ChunkStore:
 
     def begin_reindex(self, collection_id: int, next_key: str) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE collections SET next_key = ?, next_writer = ? WHERE id = ?",
-                       (next_key, this_writer(), collection_id))
+            db.execute(
+                "UPDATE collections SET next_key = ?, next_writer = ? WHERE id = ?",
+                (next_key, this_writer(), collection_id),
+            )
 
     def finish_reindex(self, collection_id: int, embedder: str, dim: int) -> None:
         """Swap the re-built vectors in: the collection now reads ``next_key`` with the new embedder."""
         with self.transaction() as db:
-            db.execute("UPDATE collections SET vector_key = next_key, embedder = ?, dim = ?, next_key = NULL,"
-                       " next_writer = NULL WHERE id = ? AND next_key IS NOT NULL", (embedder, dim, collection_id))
+            db.execute(
+                "UPDATE collections SET vector_key = next_key, embedder = ?, dim = ?, next_key = NULL,"
+                " next_writer = NULL WHERE id = ? AND next_key IS NOT NULL",
+                (embedder, dim, collection_id),
+            )
 
     def abandon_reindex(self, collection_id: int) -> None:
         with self.transaction() as db:
@@ -331,8 +499,9 @@ class ChunkStore:
 
     def delete_collection(self, collection_id: int) -> None:
         with self.transaction() as db:
-            db.execute("DELETE FROM chunks WHERE file_id IN (SELECT id FROM files WHERE collection_id = ?)",
-                       (collection_id,))
+            db.execute(
+                "DELETE FROM chunks WHERE file_id IN (SELECT id FROM files WHERE collection_id = ?)", (collection_id,)
+            )
             db.execute("DELETE FROM files WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
 
@@ -342,20 +511,25 @@ class ChunkStore:
         """Chunks of ready files among ``ids``."""
         found: dict[int, ChunkRow] = {}
         for start in range(0, len(ids), 500):
-            part = list(ids[start:start + 500])
+            part = list(ids[start : start + 500])
             marks = ",".join("?" * len(part))
             for r in self._all(f"SELECT {_CHUNK_COLUMNS} WHERE c.id IN ({marks}) AND f.status = 'ready'", part):
                 found[r[0]] = _chunk_row(r)
         return found
 
     def chunk_range(self, file_id: int, first: int, last: int) -> list[ChunkRow]:
-        return [_chunk_row(r) for r in self._all(
-            f"SELECT {_CHUNK_COLUMNS} WHERE c.file_id = ? AND c.idx BETWEEN ? AND ? ORDER BY c.idx",
-            (file_id, first, last))]
+        return [
+            _chunk_row(r)
+            for r in self._all(
+                f"SELECT {_CHUNK_COLUMNS} WHERE c.file_id = ? AND c.idx BETWEEN ? AND ? ORDER BY c.idx",
+                (file_id, first, last),
+            )
+        ]
 
     def file_chunks(self, file_id: int) -> list[ChunkRow]:
-        return [_chunk_row(r) for r in self._all(f"SELECT {_CHUNK_COLUMNS} WHERE c.file_id = ? ORDER BY c.idx",
-                                                (file_id,))]
+        return [
+            _chunk_row(r) for r in self._all(f"SELECT {_CHUNK_COLUMNS} WHERE c.file_id = ? ORDER BY c.idx", (file_id,))
+        ]
 
     def search(self, collection_id: int, question: str, limit: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score — higher is better) of the best keyword matches in ready files."""
@@ -366,7 +540,9 @@ class ChunkStore:
             "SELECT c.id, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
             " JOIN files f ON f.id = c.file_id"
             " WHERE chunks_fts MATCH ? AND f.collection_id = ? AND f.status = 'ready'"
-            " ORDER BY bm25(chunks_fts) LIMIT ?", (" OR ".join(_quoted(t) for t in terms), collection_id, limit))
+            " ORDER BY bm25(chunks_fts) LIMIT ?",
+            (" OR ".join(_quoted(t) for t in terms), collection_id, limit),
+        )
         return [(r[0], float(r[1])) for r in rows]
 
     def coverage(self, question: str, ids: Sequence[int]) -> dict[int, float]:
@@ -381,8 +557,9 @@ class ChunkStore:
         held: dict[int, float] = dict.fromkeys(ids, 0.0)
         weights = 0.0
         for term in terms:
-            found = self._all(f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ({marks})",
-                              (_quoted(term), *ids))
+            found = self._all(
+                f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ({marks})", (_quoted(term), *ids)
+            )
             df = self._all("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (_quoted(term),))[0][0]
             idf = math.log(1 + (total - df + 0.5) / (df + 0.5))
             weights += idf

@@ -64,8 +64,11 @@ def default_engine() -> OcrEngine:
 
         return RapidEngine()
     except ImportError as e:
-        raise OcrError("unavailable", f"Orchard's OCR is not installed here ({e.name or e}).",
-                       "reinstall Orchard (`make setup`) to read scanned pages") from e
+        raise OcrError(
+            "unavailable",
+            f"Orchard's OCR is not installed here ({e.name or e}).",
+            "reinstall Orchard (`make setup`) to read scanned pages",
+        ) from e
 
 
 def recognize(image: np.ndarray, engine: OcrEngine | None = None) -> list[OcrLine]:
@@ -73,8 +76,13 @@ def recognize(image: np.ndarray, engine: OcrEngine | None = None) -> list[OcrLin
     return (engine or default_engine()).recognize(_rgb(image))
 
 
-def recognize_page(image: np.ndarray, cancel: CancelToken | None = None, *, engine: OcrEngine | None = None,
-                   timeout_s: float = PAGE_TIMEOUT_S) -> list[OcrLine]:
+def recognize_page(
+    image: np.ndarray,
+    cancel: CancelToken | None = None,
+    *,
+    engine: OcrEngine | None = None,
+    timeout_s: float = PAGE_TIMEOUT_S,
+) -> list[OcrLine]:
     """``recognize`` on a thread that is abandoned on cancel (``Cancelled`` within ``POLL_S``) or after
     ``timeout_s`` (``OcrError`` "timeout"); the abandoned read finishes in the background and is dropped."""
     engine = engine or default_engine()
@@ -99,8 +107,11 @@ def recognize_page(image: np.ndarray, cancel: CancelToken | None = None, *, engi
             if cancel is not None:
                 cancel.raise_if_cancelled()
             if time.monotonic() > deadline:
-                raise OcrError("timeout", f"OCR gave up on a page after {timeout_s:.0f} s.",
-                               "the page may be huge or very dense; split it or scan it at a lower resolution")
+                raise OcrError(
+                    "timeout",
+                    f"OCR gave up on a page after {timeout_s:.0f} s.",
+                    "the page may be huge or very dense; split it or scan it at a lower resolution",
+                )
     except BaseException:
         abandoned.set()
         raise

@@ -34,11 +34,14 @@ class RapidEngine:
     def _load(self):
         with self._lock:
             if self._engine is None:
-                self._engine = self._module.RapidOCR(params={
-                    "Global.log_level": "error",  # its per-model INFO lines would land in the CLI's output
-                    "Global.use_cls": False,  # the 180° line classifier: scans are upright; saves a third of the time
-                    "Global.text_score": MIN_CONFIDENCE,
-                })
+                self._engine = self._module.RapidOCR(
+                    params={
+                        "Global.log_level": "error",  # its per-model INFO lines would land in the CLI's output
+                        # the 180° line classifier: scans are upright; saves a third of the time
+                        "Global.use_cls": False,
+                        "Global.text_score": MIN_CONFIDENCE,
+                    }
+                )
             return self._engine
 
     def recognize(self, image: np.ndarray) -> list[OcrLine]:
@@ -55,7 +58,16 @@ def lines_from_output(boxes: Sequence, texts: Sequence[str], scores: Sequence[fl
         corners = np.asarray(quad, dtype=float).reshape(-1, 2)
         if not str(text).strip():
             continue
-        lines.append(OcrLine(str(text).strip(), (float(corners[:, 0].min()), float(corners[:, 1].min()),
-                                                 float(corners[:, 0].max()), float(corners[:, 1].max())),
-                             float(score)))
+        lines.append(
+            OcrLine(
+                str(text).strip(),
+                (
+                    float(corners[:, 0].min()),
+                    float(corners[:, 1].min()),
+                    float(corners[:, 0].max()),
+                    float(corners[:, 1].max()),
+                ),
+                float(score),
+            )
+        )
     return lines

@@ -63,8 +63,7 @@ class PagedText:
     def parts(self) -> list[tuple[int, int, int]]:
         """(page, start, end) of each page's stretch of the text that holds more than whitespace."""
         edges = [0, *self.breaks, len(self.text)]
-        return [(self.page_start + i, s, e) for i, (s, e) in enumerate(zip(edges, edges[1:]))
-                if self.text[s:e].strip()]
+        return [(self.page_start + i, s, e) for i, (s, e) in enumerate(zip(edges, edges[1:])) if self.text[s:e].strip()]
 
 
 def page_at(offset: int, page_start: int, breaks: tuple[int, ...] | list[int]) -> int:
@@ -78,7 +77,7 @@ def sentences(paged: PagedText) -> list[tuple[int, int, int]]:
     for page, start, end in paged.parts():
         at = start
         for m in _SENTENCE_END.finditer(paged.text, start, end):
-            if paged.text[at:m.start()].strip():
+            if paged.text[at : m.start()].strip():
                 spans.append((page, at, m.start()))
             at = m.end()
         if paged.text[at:end].strip():
@@ -142,5 +141,5 @@ def best_page(paged: PagedText, against: str, similarity: Mapping[int, float] | 
         first -= 1
     while last + 1 < len(spans) and spans[last + 1][0] == page and scores[last + 1] > 0:
         last += 1
-    quote = paged.text[spans[first][1]:spans[last][2]].strip()
+    quote = paged.text[spans[first][1] : spans[last][2]].strip()
     return PageMatch(page, quote, scores[best] + similarity.get(page, 0.0))

@@ -44,7 +44,7 @@ _SPACES = re.compile(r"[^\S\n]{2,}|[^\S \n]")
 _SPACED_NEWLINE = re.compile(r" \n ?|\n ")
 _LINE_END_HYPHEN = re.compile(r"-\n")
 _BLANK_LINES = re.compile(r"\n{3,}")
-_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _LIGATURES = {0xFB00: "ff", 0xFB01: "fi", 0xFB02: "fl", 0xFB03: "ffi", 0xFB04: "ffl", 0xFB05: "st", 0xFB06: "st"}
 
 
@@ -157,8 +157,11 @@ def _open(path: Path, size: int):
         if pages == 0:
             raise PdfError("empty", f"{path.name} has no pages.")
         if pages > max(1, size // MIN_BYTES_PER_PAGE):
-            raise PdfError("too_large", f"{path.name} claims {pages:,} pages but holds only {size:,} bytes.",
-                           "The file is damaged or crafted; try re-saving it from a PDF viewer.")
+            raise PdfError(
+                "too_large",
+                f"{path.name} claims {pages:,} pages but holds only {size:,} bytes.",
+                "The file is damaged or crafted; try re-saving it from a PDF viewer.",
+            )
         yield doc
     finally:
         with _LOCK:
@@ -167,11 +170,15 @@ def _open(path: Path, size: int):
 
 def _load_error(path: Path, code: int | None) -> PdfError:
     if code == pdfium_c.FPDF_ERR_PASSWORD and _file_has(path, rb"/Encrypt\b"):
-        return PdfError("encrypted", f"{path.name} needs a password.",
-                        "Save an unlocked copy (e.g. print it to PDF) and add that.")
+        return PdfError(
+            "encrypted", f"{path.name} needs a password.", "Save an unlocked copy (e.g. print it to PDF) and add that."
+        )
     if code == pdfium_c.FPDF_ERR_SECURITY:
-        return PdfError("encrypted", f"{path.name} uses an encryption Orchard can't open.",
-                        "Save an unlocked copy (e.g. print it to PDF) and add that.")
+        return PdfError(
+            "encrypted",
+            f"{path.name} uses an encryption Orchard can't open.",
+            "Save an unlocked copy (e.g. print it to PDF) and add that.",
+        )
     if code in (pdfium_c.FPDF_ERR_FILE, pdfium_c.FPDF_ERR_PASSWORD) and _file_has(path, rb"/Count\s+0\b"):
         return PdfError("empty", f"{path.name} has no pages.")  # PDFium gives no reason for an empty page tree
     return PdfError("corrupt", f"{path.name} is damaged or not a PDF.", "Try re-saving it from a PDF viewer.")
@@ -180,9 +187,11 @@ def _load_error(path: Path, code: int | None) -> PdfError:
 def bug_report(name: str, verb: str) -> dict[str, str]:
     """``message`` and ``hint`` for a file that failed through a fault of Orchard's (never the exception's own
     text, which speaks of internals): what a person can do is report it with the logged details."""
-    return {"message": f"{name} could not be {verb} because of a problem in Orchard, not in your file.",
-            "hint": "please report it with the details from the log (Help > Open Logs Folder in the app; "
-                    "the lines above for `macapp`)"}
+    return {
+        "message": f"{name} could not be {verb} because of a problem in Orchard, not in your file.",
+        "hint": "please report it with the details from the log (Help > Open Logs Folder in the app; "
+        "the lines above for `macapp`)",
+    }
 
 
 def pdf_info(path: str | Path) -> PdfInfo:
@@ -211,7 +220,7 @@ def normalize_text(text: str) -> str:
 
 def _dehyphenate(match: re.Match) -> str:
     text, at = match.string, match.start()
-    joins = at > 0 and text[at - 1].isalpha() and text[at + 2:at + 3].islower()
+    joins = at > 0 and text[at - 1].isalpha() and text[at + 2 : at + 3].islower()
     return "" if joins else "-\n"
 
 
@@ -252,8 +261,11 @@ def _paragraph_lines(lines: list[str], marks: list[tuple[float, float] | None]) 
     """Insert an empty line before each line that starts a new block: a wider gap than the page's line
     pitch (the smallest plausible gap between lines of one size), a jump up (the next column), or a change
     of font size (a heading and its body)."""
-    pitches = [a[0] - b[0] for a, b in zip(marks, marks[1:])
-               if a and b and abs(a[1] - b[1]) < 0.5 and a[0] - b[0] >= 0.8 * a[1]]
+    pitches = [
+        a[0] - b[0]
+        for a, b in zip(marks, marks[1:])
+        if a and b and abs(a[1] - b[1]) < 0.5 and a[0] - b[0] >= 0.8 * a[1]
+    ]
     usual = min(pitches) if pitches else None
     out: list[str] = []
     for i, line in enumerate(lines):
@@ -287,8 +299,9 @@ def _read_page(doc: pdfium.PdfDocument, index: int) -> str | None:
             page.close()
 
 
-def extract_pages(path: str | Path, cancel: CancelToken | None = None, *,
-                  require_text: bool = True) -> Generator[Progress, None, list[PageText]]:
+def extract_pages(
+    path: str | Path, cancel: CancelToken | None = None, *, require_text: bool = True
+) -> Generator[Progress, None, list[PageText]]:
     """Text of every page (1-based ``page``; pages without text keep an empty string). ``require_text`` False:
     a file with no text layer at all is no error (the caller reads its pages by OCR).
 
@@ -314,15 +327,19 @@ def extract_pages(path: str | Path, cancel: CancelToken | None = None, *,
     if unreadable == total:
         raise PdfError("corrupt", f"{path.name} is damaged: none of its pages can be read.")
     if require_text and not any(p.text for p in pages):
-        raise PdfError("no_text", f"{path.name} has no text layer: it looks scanned.",
-                       "Run it through an OCR tool (e.g. ocrmypdf or Preview's export) and add the result.")
+        raise PdfError(
+            "no_text",
+            f"{path.name} has no text layer: it looks scanned.",
+            "Run it through an OCR tool (e.g. ocrmypdf or Preview's export) and add the result.",
+        )
     if unreadable:
         log.warning("%s: %d of %d pages could not be read", path.name, unreadable, total)
     return pages
 
 
-def extract_many(paths: Iterable[str | Path],
-                 cancel: CancelToken | None = None) -> Generator[ExtractProgress, None, list[FileOutcome]]:
+def extract_many(
+    paths: Iterable[str | Path], cancel: CancelToken | None = None
+) -> Generator[ExtractProgress, None, list[FileOutcome]]:
     """Extract each file in turn; a file that fails becomes a failed ``FileOutcome`` and the batch goes on.
 
     Yields:
@@ -353,8 +370,9 @@ def extract_many(paths: Iterable[str | Path],
             log.exception("extracting %s failed", path)
             outcome = FileOutcome(path, path.name, False, kind="error", **bug_report(path.name, "read"))
         outcomes.append(outcome)
-        yield ExtractProgress("extract", number + 1, len(paths), outcome.message or path.name, file=path.name,
-                              outcome=outcome)
+        yield ExtractProgress(
+            "extract", number + 1, len(paths), outcome.message or path.name, file=path.name, outcome=outcome
+        )
     return outcomes
 
 
@@ -410,8 +428,9 @@ def pages_with_images(path: str | Path, pages: Iterable[int]) -> set[int]:
     return found
 
 
-def page_images(path: str | Path, pages: Iterable[int],
-                long_side: int) -> Generator[tuple[int, np.ndarray | None, float], None, None]:
+def page_images(
+    path: str | Path, pages: Iterable[int], long_side: int
+) -> Generator[tuple[int, np.ndarray | None, float], None, None]:
     """(page, RGB pixels, pixels per point) for each 1-based page in ``pages``, rendered so its longer side is
     ``long_side`` pixels (for OCR); pixels None for a page PDFium can't load. The file stays open between pages."""
     path = Path(path)
@@ -449,8 +468,12 @@ def encode_png(pixels: np.ndarray) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, colour_type, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def match_keys(text: str) -> tuple[str, list[int]]:
@@ -501,8 +524,9 @@ def find_text_rects(path: str | Path, page: int, text: str) -> list[TextRect]:
         try:
             textpage = pdf_page.get_textpage()
             try:
-                chars = "".join(chr(pdfium_c.FPDFText_GetUnicode(textpage, i) or 0)
-                                for i in range(textpage.count_chars()))
+                chars = "".join(
+                    chr(pdfium_c.FPDFText_GetUnicode(textpage, i) or 0) for i in range(textpage.count_chars())
+                )
                 page_keys, where = match_keys(chars)
                 span = locate(page_keys, text)
                 if span is None:

@@ -93,8 +93,16 @@ class _Window:
     quote: str
 
 
-def query(collection: str, question: str, k: int = 5, mode: str = "hybrid", neighbours: int = 0, *,
-          embedder: EmbeddingModel | None = None, index: DocumentIndex | None = None) -> list[Passage]:
+def query(
+    collection: str,
+    question: str,
+    k: int = 5,
+    mode: str = "hybrid",
+    neighbours: int = 0,
+    *,
+    embedder: EmbeddingModel | None = None,
+    index: DocumentIndex | None = None,
+) -> list[Passage]:
     """The ``k`` best passages of ``collection`` for ``question``, best first.
 
     Args:
@@ -133,8 +141,12 @@ def query(collection: str, question: str, k: int = 5, mode: str = "hybrid", neig
             rankings.append(hits)
             if mode == "hybrid":
                 coverage = index.chunks.coverage(question, [chunk_id for chunk_id, _ in hits])
-                weights.append({chunk_id: share ** KEYWORD_VOTE_POWER if share >= KEYWORD_MIN_COVERAGE else 0.0
-                                for chunk_id, share in coverage.items()})
+                weights.append(
+                    {
+                        chunk_id: share**KEYWORD_VOTE_POWER if share >= KEYWORD_MIN_COVERAGE else 0.0
+                        for chunk_id, share in coverage.items()
+                    }
+                )
         ranked = fuse(rankings, weights=weights) if mode == "hybrid" else rankings[0]
         chunks = index.chunks.chunks_by_id([chunk_id for chunk_id, _ in ranked])
         pager = _Pager(question, embedder if vector is not None else None, vector)
@@ -144,8 +156,9 @@ def query(collection: str, question: str, k: int = 5, mode: str = "hybrid", neig
             index.close()
 
 
-def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K,
-         weights: Sequence[Mapping[int, float] | None] = ()) -> list[tuple[int, float]]:
+def fuse(
+    rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K, weights: Sequence[Mapping[int, float] | None] = ()
+) -> list[tuple[int, float]]:
     """Reciprocal-rank fusion: (id, sum over lists of weight / (k + rank)), best first. ``weights[i]`` gives
     the weight of each item of list ``i`` (missing list or item: 1; 0: no vote)."""
     scores: dict[int, float] = defaultdict(float)
@@ -202,8 +215,14 @@ class _Pager:
             self._similarity[chunk_id][page] = float(sim)
 
 
-def _passages(index: DocumentIndex, ranked: Sequence[tuple[int, float]], chunks: dict[int, ChunkRow], k: int,
-              neighbours: int, pager: _Pager) -> list[Passage]:
+def _passages(
+    index: DocumentIndex,
+    ranked: Sequence[tuple[int, float]],
+    chunks: dict[int, ChunkRow],
+    k: int,
+    neighbours: int,
+    pager: _Pager,
+) -> list[Passage]:
     windows: list[_Window] = []
     seen: set[str] = set()
     taken: set[tuple[str, int]] = set()  # (file, exact page) of every hit kept
@@ -214,17 +233,25 @@ def _passages(index: DocumentIndex, ranked: Sequence[tuple[int, float]], chunks:
             continue
         seen.add(text_key)
         ahead = min(_Pager.BATCH, k - len(windows))  # embedding page parts is most of a query's time: only for
-        match = pager.page(chunk, [c for c, _ in hits[at:at + ahead]])  # as many hits as slots are left
+        match = pager.page(chunk, [c for c, _ in hits[at : at + ahead]])  # as many hits as slots are left
         if (chunk.file_hash, match.page) in taken:  # this page is already a hit: the slot goes to the next one
             continue
         window = _Window(chunk, score, chunk.index - neighbours, chunk.index + neighbours, match.page, match.quote)
-        touching = [w for w in windows if w.hit.file_id == chunk.file_id and neighbours
-                    and window.first <= w.last + 1 and window.last >= w.first - 1]
+        touching = [
+            w
+            for w in windows
+            if w.hit.file_id == chunk.file_id
+            and neighbours
+            and window.first <= w.last + 1
+            and window.last >= w.first - 1
+        ]
         if touching:  # widen the best of them over this hit and any others it joins
             keep = touching[0]
             for other in touching:
-                keep.first, keep.last = min(keep.first, other.first, window.first), max(keep.last, other.last,
-                                                                                          window.last)
+                keep.first, keep.last = (
+                    min(keep.first, other.first, window.first),
+                    max(keep.last, other.last, window.last),
+                )
             windows = [w for w in windows if w is keep or all(w is not t for t in touching)]
             taken.add((chunk.file_hash, match.page))
             continue
@@ -237,8 +264,22 @@ def _passages(index: DocumentIndex, ranked: Sequence[tuple[int, float]], chunks:
         span = [w.hit] if not neighbours else index.chunks.chunk_range(w.hit.file_id, max(0, w.first), w.last)
         paged = join_paged([chunk_paged(c) for c in span])
         page_end = max(paged.page_end, *(c.page_end for c in span))  # more when indexed before pages were recorded
-        passages.append(Passage(w.hit.file, w.page, page_end, paged.text, w.score, w.hit.index,
-                                w.hit.file_hash, w.hit.heading, w.hit.path, paged.page_start, paged.breaks, w.quote))
+        passages.append(
+            Passage(
+                w.hit.file,
+                w.page,
+                page_end,
+                paged.text,
+                w.score,
+                w.hit.index,
+                w.hit.file_hash,
+                w.hit.heading,
+                w.hit.path,
+                paged.page_start,
+                paged.breaks,
+                w.quote,
+            )
+        )
     return passages
 
 
@@ -302,8 +343,9 @@ def keyword_coverage(collection: str, question: str, depth: int = 5, *, index: D
             index.close()
 
 
-def whole_documents(collection: str, count_tokens: Callable[[str], int], budget: int, *,
-                    index: DocumentIndex | None = None) -> list[Passage] | None:
+def whole_documents(
+    collection: str, count_tokens: Callable[[str], int], budget: int, *, index: DocumentIndex | None = None
+) -> list[Passage] | None:
     """Every chunk of ``collection`` in reading order (file by file, overlaps removed), or None when the
     documents don't fit ``budget`` tokens as counted by ``count_tokens`` (the chat model's counter)."""
     own = index is None
@@ -325,8 +367,21 @@ def whole_documents(collection: str, count_tokens: Callable[[str], int], budget:
             for c, part in zip(chunks, parts):
                 part = part.strip()
                 if part.text:
-                    passages.append(Passage(c.file, part.page_start, part.page_end, part.text, 1.0, c.index,
-                                            c.file_hash, c.heading, c.path, part.page_start, part.breaks))
+                    passages.append(
+                        Passage(
+                            c.file,
+                            part.page_start,
+                            part.page_end,
+                            part.text,
+                            1.0,
+                            c.index,
+                            c.file_hash,
+                            c.heading,
+                            c.path,
+                            part.page_start,
+                            part.breaks,
+                        )
+                    )
         return passages
     finally:
         if own:

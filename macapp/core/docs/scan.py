@@ -87,12 +87,15 @@ def lines_text(lines: Sequence[OcrLine]) -> str:
 
 def _scaled(lines: Sequence[OcrLine], per_point: float) -> tuple[OcrLine, ...]:
     """Boxes from image pixels to points (``per_point`` pixels a point)."""
-    return tuple(OcrLine(line.text, tuple(round(v / per_point, 2) for v in line.box), round(line.confidence, 4))
-                 for line in lines)
+    return tuple(
+        OcrLine(line.text, tuple(round(v / per_point, 2) for v in line.box), round(line.confidence, 4))
+        for line in lines
+    )
 
 
-def read_document(path: str | Path, cancel: CancelToken | None = None, *,
-                  ocr: OcrEngine | None = None) -> Generator[ReadProgress, None, list[PageText]]:
+def read_document(
+    path: str | Path, cancel: CancelToken | None = None, *, ocr: OcrEngine | None = None
+) -> Generator[ReadProgress, None, list[PageText]]:
     """Every page's text, by text layer or OCR (see the module docstring).
 
     Args:
@@ -134,15 +137,17 @@ def read_document(path: str | Path, cancel: CancelToken | None = None, *,
     return pages
 
 
-def _ocr_pages(path: Path, pages: list[PageText], wanted: list[int], engine: OcrEngine,
-               cancel: CancelToken | None) -> Generator[ReadProgress, None, OcrError | None]:
+def _ocr_pages(
+    path: Path, pages: list[PageText], wanted: list[int], engine: OcrEngine, cancel: CancelToken | None
+) -> Generator[ReadProgress, None, OcrError | None]:
     """OCR ``wanted`` pages in place in ``pages``; the last page error (timeout, engine failure) or None."""
     total = len(pages)
     started = time.monotonic()
     timed = 0  # pages actually run through the engine (blank ones cost nothing)
     failure = None
-    yield ReadProgress("ocr", 0, len(wanted), f"{path.name}: reading {plural(len(wanted), 'page')} by OCR",
-                       wanted[0], total)
+    yield ReadProgress(
+        "ocr", 0, len(wanted), f"{path.name}: reading {plural(len(wanted), 'page')} by OCR", wanted[0], total
+    )
     for done, (page, pixels, per_point) in enumerate(_images(path, wanted), start=1):
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -160,8 +165,15 @@ def _ocr_pages(path: Path, pages: list[PageText], wanted: list[int], engine: Ocr
         eta = None
         if timed:
             eta = (time.monotonic() - started) / done * (len(wanted) - done)
-        yield ReadProgress("ocr", done, len(wanted), f"{path.name}: page {page} of {total} read by OCR "
-                           f"({done} of {len(wanted)})", page, total, eta)
+        yield ReadProgress(
+            "ocr",
+            done,
+            len(wanted),
+            f"{path.name}: page {page} of {total} read by OCR ({done} of {len(wanted)})",
+            page,
+            total,
+            eta,
+        )
     return failure
 
 
@@ -177,12 +189,18 @@ def _images(path: Path, wanted: list[int]):
 def _no_text(path: Path, failure: OcrError | None) -> PdfError:
     kind = "an image" if images.is_image(path) else "scanned"
     if failure is not None and failure.kind == "unavailable":
-        return PdfError("no_text", f"{path.name} has no text layer ({kind}), and {failure.message[0].lower()}"
-                        f"{failure.message[1:]}", failure.hint)
+        return PdfError(
+            "no_text",
+            f"{path.name} has no text layer ({kind}), and {failure.message[0].lower()}{failure.message[1:]}",
+            failure.hint,
+        )
     if failure is not None:
         return PdfError("no_text", f"{path.name} has no text that OCR could read: {failure.message}", failure.hint)
-    return PdfError("no_text", f"{path.name} has no text: not even OCR found any ({kind}).",
-                    "if it holds text, scan it again sharper (300 dpi, straight) and add that")
+    return PdfError(
+        "no_text",
+        f"{path.name} has no text: not even OCR found any ({kind}).",
+        "if it holds text, scan it again sharper (300 dpi, straight) and add that",
+    )
 
 
 # ---------------------------------------------------------------- the viewer
@@ -200,7 +218,7 @@ def ocr_rects(lines: Sequence[OcrLine], text: str) -> list[TextRect]:
     span = locate("".join(keys), text)
     if span is None:
         return []
-    hit = sorted(set(owner[span[0]:span[1]]))
+    hit = sorted(set(owner[span[0] : span[1]]))
     return [TextRect(*lines[n].box) for n in hit]
 
 

@@ -67,8 +67,9 @@ def _default_embedder() -> EmbeddingModel | None:
         return None
 
 
-def supporting_passages(text: str, passages: Sequence[Passage], *,
-                        embedder: EmbeddingModel | None = None) -> list[Support]:
+def supporting_passages(
+    text: str, passages: Sequence[Passage], *, embedder: EmbeddingModel | None = None
+) -> list[Support]:
     """For each sentence of ``text`` that a passage supports, the passage that supports it best."""
     candidates: list[tuple[int, int, int, float, str]] = []  # (start, end, number, lexical, quote)
     for start, end in answer_sentences(text):
@@ -109,8 +110,9 @@ def with_markers(text: str, supports: Sequence[Support]) -> str:
     return "".join(out)
 
 
-def cite_answer(text: str, passages: Sequence[Passage], *,
-                embedder: EmbeddingModel | None = None) -> tuple[str, list[Citation], str | None]:
+def cite_answer(
+    text: str, passages: Sequence[Passage], *, embedder: EmbeddingModel | None = None
+) -> tuple[str, list[Citation], str | None]:
     """(labelled text, citations, note): the model's own ``[n]`` citations; else the passages its sentences
     match, with their labels after those sentences and a note saying they were matched, not cited."""
     labelled, citations = resolve_citations(text, passages)

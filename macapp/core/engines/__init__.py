@@ -22,8 +22,15 @@ class LoadPlan:
     estimate: MemoryEstimate
 
 
-def plan_load(ref: str, *, n_ctx: int | None = None, kv_type: str | None = None, flash_attn: bool = True,
-              budget: int | None = None, check_memory: bool = True) -> LoadPlan:
+def plan_load(
+    ref: str,
+    *,
+    n_ctx: int | None = None,
+    kv_type: str | None = None,
+    flash_attn: bool = True,
+    budget: int | None = None,
+    check_memory: bool = True,
+) -> LoadPlan:
     """Resolve ``ref`` and choose runtime settings: context = ``n_ctx`` or the user's default, within the model's.
 
     Raises ``UserError`` when the model is too big for ``budget`` (this Mac's, by default), naming
@@ -40,18 +47,28 @@ def plan_load(ref: str, *, n_ctx: int | None = None, kv_type: str | None = None,
     ctx = n_ctx or settings.default_ctx
     if ctx <= 0:
         raise UserError(f"the context length must be positive (got {ctx})")
-    runtime = RuntimeSettings(n_ctx=min(ctx, facts.context_length), kv_type=kv_type or settings.kv_type,
-                              flash_attn=flash_attn, backend=hardware.default_backend())
+    runtime = RuntimeSettings(
+        n_ctx=min(ctx, facts.context_length),
+        kv_type=kv_type or settings.kv_type,
+        flash_attn=flash_attn,
+        backend=hardware.default_backend(),
+    )
     if budget is None:
         budget = hardware.detect().budget_bytes
     est = estimate_memory(facts, runtime, budget)
     if check_memory and est.verdict == "too_big":
         from macapp.core.units import format_bytes
 
-        hint = (f"the largest context that fits is {est.max_ctx_that_fits:,} tokens" if est.max_ctx_that_fits
-                else "pick a smaller model or a smaller quantization")
-        raise UserError(f"{path.name} needs {format_bytes(est.gpu_bytes)} at {runtime.n_ctx:,} tokens of context; "
-                        f"this Mac can give it {format_bytes(budget)}", hint=hint)
+        hint = (
+            f"the largest context that fits is {est.max_ctx_that_fits:,} tokens"
+            if est.max_ctx_that_fits
+            else "pick a smaller model or a smaller quantization"
+        )
+        raise UserError(
+            f"{path.name} needs {format_bytes(est.gpu_bytes)} at {runtime.n_ctx:,} tokens of context; "
+            f"this Mac can give it {format_bytes(budget)}",
+            hint=hint,
+        )
     return LoadPlan(path, runtime, est)
 
 
@@ -72,8 +89,9 @@ def open_engine(ref: str, *, adapter: str | None = None, **plan_options):
     if folder.is_dir() and (folder / "config.json").is_file():
         from macapp.core.engines.mlx_engine import MlxEngine
 
-        return MlxEngine(folder, adapter_folder(adapter) if adapter else None, model_id=ref,
-                         n_ctx=plan_options.get("n_ctx"))
+        return MlxEngine(
+            folder, adapter_folder(adapter) if adapter else None, model_id=ref, n_ctx=plan_options.get("n_ctx")
+        )
     from macapp.core.engines.llama_engine import LlamaCppEngine
 
     plan = plan_load(ref, **plan_options)
@@ -116,8 +134,10 @@ def adapter_base(folder: Path) -> str:
             continue
         if base:
             return str(base)
-    raise UserError(f"The adapter {folder.name} doesn't say which base model it was trained on",
-                    hint="export it with `macapp export ADAPTER --gguf-lora OUT --base DIR`")
+    raise UserError(
+        f"The adapter {folder.name} doesn't say which base model it was trained on",
+        hint="export it with `macapp export ADAPTER --gguf-lora OUT --base DIR`",
+    )
 
 
 def apply_adapter(engine, adapter: str | None) -> None:

@@ -125,7 +125,7 @@ class _Splitter:
         return "" if self.hold_all else self._take(len(self.text))
 
     def _take(self, end: int) -> str:
-        out = self.text[self.sent:end]
+        out = self.text[self.sent : end]
         self.sent = max(self.sent, end)
         return out
 
@@ -149,8 +149,9 @@ def build_grammar(spec: OutputSpec, fmt: ToolFormat) -> str | None:
     return None
 
 
-def prepare(engine: Engine, messages: Sequence[ChatMessage], spec: OutputSpec
-            ) -> tuple[ToolFormat, list[ChatMessage], dict[str, Any]]:
+def prepare(
+    engine: Engine, messages: Sequence[ChatMessage], spec: OutputSpec
+) -> tuple[ToolFormat, list[ChatMessage], dict[str, Any]]:
     """The format, the conversation as the engine should get it, and the keyword arguments for ``stream_chat``."""
     fmt = tool_format_for(engine)
     tools = spec.callable_tools
@@ -169,9 +170,15 @@ def count_prompt_tokens(engine: Engine, messages: Sequence[ChatMessage], spec: O
     return engine.count_chat_tokens(prepared)
 
 
-def stream_structured(engine: Engine, messages: Sequence[ChatMessage], spec: OutputSpec,
-                      sampling: SamplingSettings | None = None, cancel: CancelToken | None = None, *,
-                      max_attempts: int = MAX_ATTEMPTS) -> Generator[GenerationChunk, None, StructuredResult]:
+def stream_structured(
+    engine: Engine,
+    messages: Sequence[ChatMessage],
+    spec: OutputSpec,
+    sampling: SamplingSettings | None = None,
+    cancel: CancelToken | None = None,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> Generator[GenerationChunk, None, StructuredResult]:
     """Answer ``messages`` as ``spec`` asks, streaming answer text; returns the parsed ``StructuredResult``.
 
     Args:
@@ -191,8 +198,7 @@ def stream_structured(engine: Engine, messages: Sequence[ChatMessage], spec: Out
     attempt = 0
     while True:
         attempt += 1
-        splitter = _Splitter(fmt if tools else None,
-                             hold_all=spec.response_schema is not None and not constrained)
+        splitter = _Splitter(fmt if tools else None, hold_all=spec.response_schema is not None and not constrained)
         stream = engine.stream_chat(conversation, sampling, cancel, **extra)
         while True:
             try:
@@ -209,15 +215,25 @@ def stream_structured(engine: Engine, messages: Sequence[ChatMessage], spec: Out
             if rest and not outcome.tool_calls:
                 yield GenerationChunk(rest, result.completion_tokens, result.generation_s)
             return outcome
-        conversation += [{"role": "assistant", "content": result.text},
-                         {"role": "user", "content": "That reply was not valid: " + "; ".join(outcome.problems)
-                                                     + ". Reply again, correctly."}]
+        conversation += [
+            {"role": "assistant", "content": result.text},
+            {
+                "role": "user",
+                "content": "That reply was not valid: " + "; ".join(outcome.problems) + ". Reply again, correctly.",
+            },
+        ]
         if sampling.seed is not None:
             sampling = sampling.with_changes(seed=sampling.seed + 1)
 
 
-def _read(result: GenerationResult, fmt: ToolFormat, spec: OutputSpec, tools: Sequence[ToolSpec], attempt: int,
-          constrained: bool) -> StructuredResult:
+def _read(
+    result: GenerationResult,
+    fmt: ToolFormat,
+    spec: OutputSpec,
+    tools: Sequence[ToolSpec],
+    attempt: int,
+    constrained: bool,
+) -> StructuredResult:
     problems: list[str] = []
     content, calls = result.text, ()
     if tools:

@@ -46,8 +46,14 @@ class FakeEngine:
 
     name = "fake"
 
-    def __init__(self, model_id: str = "fake-model", *, n_ctx: int = 4096, chunk_delay_s: float = 0.0,
-                 load_error: UserError | None = None) -> None:
+    def __init__(
+        self,
+        model_id: str = "fake-model",
+        *,
+        n_ctx: int = 4096,
+        chunk_delay_s: float = 0.0,
+        load_error: UserError | None = None,
+    ) -> None:
         self.model_id = model_id
         self.chunk_delay_s = chunk_delay_s  # a pause before each chunk, for tests that stop an answer midway
         self.load_error = load_error  # raised by load(), as a model that fails to load would
@@ -105,15 +111,20 @@ class FakeEngine:
     def count_chat_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return self.count_tokens(render_chatml(messages))
 
-    def stream_chat(self, messages: Sequence[ChatMessage], sampling: SamplingSettings | None = None,
-                    cancel: CancelToken | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Stream the next queued answer; ``UserError`` when none is queued or the prompt overflows."""
         self._require()
         self.prompts.append([ChatMessage(role=m["role"], content=m["content"]) for m in messages])
         return (yield from self._answer(self.count_chat_tokens(messages), sampling, cancel))
 
-    def stream_completion(self, prompt: str, sampling: SamplingSettings | None = None,
-                          cancel: CancelToken | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def stream_completion(
+        self, prompt: str, sampling: SamplingSettings | None = None, cancel: CancelToken | None = None
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Stream the next queued answer as the continuation of raw ``prompt`` text."""
         self._require()
         self.prompts.append([ChatMessage(role="user", content=prompt)])
@@ -125,8 +136,9 @@ class FakeEngine:
         if not self._loaded:
             raise UserError("No model is loaded", hint="load a model first")
 
-    def _answer(self, prompt_tokens: int, sampling: SamplingSettings | None,
-                cancel: CancelToken | None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def _answer(
+        self, prompt_tokens: int, sampling: SamplingSettings | None, cancel: CancelToken | None
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         sampling = sampling or SamplingSettings()
         self.samplings.append(sampling)
         if prompt_tokens >= self._n_ctx:
@@ -163,9 +175,15 @@ class FakeEngine:
             sent += 1
             yield GenerationChunk(chunk, sent, time.perf_counter() - started)
         ended = time.perf_counter()
-        return GenerationResult(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
-                                prompt_eval_tokens=prompt_tokens, completion_tokens=sent, prompt_s=0.0,
-                                generation_s=ended - started)
+        return GenerationResult(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            prompt_eval_tokens=prompt_tokens,
+            completion_tokens=sent,
+            prompt_s=0.0,
+            generation_s=ended - started,
+        )
 
 
 def _first_stop(chunk: str, stops: Sequence[str]) -> int | None:

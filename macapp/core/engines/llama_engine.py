@@ -69,8 +69,16 @@ class LlamaCppEngine:
     name = "llama.cpp"
     supports_grammar = True
 
-    def __init__(self, path: str | Path, settings: RuntimeSettings | None = None, *, model_id: str | None = None,
-                 n_threads: int | None = None, adapter: str | Path | None = None, adapter_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        settings: RuntimeSettings | None = None,
+        *,
+        model_id: str | None = None,
+        n_threads: int | None = None,
+        adapter: str | Path | None = None,
+        adapter_scale: float = 1.0,
+    ) -> None:
         self.path = Path(path)
         self.model_id = model_id or str(path)
         self.settings = settings or RuntimeSettings()
@@ -131,8 +139,14 @@ class LlamaCppEngine:
             with llama_log.capture() as lines:
                 try:
                     outcome["llm"] = open_llama(
-                        str(self.path), settings, progress=on_progress, verbose=False, n_threads=self.n_threads,
-                        n_threads_batch=self.n_threads, seed=0)
+                        str(self.path),
+                        settings,
+                        progress=on_progress,
+                        verbose=False,
+                        n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads,
+                        seed=0,
+                    )
                 except Exception as exc:  # noqa: BLE001 - reported to the caller below
                     outcome["error"] = exc
                     outcome["log"] = list(lines)
@@ -211,8 +225,10 @@ class LlamaCppEngine:
             if not handle:
                 found = _ADAPTER_FAILURE.search("".join(lines))
                 reason = found[1].strip() if found else "it is not a GGUF LoRA adapter llama.cpp can read"
-                raise UserError(f"{wanted[0].name} cannot be applied to {self.path.name}: {reason}",
-                                hint="export the adapter from a model with the same base")
+                raise UserError(
+                    f"{wanted[0].name} cannot be applied to {self.path.name}: {reason}",
+                    hint="export the adapter from a model with the same base",
+                )
             self._adapters[wanted[0]] = handle
         if wanted is None:
             llama_cpp.llama_set_adapters_lora(llm.ctx, None, 0, None)
@@ -272,7 +288,7 @@ class LlamaCppEngine:
         llm = self._require()
         history = self._history_text
         if reuse and history and len(text) > len(history) and text.startswith(history):
-            return self._history_tokens + self.tokenize(text[len(history):])
+            return self._history_tokens + self.tokenize(text[len(history) :])
         add_bos = llm._model.add_bos_token() and not (self._bos_text and text.startswith(self._bos_text))
         return self.tokenize(text, add_bos=add_bos)
 
@@ -282,15 +298,21 @@ class LlamaCppEngine:
             import llama_cpp
 
             n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, self._piece_buf, 256, 0, False)
-            piece = self._piece_buf.raw[:max(0, n)]
+            piece = self._piece_buf.raw[: max(0, n)]
             self._pieces[token] = piece
         return piece
 
     # -- generation ----------------------------------------------------------------------------
 
-    def stream_chat(self, messages: Sequence[ChatMessage], sampling: SamplingSettings | None = None,
-                    cancel: CancelToken | None = None, *, tools: Sequence[dict] | None = None,
-                    grammar: str | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        tools: Sequence[dict] | None = None,
+        grammar: str | None = None,
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Answer ``messages`` (system prompt included by the caller), streaming text.
 
         ``tools`` (OpenAI's shape) reach the chat template; ``grammar`` (GBNF) constrains every token.
@@ -299,16 +321,26 @@ class LlamaCppEngine:
         tokens = self._tokenize_prompt(rendered.text)
         return (yield from self._generate(rendered.text, tokens, sampling or SamplingSettings(), cancel, grammar))
 
-    def stream_completion(self, prompt: str, sampling: SamplingSettings | None = None,
-                          cancel: CancelToken | None = None, *, grammar: str | None = None
-                          ) -> Generator[GenerationChunk, None, GenerationResult]:
+    def stream_completion(
+        self,
+        prompt: str,
+        sampling: SamplingSettings | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        grammar: str | None = None,
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Continue raw ``prompt`` text (no chat template), under ``grammar`` (GBNF) when given."""
         tokens = self._tokenize_prompt(prompt)
         return (yield from self._generate(prompt, tokens, sampling or SamplingSettings(), cancel, grammar))
 
-    def _generate(self, prompt_text: str, tokens: list[int], sampling: SamplingSettings,
-                  cancel: CancelToken | None, grammar: str | None = None
-                  ) -> Generator[GenerationChunk, None, GenerationResult]:
+    def _generate(
+        self,
+        prompt_text: str,
+        tokens: list[int],
+        sampling: SamplingSettings,
+        cancel: CancelToken | None,
+        grammar: str | None = None,
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """The token loop: sample, decode bytes incrementally, hold back text that may start a stop string."""
         import llama_cpp
         from llama_cpp.llama_grammar import LlamaGrammar
@@ -316,8 +348,10 @@ class LlamaCppEngine:
         llm = self._require()
         n_ctx = llm.n_ctx()
         if len(tokens) >= n_ctx:
-            raise UserError(f"The prompt is {len(tokens)} tokens; the context window holds {n_ctx}",
-                            hint="start a new chat, shorten the message or load the model with a larger context")
+            raise UserError(
+                f"The prompt is {len(tokens)} tokens; the context window holds {n_ctx}",
+                hint="start a new chat, shorten the message or load the model with a larger context",
+            )
         llm.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
         vocab = llm._model.vocab
         eog = llama_cpp.llama_vocab_is_eog
@@ -337,9 +371,15 @@ class LlamaCppEngine:
         cut_by_stop_string = False
         if grammar:
             self._check_grammar(grammar)
-        steps = llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-                             temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
-                             grammar=LlamaGrammar.from_string(grammar) if grammar else None)
+        steps = llm.generate(
+            tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+            grammar=LlamaGrammar.from_string(grammar) if grammar else None,
+        )
         try:
             for token in steps:
                 if not generated and first_at == started:
@@ -353,7 +393,7 @@ class LlamaCppEngine:
                     window = max(0, emitted - hold)
                     found = [i for i in (text.find(s, window) for s in stops) if i >= 0]
                     if found:
-                        text = text[:min(found)]
+                        text = text[: min(found)]
                         finish, cut_by_stop_string = "stop", True
                         break
                 safe = len(text) - hold if stops else len(text)
@@ -384,9 +424,14 @@ class LlamaCppEngine:
         else:
             self._history_text, self._history_tokens = prompt_text + text, tokens + generated
         return GenerationResult(
-            text=text, finish_reason=finish, prompt_tokens=len(tokens),
-            prompt_eval_tokens=len(tokens) - cached_before, completion_tokens=len(generated),
-            prompt_s=first_at - started, generation_s=ended - first_at)
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=len(tokens),
+            prompt_eval_tokens=len(tokens) - cached_before,
+            completion_tokens=len(generated),
+            prompt_s=first_at - started,
+            generation_s=ended - first_at,
+        )
 
     def _check_grammar(self, grammar: str) -> None:
         """Refuse a grammar llama.cpp can't parse: sampling with one would crash the process."""

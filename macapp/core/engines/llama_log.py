@@ -55,10 +55,14 @@ def capture() -> Iterator[list[str]]:
 
 
 _REASONS = [
-    (re.compile(r"unknown model architecture: '([^']+)'"),
-     "its architecture '{0}' is not supported by this version of llama.cpp"),
-    (re.compile(r"tensor '([^']+)' data is not within the file bounds"),
-     "the file is truncated (tensor '{0}' ends past the end of the file); download it again"),
+    (
+        re.compile(r"unknown model architecture: '([^']+)'"),
+        "its architecture '{0}' is not supported by this version of llama.cpp",
+    ),
+    (
+        re.compile(r"tensor '([^']+)' data is not within the file bounds"),
+        "the file is truncated (tensor '{0}' ends past the end of the file); download it again",
+    ),
     (re.compile(r"missing tensor '([^']+)'"), "it lacks the tensor '{0}'; the file is incomplete or not a model"),
     (re.compile(r"unknown \(magic, version\) combination|invalid magic characters"), "it is not a GGUF file"),
     (re.compile(r"failed to allocate|unable to allocate|out of memory", re.I), "there is not enough memory for it"),

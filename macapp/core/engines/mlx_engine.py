@@ -41,8 +41,9 @@ def check_model_dir(path: Path) -> None:
 
 def check_adapter_dir(path: Path) -> None:
     if not (path / "adapter_config.json").is_file() or not (path / "adapters.safetensors").is_file():
-        raise UserError(f"{path} is not an mlx-lm adapter folder (adapter_config.json and adapters.safetensors "
-                        "are needed)")
+        raise UserError(
+            f"{path} is not an mlx-lm adapter folder (adapter_config.json and adapters.safetensors are needed)"
+        )
 
 
 def _unwrap_adapters(model) -> None:
@@ -65,8 +66,14 @@ class MlxEngine:
 
     name = "mlx"
 
-    def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None = None, *, model_id: str | None = None,
-                 n_ctx: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        adapter_dir: str | Path | None = None,
+        *,
+        model_id: str | None = None,
+        n_ctx: int | None = None,
+    ) -> None:
         self.path = Path(model_dir)
         self.adapter_dir = Path(adapter_dir) if adapter_dir else None
         self.model_id = model_id or str(model_dir)
@@ -149,8 +156,9 @@ class MlxEngine:
         source = tok.chat_template
         if isinstance(source, dict):  # named templates
             source = source.get("default") or next(iter(source.values()), None)
-        self.template = ChatTemplate(source, bos_token=tok.bos_token or "", eos_token=tok.eos_token or "",
-                                     name=self.path.name)
+        self.template = ChatTemplate(
+            source, bos_token=tok.bos_token or "", eos_token=tok.eos_token or "", name=self.path.name
+        )
         stop_ids, texts = set(tok.eos_token_ids), []
         for marker in self.template.stop_strings:
             ids = tok.encode(marker, add_special_tokens=False)
@@ -193,12 +201,15 @@ class MlxEngine:
 
         try:
             kind = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get(
-                "fine_tune_type", "lora")
+                "fine_tune_type", "lora"
+            )
             self._model = load_adapters(self._model, str(adapter_dir))
         except (ValueError, KeyError, TypeError, OSError) as exc:
             _unwrap_adapters(self._model)
-            raise UserError(f"the adapter {adapter_dir.name} does not fit {self.path.name}: {exc}",
-                            hint="use an adapter trained on this base model") from exc
+            raise UserError(
+                f"the adapter {adapter_dir.name} does not fit {self.path.name}: {exc}",
+                hint="use an adapter trained on this base model",
+            ) from exc
         self._adapter_type, self.adapter_dir = str(kind), adapter_dir
         self._drop_cache()
 
@@ -246,28 +257,40 @@ class MlxEngine:
         """Tokens for a whole prompt; past the last exchange only the new text is tokenized."""
         history = self._history_text
         if history and len(text) > len(history) and text.startswith(history):
-            return self._history_tokens + self.tokenize(text[len(history):])
+            return self._history_tokens + self.tokenize(text[len(history) :])
         return self.tokenize(text)
 
     # -- generation ----------------------------------------------------------------------------
 
-    def stream_chat(self, messages: Sequence[ChatMessage], sampling: SamplingSettings | None = None,
-                    cancel: CancelToken | None = None, *, tools: Sequence[dict] | None = None
-                    ) -> Generator[GenerationChunk, None, GenerationResult]:
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        tools: Sequence[dict] | None = None,
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Answer ``messages`` (system prompt included by the caller), streaming text.
 
         ``tools`` reach the chat template. MLX takes no grammar: ``constrained.stream_structured``
         validates its JSON and tool calls and retries a bounded number of times instead.
         """
         text = self.render(messages, tools).text
-        return (yield from self.generate_tokens(self._tokenize_prompt(text), sampling or SamplingSettings(), cancel,
-                                                prompt_text=text))
+        return (
+            yield from self.generate_tokens(
+                self._tokenize_prompt(text), sampling or SamplingSettings(), cancel, prompt_text=text
+            )
+        )
 
-    def stream_completion(self, prompt: str, sampling: SamplingSettings | None = None,
-                          cancel: CancelToken | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def stream_completion(
+        self, prompt: str, sampling: SamplingSettings | None = None, cancel: CancelToken | None = None
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Continue raw ``prompt`` text (no chat template)."""
-        return (yield from self.generate_tokens(self._tokenize_prompt(prompt), sampling or SamplingSettings(), cancel,
-                                                prompt_text=prompt))
+        return (
+            yield from self.generate_tokens(
+                self._tokenize_prompt(prompt), sampling or SamplingSettings(), cancel, prompt_text=prompt
+            )
+        )
 
     def _reusable_cache(self, tokens: list[int]) -> tuple[list, int]:
         """A KV cache holding the longest usable prefix of ``tokens``, and that prefix's length."""
@@ -286,8 +309,14 @@ class MlxEngine:
         self._cache = make_prompt_cache(self._model)
         return self._cache, 0
 
-    def generate_tokens(self, tokens: list[int], sampling: SamplingSettings, cancel: CancelToken | None = None, *,
-                        prompt_text: str | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def generate_tokens(
+        self,
+        tokens: list[int],
+        sampling: SamplingSettings,
+        cancel: CancelToken | None = None,
+        *,
+        prompt_text: str | None = None,
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """The token loop over mlx-lm's ``stream_generate``; holds back text that may start a stop string.
 
         ``prompt_text`` is what ``tokens`` encode, remembered with the answer for the next prompt.
@@ -301,11 +330,17 @@ class MlxEngine:
         if not tokens:
             raise UserError("The prompt is empty")
         if len(tokens) >= n_ctx:
-            raise UserError(f"The prompt is {len(tokens)} tokens; the context window holds {n_ctx}",
-                            hint="start a new chat or shorten the message")
+            raise UserError(
+                f"The prompt is {len(tokens)} tokens; the context window holds {n_ctx}",
+                hint="start a new chat or shorten the message",
+            )
         mx.random.seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
-        sampler = make_sampler(temp=max(sampling.temperature, 0.0), top_p=sampling.top_p, min_p=sampling.min_p,
-                               top_k=max(sampling.top_k, 0))
+        sampler = make_sampler(
+            temp=max(sampling.temperature, 0.0),
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            top_k=max(sampling.top_k, 0),
+        )
         penalty = sampling.repeat_penalty if sampling.repeat_penalty and sampling.repeat_penalty != 1.0 else None
         processors = make_logits_processors(repetition_penalty=penalty, repetition_context_size=REPEAT_WINDOW)
         room = n_ctx - len(tokens)
@@ -322,8 +357,15 @@ class MlxEngine:
         generated = 0
         finish: FinishReason = "length"
         cut_by_stop_string = False
-        steps = stream_generate(model, self._tokenizer, mx.array(tokens[cached:]), max_tokens=limit,
-                                sampler=sampler, logits_processors=processors, prompt_cache=cache)
+        steps = stream_generate(
+            model,
+            self._tokenizer,
+            mx.array(tokens[cached:]),
+            max_tokens=limit,
+            sampler=sampler,
+            logits_processors=processors,
+            prompt_cache=cache,
+        )
         try:
             for step in steps:
                 if not fed:
@@ -339,7 +381,7 @@ class MlxEngine:
                     window = max(0, emitted - hold)
                     found = [i for i in (text.find(s, window) for s in stops) if i >= 0]
                     if found:
-                        text, finish, cut_by_stop_string = text[:min(found)], "stop", True
+                        text, finish, cut_by_stop_string = text[: min(found)], "stop", True
                         break
                 if finish == "stop":
                     break
@@ -369,6 +411,12 @@ class MlxEngine:
             self._drop_cache()
         if prompt_text is not None and not cut_by_stop_string:
             self._history_text, self._history_tokens = prompt_text + text, tokens + fed[:generated]
-        return GenerationResult(text=text, finish_reason=finish, prompt_tokens=len(tokens),
-                                prompt_eval_tokens=len(tokens) - cached, completion_tokens=generated,
-                                prompt_s=first_at - started, generation_s=ended - first_at)
+        return GenerationResult(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=len(tokens),
+            prompt_eval_tokens=len(tokens) - cached,
+            completion_tokens=generated,
+            prompt_s=first_at - started,
+            generation_s=ended - first_at,
+        )

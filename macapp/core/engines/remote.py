@@ -72,8 +72,10 @@ class RemoteEndpoint:
     def check_key(self) -> None:
         """Refuse to call the server without its key when the variable that holds the key is not set."""
         if self.api_key_env and not self.api_key:
-            raise UserError(f"the API key of {self.name} is read from ${self.api_key_env}, which is not set",
-                            hint=f"export {self.api_key_env}=… before starting Orchard")
+            raise UserError(
+                f"the API key of {self.name} is read from ${self.api_key_env}, which is not set",
+                hint=f"export {self.api_key_env}=… before starting Orchard",
+            )
 
 
 def api_base(url: str) -> str:
@@ -110,8 +112,10 @@ def _raise_for(response, base: str, what: str) -> None:
     if response.status_code < 400:
         return
     if response.status_code in (401, 403):
-        raise UserError(f"{base} refused the API key ({response.status_code})",
-                        hint="check the key in the remote endpoint's settings")
+        raise UserError(
+            f"{base} refused the API key ({response.status_code})",
+            hint="check the key in the remote endpoint's settings",
+        )
     raise UserError(f"{base} answered {response.status_code} to {what}: {_error_message(response)}")
 
 
@@ -128,8 +132,9 @@ def _request(client, method: str, base: str, path: str, **kwargs) -> Any:
     except httpx.HTTPError as exc:
         raise UserError(f"{base} failed: {exc}") from exc
     if response.status_code == 404 and path == "/models":
-        raise UserError(f"{base} is not an OpenAI-compatible API (GET {path} answered 404)",
-                        hint="the URL usually ends in /v1")
+        raise UserError(
+            f"{base} is not an OpenAI-compatible API (GET {path} answered 404)", hint="the URL usually ends in /v1"
+        )
     _raise_for(response, base, f"{method} {path}")
     try:
         return response.json()
@@ -153,8 +158,11 @@ def list_remote_models(base_url: str, api_key: str | None = None) -> list[Remote
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
         raise UserError(f"{base} did not answer like an OpenAI-compatible server (no model list)")
-    return [RemoteModel(card["id"], _context_of(card), str(card.get("owned_by") or ""))
-            for card in data if isinstance(card, dict) and isinstance(card.get("id"), str)]
+    return [
+        RemoteModel(card["id"], _context_of(card), str(card.get("owned_by") or ""))
+        for card in data
+        if isinstance(card, dict) and isinstance(card.get("id"), str)
+    ]
 
 
 class _SocketCloser:
@@ -258,8 +266,11 @@ class RemoteEngine:
         if not self.base_url.endswith("/v1"):
             return None
         try:
-            response = self._require().post(self.base_url[:-3] + "/tokenize", json={"model": self.model, **payload},
-                                            timeout=httpx.Timeout(30.0, connect=CONNECT_TIMEOUT_S))
+            response = self._require().post(
+                self.base_url[:-3] + "/tokenize",
+                json={"model": self.model, **payload},
+                timeout=httpx.Timeout(30.0, connect=CONNECT_TIMEOUT_S),
+            )
             body = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
@@ -293,27 +304,43 @@ class RemoteEngine:
 
     # -- generation ----------------------------------------------------------------------------
 
-    def stream_chat(self, messages: Sequence[ChatMessage], sampling: SamplingSettings | None = None,
-                    cancel: CancelToken | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Answer ``messages`` on the server, streaming; cancel closes the connection (the server stops too)."""
         payload = {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
         estimate = self.count_chat_tokens(messages) if not self.exact_counts else None
         return (yield from self._stream("/chat/completions", payload, sampling, cancel, estimate))
 
-    def stream_completion(self, prompt: str, sampling: SamplingSettings | None = None,
-                          cancel: CancelToken | None = None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def stream_completion(
+        self, prompt: str, sampling: SamplingSettings | None = None, cancel: CancelToken | None = None
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Continue raw ``prompt`` text (``/completions``; not every server has it)."""
         return (yield from self._stream("/completions", {"prompt": prompt}, sampling, cancel, _approx_tokens(prompt)))
 
-    def _stream(self, path: str, payload: dict, sampling: SamplingSettings | None, cancel: CancelToken | None,
-                prompt_estimate: int | None) -> Generator[GenerationChunk, None, GenerationResult]:
+    def _stream(
+        self,
+        path: str,
+        payload: dict,
+        sampling: SamplingSettings | None,
+        cancel: CancelToken | None,
+        prompt_estimate: int | None,
+    ) -> Generator[GenerationChunk, None, GenerationResult]:
         import httpx
 
         client = self._require()
         sampling = sampling or SamplingSettings()
         cancel = cancel or CancelToken()
-        body = {"model": self.model, **payload, **_sampling_fields(sampling), "stream": True,
-                "stream_options": {"include_usage": True}}
+        body = {
+            "model": self.model,
+            **payload,
+            **_sampling_fields(sampling),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         started = time.perf_counter()
         first_at = None
         text, pieces, usage, finish = "", 0, None, "stop"
@@ -352,9 +379,14 @@ class RemoteEngine:
         usage = usage if isinstance(usage, dict) else {}
         prompt_tokens = usage.get("prompt_tokens") or prompt_estimate or 0
         return GenerationResult(
-            text=text, finish_reason=finish, prompt_tokens=prompt_tokens, prompt_eval_tokens=prompt_tokens,
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            prompt_eval_tokens=prompt_tokens,
             completion_tokens=usage.get("completion_tokens") or pieces,
-            prompt_s=first_at - started, generation_s=ended - first_at)
+            prompt_s=first_at - started,
+            generation_s=ended - first_at,
+        )
 
 
 class _Stopped(Exception):
@@ -417,7 +449,7 @@ def configured_endpoints(settings=None) -> list[RemoteEndpoint]:
 def open_remote(ref: str, settings=None, **_plan_options: Any) -> RemoteEngine:
     """An unloaded engine for ``remote:<endpoint>/<model>`` (model ids may contain ``/``); local options such as
     ``n_ctx`` do not apply to a remote model and are ignored."""
-    name, sep, model = ref[len(REMOTE_PREFIX):].partition("/")
+    name, sep, model = ref[len(REMOTE_PREFIX) :].partition("/")
     if not is_remote_ref(ref) or not sep or not name or not model:
         raise UserError(f"{ref!r} is not a remote model id", hint="remote:<endpoint name>/<model>")
     endpoints = {e.name: e for e in configured_endpoints(settings)}

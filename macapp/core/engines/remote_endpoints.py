@@ -17,8 +17,9 @@ from macapp.core.settings import Settings, update_settings
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def add_endpoint(name: str, url: str, api_key: str | None = None, api_key_env: str | None = None,
-                 settings_path: Path | None = None) -> RemoteEndpoint:
+def add_endpoint(
+    name: str, url: str, api_key: str | None = None, api_key_env: str | None = None, settings_path: Path | None = None
+) -> RemoteEndpoint:
     """Save a new remote server (name, URL and a key or the variable that holds it); nothing is contacted."""
     name, url = name.strip(), url.strip()
     api_key = (api_key or "").strip()
@@ -58,10 +59,14 @@ def get_endpoint(name: str, settings: Settings | None = None) -> RemoteEndpoint:
 def remove_endpoint(name: str, settings_path: Path | None = None) -> RemoteEndpoint:
     """Forget the server called ``name``; returns it as it was saved."""
     endpoint = get_endpoint(name, Settings.load(settings_path))
-    update_settings(lambda s: setattr(s, "remote_endpoints",
-                                      [e for e in s.remote_endpoints if not (isinstance(e, dict)
-                                                                             and e.get("name") == name)]),
-                    settings_path)
+    update_settings(
+        lambda s: setattr(
+            s,
+            "remote_endpoints",
+            [e for e in s.remote_endpoints if not (isinstance(e, dict) and e.get("name") == name)],
+        ),
+        settings_path,
+    )
     return endpoint
 
 

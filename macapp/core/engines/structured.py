@@ -20,9 +20,26 @@ from macapp.core.errors import UserError
 GRAMMAR_CACHE_SIZE = 128  # distinct schemas kept converted (a few per tool set and response format)
 MAX_PROBLEMS = 5  # validation messages shown for one answer; the first few say what is wrong
 # Keywords the grammar can't enforce: answers are validated after for these.
-CHECKED_AFTER = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-                           "uniqueItems", "not", "if", "then", "else", "minProperties", "maxProperties",
-                           "contains", "dependentRequired", "dependentSchemas", "patternProperties"})
+CHECKED_AFTER = frozenset(
+    {
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "uniqueItems",
+        "not",
+        "if",
+        "then",
+        "else",
+        "minProperties",
+        "maxProperties",
+        "contains",
+        "dependentRequired",
+        "dependentSchemas",
+        "patternProperties",
+    }
+)
 ANY_TEXT_GBNF = "[^\\x00]*"  # free text (a plain answer next to a tool call)
 # llama.cpp's converter lets a string hold raw control characters, which strict JSON parsers refuse.
 _LAX_CHAR = 'char ::= [^"\\\\] |'

@@ -70,12 +70,15 @@ class ToolSpec:
         if not isinstance(description, str):
             raise UserError(f"The description of tool {fn['name']!r} must be a string")
         parameters = fn.get("parameters")
-        return cls(fn["name"], description, parameters if parameters is not None else
-                   {"type": "object", "properties": {}})
+        return cls(
+            fn["name"], description, parameters if parameters is not None else {"type": "object", "properties": {}}
+        )
 
     def to_openai(self) -> dict[str, Any]:
-        return {"type": "function",
-                "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,10 @@ def call_problems(call: ToolCall, tools: Sequence[ToolSpec]) -> list[str]:
     if tool is None:
         names = ", ".join(t.name for t in tools) or "none"
         return [f"{call.name!r} is not a tool here (the tools are: {names})"]
-    return [f"{call.name} arguments{problem.removeprefix('$').removeprefix(' (the whole value)')}"
-            for problem in validation_problems(call.arguments, tool.parameters)]
+    return [
+        f"{call.name} arguments{problem.removeprefix('$').removeprefix(' (the whole value)')}"
+        for problem in validation_problems(call.arguments, tool.parameters)
+    ]
 
 
 def read_call(obj: Any, keys: Sequence[str] = ("arguments", "parameters")) -> ToolCall:
@@ -130,10 +135,14 @@ def read_call(obj: Any, keys: Sequence[str] = ("arguments", "parameters")) -> To
         except ValueError as exc:
             raise InvalidToolCall([f"the arguments of {obj['name']} are not valid JSON ({exc})"], arguments) from exc
     if not isinstance(arguments, dict):
-        raise InvalidToolCall([f"the arguments of {obj['name']} must be a JSON object, not "
-                               f"{type(arguments).__name__}"], json.dumps(obj))
-    return ToolCall(obj["name"], arguments, obj["id"] if isinstance(obj.get("id"), str) and obj["id"] else
-                    f"call_{secrets.token_hex(8)}")
+        raise InvalidToolCall(
+            [f"the arguments of {obj['name']} must be a JSON object, not {type(arguments).__name__}"], json.dumps(obj)
+        )
+    return ToolCall(
+        obj["name"],
+        arguments,
+        obj["id"] if isinstance(obj.get("id"), str) and obj["id"] else f"call_{secrets.token_hex(8)}",
+    )
 
 
 def _decode_all(text: str) -> list[Any]:
@@ -178,13 +187,13 @@ class ToolFormat:
     def parse(self, text: str) -> ParsedReply:
         raise NotImplementedError
 
-    def prepare(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], required: bool
-                ) -> list[ChatMessage]:
+    def prepare(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], required: bool) -> list[ChatMessage]:
         """The conversation as the template should see it: earlier calls' arguments as objects."""
         return [_with_object_arguments(m) for m in messages]
 
-    def grammar(self, tools: Sequence[ToolSpec], *, required: bool, parallel: bool = True,
-                answer: Rules | None = None) -> str:
+    def grammar(
+        self, tools: Sequence[ToolSpec], *, required: bool, parallel: bool = True, answer: Rules | None = None
+    ) -> str:
         """A grammar whose sentences are schema-valid calls (and, unless ``required``, plain answers)."""
         calls = [self.call_schema(t) for t in tools]
         call = schema_rules(calls[0] if len(calls) == 1 else {"anyOf": calls}, "call")
@@ -200,8 +209,11 @@ class ToolFormat:
         return merge_rules("\n".join(lines), call, *([answer] if answer is not None else []))
 
     def call_schema(self, tool: ToolSpec) -> dict[str, Any]:
-        return {"type": "object", "properties": {"name": {"const": tool.name}, self.arguments_key: tool.parameters},
-                "required": ["name", self.arguments_key]}
+        return {
+            "type": "object",
+            "properties": {"name": {"const": tool.name}, self.arguments_key: tool.parameters},
+            "required": ["name", self.arguments_key],
+        }
 
     def call_start(self, text: str) -> int | None:
         """Where a call begins in ``text`` (None: nowhere yet); ``-1`` while it can't be told yet."""
@@ -295,8 +307,9 @@ class Llama3Format(ToolFormat):
     call_markers = ("<|python_tag|>", "{")
 
     def detect(self, template_source: str) -> bool:
-        return "<|start_header_id|>" in template_source and ("<|python_tag|>" in template_source
-                                                             or "ipython" in template_source)
+        return "<|start_header_id|>" in template_source and (
+            "<|python_tag|>" in template_source or "ipython" in template_source
+        )
 
     def calls_rule(self, call: str, parallel: bool) -> str:
         return f'{call} ("; " {call}){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else call
@@ -367,18 +380,27 @@ class GenericFormat(ToolFormat):
         calls, problems = _calls_from(objects, ("arguments", "parameters"))
         return ParsedReply("", tuple(calls), tuple(problems))
 
-    def prepare(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], required: bool
-                ) -> list[ChatMessage]:
+    def prepare(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], required: bool) -> list[ChatMessage]:
         turns: list[ChatMessage] = []
         for message in messages:
             if message["role"] == "tool":
                 name = message.get("name") or "the tool"
-                turns.append({"role": "user", "content": f"Result of {name} ({message.get('tool_call_id', '')}):"
-                                                         f"\n{message['content']}"})
+                turns.append(
+                    {
+                        "role": "user",
+                        "content": f"Result of {name} ({message.get('tool_call_id', '')}):\n{message['content']}",
+                    }
+                )
             elif message.get("tool_calls"):
-                calls = [{"name": c["function"]["name"], "arguments": _with_object_arguments(
-                    {"role": "assistant", "content": "", "tool_calls": [c]})["tool_calls"][0]["function"]
-                          ["arguments"]} for c in message["tool_calls"]]
+                calls = [
+                    {
+                        "name": c["function"]["name"],
+                        "arguments": _with_object_arguments({"role": "assistant", "content": "", "tool_calls": [c]})[
+                            "tool_calls"
+                        ][0]["function"]["arguments"],
+                    }
+                    for c in message["tool_calls"]
+                ]
                 text = json.dumps({"tool_calls": calls}, ensure_ascii=False)
                 turns.append({"role": "assistant", "content": f"{message['content']}\n{text}".strip()})
             else:
@@ -393,8 +415,11 @@ class GenericFormat(ToolFormat):
 
 def tools_prompt(tools: Sequence[ToolSpec], required: bool) -> str:
     """The system text that teaches a model without a tool format the tools and the call syntax."""
-    lines = [f"- {t.name}: {t.description or 'no description'} Arguments (JSON schema): "
-             f"{json.dumps(t.parameters, ensure_ascii=False)}" for t in tools]
-    how = ('To call a tool, reply with only this JSON: {"tool_calls": [{"name": "TOOL", "arguments": {...}}]}')
+    lines = [
+        f"- {t.name}: {t.description or 'no description'} Arguments (JSON schema): "
+        f"{json.dumps(t.parameters, ensure_ascii=False)}"
+        for t in tools
+    ]
+    how = 'To call a tool, reply with only this JSON: {"tool_calls": [{"name": "TOOL", "arguments": {...}}]}'
     when = "You must call one of the tools now." if required else "If no tool is needed, answer normally."
     return "You can use these tools:\n" + "\n".join(lines) + f"\n{how}\n{when}"

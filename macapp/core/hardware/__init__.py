@@ -62,9 +62,16 @@ def mac_hardware(mem: apple.MacMemory, os_name: str = "macOS", cpu_count: int = 
     The budget is min(GPU working set, available memory), as ``apple.gpu_budget`` decides it.
     """
     return Hardware(
-        os=os_name, machine="arm64", chip=mem.chip, cpu_count=cpu_count, total_bytes=mem.total_bytes,
-        available_bytes=mem.available_bytes, gpu="metal", gpu_working_set_bytes=apple.gpu_working_set(mem),
-        wired_limit_mb=mem.wired_limit_mb, budget_bytes=apple.gpu_budget(mem),
+        os=os_name,
+        machine="arm64",
+        chip=mem.chip,
+        cpu_count=cpu_count,
+        total_bytes=mem.total_bytes,
+        available_bytes=mem.available_bytes,
+        gpu="metal",
+        gpu_working_set_bytes=apple.gpu_working_set(mem),
+        wired_limit_mb=mem.wired_limit_mb,
+        budget_bytes=apple.gpu_budget(mem),
         budget_rule="min(Metal working set, available memory)",
     )
 
@@ -81,9 +88,16 @@ def detect() -> Hardware:
             mac = replace(mac, total_bytes=vm.total)
         return mac_hardware(mac, os_name=f"macOS {platform.mac_ver()[0]}", cpu_count=cpu_count)
     return Hardware(
-        os=f"{platform.system()} {platform.release()}", machine=platform.machine(), chip=_cpu_name(),
-        cpu_count=cpu_count, total_bytes=vm.total, available_bytes=vm.available, gpu="cpu",
-        gpu_working_set_bytes=None, wired_limit_mb=None, budget_bytes=vm.available,
+        os=f"{platform.system()} {platform.release()}",
+        machine=platform.machine(),
+        chip=_cpu_name(),
+        cpu_count=cpu_count,
+        total_bytes=vm.total,
+        available_bytes=vm.available,
+        gpu="cpu",
+        gpu_working_set_bytes=None,
+        wired_limit_mb=None,
+        budget_bytes=vm.available,
         budget_rule="available memory (no Metal here)",
     )
 

@@ -96,10 +96,21 @@ def probe_mac(available_bytes: int) -> MacMemory:
 # Unified-memory bandwidth Apple publishes for each chip (GB/s). Where the figure depends on the
 # binned part (M3 Max, M4 Max) the entry is (cores of the smaller part, its GB/s, the full part's GB/s).
 PUBLISHED_BANDWIDTH_GBS: dict[str, float | tuple[int, float, float]] = {
-    "M1": 68.25, "M1 Pro": 200, "M1 Max": 400, "M1 Ultra": 800,
-    "M2": 100, "M2 Pro": 200, "M2 Max": 400, "M2 Ultra": 800,
-    "M3": 100, "M3 Pro": 150, "M3 Max": (14, 300, 400), "M3 Ultra": 819,
-    "M4": 120, "M4 Pro": 273, "M4 Max": (14, 410, 546),
+    "M1": 68.25,
+    "M1 Pro": 200,
+    "M1 Max": 400,
+    "M1 Ultra": 800,
+    "M2": 100,
+    "M2 Pro": 200,
+    "M2 Max": 400,
+    "M2 Ultra": 800,
+    "M3": 100,
+    "M3 Pro": 150,
+    "M3 Max": (14, 300, 400),
+    "M3 Ultra": 819,
+    "M4": 120,
+    "M4 Pro": 273,
+    "M4 Max": (14, 410, 546),
     "M5": 153,
 }
 # The share of that bandwidth llama.cpp's decode reaches on Metal, roughly, from its published Apple

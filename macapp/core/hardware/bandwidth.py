@@ -118,10 +118,14 @@ def decode_bandwidth(hw: Hardware, copy_bytes_per_s: float | None = None) -> Dec
         chip = apple.chip_bandwidth(hw.chip, hw.cpu_count)
         if chip is None:
             share = apple.DECODE_SHARE[""]
-            return DecodeBandwidth(UNKNOWN_APPLE_GBS * 1e9 * share,
-                                   f"{hw.chip}: not in Orchard's table, assumed {UNKNOWN_APPLE_GBS:g} GB/s (as an M1)")
-        return DecodeBandwidth(chip.decode_bytes_per_s, f"{chip.chip}: {chip.published_gbs:g} GB/s published, "
-                                                        f"decode reaches ~{chip.decode_share:.0%} of it")
+            return DecodeBandwidth(
+                UNKNOWN_APPLE_GBS * 1e9 * share,
+                f"{hw.chip}: not in Orchard's table, assumed {UNKNOWN_APPLE_GBS:g} GB/s (as an M1)",
+            )
+        return DecodeBandwidth(
+            chip.decode_bytes_per_s,
+            f"{chip.chip}: {chip.published_gbs:g} GB/s published, decode reaches ~{chip.decode_share:.0%} of it",
+        )
     if copy_bytes_per_s is None:
         copy_bytes_per_s = cached_copy_bandwidth(hw)
     return cpu_decode_bandwidth(copy_bytes_per_s, hw.cpu_count)

@@ -140,8 +140,17 @@ def _facts(raw: Any, where: str) -> CatalogFacts:
     if not isinstance(raw, dict):
         raise _bad(where, "[model.facts] is missing")
     values: dict[str, Any] = {"architecture": _field(raw, "architecture", str, where)}
-    for key in ("parameters", "n_layer", "n_embd", "n_ff", "n_head", "n_head_kv", "head_dim", "vocab_size",
-                "context_length"):
+    for key in (
+        "parameters",
+        "n_layer",
+        "n_embd",
+        "n_ff",
+        "n_head",
+        "n_head_kv",
+        "head_dim",
+        "vocab_size",
+        "context_length",
+    ):
         values[key] = _field(raw, key, int, where)
         if values[key] <= 0:
             raise _bad(where, f"facts.{key} must be positive, not {values[key]}")
@@ -175,8 +184,14 @@ def _entry(raw: Any, index: int) -> CatalogEntry:
         raise _bad(where, f"a quant is listed twice ({', '.join(quants)})")
     if PREFERRED_QUANT not in quants:
         raise _bad(where, f"no {PREFERRED_QUANT} file (every entry offers one)")
-    return CatalogEntry(id=entry_id, **text, rank=_field(raw, "rank", int, where),
-                        facts=_facts(raw.get("facts"), where), files=parsed, note=_field(raw, "note", str, where, ""))
+    return CatalogEntry(
+        id=entry_id,
+        **text,
+        rank=_field(raw, "rank", int, where),
+        facts=_facts(raw.get("facts"), where),
+        files=parsed,
+        note=_field(raw, "note", str, where, ""),
+    )
 
 
 def load_catalog(path: str | Path | None = None) -> list[CatalogEntry]:
@@ -221,23 +236,45 @@ def facts_for(entry: CatalogEntry, quant: str = PREFERRED_QUANT) -> ModelFacts:
     embedding_share = min(1.0, output_params * (1 if f.tied_embeddings else 2) / f.parameters)
     layer = int(file.approx_bytes * (1 - embedding_share)) // f.n_layer
     return ModelFacts(
-        path=f"hf://{entry.repo}/{file.file}", file_name=PurePosixPath(file.file).name, file_size=file.approx_bytes,
-        architecture=f.architecture, name=entry.name, parameters=f.parameters, vocab_size=f.vocab_size,
-        context_length=f.context_length, n_layer=f.n_layer, n_embd=f.n_embd, n_ff=f.n_ff, n_head=f.n_head,
-        n_head_kv=f.n_head_kv, head_dim=f.head_dim, key_length=f.head_dim, value_length=f.head_dim,
-        n_head_kv_per_layer=[f.n_head_kv] * f.n_layer, sliding_window=n_swa, swa_layers=swa_layers,
-        n_expert=0, n_expert_used=0, quantization=file.quant,
+        path=f"hf://{entry.repo}/{file.file}",
+        file_name=PurePosixPath(file.file).name,
+        file_size=file.approx_bytes,
+        architecture=f.architecture,
+        name=entry.name,
+        parameters=f.parameters,
+        vocab_size=f.vocab_size,
+        context_length=f.context_length,
+        n_layer=f.n_layer,
+        n_embd=f.n_embd,
+        n_ff=f.n_ff,
+        n_head=f.n_head,
+        n_head_kv=f.n_head_kv,
+        head_dim=f.head_dim,
+        key_length=f.head_dim,
+        value_length=f.head_dim,
+        n_head_kv_per_layer=[f.n_head_kv] * f.n_layer,
+        sliding_window=n_swa,
+        swa_layers=swa_layers,
+        n_expert=0,
+        n_expert_used=0,
+        quantization=file.quant,
         tensor_types={_tensor_type(file.quant): {"count": 0, "bytes": file.approx_bytes}},
-        weights_bytes=file.approx_bytes, layer_bytes=[layer] * f.n_layer,
-        output_bytes=int(file.approx_bytes * output_params / f.parameters), tied_embeddings=f.tied_embeddings,
-        has_chat_template=True, kind="instruct", kind_reason="curated catalog entry", tokenizer_model="",
+        weights_bytes=file.approx_bytes,
+        layer_bytes=[layer] * f.n_layer,
+        output_bytes=int(file.approx_bytes * output_params / f.parameters),
+        tied_embeddings=f.tied_embeddings,
+        has_chat_template=True,
+        kind="instruct",
+        kind_reason="curated catalog entry",
+        tokenizer_model="",
         quant_from_filename=parse_quant_name(file.file),
         warnings=["estimated from the catalog's facts and approximate file size; the GGUF header refines it"],
     )
 
 
-def _choose(entry: CatalogEntry, estimates: dict[str, MemoryEstimate], budget: int,
-            speeds: dict[str, float | None]) -> CatalogFile:
+def _choose(
+    entry: CatalogEntry, estimates: dict[str, MemoryEstimate], budget: int, speeds: dict[str, float | None]
+) -> CatalogFile:
     """Q4_K_M, or the biggest bigger quant that fits with room to spare (<= ROOM of the budget) and
     still answers at a readable pace, or, when Q4_K_M is too big, the biggest smaller quant that fits."""
     base = entry.file_for(PREFERRED_QUANT)
@@ -245,8 +282,12 @@ def _choose(entry: CatalogEntry, estimates: dict[str, MemoryEstimate], budget: i
     by_size = sorted(entry.files, key=lambda f: f.approx_bytes, reverse=True)
     for f in by_size:
         est = estimates[f.quant]
-        if (f.approx_bytes > base.approx_bytes and est.verdict == "fits" and est.gpu_bytes <= ROOM * budget
-                and is_readable(speeds[f.quant])):
+        if (
+            f.approx_bytes > base.approx_bytes
+            and est.verdict == "fits"
+            and est.gpu_bytes <= ROOM * budget
+            and is_readable(speeds[f.quant])
+        ):
             return f
     if estimates[base.quant].verdict != "too_big":
         return base
@@ -254,9 +295,13 @@ def _choose(entry: CatalogEntry, estimates: dict[str, MemoryEstimate], budget: i
     return smaller[0] if smaller else base
 
 
-def recommend(budget_bytes: int, backend: str = "metal", ctx: int = 8192,
-              entries: list[CatalogEntry] | None = None,
-              decode_bandwidth: float | None = None) -> list[Recommendation]:
+def recommend(
+    budget_bytes: int,
+    backend: str = "metal",
+    ctx: int = 8192,
+    entries: list[CatalogEntry] | None = None,
+    decode_bandwidth: float | None = None,
+) -> list[Recommendation]:
     """Every catalog entry with the quant to offer on a machine with ``budget_bytes`` at ``ctx`` tokens.
 
     Args:
@@ -275,12 +320,22 @@ def recommend(budget_bytes: int, backend: str = "metal", ctx: int = 8192,
     for entry in entries if entries is not None else load_catalog():
         settings = RuntimeSettings(n_ctx=min(ctx, entry.facts.context_length), backend=backend)
         estimates = {f.quant: estimate_memory(facts_for(entry, f.quant), settings, budget_bytes) for f in entry.files}
-        speeds = {q: decode_tokens_per_s(e.weights_bytes, decode_bandwidth) if decode_bandwidth else None
-                  for q, e in estimates.items()}
+        speeds = {
+            q: decode_tokens_per_s(e.weights_bytes, decode_bandwidth) if decode_bandwidth else None
+            for q, e in estimates.items()
+        }
         chosen = _choose(entry, estimates, budget_bytes, speeds)
         est = estimates[chosen.quant]
-        out.append(Recommendation(entry, chosen, est, est.verdict or "too_big",
-                                  estimates[PREFERRED_QUANT].verdict or "too_big", speeds[chosen.quant]))
+        out.append(
+            Recommendation(
+                entry,
+                chosen,
+                est,
+                est.verdict or "too_big",
+                estimates[PREFERRED_QUANT].verdict or "too_big",
+                speeds[chosen.quant],
+            )
+        )
 
     def order(r: Recommendation) -> tuple[int, float, int, str]:
         if r.preferred_verdict == "fits":
@@ -293,7 +348,7 @@ def recommend(budget_bytes: int, backend: str = "metal", ctx: int = 8192,
 
 
 def best_pick(picks: list[Recommendation]) -> Recommendation | None:
-    """"Recommended for this machine": the first of ``recommend()``'s list when its Q4_K_M fits well
+    """ "Recommended for this machine": the first of ``recommend()``'s list when its Q4_K_M fits well
     (not merely "tight", not only at a smaller quant); None when no entry's does.
 
     That is the largest model that fits and answers at a readable pace, or, where none is that fast,
@@ -305,6 +360,8 @@ def best_pick(picks: list[Recommendation]) -> Recommendation | None:
 def matching(entries: list[CatalogEntry], query: str) -> list[CatalogEntry]:
     """The entries whose id, name, repos, family or kind contain every word of ``query`` (any case)."""
     words = query.lower().split()
+
     def text(e: CatalogEntry) -> str:
         return " ".join((e.id, e.name, e.repo, e.mlx_repo, e.family, e.kind)).lower()
+
     return [e for e in entries if all(w in text(e) for w in words)]

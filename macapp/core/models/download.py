@@ -41,7 +41,6 @@ RETRY_STATUSES = (408, 429)  # and every 5xx: worth another Range request
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-
 class _Sink:
     """Writes the received bytes as they come and hashes them on a thread of its own.
 
@@ -81,7 +80,7 @@ class _Sink:
             if self._buffer is None:
                 self._buffer, self._filled = self._free.get(), 0
             n = min(self.BUFFER - self._filled, len(view))
-            self._buffer[self._filled:self._filled + n] = view[:n]
+            self._buffer[self._filled : self._filled + n] = view[:n]
             self._filled += n
             view = view[n:]
             if self._filled == self.BUFFER:
@@ -108,11 +107,13 @@ class _Sink:
         try:
             view = memoryview(buffer)[:n]
             while view:
-                view = view[self.write_some(self._fd, view):]
+                view = view[self.write_some(self._fd, view) :]
         except OSError as exc:  # the bytes not written are not hashed either: the next call re-reads the file
             self._free.put(buffer)
-            raise UserError(f"cannot write the download: {exc.strerror or exc}",
-                            hint="check the free space and the disk; the part written so far is kept") from None
+            raise UserError(
+                f"cannot write the download: {exc.strerror or exc}",
+                hint="check the free space and the disk; the part written so far is kept",
+            ) from None
         self._to_hash.put((buffer, n))
         self._written += n
         if self._flusher is not None and self._written - self._flush_asked >= self.WRITEBACK:
@@ -237,8 +238,9 @@ def _file_metadata(repo_id: str, path: str, revision: str) -> tuple[str, Any]:
 
     safe_repo_path(path)
     with hub_errors(f"{repo_id}/{path}"):
-        meta = get_hf_file_metadata(hf_hub_url(repo_id, path, revision=revision, endpoint=endpoint()),
-                                    endpoint=endpoint())
+        meta = get_hf_file_metadata(
+            hf_hub_url(repo_id, path, revision=revision, endpoint=endpoint()), endpoint=endpoint()
+        )
     return meta.commit_hash or revision, meta
 
 
@@ -259,8 +261,9 @@ def _lfs_sha256(repo_id: str, path: str, commit: str) -> tuple[str, int | None]:
 def _remote_info(repo_id: str, path: str, commit: str, size: int, sha256: str) -> RemoteFileInfo:
     from huggingface_hub import hf_hub_url
 
-    return RemoteFileInfo(repo_id, path, commit, int(size), sha256,
-                          hf_hub_url(repo_id, path, revision=commit, endpoint=endpoint()))
+    return RemoteFileInfo(
+        repo_id, path, commit, int(size), sha256, hf_hub_url(repo_id, path, revision=commit, endpoint=endpoint())
+    )
 
 
 def repo_storage(repo_id: str, cache: Path | None = None) -> Path:
@@ -281,9 +284,15 @@ def _free_space(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
-def download_file(repo_id: str, path: str, revision: str = "main", *, cancel: CancelToken | None = None,
-                  cache: Path | None = None, free_space: Callable[[Path], int] = _free_space,
-                  ) -> Iterator[DownloadProgress]:
+def download_file(
+    repo_id: str,
+    path: str,
+    revision: str = "main",
+    *,
+    cancel: CancelToken | None = None,
+    cache: Path | None = None,
+    free_space: Callable[[Path], int] = _free_space,
+) -> Iterator[DownloadProgress]:
     """Download ``path`` of ``repo_id`` into the HF cache; yields progress; returns via StopIteration.value.
 
     Resumes a partial file left by an earlier call or process; verifies sha256 before the file
@@ -319,8 +328,10 @@ def download_file(repo_id: str, path: str, revision: str = "main", *, cancel: Ca
     needed = info.size - have + DISK_MARGIN
     free = free_space(blob.parent)
     if free < needed:
-        raise UserError(f"Disk full: {format_bytes(free)} free, {format_bytes(needed)} needed for {path}",
-                        hint="free some space and try again; nothing was written")
+        raise UserError(
+            f"Disk full: {format_bytes(free)} free, {format_bytes(needed)} needed for {path}",
+            hint="free some space and try again; nothing was written",
+        )
     digest = hashlib.sha256()
     fd = os.open(partial, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -341,8 +352,11 @@ def download_file(repo_id: str, path: str, revision: str = "main", *, cancel: Ca
     expected = lookup.result(cancel)[0]
     if actual != info.sha256 or expected != info.sha256:
         partial.unlink(missing_ok=True)
-        raise UserError(f"{path} failed its sha256 check (expected {expected[:12]}…, got {actual[:12]}…); "
-                        f"the corrupt file was deleted", hint="download it again")
+        raise UserError(
+            f"{path} failed its sha256 check (expected {expected[:12]}…, got {actual[:12]}…); "
+            f"the corrupt file was deleted",
+            hint="download it again",
+        )
     os.replace(partial, blob)
     _fsync_folder(blob.parent)  # the rename too is on disk before the snapshot points at the blob
     _link(blob, target, storage, info)
@@ -361,8 +375,9 @@ def _transfer(info: RemoteFileInfo, have: int, sink: _Sink, cancel: CancelToken)
         cancel.raise_if_cancelled()
         headers = build_hf_headers() | {"Range": f"bytes={have}-", "Accept-Encoding": "identity"}
         try:
-            with get_session().stream("GET", info.url, headers=headers, follow_redirects=True,
-                                      timeout=_timeout()) as response:
+            with get_session().stream(
+                "GET", info.url, headers=headers, follow_redirects=True, timeout=_timeout()
+            ) as response:
                 if response.status_code in RETRY_STATUSES or response.status_code >= 500:
                     raise ConnectionError(f"HTTP {response.status_code}")  # retried below
                 with hub_errors(info.path):  # 4xx, gated, missing: a one-line UserError, not retried
@@ -386,12 +401,16 @@ def _transfer(info: RemoteFileInfo, have: int, sink: _Sink, cancel: CancelToken)
         if have >= info.size:
             break
         if time.monotonic() - last_byte > STALL_LIMIT:
-            raise UserError(f"{info.path}: no data for {STALL_LIMIT:.0f} s ({format_bytes(have)} of "
-                            f"{format_bytes(info.size)} kept)", hint="run the same download again to resume")
+            raise UserError(
+                f"{info.path}: no data for {STALL_LIMIT:.0f} s ({format_bytes(have)} of "
+                f"{format_bytes(info.size)} kept)",
+                hint="run the same download again to resume",
+            )
         if cancel.wait(min(0.2 * failures, 2.0)):
             raise Cancelled()
-        yield DownloadProgress("reconnecting", have, info.size, f"connection lost; resuming at {have:,} bytes",
-                               resumed_from=have)
+        yield DownloadProgress(
+            "reconnecting", have, info.size, f"connection lost; resuming at {have:,} bytes", resumed_from=have
+        )
 
 
 def _receive(response: Any, sink: _Sink) -> Iterator[int]:
@@ -418,8 +437,7 @@ def _progress(info: RemoteFileInfo, have: int, start_have: int, started: float) 
     elapsed = max(1e-6, time.monotonic() - started)
     speed = (have - start_have) / elapsed
     eta = (info.size - have) / speed if speed > 0 else None
-    return DownloadProgress("downloading", have, info.size, info.path, speed=speed, eta=eta,
-                            resumed_from=start_have)
+    return DownloadProgress("downloading", have, info.size, info.path, speed=speed, eta=eta, resumed_from=start_have)
 
 
 def _fsync_folder(folder: Path) -> None:

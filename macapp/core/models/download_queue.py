@@ -114,8 +114,9 @@ class DownloadQueue:
     def wait_idle(self, job_id: int, timeout: float = 10.0) -> DownloadJob:
         """Block until the job is no longer queued or running (tests, the CLI)."""
         with self._lock:
-            self._lock.wait_for(lambda: self._jobs.get(job_id) is None or self._jobs[job_id].state not in ACTIVE,
-                                timeout)
+            self._lock.wait_for(
+                lambda: self._jobs.get(job_id) is None or self._jobs[job_id].state not in ACTIVE, timeout
+            )
             job = self._jobs.get(job_id)
             return replace(job) if job else None
 

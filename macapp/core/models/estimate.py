@@ -37,8 +37,18 @@ _ATTN_EMBD_BUFFERS = 4.25  # [n_embd, n_ubatch] buffers live beside the KQ matri
 _RESERVE_ATTN_EMBD_BUFFERS = 6.25  # the same in llama.cpp's reserved (logged) buffer
 # ggml converts a matmul's activations to the weights' dot-product type in one shared work buffer:
 # bytes per element of that type (q8_0 for legacy quants, q8_K for k- and i-quants; none for f32).
-_VEC_DOT_BYTES = {"F32": 0.0, "F16": 2.0, "BF16": 2.0, "Q4_0": 34 / 32, "Q5_0": 34 / 32, "Q8_0": 34 / 32,
-                  "IQ4_NL": 34 / 32, "MXFP4": 34 / 32, "Q4_1": 36 / 32, "Q5_1": 36 / 32}
+_VEC_DOT_BYTES = {
+    "F32": 0.0,
+    "F16": 2.0,
+    "BF16": 2.0,
+    "Q4_0": 34 / 32,
+    "Q5_0": 34 / 32,
+    "Q8_0": 34 / 32,
+    "IQ4_NL": 34 / 32,
+    "MXFP4": 34 / 32,
+    "Q4_1": 36 / 32,
+    "Q5_1": 36 / 32,
+}
 _VEC_DOT_DEFAULT = 292 / 256  # q8_K
 
 
@@ -134,8 +144,12 @@ def compute_bytes(facts: ModelFacts, settings: RuntimeSettings) -> int:
 
 
 def overhead_bytes(facts: ModelFacts, settings: RuntimeSettings) -> int:
-    return int(_OVERHEAD_BASE + _OVERHEAD_PER_TOKEN * facts.vocab_size + _OVERHEAD_PER_MERGE * facts.n_merges
-               + _OVERHEAD_PER_CELL * min(padded_ctx(settings.n_ctx), 1024))
+    return int(
+        _OVERHEAD_BASE
+        + _OVERHEAD_PER_TOKEN * facts.vocab_size
+        + _OVERHEAD_PER_MERGE * facts.n_merges
+        + _OVERHEAD_PER_CELL * min(padded_ctx(settings.n_ctx), 1024)
+    )
 
 
 def _gpu_share(facts: ModelFacts, settings: RuntimeSettings, total: int, compute: int) -> int:
@@ -167,8 +181,9 @@ def verdict_for(need: int, budget: int) -> str:
     return "fits"
 
 
-def estimate_memory(facts: ModelFacts, settings: RuntimeSettings | None = None,
-                    budget: int | None = None) -> MemoryEstimate:
+def estimate_memory(
+    facts: ModelFacts, settings: RuntimeSettings | None = None, budget: int | None = None
+) -> MemoryEstimate:
     """Estimate memory for ``facts`` run with ``settings``; with a budget, say whether it fits.
 
     Args:
@@ -183,15 +198,25 @@ def estimate_memory(facts: ModelFacts, settings: RuntimeSettings | None = None,
     verdict = verdict_for(gpu, budget) if budget is not None else None
     max_ctx = max_ctx_that_fits(facts, settings, budget) if budget is not None else None
     return MemoryEstimate(
-        n_ctx=padded_ctx(settings.n_ctx), weights_bytes=weights, kv_cache_bytes=kv, compute_bytes=compute,
-        overhead_bytes=overhead, total_bytes=total, gpu_bytes=gpu, budget_bytes=budget, verdict=verdict,
-        max_ctx_that_fits=max_ctx, kv_type=settings.kv_type, flash_attn=settings.flash_attn,
+        n_ctx=padded_ctx(settings.n_ctx),
+        weights_bytes=weights,
+        kv_cache_bytes=kv,
+        compute_bytes=compute,
+        overhead_bytes=overhead,
+        total_bytes=total,
+        gpu_bytes=gpu,
+        budget_bytes=budget,
+        verdict=verdict,
+        max_ctx_that_fits=max_ctx,
+        kv_type=settings.kv_type,
+        flash_attn=settings.flash_attn,
         backend=settings.backend,
     )
 
 
 def max_ctx_that_fits(facts: ModelFacts, settings: RuntimeSettings, budget: int) -> int:
     """The largest context (a multiple of 256, at most the trained length) that fits; 0 if none."""
+
     def need(ctx: int) -> int:
         return _needs(facts, replace(settings, n_ctx=ctx))[-1]
 

@@ -32,12 +32,34 @@ DECODE_NUMERIC_UP_TO = 1 << 16  # numeric arrays longer than this are summarised
 DECODE_STRINGS_UP_TO = 1 << 10
 
 # GGUF value types: id -> (struct code, size). 8 = string, 9 = array.
-_SCALARS = {0: ("B", 1), 1: ("b", 1), 2: ("H", 2), 3: ("h", 2), 4: ("I", 4), 5: ("i", 4),
-            6: ("f", 4), 7: ("?", 1), 10: ("Q", 8), 11: ("q", 8), 12: ("d", 8)}
+_SCALARS = {
+    0: ("B", 1),
+    1: ("b", 1),
+    2: ("H", 2),
+    3: ("h", 2),
+    4: ("I", 4),
+    5: ("i", 4),
+    6: ("f", 4),
+    7: ("?", 1),
+    10: ("Q", 8),
+    11: ("q", 8),
+    12: ("d", 8),
+}
 _STRING, _ARRAY = 8, 9
 _U64 = struct.Struct("<Q")
-_NUMPY_CODES = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?",
-                10: "<u8", 11: "<i8", 12: "<f8"}
+_NUMPY_CODES = {
+    0: "<u1",
+    1: "<i1",
+    2: "<u2",
+    3: "<i2",
+    4: "<u4",
+    5: "<i4",
+    6: "<f4",
+    7: "?",
+    10: "<u8",
+    11: "<i8",
+    12: "<f8",
+}
 
 
 class GGUFError(UserError):
@@ -143,8 +165,9 @@ class _Cursor:
         return GGUFError(f"{self.src.name} is not a valid GGUF file: {what}")
 
     def too_many(self, what: str, count: int, unit: str) -> GGUFError:
-        return self.fail(f"it is truncated or corrupt ({what} claims {count} {unit}, "
-                         f"more than the rest of the file holds)")
+        return self.fail(
+            f"it is truncated or corrupt ({what} claims {count} {unit}, more than the rest of the file holds)"
+        )
 
     def need(self, n: int, what: str) -> None:
         if n > self.src.size - self.pos:

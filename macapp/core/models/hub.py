@@ -70,8 +70,9 @@ def ensure_reachable(timeout: float = 3.0) -> None:
             pass
     except OSError as exc:
         reason = "offline?" if isinstance(exc, socket.gaierror) else exc.strerror or type(exc).__name__
-        raise HubUnreachable(f"cannot reach the Hub at {url} ({reason})",
-                             hint="check the network, or set HF_ENDPOINT") from None
+        raise HubUnreachable(
+            f"cannot reach the Hub at {url} ({reason})", hint="check the network, or set HF_ENDPOINT"
+        ) from None
     _reachable_until[url] = time.monotonic() + 60
 
 
@@ -120,9 +121,16 @@ def search_models(query: str, limit: int = 20) -> list[HubModel]:
 
     with hub_errors(f"searching for {query!r}"):
         found = HfApi(endpoint=endpoint()).list_models(search=query, filter="gguf", sort="downloads", limit=limit)
-        return [HubModel(m.id, int(m.downloads or 0), int(m.likes or 0),
-                         m.last_modified.isoformat() if getattr(m, "last_modified", None) else None,
-                         bool(getattr(m, "gated", False))) for m in found]
+        return [
+            HubModel(
+                m.id,
+                int(m.downloads or 0),
+                int(m.likes or 0),
+                m.last_modified.isoformat() if getattr(m, "last_modified", None) else None,
+                bool(getattr(m, "gated", False)),
+            )
+            for m in found
+        ]
 
 
 @dataclass(frozen=True)
@@ -277,8 +285,9 @@ class RemoteFactsCache:
         os.replace(tmp, self.path)
 
 
-def remote_facts(repo_id: str, group: HubFileGroup, revision: str = "main",
-                 cache: RemoteFactsCache | None = None) -> ModelFacts:
+def remote_facts(
+    repo_id: str, group: HubFileGroup, revision: str = "main", cache: RemoteFactsCache | None = None
+) -> ModelFacts:
     """Facts of a model on the Hub from its GGUF header(s), read by range requests and cached."""
     from dataclasses import replace
 

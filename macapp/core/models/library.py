@@ -144,7 +144,7 @@ def _hf_cache_models(cache: Path) -> Iterator[tuple[str, Path]]:
     if not cache.is_dir():
         return
     for repo_dir in sorted(cache.glob("models--*")):
-        repo_id = repo_dir.name[len("models--"):].replace("--", "/")
+        repo_id = repo_dir.name[len("models--") :].replace("--", "/")
         snapshots = [s for s in (repo_dir / "snapshots").glob("*") if s.is_dir()]
         seen: set[str] = set()
         for snap in sorted(snapshots, key=lambda s: s.stat().st_mtime, reverse=True):
@@ -209,8 +209,9 @@ def list_library(settings: Settings | None = None) -> list[LibraryEntry]:
     return list(iter_library(settings))
 
 
-def load_entry(ident: str, source: str, path: Path, cache: FactsCache | None = None, *,
-               long_id: str = "") -> LibraryEntry:
+def load_entry(
+    ident: str, source: str, path: Path, cache: FactsCache | None = None, *, long_id: str = ""
+) -> LibraryEntry:
     entry = LibraryEntry(ident, str(path), source, long_id=long_id or ident)
     try:
         entry.facts = cache.get(path) if cache else model_facts(path)
@@ -228,6 +229,7 @@ def add_model_file(path: str | os.PathLike[str], settings_path: Path | None = No
         raise UserError(f"{p} is not a file")
     if p.suffix.lower() != ".gguf":
         raise UserError(f"{p.name} is not a .gguf file", hint="Orchard runs GGUF models")
+
     def remember(s: Settings) -> None:
         if str(p) not in s.model_files:
             s.model_files.append(str(p))

@@ -85,8 +85,9 @@ def _match_by_library_id(ref: str, settings: Settings) -> tuple[Kind, str]:
     from macapp.core.models.library import list_library
 
     on_disk = Path(ref).expanduser().exists()
-    entries = [e for e in list_library(settings)
-               if e.known_as(ref) or ref == e.name or (on_disk and _same(ref, e.path))]
+    entries = [
+        e for e in list_library(settings) if e.known_as(ref) or ref == e.name or (on_disk and _same(ref, e.path))
+    ]
     if not entries:
         if on_disk:
             raise UserError(f"{ref} is not in the library", hint="`macapp models` lists what is")
@@ -99,15 +100,27 @@ def _match_by_library_id(ref: str, settings: Settings) -> tuple[Kind, str]:
         return "file", saved
     if entry.source == "folder":
         folder = next((d for d in settings.model_dirs if _inside(entry.path, d)), None)
-        raise UserError(f"{entry.name} is in the folder {folder or 'a watched folder'}, which Orchard watches",
-                        hint=f"forget the whole folder with `macapp models remove {folder}`" if folder else None)
+        raise UserError(
+            f"{entry.name} is in the folder {folder or 'a watched folder'}, which Orchard watches",
+            hint=f"forget the whole folder with `macapp models remove {folder}`" if folder else None,
+        )
     if entry.source == "hf-cache":
-        repo = next((part[len("models--"):].replace("--", "/") for part in Path(entry.path).parts
-                     if part.startswith("models--")), "ORG/REPO")
-        raise UserError(f"{entry.name} is a download in the Hugging Face cache, not a file you added",
-                        hint=f"`hf cache rm model/{repo}` deletes the download")
-    raise UserError(f"{entry.name} is in LM Studio's models folder",
-                    hint="turn off “Include LM Studio's models” in Settings to hide them")
+        repo = next(
+            (
+                part[len("models--") :].replace("--", "/")
+                for part in Path(entry.path).parts
+                if part.startswith("models--")
+            ),
+            "ORG/REPO",
+        )
+        raise UserError(
+            f"{entry.name} is a download in the Hugging Face cache, not a file you added",
+            hint=f"`hf cache rm model/{repo}` deletes the download",
+        )
+    raise UserError(
+        f"{entry.name} is in LM Studio's models folder",
+        hint="turn off “Include LM Studio's models” in Settings to hide them",
+    )
 
 
 def _inside(path: str, folder: str) -> bool:

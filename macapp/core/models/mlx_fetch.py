@@ -25,9 +25,21 @@ from macapp.core.units import format_bytes
 
 # What mlx-lm needs to load (and tune) a model; everything else in the repo (README, GGUF, .bin, images) is skipped.
 WANTED = (
-    "config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "tokenizer.model", "generation_config.json", "chat_template.jinja",
-    "chat_template.json", "added_tokens.json", "vocab.json", "merges.txt", "*.tiktoken", "tokenization_*.py",
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "generation_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "*.tiktoken",
+    "tokenization_*.py",
 )
 
 
@@ -57,16 +69,26 @@ def list_mlx_files(repo_id: str, revision: str = "main") -> tuple[str, list[MlxF
             continue
         lfs = sib.lfs
         sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
-        size = sib.size if sib.size is not None else ((lfs.get("size") if isinstance(lfs, dict)
-                                                       else getattr(lfs, "size", 0)) if lfs else 0)
+        size = (
+            sib.size
+            if sib.size is not None
+            else ((lfs.get("size") if isinstance(lfs, dict) else getattr(lfs, "size", 0)) if lfs else 0)
+        )
         files.append(MlxFile(name, int(size or 0), sha, getattr(sib, "blob_id", None)))
     names = {f.path for f in files}
-    missing = [what for what, ok in (("config.json", "config.json" in names),
-                                     ("*.safetensors weights", any(n.endswith(".safetensors") for n in names)))
-               if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("config.json", "config.json" in names),
+            ("*.safetensors weights", any(n.endswith(".safetensors") for n in names)),
+        )
+        if not ok
+    ]
     if missing:
-        raise UserError(f"{repo_id} is not an MLX / Hugging Face model: it has no {' and no '.join(missing)}",
-                        hint="pick an MLX repo (e.g. from mlx-community), or pull a GGUF without --mlx")
+        raise UserError(
+            f"{repo_id} is not an MLX / Hugging Face model: it has no {' and no '.join(missing)}",
+            hint="pick an MLX repo (e.g. from mlx-community), or pull a GGUF without --mlx",
+        )
     return info.sha or revision, sorted(files, key=lambda f: f.path)
 
 
@@ -75,18 +97,23 @@ def _plain_file(repo_id: str, f: MlxFile, commit: str) -> Path:
     from huggingface_hub import hf_hub_download
 
     with hub_errors(f"{repo_id}/{f.path}"):
-        local = Path(hf_hub_download(repo_id, f.path, revision=commit, cache_dir=paths.hf_hub_cache(),
-                                     endpoint=endpoint()))
+        local = Path(
+            hf_hub_download(repo_id, f.path, revision=commit, cache_dir=paths.hf_hub_cache(), endpoint=endpoint())
+        )
     data = local.read_bytes()
     if f.git_oid and hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() != f.git_oid:
         local.unlink(missing_ok=True)
-        raise UserError(f"{f.path} does not match the Hub's git blob id; the corrupt file was deleted",
-                        hint="download it again")
+        raise UserError(
+            f"{f.path} does not match the Hub's git blob id; the corrupt file was deleted", hint="download it again"
+        )
     return local
 
 
-def fetch_mlx_model(repo_id: str, revision: str = "main", cancel: CancelToken | None = None,
-                    ) -> Generator[Progress, None, Path]:
+def fetch_mlx_model(
+    repo_id: str,
+    revision: str = "main",
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, Path]:
     """Download the mlx-lm files of ``repo_id``; yields overall progress (bytes); returns the snapshot folder."""
     cancel = cancel or CancelToken()
     commit, files = list_mlx_files(repo_id, revision)
@@ -106,8 +133,9 @@ def fetch_mlx_model(repo_id: str, revision: str = "main", cancel: CancelToken | 
                     local = stop.value
                     break
                 if p.stage in ("downloading", "done", "reconnecting"):
-                    yield Progress(p.stage if p.stage != "done" else "downloading", done + min(p.done, f.size),
-                                   total, label)
+                    yield Progress(
+                        p.stage if p.stage != "done" else "downloading", done + min(p.done, f.size), total, label
+                    )
         else:
             yield Progress("downloading", done, total, label)
             local = _plain_file(repo_id, f, commit)

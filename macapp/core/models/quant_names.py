@@ -5,8 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_VARIANTS = {"XXS": "extra-extra-small", "XS": "extra-small", "S": "small", "M": "medium",
-             "L": "large", "XL": "extra-large", "NL": "non-linear"}
+_VARIANTS = {
+    "XXS": "extra-extra-small",
+    "XS": "extra-small",
+    "S": "small",
+    "M": "medium",
+    "L": "large",
+    "XL": "extra-large",
+    "NL": "non-linear",
+}
 
 # Longest alternatives first so Q4_K_M is not read as Q4_K, IQ2_XXS not as IQ2_XS.
 _PATTERN = re.compile(

@@ -25,7 +25,7 @@ def is_readable(tokens_per_s: float | None) -> bool:
 
 
 def format_speed(tokens_per_s: float) -> str:
-    """"~25 tokens/s": two significant figures at most, "under 1 token/s" for the slowest."""
+    """ "~25 tokens/s": two significant figures at most, "under 1 token/s" for the slowest."""
     if tokens_per_s < 1:
         return "under 1 token/s"
     if tokens_per_s < 10:

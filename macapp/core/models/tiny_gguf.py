@@ -30,8 +30,28 @@ CHATML = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-WORDS = ["the", "a", "and", "hello", "world", "model", "chat", "is", "of", "to", "in", "it", "you",
-         "I", "what", "how", "document", "pdf", "answer", "question"]
+WORDS = [
+    "the",
+    "a",
+    "and",
+    "hello",
+    "world",
+    "model",
+    "chat",
+    "is",
+    "of",
+    "to",
+    "in",
+    "it",
+    "you",
+    "I",
+    "what",
+    "how",
+    "document",
+    "pdf",
+    "answer",
+    "question",
+]
 FILE_TYPES = {"f32": LlamaFileType.ALL_F32, "f16": LlamaFileType.MOSTLY_F16, "q8_0": LlamaFileType.MOSTLY_Q8_0}
 
 
@@ -72,8 +92,13 @@ def build_vocab(target: int = 0) -> tuple[list[str], list[float], list[int]]:
         scores.append(float(score))
         types.append(int(ttype))
 
-    for piece, ttype in (("<unk>", TokenType.UNKNOWN), ("<s>", TokenType.CONTROL), ("</s>", TokenType.CONTROL),
-                         ("<|im_start|>", TokenType.CONTROL), ("<|im_end|>", TokenType.CONTROL)):
+    for piece, ttype in (
+        ("<unk>", TokenType.UNKNOWN),
+        ("<s>", TokenType.CONTROL),
+        ("</s>", TokenType.CONTROL),
+        ("<|im_start|>", TokenType.CONTROL),
+        ("<|im_end|>", TokenType.CONTROL),
+    ):
         add(piece, 0.0, ttype)
     for b in range(256):
         add(f"<0x{b:02X}>", 0.0, TokenType.BYTE)

@@ -157,14 +157,23 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
             raise value
         return watch, value
 
-    async def generate(request: Request, model: str, job: Job, stream: Callable[[Job], AsyncIterator[str]],
-                       whole: Callable[[Any], dict[str, Any]]) -> Response:
+    async def generate(
+        request: Request,
+        model: str,
+        job: Job,
+        stream: Callable[[Job], AsyncIterator[str]],
+        whole: Callable[[Any], dict[str, Any]],
+    ) -> Response:
         watch, _ = await run_job(request, model, job)
         if job.streaming:
             watch.stop()  # from here Starlette's StreamingResponse watches the client
             # The background cancel covers a client gone before the stream's first event (no-op once finished).
-            return StreamingResponse(stream(job), media_type="text/event-stream", headers=SSE_HEADERS,
-                                     background=BackgroundTask(job.cancel.cancel))
+            return StreamingResponse(
+                stream(job),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
+                background=BackgroundTask(job.cancel.cancel),
+            )
         try:
             result = await watch.race(_until_done(job))
         except BaseException:
@@ -174,8 +183,9 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
             watch.stop()
         return JSONResponse(whole(result))
 
-    async def events(job: Job, ident: str, created: int, model: str, include_usage: bool, chat: bool
-                     ) -> AsyncIterator[str]:
+    async def events(
+        job: Job, ident: str, created: int, model: str, include_usage: bool, chat: bool
+    ) -> AsyncIterator[str]:
         obj = "chat.completion.chunk" if chat else "text_completion"
         try:
             if chat:
@@ -183,14 +193,20 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
             while True:
                 kind, value = await job.next_event()
                 if kind == "chunk":
-                    yield _sse(protocol.chat_chunk(ident, created, model, {"content": value.text}) if chat
-                               else protocol.text_completion(ident, created, model, value.text, None))
+                    yield _sse(
+                        protocol.chat_chunk(ident, created, model, {"content": value.text})
+                        if chat
+                        else protocol.text_completion(ident, created, model, value.text, None)
+                    )
                 elif kind == "done":
                     finish = protocol.FINISH_REASONS[value.finish_reason]
                     for delta in protocol.tool_call_deltas(value) if chat else ():
                         yield _sse(protocol.chat_chunk(ident, created, model, delta))
-                    yield _sse(protocol.chat_chunk(ident, created, model, {}, finish) if chat
-                               else protocol.text_completion(ident, created, model, "", finish))
+                    yield _sse(
+                        protocol.chat_chunk(ident, created, model, {}, finish)
+                        if chat
+                        else protocol.text_completion(ident, created, model, "", finish)
+                    )
                     if include_usage:
                         yield _sse(protocol.usage_chunk(ident, created, model, obj, value))
                     break
@@ -219,9 +235,12 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
         ident, created = protocol.new_id("chatcmpl"), protocol.now()
         job = Job(chat_work(req.messages, req.sampling, req.output), streaming=req.stream)
         return await generate(
-            request, req.model, job,
+            request,
+            req.model,
+            job,
             lambda j: events(j, ident, created, req.model, req.include_usage, chat=True),
-            lambda result: protocol.chat_completion(ident, created, req.model, result))
+            lambda result: protocol.chat_completion(ident, created, req.model, result),
+        )
 
     @_endpoint
     async def completions(request: Request) -> Response:
@@ -229,18 +248,25 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
         ident, created = protocol.new_id("cmpl"), protocol.now()
         job = Job(completion_work(req.prompt, req.sampling), streaming=req.stream)
         return await generate(
-            request, req.model, job,
+            request,
+            req.model,
+            job,
             lambda j: events(j, ident, created, req.model, req.include_usage, chat=False),
-            lambda result: protocol.text_completion(ident, created, req.model, result.text,
-                                                    protocol.FINISH_REASONS[result.finish_reason], result))
+            lambda result: protocol.text_completion(
+                ident, created, req.model, result.text, protocol.FINISH_REASONS[result.finish_reason], result
+            ),
+        )
 
     @_endpoint
     async def embeddings(request: Request) -> Response:
         req = protocol.parse_embeddings(await _json_body(request))
         if req.model not in registry.embedding_model_ids():
             await run_in_threadpool(registry.resolve, req.model)  # 404 for an unknown model
-            raise bad_request(f"{req.model} is not an embedding model; use one of "
-                              f"{', '.join(sorted(registry.embedding_model_ids()))}", param="model")
+            raise bad_request(
+                f"{req.model} is not an embedding model; use one of "
+                f"{', '.join(sorted(registry.embedding_model_ids()))}",
+                param="model",
+            )
         vectors, tokens = await run_in_threadpool(registry.embed, req.inputs)
         return JSONResponse(protocol.embeddings(req.model, vectors, req.as_base64, tokens))
 
@@ -253,8 +279,13 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
         return JSONResponse({"count": counted.prompt_tokens, "max_model_len": counted.n_ctx})
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
-        return error_response(APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
-                                       code="not_found" if exc.status_code == 404 else None))
+        return error_response(
+            APIError(
+                exc.status_code,
+                f"{request.method} {request.url.path}: {exc.detail}",
+                code="not_found" if exc.status_code == 404 else None,
+            )
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -269,7 +300,11 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/tokenize", tokenize, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(BearerAuth, api_key=api_key)],
-                    exception_handlers={HTTPException: not_found}, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(BearerAuth, api_key=api_key)],
+        exception_handlers={HTTPException: not_found},
+        lifespan=lifespan,
+    )
     app.state.registry = registry
     return app

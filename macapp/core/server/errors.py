@@ -15,8 +15,15 @@ SERVER_ERROR = "server_error"
 class APIError(Exception):
     """A request the server answers with an error document instead of a result."""
 
-    def __init__(self, status: int, message: str, *, type: str = INVALID_REQUEST, param: str | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = INVALID_REQUEST,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -33,13 +40,18 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 
 def model_not_found(model: str) -> APIError:
-    return APIError(404, f"The model {model!r} does not exist on this server (GET /v1/models lists them).",
-                    param="model", code="model_not_found")
+    return APIError(
+        404,
+        f"The model {model!r} does not exist on this server (GET /v1/models lists them).",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def unauthorized() -> APIError:
-    return APIError(401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'.",
-                    code="invalid_api_key")
+    return APIError(
+        401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'.", code="invalid_api_key"
+    )
 
 
 def internal_error() -> APIError:

@@ -58,12 +58,18 @@ class Job:
 
 def _check_fits(prompt_tokens: int, sampling: SamplingSettings, n_ctx: int) -> None:
     if prompt_tokens >= n_ctx:
-        raise bad_request(f"This model's context holds {n_ctx} tokens; the prompt alone takes {prompt_tokens}.",
-                          param="messages", code="context_length_exceeded")
+        raise bad_request(
+            f"This model's context holds {n_ctx} tokens; the prompt alone takes {prompt_tokens}.",
+            param="messages",
+            code="context_length_exceeded",
+        )
     if sampling.max_tokens and prompt_tokens + sampling.max_tokens > n_ctx:
-        raise bad_request(f"This model's context holds {n_ctx} tokens: the prompt takes {prompt_tokens} and "
-                          f"max_tokens asks for {sampling.max_tokens} more (at most {n_ctx - prompt_tokens}).",
-                          param="max_tokens", code="context_length_exceeded")
+        raise bad_request(
+            f"This model's context holds {n_ctx} tokens: the prompt takes {prompt_tokens} and "
+            f"max_tokens asks for {sampling.max_tokens} more (at most {n_ctx - prompt_tokens}).",
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
 
 
 def _run_stream(job: Job, stream: Generator[GenerationChunk, None, Any]) -> Any:

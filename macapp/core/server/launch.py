@@ -40,8 +40,10 @@ def is_loopback(host: str) -> bool:
 def check_exposure(host: str, api_key: str | None) -> None:
     """Refuse to listen beyond this machine without an API key."""
     if not api_key and not is_loopback(host):
-        raise UserError(f"refusing to serve on {host} without an API key: anyone on the network could use it",
-                        hint="pass --api-key KEY (clients send 'Authorization: Bearer KEY'), or keep --host 127.0.0.1")
+        raise UserError(
+            f"refusing to serve on {host} without an API key: anyone on the network could use it",
+            hint="pass --api-key KEY (clients send 'Authorization: Bearer KEY'), or keep --host 127.0.0.1",
+        )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -78,8 +80,9 @@ def _uvicorn_server(options: ServerOptions):
     registry = ModelRegistry(n_ctx=options.n_ctx, idle_unload_s=options.idle_unload_s)
     app = create_app(registry, api_key=options.api_key)
     # log_config None: uvicorn's loggers go through the app's own logging instead of replacing its setup.
-    config = uvicorn.Config(app, log_config=None, access_log=options.access_log, ws="none", lifespan="on",
-                            timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=options.access_log, ws="none", lifespan="on", timeout_graceful_shutdown=3
+    )
     return uvicorn.Server(config), registry
 
 
@@ -92,8 +95,9 @@ class RunningServer:
         self.port = self._sock.getsockname()[1]
         self.url = base_url(options.host, self.port)
         self._server, self.registry = _uvicorn_server(options)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name="openai server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name="openai server", daemon=True
+        )
         self._thread.start()
         while not self._server.started:
             if not self._thread.is_alive():

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 class ModelOwner:
     """The thread that owns one model: runs its jobs one at a time, loads on demand, unloads when idle."""
 
-    def __init__(self, model_id: str, open_engine: Callable[[], Engine], idle_unload_s: float = DEFAULT_IDLE_UNLOAD_S
-                 ) -> None:
+    def __init__(
+        self, model_id: str, open_engine: Callable[[], Engine], idle_unload_s: float = DEFAULT_IDLE_UNLOAD_S
+    ) -> None:
         self.model_id = model_id
         self.idle_unload_s = idle_unload_s
         self._open = open_engine
@@ -105,8 +106,9 @@ class ModelOwner:
                 for _ in engine.load():
                     pass
             except UserError as exc:
-                raise bad_request(f"{self.model_id} could not be loaded: {exc}", param="model",
-                                  code="model_load_failed") from exc
+                raise bad_request(
+                    f"{self.model_id} could not be loaded: {exc}", param="model", code="model_load_failed"
+                ) from exc
             self._engine = engine
         return self._engine
 
@@ -239,8 +241,13 @@ def _card(ident: str, path: Path, *, context_length: int | None = None, kind: st
         created = int(path.stat().st_mtime)
     except OSError:
         created = 0
-    card: dict[str, Any] = {"id": ident, "object": "model", "created": created, "owned_by": "orchard",
-                            "orchard_kind": kind}
+    card: dict[str, Any] = {
+        "id": ident,
+        "object": "model",
+        "created": created,
+        "owned_by": "orchard",
+        "orchard_kind": kind,
+    }
     if context_length:
         card["context_length"] = context_length
     return card

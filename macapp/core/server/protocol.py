@@ -28,8 +28,13 @@ from macapp.core.engines.tool_calls import ToolSpec
 from macapp.core.errors import UserError
 from macapp.core.server.errors import bad_request
 
-FINISH_REASONS = {"stop": "stop", "length": "length", "context": "length", "cancelled": "stop",
-                  "tool_calls": "tool_calls"}
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "context": "length",
+    "cancelled": "stop",
+    "tool_calls": "tool_calls",
+}
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; chat runs until the context is full
 MAX_STOPS = 4
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
@@ -71,8 +76,15 @@ class TokenizeRequest:
     messages: list[ChatMessage] | None
 
 
-def _field(body: dict, name: str, kinds: type | tuple[type, ...], default: Any = None, *, lo: float | None = None,
-           hi: float | None = None) -> Any:
+def _field(
+    body: dict,
+    name: str,
+    kinds: type | tuple[type, ...],
+    default: Any = None,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> Any:
     value = body.get(name)
     if value is None:
         return default
@@ -109,8 +121,9 @@ def _refuse_unsupported(body: dict) -> None:
         raise bad_request("logit_bias is not supported by this server", param="logit_bias")
     for name in ("presence_penalty", "frequency_penalty"):
         if _field(body, name, (int, float), 0, lo=-2, hi=2) != 0:
-            raise bad_request(f"{name} is not supported by this server; use repeat_penalty (1 = off, 1.1 = mild)",
-                              param=name)
+            raise bad_request(
+                f"{name} is not supported by this server; use repeat_penalty (1 = off, 1.1 = mild)", param=name
+            )
     if body.get("audio") is not None or any(m != "text" for m in body.get("modalities") or ()):
         raise bad_request("only text output is supported", param="modalities")
     for name in ("functions", "function_call"):
@@ -137,7 +150,9 @@ def _sampling(body: dict, default_max_tokens: int) -> SamplingSettings:
         min_p=float(_field(body, "min_p", (int, float), base.min_p, lo=0, hi=1)),
         repeat_penalty=float(_field(body, "repeat_penalty", (int, float), base.repeat_penalty, lo=0, hi=10)),
         seed=_seed(_field(body, "seed", int, None, lo=-(1 << 63), hi=(1 << 64) - 1)),
-        max_tokens=max_tokens, stop=tuple(s for s in stop or () if s))
+        max_tokens=max_tokens,
+        stop=tuple(s for s in stop or () if s),
+    )
 
 
 def _seed(seed: int | None) -> int | None:
@@ -154,8 +169,9 @@ def _content(message: dict, i: int) -> str:
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise bad_request(f"messages[{i}]: only text content is supported (got a {kind!r} part)",
-                                  param="messages")
+                raise bad_request(
+                    f"messages[{i}]: only text content is supported (got a {kind!r} part)", param="messages"
+                )
             texts.append(part["text"])
         return "\n".join(texts)
     raise bad_request(f"messages[{i}].content must be a string or a list of text parts", param="messages")
@@ -164,13 +180,22 @@ def _content(message: dict, i: int) -> str:
 def _tool_calls(message: dict, i: int) -> list[dict[str, Any]]:
     calls = message.get("tool_calls")
     if not isinstance(calls, list) or not all(
-            isinstance(c, dict) and isinstance(c.get("function"), dict) and isinstance(c["function"].get("name"), str)
-            for c in calls):
-        raise bad_request(f"messages[{i}].tool_calls must be a list of {{'id', 'type': 'function', 'function': "
-                          "{'name', 'arguments'}}", param="messages")
-    return [{"id": str(c.get("id") or ""), "type": "function",
-             "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or "{}"}}
-            for c in calls]
+        isinstance(c, dict) and isinstance(c.get("function"), dict) and isinstance(c["function"].get("name"), str)
+        for c in calls
+    ):
+        raise bad_request(
+            f"messages[{i}].tool_calls must be a list of {{'id', 'type': 'function', 'function': "
+            "{'name', 'arguments'}}",
+            param="messages",
+        )
+    return [
+        {
+            "id": str(c.get("id") or ""),
+            "type": "function",
+            "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or "{}"},
+        }
+        for c in calls
+    ]
 
 
 def parse_messages(raw: Any) -> list[ChatMessage]:
@@ -182,8 +207,9 @@ def parse_messages(raw: Any) -> list[ChatMessage]:
             raise bad_request(f"messages[{i}] must be an object", param="messages")
         role = _ROLES.get(message.get("role"))
         if role is None:
-            raise bad_request(f"messages[{i}].role must be system, user or assistant (got {message.get('role')!r})",
-                              param="messages")
+            raise bad_request(
+                f"messages[{i}].role must be system, user or assistant (got {message.get('role')!r})", param="messages"
+            )
         turn: ChatMessage = {"role": role, "content": _content(message, i)}
         if role == "assistant" and message.get("tool_calls"):
             turn["tool_calls"] = _tool_calls(message, i)
@@ -219,15 +245,23 @@ def parse_output(body: dict) -> OutputSpec:
     if isinstance(choice, dict):
         fn = choice.get("function")
         if choice.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise bad_request("tool_choice must be auto, none, required or {'type': 'function', 'function': "
-                              "{'name': ...}}", param="tool_choice")
+            raise bad_request(
+                "tool_choice must be auto, none, required or {'type': 'function', 'function': {'name': ...}}",
+                param="tool_choice",
+            )
         choice, function = "required", fn["name"]
     if choice not in _TOOL_CHOICES:
-        raise bad_request(f"tool_choice must be auto, none, required or a function (got {choice!r})",
-                          param="tool_choice")
+        raise bad_request(
+            f"tool_choice must be auto, none, required or a function (got {choice!r})", param="tool_choice"
+        )
     try:
-        return OutputSpec(tools, choice, function, _response_schema(body.get("response_format")),
-                          bool(_field(body, "parallel_tool_calls", bool, True)))
+        return OutputSpec(
+            tools,
+            choice,
+            function,
+            _response_schema(body.get("response_format")),
+            bool(_field(body, "parallel_tool_calls", bool, True)),
+        )
     except UserError as exc:
         raise bad_request(str(exc), param="response_format" if "schema" in str(exc) else "tool_choice") from exc
 
@@ -244,8 +278,9 @@ def _response_schema(fmt: Any) -> dict[str, Any] | None:
         spec = fmt.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
-            raise bad_request("response_format json_schema needs 'json_schema': {'name', 'schema': {...}}",
-                              param="response_format")
+            raise bad_request(
+                "response_format json_schema needs 'json_schema': {'name', 'schema': {...}}", param="response_format"
+            )
         from macapp.core.engines.structured import check_schema
 
         try:
@@ -253,14 +288,16 @@ def _response_schema(fmt: Any) -> dict[str, Any] | None:
         except UserError as exc:
             raise bad_request(str(exc), param="response_format") from exc
         return schema
-    raise bad_request("response_format must be {'type': 'text' | 'json_object' | 'json_schema'}",
-                      param="response_format")
+    raise bad_request(
+        "response_format must be {'type': 'text' | 'json_object' | 'json_schema'}", param="response_format"
+    )
 
 
 def parse_chat(body: dict) -> ChatRequest:
     stream, usage = _stream_options(body)
-    return ChatRequest(_model(body), parse_messages(body.get("messages")), _sampling(body, 0), stream, usage,
-                       parse_output(body))
+    return ChatRequest(
+        _model(body), parse_messages(body.get("messages")), _sampling(body, 0), stream, usage, parse_output(body)
+    )
 
 
 def parse_completion(body: dict) -> CompletionRequest:
@@ -268,8 +305,9 @@ def parse_completion(body: dict) -> CompletionRequest:
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
     if not isinstance(prompt, str):
-        raise bad_request("'prompt' must be one string (lists of prompts and token ids are not supported)",
-                          param="prompt")
+        raise bad_request(
+            "'prompt' must be one string (lists of prompts and token ids are not supported)", param="prompt"
+        )
     stream, usage = _stream_options(body)
     return CompletionRequest(_model(body), prompt, _sampling(body, COMPLETION_DEFAULT_MAX_TOKENS), stream, usage)
 
@@ -278,8 +316,9 @@ def parse_embeddings(body: dict) -> EmbeddingRequest:
     raw = body.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
-        raise bad_request("'input' must be a string or a non-empty list of strings (token ids are not supported)",
-                          param="input")
+        raise bad_request(
+            "'input' must be a string or a non-empty list of strings (token ids are not supported)", param="input"
+        )
     fmt = _field(body, "encoding_format", str, "float")
     if fmt not in ("float", "base64"):
         raise bad_request("'encoding_format' must be float or base64", param="encoding_format")
@@ -309,8 +348,11 @@ def now() -> int:
 def usage(result: GenerationResult | StructuredResult) -> dict[str, int]:
     if isinstance(result, StructuredResult):
         result = result.result
-    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens}
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
 
 
 def chat_completion(ident: str, created: int, model: str, result: StructuredResult) -> dict[str, Any]:
@@ -319,46 +361,73 @@ def chat_completion(ident: str, created: int, model: str, result: StructuredResu
         message["content"] = result.content or None
         message["tool_calls"] = [call.to_openai() for call in result.tool_calls]
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH_REASONS[result.finish_reason]}
-    return {"id": ident, "object": "chat.completion", "created": created, "model": model, "choices": [choice],
-            "usage": usage(result)}
+    return {
+        "id": ident,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": usage(result),
+    }
 
 
 def tool_call_deltas(result: StructuredResult) -> list[dict[str, Any]]:
     """Stream deltas for the calls: each call's id and name, then its arguments (the SDKs join them by index)."""
     deltas = []
     for index, call in enumerate(result.tool_calls):
-        deltas.append({"tool_calls": [{"index": index, "id": call.id, "type": "function",
-                                       "function": {"name": call.name, "arguments": ""}}]})
+        deltas.append(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": ""},
+                    }
+                ]
+            }
+        )
         deltas.append({"tool_calls": [{"index": index, "function": {"arguments": call.arguments_json}}]})
     return deltas
 
 
-def chat_chunk(ident: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None
-               ) -> dict[str, Any]:
+def chat_chunk(
+    ident: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None
+) -> dict[str, Any]:
     choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
     return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [choice]}
 
 
-def text_completion(ident: str, created: int, model: str, text: str, finish: str | None,
-                    result: GenerationResult | None = None) -> dict[str, Any]:
+def text_completion(
+    ident: str, created: int, model: str, text: str, finish: str | None, result: GenerationResult | None = None
+) -> dict[str, Any]:
     """A whole completion (with ``result``) or one streamed piece of one (without)."""
-    doc = {"id": ident, "object": "text_completion", "created": created, "model": model,
-           "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+    doc = {
+        "id": ident,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+    }
     if result is not None:
         doc["usage"] = usage(result)
     return doc
 
 
-def usage_chunk(ident: str, created: int, model: str, obj: str, result: GenerationResult | StructuredResult
-                ) -> dict[str, Any]:
+def usage_chunk(
+    ident: str, created: int, model: str, obj: str, result: GenerationResult | StructuredResult
+) -> dict[str, Any]:
     return {"id": ident, "object": obj, "created": created, "model": model, "choices": [], "usage": usage(result)}
 
 
 def embeddings(model: str, vectors: np.ndarray, as_base64: bool, prompt_tokens: int) -> dict[str, Any]:
     data = []
     for i, row in enumerate(vectors):
-        vector = (base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") if as_base64
-                  else [float(x) for x in row])
+        vector = base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") if as_base64 else [float(x) for x in row]
         data.append({"object": "embedding", "index": i, "embedding": vector})
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

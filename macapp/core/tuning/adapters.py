@@ -61,8 +61,10 @@ class AdapterInfo:
 def validate_name(name: str) -> str:
     """An adapter name is a folder name: letters, digits, ``.``, ``_``, ``-``; no path separators or ``..``."""
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise UserError(f"Invalid adapter name {name!r}",
-                        hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise UserError(
+            f"Invalid adapter name {name!r}",
+            hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     return name
 
 
@@ -87,23 +89,43 @@ def base_identity(base_dir: str | Path) -> dict[str, Any]:
         model_type = json.loads(config).get("model_type")
     except (ValueError, AttributeError):
         model_type = None
-    return {"model_type": model_type, "config_sha256": hashlib.sha256(config).hexdigest(),
-            "weights_bytes": sum(size for _, size in files), "fingerprint": digest.hexdigest()}
+    return {
+        "model_type": model_type,
+        "config_sha256": hashlib.sha256(config).hexdigest(),
+        "weights_bytes": sum(size for _, size in files),
+        "fingerprint": digest.hexdigest(),
+    }
 
 
 def _adapter_size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.glob("adapter*") if f.is_file())
 
 
-def write_manifest(name: str, *, base_path: str, base_id: dict[str, Any], dataset_sha256: str,
-                   settings: dict[str, Any], train_loss: float | None, val_loss: float | None,
-                   iterations: int) -> AdapterInfo:
+def write_manifest(
+    name: str,
+    *,
+    base_path: str,
+    base_id: dict[str, Any],
+    dataset_sha256: str,
+    settings: dict[str, Any],
+    train_loss: float | None,
+    val_loss: float | None,
+    iterations: int,
+) -> AdapterInfo:
     """Record a finished adapter (written atomically; the adapter files must already be in place)."""
     folder = adapter_path(name)
     info = AdapterInfo(
-        name=name, path=folder, status="complete", base_path=base_path, base_identity=base_id,
-        dataset_sha256=dataset_sha256, settings=settings, train_loss=train_loss, val_loss=val_loss,
-        iterations=iterations, size_bytes=_adapter_size(folder),
+        name=name,
+        path=folder,
+        status="complete",
+        base_path=base_path,
+        base_identity=base_id,
+        dataset_sha256=dataset_sha256,
+        settings=settings,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        iterations=iterations,
+        size_bytes=_adapter_size(folder),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     data = info.to_json()
@@ -124,13 +146,20 @@ def _read(folder: Path) -> AdapterInfo | None:
         run_file = folder / RUN_FILE
         if run_file.is_file():
             run = json.loads(run_file.read_text(encoding="utf-8"))
-            done = json.loads((folder / "checkpoint.json").read_text()) if (folder / "checkpoint.json").is_file() \
-                else {}
+            done = (
+                json.loads((folder / "checkpoint.json").read_text()) if (folder / "checkpoint.json").is_file() else {}
+            )
             return AdapterInfo(
-                name=folder.name, path=folder, status="incomplete", base_path=run.get("base", ""),
-                base_identity=run.get("base_identity", {}), dataset_sha256=run.get("dataset_sha256", ""),
-                settings=run.get("settings", {}), iterations=int(done.get("iteration", 0)),
-                size_bytes=_adapter_size(folder), created=run.get("created", ""),
+                name=folder.name,
+                path=folder,
+                status="incomplete",
+                base_path=run.get("base", ""),
+                base_identity=run.get("base_identity", {}),
+                dataset_sha256=run.get("dataset_sha256", ""),
+                settings=run.get("settings", {}),
+                iterations=int(done.get("iteration", 0)),
+                size_bytes=_adapter_size(folder),
+                created=run.get("created", ""),
             )
     except (OSError, ValueError, TypeError):
         return None  # a damaged folder is not an adapter; it is left for the user to inspect

@@ -23,10 +23,14 @@ class NotAnMlxModel(UserError):
         if twin:
             hint = f"download its MLX version with `macapp pull {twin} --mlx` and choose that folder"
         else:
-            hint = ("download an MLX version of this model (e.g. from mlx-community) with "
-                    "`macapp pull REPO --mlx` and choose that folder")
-        super().__init__(f"{path.name} is a GGUF file; tuning needs an MLX model "
-                         "(a folder with config.json and *.safetensors)", hint=hint)
+            hint = (
+                "download an MLX version of this model (e.g. from mlx-community) with "
+                "`macapp pull REPO --mlx` and choose that folder"
+            )
+        super().__init__(
+            f"{path.name} is a GGUF file; tuning needs an MLX model (a folder with config.json and *.safetensors)",
+            hint=hint,
+        )
         self.path = path
         self.twin = twin
 
@@ -52,8 +56,9 @@ def mlx_twin_of(gguf: str | Path) -> str | None:
     repo = (_cache_repo(path) or "").lower()
     name = path.name.lower()
     for entry in catalog:
-        if entry.mlx_repo and (entry.repo.lower() == repo
-                               or any(Path(f.file).name.lower() == name for f in entry.files)):
+        if entry.mlx_repo and (
+            entry.repo.lower() == repo or any(Path(f.file).name.lower() == name for f in entry.files)
+        ):
             return entry.mlx_repo
     return None
 
@@ -64,8 +69,10 @@ def require_mlx_folder(base: str | Path) -> Path:
     if path.suffix.lower() == ".gguf" and not path.is_dir():
         raise NotAnMlxModel(path, mlx_twin_of(path))
     if path.is_file():
-        raise UserError(f"{path.name} is a file; tuning needs an MLX model folder",
-                        hint="choose a folder with config.json and *.safetensors, e.g. an mlx-community model")
+        raise UserError(
+            f"{path.name} is a file; tuning needs an MLX model folder",
+            hint="choose a folder with config.json and *.safetensors, e.g. an mlx-community model",
+        )
     if not path.exists():
         raise UserError(f"No such base model folder: {path}")
     return path

@@ -111,19 +111,36 @@ class ChildStream:
     def _progress(self, event: dict[str, Any]) -> TrainProgress | None:
         kind = event.get("event")
         it = int(event.get("iteration", 0))
-        common = {"done": it, "total": self.iters, "iteration": it, "iters": self.iters,
-                  "train_loss": self.train_loss, "val_loss": self.val_loss, "peak_memory_bytes": self.peak_memory}
+        common = {
+            "done": it,
+            "total": self.iters,
+            "iteration": it,
+            "iters": self.iters,
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "peak_memory_bytes": self.peak_memory,
+        }
         if kind == "start":
-            return TrainProgress(stage="starting", message=f"training {event.get('trainable_parameters', 0):,} "
-                                 f"LoRA parameters on {event.get('train_examples')} examples", **common)
+            return TrainProgress(
+                stage="starting",
+                message=f"training {event.get('trainable_parameters', 0):,} "
+                f"LoRA parameters on {event.get('train_examples')} examples",
+                **common,
+            )
         if kind == "train":
             self.train_loss = event["train_loss"]
             self.peak_memory = event.get("peak_memory_bytes")
             self.rates.append(event["tokens_per_second"])
             common.update(train_loss=self.train_loss, peak_memory_bytes=self.peak_memory)
-            return TrainProgress(stage="training", tokens_per_second=event["tokens_per_second"],
-                                 learning_rate=event.get("learning_rate"), trained_tokens=event.get("trained_tokens"),
-                                 eta_seconds=self._eta(it), message=f"iteration {it}/{self.iters}", **common)
+            return TrainProgress(
+                stage="training",
+                tokens_per_second=event["tokens_per_second"],
+                learning_rate=event.get("learning_rate"),
+                trained_tokens=event.get("trained_tokens"),
+                eta_seconds=self._eta(it),
+                message=f"iteration {it}/{self.iters}",
+                **common,
+            )
         if kind == "val":
             self.val_loss = event["val_loss"]
             common["val_loss"] = self.val_loss
@@ -163,8 +180,10 @@ def failure_error(error: dict[str, Any] | None, returncode: int | None, log_path
     if error is not None:
         kind, message = error.get("kind"), error.get("message", "")
         if kind == "oom":
-            return UserError(f"Training ran out of memory ({message})",
-                             hint="lower the batch size or max sequence length, or turn on gradient checkpointing")
+            return UserError(
+                f"Training ran out of memory ({message})",
+                hint="lower the batch size or max sequence length, or turn on gradient checkpointing",
+            )
         if kind in ("model", "data"):
             return UserError(message[:1:].upper() + message[1:], hint=details)
         return UserError(f"Training failed: {message}", hint=details)
@@ -172,9 +191,13 @@ def failure_error(error: dict[str, Any] | None, returncode: int | None, log_path
         sig = -returncode
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         if sig == signal.SIGKILL:
-            return UserError(f"The training process was killed ({name}), most likely because memory ran out",
-                             hint="lower the batch size or max sequence length, or turn on gradient checkpointing")
+            return UserError(
+                f"The training process was killed ({name}), most likely because memory ran out",
+                hint="lower the batch size or max sequence length, or turn on gradient checkpointing",
+            )
         return UserError(f"The training process crashed ({name})", hint=details)
     tail = _log_tail(log_path)
-    return UserError(f"The training process stopped unexpectedly (exit code {returncode})"
-                     + (f": {tail}" if tail else ""), hint=details)
+    return UserError(
+        f"The training process stopped unexpectedly (exit code {returncode})" + (f": {tail}" if tail else ""),
+        hint=details,
+    )

@@ -53,8 +53,7 @@ class TokenStats:
     def of(cls, lengths: Sequence[int], approx: bool = False) -> TokenStats | None:
         if not lengths:
             return None
-        return cls(len(lengths), min(lengths), round(statistics.fmean(lengths), 1), max(lengths), sum(lengths),
-                   approx)
+        return cls(len(lengths), min(lengths), round(statistics.fmean(lengths), 1), max(lengths), sum(lengths), approx)
 
 
 @dataclass
@@ -74,9 +73,13 @@ class DatasetReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": str(self.path), "format": self.format, "examples": self.examples, "ok": self.ok,
+            "path": str(self.path),
+            "format": self.format,
+            "examples": self.examples,
+            "ok": self.ok,
             "problems": [{"line": p.line, "message": p.message} for p in self.problems],
-            "tokens": None if self.tokens is None else vars(self.tokens), "sha256": self.sha256,
+            "tokens": None if self.tokens is None else vars(self.tokens),
+            "sha256": self.sha256,
         }
 
 
@@ -128,8 +131,14 @@ def _check_string(value: Any, what: str) -> str | None:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "a list", type(None): "null", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "a list",
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _check_chat(messages: Any, mask_prompt: bool | None) -> list[str]:
@@ -153,8 +162,10 @@ def _check_chat(messages: Any, mask_prompt: bool | None) -> list[str]:
             found.append(f"message {i} content must be a string, not {_type_name(msg['content'])}")
     last = messages[-1].get("role") if isinstance(messages[-1], dict) else None
     if mask_prompt is not False and last in CHAT_ROLES and last != "assistant":
-        found.append(f"the last message is {last!r}: answers-only training learns the last message, "
-                     "so end with the assistant's answer")
+        found.append(
+            f"the last message is {last!r}: answers-only training learns the last message, "
+            "so end with the assistant's answer"
+        )
     return found
 
 
@@ -183,8 +194,10 @@ def count_tokens(record: dict[str, Any], fmt: str, tokenizer: Any) -> int:
         ids = tokenizer.encode(record["text"])
         return len(ids) + (0 if ids and ids[-1] == tokenizer.eos_token_id else 1)
     if fmt == "completions":
-        messages = [{"role": "user", "content": record["prompt"]},
-                    {"role": "assistant", "content": record["completion"]}]
+        messages = [
+            {"role": "user", "content": record["prompt"]},
+            {"role": "assistant", "content": record["completion"]},
+        ]
     else:
         messages = record["messages"]
     return len(tokenizer.apply_chat_template(messages, tools=record.get("tools"), return_dict=False))
@@ -227,8 +240,13 @@ def sniff_format(path: str | Path) -> str | None:
     return None
 
 
-def validate_dataset(path: str | Path, tokenizer: Any = None, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
-                     mask_prompt: bool | None = False, approximate: bool = False) -> DatasetReport:
+def validate_dataset(
+    path: str | Path,
+    tokenizer: Any = None,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    mask_prompt: bool | None = False,
+    approximate: bool = False,
+) -> DatasetReport:
     """Check a JSONL file line by line and report every problem with its line number.
 
     Args:
@@ -261,8 +279,11 @@ def validate_dataset(path: str | Path, tokenizer: Any = None, max_seq_length: in
             if report.format is None:
                 report.format, first_line = fmt, number
             elif fmt != report.format:
-                report.problems.append(DatasetProblem(
-                    number, f"mixed formats: this line is {fmt!r} but line {first_line} is {report.format!r}"))
+                report.problems.append(
+                    DatasetProblem(
+                        number, f"mixed formats: this line is {fmt!r} but line {first_line} is {report.format!r}"
+                    )
+                )
                 continue
             if tokenizer is None and approximate and not found:
                 lengths.append(approx_tokens(record, fmt))
@@ -270,9 +291,13 @@ def validate_dataset(path: str | Path, tokenizer: Any = None, max_seq_length: in
                 n = count_tokens(record, fmt, tokenizer)
                 lengths.append(n)
                 if n > max_seq_length:
-                    report.problems.append(DatasetProblem(
-                        number, f"{n:,} tokens, longer than the maximum sequence length {max_seq_length:,} "
-                                "(training would cut it off)"))
+                    report.problems.append(
+                        DatasetProblem(
+                            number,
+                            f"{n:,} tokens, longer than the maximum sequence length {max_seq_length:,} "
+                            "(training would cut it off)",
+                        )
+                    )
     except UnicodeDecodeError as exc:
         report.problems.append(DatasetProblem(None, f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"))
     if report.examples == 0 and not report.problems:
@@ -297,8 +322,14 @@ class DatasetSplit:
     valid_examples: int
 
 
-def split_dataset(path: str | Path, out_dir: str | Path, valid_fraction: float = 0.1, min_valid: int = 1,
-                  min_train: int = 1, seed: int = 0) -> DatasetSplit:
+def split_dataset(
+    path: str | Path,
+    out_dir: str | Path,
+    valid_fraction: float = 0.1,
+    min_valid: int = 1,
+    min_train: int = 1,
+    seed: int = 0,
+) -> DatasetSplit:
     """Write ``train.jsonl`` and ``valid.jsonl`` (the layout mlx-lm reads) into ``out_dir``.
 
     The same file and seed always give the same split; examples keep their order in each part and
@@ -307,9 +338,11 @@ def split_dataset(path: str | Path, out_dir: str | Path, valid_fraction: float =
     lines = [line.rstrip("\r\n") for _, line in read_records(path)]
     n_valid = max(min_valid, 1, round(len(lines) * valid_fraction))
     if len(lines) - n_valid < max(min_train, 1):
-        raise UserError(f"{Path(path).name} has {len(lines)} examples: too few to keep {n_valid} for validation "
-                        f"and train on at least {max(min_train, 1)}",
-                        hint="add examples or lower the batch size")
+        raise UserError(
+            f"{Path(path).name} has {len(lines)} examples: too few to keep {n_valid} for validation "
+            f"and train on at least {max(min_train, 1)}",
+            hint="add examples or lower the batch size",
+        )
     chosen = set(random.Random(seed).sample(range(len(lines)), n_valid))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

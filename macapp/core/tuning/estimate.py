@@ -101,8 +101,10 @@ def load_config(base_dir: str | Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{base_dir} is not an MLX model folder (no config.json)",
-                        hint="pick a folder with config.json and *.safetensors, e.g. an mlx-community model") from None
+        raise UserError(
+            f"{base_dir} is not an MLX model folder (no config.json)",
+            hint="pick a folder with config.json and *.safetensors, e.g. an mlx-community model",
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"Can't read {path}: {exc}") from None
     if not isinstance(config, dict):
@@ -117,20 +119,31 @@ def read_base(base_dir: str | Path) -> BaseFacts:
         hidden = int(config["hidden_size"])
         heads = int(config["num_attention_heads"])
         facts = BaseFacts(
-            model_type=str(config.get("model_type", "?")), hidden=hidden, layers=int(config["num_hidden_layers"]),
-            ffn=int(config.get("intermediate_size", 4 * hidden)), heads=heads,
+            model_type=str(config.get("model_type", "?")),
+            hidden=hidden,
+            layers=int(config["num_hidden_layers"]),
+            ffn=int(config.get("intermediate_size", 4 * hidden)),
+            heads=heads,
             kv_heads=int(config.get("num_key_value_heads") or heads),
-            head_dim=int(config.get("head_dim") or hidden // heads), vocab=int(config["vocab_size"]),
-            tied=bool(config.get("tie_word_embeddings", False)), bits=None, group_size=64,
-            act_bytes=2, weights_bytes=0,
+            head_dim=int(config.get("head_dim") or hidden // heads),
+            vocab=int(config["vocab_size"]),
+            tied=bool(config.get("tie_word_embeddings", False)),
+            bits=None,
+            group_size=64,
+            act_bytes=2,
+            weights_bytes=0,
         )
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise UserError(f"{Path(base_dir) / 'config.json'} lacks a usable {exc} for the memory estimate") from None
     quant = config.get("quantization") or config.get("quantization_config") or {}
     bits = int(quant["bits"]) if isinstance(quant, dict) and quant.get("bits") else None
     dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16")
-    facts = replace(facts, bits=bits, group_size=int(quant.get("group_size", 64)) if bits else 64,
-                    act_bytes=_DTYPE_BYTES.get(dtype, 2))
+    facts = replace(
+        facts,
+        bits=bits,
+        group_size=int(quant.get("group_size", 64)) if bits else 64,
+        act_bytes=_DTYPE_BYTES.get(dtype, 2),
+    )
     on_disk = sum(f.stat().st_size for f in Path(base_dir).glob("*.safetensors"))
     return replace(facts, weights_bytes=on_disk or _weights_from_config(facts))
 
@@ -138,8 +151,15 @@ def read_base(base_dir: str | Path) -> BaseFacts:
 def _linear_shapes(f: BaseFacts) -> list[tuple[int, int]]:
     """(in, out) of the linears in one llama-style block: q, k, v, o, gate, up, down."""
     q, kv = f.heads * f.head_dim, f.kv_heads * f.head_dim
-    return [(f.hidden, q), (f.hidden, kv), (f.hidden, kv), (q, f.hidden),
-            (f.hidden, f.ffn), (f.hidden, f.ffn), (f.ffn, f.hidden)]
+    return [
+        (f.hidden, q),
+        (f.hidden, kv),
+        (f.hidden, kv),
+        (q, f.hidden),
+        (f.hidden, f.ffn),
+        (f.hidden, f.ffn),
+        (f.ffn, f.hidden),
+    ]
 
 
 def _parameter_count(f: BaseFacts) -> int:
@@ -177,8 +197,9 @@ def estimate_training(base: BaseFacts, settings: TrainShape, budget_bytes: int |
     """Peak memory of LoRA training ``base`` with ``settings`` (batch, sequence, rank, layers, checkpointing)."""
     params = lora_parameters(base, settings.rank, settings.layers)
     lora = params * 4 * 4
-    acts = activation_bytes(base, settings.batch_size, settings.max_seq_length, settings.layers,
-                            settings.grad_checkpoint)
+    acts = activation_bytes(
+        base, settings.batch_size, settings.max_seq_length, settings.layers, settings.grad_checkpoint
+    )
     subtotal = base.weights_bytes + lora + acts
     overhead = int(subtotal * _OVERHEAD_FRACTION + _OVERHEAD_FIXED)
     total = subtotal + overhead

@@ -48,8 +48,15 @@ class ExportResult:
     alpha: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": str(self.path), "size_bytes": self.size_bytes,
-                "architecture": self.architecture, "tensors": self.tensors, "rank": self.rank, "alpha": self.alpha}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "architecture": self.architecture,
+            "tensors": self.tensors,
+            "rank": self.rank,
+            "alpha": self.alpha,
+        }
 
 
 def base_config(base_model_dir: Path) -> dict:
@@ -80,8 +87,9 @@ def export_gguf_lora(adapter_dir: str | Path, base_model_dir: str | Path, out_pa
         os.replace(part, out)
     finally:
         part.unlink(missing_ok=True)
-    return ExportResult("gguf-lora", out, out.stat().st_size, plan.architecture, len(plan.tensors),
-                        rank=plan.rank, alpha=plan.alpha)
+    return ExportResult(
+        "gguf-lora", out, out.stat().st_size, plan.architecture, len(plan.tensors), rank=plan.rank, alpha=plan.alpha
+    )
 
 
 # -- fused export --------------------------------------------------------------------------------
@@ -100,21 +108,30 @@ def check_fusable(base_model_dir: Path) -> dict:
     config = base_config(base_model_dir)
     model_type = str(config.get("model_type", ""))
     if model_type not in FUSABLE_MODEL_TYPES:
-        raise UserError(f"fused GGUF export does not support the '{model_type or 'unknown'}' architecture "
-                        f"(only {', '.join(FUSABLE_MODEL_TYPES)})",
-                        hint="use --gguf-lora over the model's own GGUF, or chat with the adapter through MLX")
+        raise UserError(
+            f"fused GGUF export does not support the '{model_type or 'unknown'}' architecture "
+            f"(only {', '.join(FUSABLE_MODEL_TYPES)})",
+            hint="use --gguf-lora over the model's own GGUF, or chat with the adapter through MLX",
+        )
     hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
     if config.get("head_dim") and hidden and heads and int(config["head_dim"]) != int(hidden) // int(heads):
-        raise UserError("fused GGUF export cannot write a model whose head size is not hidden_size / heads",
-                        hint="use --gguf-lora over the model's own GGUF")
+        raise UserError(
+            "fused GGUF export cannot write a model whose head size is not hidden_size / heads",
+            hint="use --gguf-lora over the model's own GGUF",
+        )
     tokenizer = read_json(base_model_dir / "tokenizer.json", "a model directory with a tokenizer.json")
     model = tokenizer.get("model") or {}
-    if model.get("type") != "BPE" or _has_byte_level(tokenizer.get("pre_tokenizer")) or \
-            _has_byte_level(tokenizer.get("decoder")):
+    if (
+        model.get("type") != "BPE"
+        or _has_byte_level(tokenizer.get("pre_tokenizer"))
+        or _has_byte_level(tokenizer.get("decoder"))
+    ):
         kind = "byte-level BPE" if _has_byte_level(tokenizer) else str(model.get("type", "unknown"))
-        raise UserError(f"fused GGUF export supports SentencePiece-style BPE vocabularies only; this one is {kind} "
-                        "(llama.cpp would crash on the result)",
-                        hint="use --gguf-lora over the model's own GGUF instead")
+        raise UserError(
+            f"fused GGUF export supports SentencePiece-style BPE vocabularies only; this one is {kind} "
+            "(llama.cpp would crash on the result)",
+            hint="use --gguf-lora over the model's own GGUF instead",
+        )
     return tokenizer
 
 
@@ -143,8 +160,14 @@ def chat_template_of(model_dir: Path) -> str | None:
     return template if isinstance(template, str) and template.strip() else None
 
 
-def repair_mlx_gguf(src: Path, dst: Path, tokenizer: dict, chat_template: str | None,
-                    on_progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> int:
+def repair_mlx_gguf(
+    src: Path,
+    dst: Path,
+    tokenizer: dict,
+    chat_template: str | None,
+    on_progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> int:
     """Copy mlx-lm's GGUF with INT32 token types, merge-order scores and the chat template; returns tensor count."""
     import gguf
 
@@ -169,8 +192,9 @@ def repair_mlx_gguf(src: Path, dst: Path, tokenizer: dict, chat_template: str | 
         writer.add_key_value(key, value, kind, sub_type=sub_type)
     total = sum(int(t.n_bytes) for t in reader.tensors)
     for tensor in reader.tensors:
-        writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes,
-                               tensor.tensor_type)
+        writer.add_tensor_info(
+            tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes, tensor.tensor_type
+        )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
@@ -208,8 +232,14 @@ def _fused_weights(base_model_dir: Path, adapter_dir: Path | None) -> tuple[dict
     return dict(tree_flatten(model.parameters())), config
 
 
-def _export_gguf(kind: str, base_model_dir: Path, adapter_dir: Path | None, out_path: str | Path,
-                 on_progress: ProgressFn | None, cancel: CancelToken | None) -> ExportResult:
+def _export_gguf(
+    kind: str,
+    base_model_dir: Path,
+    adapter_dir: Path | None,
+    out_path: str | Path,
+    on_progress: ProgressFn | None,
+    cancel: CancelToken | None,
+) -> ExportResult:
     report = on_progress or (lambda _p: None)
     cancel = cancel or CancelToken()
     out = _prepare_out(out_path)
@@ -243,13 +273,24 @@ def _export_gguf(kind: str, base_model_dir: Path, adapter_dir: Path | None, out_
     return ExportResult(kind, out, out.stat().st_size, arch, count)
 
 
-def export_fused_gguf(adapter_dir: str | Path, base_model_dir: str | Path, out_path: str | Path, *,
-                      on_progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> ExportResult:
+def export_fused_gguf(
+    adapter_dir: str | Path,
+    base_model_dir: str | Path,
+    out_path: str | Path,
+    *,
+    on_progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> ExportResult:
     """Fuse the adapter into its base and write one GGUF model llama.cpp loads (16-bit; quantize it afterwards)."""
     return _export_gguf("fused-gguf", Path(base_model_dir), Path(adapter_dir), out_path, on_progress, cancel)
 
 
-def export_base_gguf(base_model_dir: str | Path, out_path: str | Path, *, on_progress: ProgressFn | None = None,
-                     cancel: CancelToken | None = None) -> ExportResult:
+def export_base_gguf(
+    base_model_dir: str | Path,
+    out_path: str | Path,
+    *,
+    on_progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> ExportResult:
     """Write an MLX model directory as a GGUF (the base a GGUF LoRA adapter applies over)."""
     return _export_gguf("base-gguf", Path(base_model_dir), None, out_path, on_progress, cancel)

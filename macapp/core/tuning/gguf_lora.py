@@ -94,8 +94,12 @@ def read_lora_settings(adapter_dir: Path) -> LoraSettings:
         raise UserError(f"{adapter_dir} has no {ADAPTER_WEIGHTS}", hint="train the adapter first")
     params = config.get("lora_parameters") or {}
     try:
-        return LoraSettings(fine_tune_type=str(config.get("fine_tune_type", "lora")), rank=int(params.get("rank", 0)),
-                            scale=float(params.get("scale", 0.0)), num_layers=int(config.get("num_layers", 0)))
+        return LoraSettings(
+            fine_tune_type=str(config.get("fine_tune_type", "lora")),
+            rank=int(params.get("rank", 0)),
+            scale=float(params.get("scale", 0.0)),
+            num_layers=int(config.get("num_layers", 0)),
+        )
     except (TypeError, ValueError) as exc:
         raise UserError(f"{adapter_dir / ADAPTER_CONFIG} has unreadable LoRA parameters: {exc}") from exc
 
@@ -105,8 +109,10 @@ def gguf_architecture(base_config: dict) -> GgufArchitecture:
     arch = ARCHITECTURES.get(model_type)
     if arch is None:
         supported = ", ".join(sorted(ARCHITECTURES))
-        raise UserError(f"GGUF LoRA export does not support the '{model_type or 'unknown'}' architecture",
-                        hint=f"supported: {supported}; use the adapter with the MLX engine instead")
+        raise UserError(
+            f"GGUF LoRA export does not support the '{model_type or 'unknown'}' architecture",
+            hint=f"supported: {supported}; use the adapter with the MLX engine instead",
+        )
     return arch
 
 
@@ -124,9 +130,13 @@ def _expected_shapes(config: dict) -> dict[str, tuple[int, int]]:
     head_dim = int(config.get("head_dim") or hidden // n_head)
     ff = int(config["intermediate_size"])
     return {
-        "self_attn.q_proj": (hidden, n_head * head_dim), "self_attn.k_proj": (hidden, n_kv * head_dim),
-        "self_attn.v_proj": (hidden, n_kv * head_dim), "self_attn.o_proj": (n_head * head_dim, hidden),
-        "mlp.gate_proj": (hidden, ff), "mlp.up_proj": (hidden, ff), "mlp.down_proj": (ff, hidden),
+        "self_attn.q_proj": (hidden, n_head * head_dim),
+        "self_attn.k_proj": (hidden, n_kv * head_dim),
+        "self_attn.v_proj": (hidden, n_kv * head_dim),
+        "self_attn.o_proj": (n_head * head_dim, hidden),
+        "mlp.gate_proj": (hidden, ff),
+        "mlp.up_proj": (hidden, ff),
+        "mlp.down_proj": (ff, hidden),
         "lm_head": (hidden, int(config.get("vocab_size", 0))),
     }
 
@@ -141,14 +151,19 @@ def _pairs(weights: dict[str, np.ndarray], adapter_dir: Path) -> Iterator[LoraPa
         if match := _LAYER_KEY.match(key):
             layer, module, part = int(match[1]), match[2], match[3]
             if module not in LAYER_MODULES:
-                raise UserError(f"GGUF LoRA export cannot map the adapted module '{module}' ({key})",
-                                hint=f"supported: {', '.join(LAYER_MODULES)}")
+                raise UserError(
+                    f"GGUF LoRA export cannot map the adapted module '{module}' ({key})",
+                    hint=f"supported: {', '.join(LAYER_MODULES)}",
+                )
         elif (match := _TOP_KEY.match(key)) and match[1] in TOP_MODULES:
             layer, module, part = None, match[1], match[2]
         else:
-            raise UserError(f"{adapter_dir.name} holds a tensor GGUF LoRA export cannot map: {key}",
-                            hint="only LoRA pairs (lora_a/lora_b) on attention, MLP and lm_head layers are supported")
+            raise UserError(
+                f"{adapter_dir.name} holds a tensor GGUF LoRA export cannot map: {key}",
+                hint="only LoRA pairs (lora_a/lora_b) on attention, MLP and lm_head layers are supported",
+            )
         found.setdefault((module, layer), {})[part] = value
+
     def order(key: tuple[str, int | None]) -> tuple[bool, int, str]:
         module, layer = key
         return layer is None, layer or 0, module
@@ -159,12 +174,15 @@ def _pairs(weights: dict[str, np.ndarray], adapter_dir: Path) -> Iterator[LoraPa
         yield module, layer, parts["a"], parts["b"]
 
 
-def plan_gguf_lora(weights: dict[str, np.ndarray], settings: LoraSettings, base_config: dict,
-                   adapter_dir: Path) -> GgufLoraPlan:
+def plan_gguf_lora(
+    weights: dict[str, np.ndarray], settings: LoraSettings, base_config: dict, adapter_dir: Path
+) -> GgufLoraPlan:
     """Map, check, transpose and permute the adapter's tensors for llama.cpp."""
     if settings.fine_tune_type != "lora":
-        raise UserError(f"{adapter_dir.name} is a '{settings.fine_tune_type}' adapter; GGUF LoRA export needs "
-                        "plain LoRA", hint="export it with --fused-gguf instead")
+        raise UserError(
+            f"{adapter_dir.name} is a '{settings.fine_tune_type}' adapter; GGUF LoRA export needs plain LoRA",
+            hint="export it with --fused-gguf instead",
+        )
     if settings.scale == 0:
         raise UserError(f"{adapter_dir.name} has a LoRA scale of 0 (it changes nothing)")
     arch = gguf_architecture(base_config)
@@ -176,8 +194,10 @@ def plan_gguf_lora(weights: dict[str, np.ndarray], settings: LoraSettings, base_
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"the base model's config.json lacks {exc}") from exc
     if "lm_head.lora_a" in weights and base_config.get("tie_word_embeddings", False):
-        raise UserError("the adapter changes lm_head but the base model ties it to the embeddings; "
-                        "llama.cpp cannot apply that", hint="export it with --fused-gguf instead")
+        raise UserError(
+            "the adapter changes lm_head but the base model ties it to the embeddings; llama.cpp cannot apply that",
+            hint="export it with --fused-gguf instead",
+        )
     tensors: list[tuple[str, np.ndarray]] = []
     ranks: set[int] = set()
     for module, layer, lora_a, lora_b in _pairs(weights, adapter_dir):
@@ -186,8 +206,11 @@ def plan_gguf_lora(weights: dict[str, np.ndarray], settings: LoraSettings, base_
         if lora_a.ndim != 2 or lora_b.ndim != 2 or lora_a.shape[1] != lora_b.shape[0]:
             raise UserError(f"{adapter_dir.name}: {where} has malformed LoRA shapes {lora_a.shape} and {lora_b.shape}")
         if lora_a.shape[0] != n_in or lora_b.shape[1] != n_out:
-            raise UserError(f"{adapter_dir.name} does not fit this base model: {where} is {n_in}→{n_out} in the base, "
-                            f"{lora_a.shape[0]}→{lora_b.shape[1]} in the adapter", hint="pick the adapter's own base")
+            raise UserError(
+                f"{adapter_dir.name} does not fit this base model: {where} is {n_in}→{n_out} in the base, "
+                f"{lora_a.shape[0]}→{lora_b.shape[1]} in the adapter",
+                hint="pick the adapter's own base",
+            )
         if layer is not None and layer >= n_layers:
             raise UserError(f"{adapter_dir.name} adapts layer {layer}; the base model has {n_layers} layers")
         ranks.add(lora_a.shape[1])

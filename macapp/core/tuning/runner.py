@@ -75,9 +75,16 @@ def _callback(model: Any, run: dict[str, Any]):
 
         def on_train_loss_report(self, info: dict) -> None:
             iteration = start + info["iteration"]
-            emit("train", iteration=iteration, train_loss=info["train_loss"], learning_rate=info["learning_rate"],
-                 tokens_per_second=info["tokens_per_second"], iterations_per_second=info["iterations_per_second"],
-                 trained_tokens=info["trained_tokens"], peak_memory_bytes=int(info["peak_memory"] * 1e9))
+            emit(
+                "train",
+                iteration=iteration,
+                train_loss=info["train_loss"],
+                learning_rate=info["learning_rate"],
+                tokens_per_second=info["tokens_per_second"],
+                iterations_per_second=info["iterations_per_second"],
+                trained_tokens=info["trained_tokens"],
+                peak_memory_bytes=int(info["peak_memory"] * 1e9),
+            )
             if every and iteration - self.last_saved >= every and iteration < run["iters"]:
                 path = save_checkpoint(model, adapter_dir, iteration)
                 self.last_saved = iteration
@@ -110,8 +117,9 @@ def train(run: dict[str, Any]) -> None:
         emit("error", kind="model", message=f"can't load the base model from {run['base']}: {exc}")
         raise SystemExit(3) from None
     try:
-        train_set, valid_set, _ = load_local_dataset(Path(run["data_dir"]), tokenizer,
-                                                     types.SimpleNamespace(mask_prompt=run["mask_prompt"]))
+        train_set, valid_set, _ = load_local_dataset(
+            Path(run["data_dir"]), tokenizer, types.SimpleNamespace(mask_prompt=run["mask_prompt"])
+        )
     except (ValueError, KeyError, TypeError) as exc:
         emit("error", kind="data", message=f"the dataset can't be used: {exc}")
         raise SystemExit(3) from None
@@ -122,29 +130,51 @@ def train(run: dict[str, Any]) -> None:
     linear_to_lora_layers(model, run["layers"], lora)
     if run.get("resume_adapter_file"):
         model.load_weights(run["resume_adapter_file"], strict=False)
-    adapter_config = {"fine_tune_type": "lora", "num_layers": run["layers"], "lora_parameters": lora,
-                      "model": run["base"], **{k: run[k] for k in ("learning_rate", "batch_size", "max_seq_length",
-                                                                   "mask_prompt", "grad_checkpoint", "seed")}}
+    adapter_config = {
+        "fine_tune_type": "lora",
+        "num_layers": run["layers"],
+        "lora_parameters": lora,
+        "model": run["base"],
+        **{
+            k: run[k]
+            for k in ("learning_rate", "batch_size", "max_seq_length", "mask_prompt", "grad_checkpoint", "seed")
+        },
+    }
     (adapter_dir / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
 
     trainable = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
     total = sum(v.size for _, v in tree_flatten(model.parameters()))
     start, iters = run["start_iteration"], run["iters"]
-    emit("start", iteration=start, iters=iters, trainable_parameters=trainable, total_parameters=total,
-         train_examples=len(train_set), valid_examples=len(valid_set))
+    emit(
+        "start",
+        iteration=start,
+        iters=iters,
+        trainable_parameters=trainable,
+        total_parameters=total,
+        train_examples=len(train_set),
+        valid_examples=len(valid_set),
+    )
     adapter_file = adapter_dir / "adapters.safetensors"
     if iters > start:
         args = TrainingArgs(
-            batch_size=run["batch_size"], iters=iters - start, val_batches=run["val_batches"],
-            steps_per_report=run["steps_per_report"], steps_per_eval=run["steps_per_eval"],
+            batch_size=run["batch_size"],
+            iters=iters - start,
+            val_batches=run["val_batches"],
+            steps_per_report=run["steps_per_report"],
+            steps_per_eval=run["steps_per_eval"],
             steps_per_save=iters + 1,  # checkpoints are ours: absolute numbers, written atomically
-            adapter_file=str(adapter_file), max_seq_length=run["max_seq_length"],
+            adapter_file=str(adapter_file),
+            max_seq_length=run["max_seq_length"],
             grad_checkpoint=run["grad_checkpoint"],
         )
-        mlx_train(model=model, optimizer=optim.Adam(learning_rate=run["learning_rate"]),
-                  train_dataset=CacheDataset(train_set),
-                  val_dataset=CacheDataset(valid_set) if len(valid_set) else None,
-                  args=args, training_callback=_callback(model, run))
+        mlx_train(
+            model=model,
+            optimizer=optim.Adam(learning_rate=run["learning_rate"]),
+            train_dataset=CacheDataset(train_set),
+            val_dataset=CacheDataset(valid_set) if len(valid_set) else None,
+            args=args,
+            training_callback=_callback(model, run),
+        )
     (adapter_dir / "checkpoint.json").write_text(json.dumps({"iteration": iters, "file": "adapters.safetensors"}))
     emit("done", iteration=iters, adapter_file=str(adapter_file), peak_memory_bytes=int(mx.get_peak_memory()))
 
@@ -152,7 +182,8 @@ def train(run: dict[str, Any]) -> None:
 def _is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, MemoryError) or any(
-        s in text for s in ("out of memory", "attempting to allocate", "maximum allowed buffer", "insufficient memory"))
+        s in text for s in ("out of memory", "attempting to allocate", "maximum allowed buffer", "insufficient memory")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

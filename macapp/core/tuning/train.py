@@ -49,10 +49,14 @@ def _help(text: str) -> dict[str, str]:
 class TrainOptions:
     """A LoRA training run. Defaults follow ``mlx_lm lora``; ``estimate.default_settings`` adapts them to a Mac."""
 
-    base: Path | None = field(metadata=_help("mlx-lm model folder (config.json + *.safetensors; 4-bit means "
-                                             "QLoRA); None checks the dataset alone"))
-    data: Path = field(metadata=_help("a JSONL file (split into train/valid) or a folder with train.jsonl "
-                                      "and optionally valid.jsonl"))
+    base: Path | None = field(
+        metadata=_help(
+            "mlx-lm model folder (config.json + *.safetensors; 4-bit means QLoRA); None checks the dataset alone"
+        )
+    )
+    data: Path = field(
+        metadata=_help("a JSONL file (split into train/valid) or a folder with train.jsonl and optionally valid.jsonl")
+    )
     name: str = field(metadata=_help("adapter name in the registry"))
     rank: int = field(default=8, metadata=_help("LoRA rank: capacity of the adapter"))
     layers: int = field(default=16, metadata=_help("how many of the last transformer blocks get LoRA (-1 = all)"))
@@ -60,9 +64,13 @@ class TrainOptions:
     iters: int = field(default=1000, metadata=_help("training iterations (batches) in total"))
     batch_size: int = field(default=4, metadata=_help("examples per iteration"))
     max_seq_length: int = field(default=2048, metadata=_help("tokens per example; longer ones are cut off"))
-    mask_prompt: bool | None = field(default=None, metadata=_help(
-        "learn from the answers only, not the prompts; None (the default): answers only for chat and "
-        "prompt/completion data, everything for text (which has no prompt to leave out)"))
+    mask_prompt: bool | None = field(
+        default=None,
+        metadata=_help(
+            "learn from the answers only, not the prompts; None (the default): answers only for chat and "
+            "prompt/completion data, everything for text (which has no prompt to leave out)"
+        ),
+    )
     grad_checkpoint: bool = field(default=False, metadata=_help("recompute activations: less memory, ~30% slower"))
     steps_per_report: int = field(default=10, metadata=_help("iterations between training-loss reports"))
     steps_per_eval: int = field(default=200, metadata=_help("iterations between validation-loss reports"))
@@ -79,7 +87,6 @@ class TrainOptions:
         """The settings recorded with the adapter."""
         skip = {"base", "data", "name", "resume", "check_memory"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
 
 
 @dataclass
@@ -122,13 +129,18 @@ class TrainPlan:
         if self.estimate is None:
             raise UserError("Choose a base model to train", hint="an MLX model folder")
         if self.options.check_memory and self.estimate.verdict == "too_big":
-            gib = 1024 ** 3
+            gib = 1024**3
             hint = "no smaller settings fit; pick a smaller (4-bit) base model"
             if self.suggestion is not None:
-                hint = (f"try {', '.join(self.suggestion.changes)} "
-                        f"(about {self.suggestion.estimate.total_bytes / gib:.1f} GiB)")
-            raise UserError(f"Training needs about {self.estimate.total_bytes / gib:.1f} GiB but this Mac can give it "
-                            f"{(self.estimate.budget_bytes or 0) / gib:.1f} GiB", hint=hint)
+                hint = (
+                    f"try {', '.join(self.suggestion.changes)} "
+                    f"(about {self.suggestion.estimate.total_bytes / gib:.1f} GiB)"
+                )
+            raise UserError(
+                f"Training needs about {self.estimate.total_bytes / gib:.1f} GiB but this Mac can give it "
+                f"{(self.estimate.budget_bytes or 0) / gib:.1f} GiB",
+                hint=hint,
+            )
 
 
 def load_tokenizer(base_dir: str | Path) -> Any:
@@ -165,12 +177,17 @@ def plan_training(options: TrainOptions, budget_bytes: int | None = None, tokeni
     if tokenizer is None and base is not None:
         tokenizer = load_tokenizer(options.base)
     train_file, valid_file = dataset_files(options.data)
-    reports = [datasets.validate_dataset(f, tokenizer, options.max_seq_length, options.mask_prompt,
-                                         approximate=True)
-               for f in (train_file, valid_file) if f is not None]
+    reports = [
+        datasets.validate_dataset(f, tokenizer, options.max_seq_length, options.mask_prompt, approximate=True)
+        for f in (train_file, valid_file)
+        if f is not None
+    ]
     if len(reports) == 2 and reports[0].format and reports[1].format and reports[0].format != reports[1].format:
-        reports[1].problems.append(datasets.DatasetProblem(
-            None, f"valid.jsonl is {reports[1].format!r} but train.jsonl is {reports[0].format!r}"))
+        reports[1].problems.append(
+            datasets.DatasetProblem(
+                None, f"valid.jsonl is {reports[1].format!r} but train.jsonl is {reports[0].format!r}"
+            )
+        )
     mask, note = datasets.resolve_mask(options.mask_prompt, reports[0].format)
     options = replace(options, mask_prompt=mask)
     notes = [note] if note else []
@@ -189,8 +206,7 @@ def _dataset_sha(options: TrainOptions) -> str:
     train_file, valid_file = dataset_files(options.data)
     if valid_file is None:
         return datasets.file_sha256(train_file)
-    return hashlib.sha256(
-        (datasets.file_sha256(train_file) + datasets.file_sha256(valid_file)).encode()).hexdigest()
+    return hashlib.sha256((datasets.file_sha256(train_file) + datasets.file_sha256(valid_file)).encode()).hexdigest()
 
 
 def _prepare_folder(options: TrainOptions) -> tuple[Path, dict[str, Any], int, str | None]:
@@ -212,21 +228,28 @@ def _prepare_folder(options: TrainOptions) -> tuple[Path, dict[str, Any], int, s
             mark = json.loads(checkpoint.read_text(encoding="utf-8"))
             start, resume_file = int(mark["iteration"]), str(folder / mark["file"])
         if start >= options.iters:
-            raise UserError(f"{options.name!r} has already trained {start} iterations",
-                            hint=f"ask for more than {start} iterations to continue")
+            raise UserError(
+                f"{options.name!r} has already trained {start} iterations",
+                hint=f"ask for more than {start} iterations to continue",
+            )
         (folder / adapters.MANIFEST).unlink(missing_ok=True)  # a continued adapter is unfinished until it ends
         return folder, run, start, resume_file
     if folder.exists() and any(folder.iterdir()):
         try:
             info = adapters.get_adapter(options.name, include_incomplete=True)
         except adapters.AdapterNotFound:
-            raise UserError(f"{folder} exists but is not an adapter", hint="move it aside or choose another name") \
-                from None
+            raise UserError(
+                f"{folder} exists but is not an adapter", hint="move it aside or choose another name"
+            ) from None
         if info.status == "complete":
-            raise UserError(f"An adapter named {options.name!r} already exists",
-                            hint="choose another name, continue it with --resume and more iterations, or delete it")
-        raise UserError(f"An unfinished run named {options.name!r} exists",
-                        hint="resume it (--resume) or delete it (its checkpoint is kept until then)")
+            raise UserError(
+                f"An adapter named {options.name!r} already exists",
+                hint="choose another name, continue it with --resume and more iterations, or delete it",
+            )
+        raise UserError(
+            f"An unfinished run named {options.name!r} exists",
+            hint="resume it (--resume) or delete it (its checkpoint is kept until then)",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     try:
         _write_data(options, folder / "data")
@@ -234,8 +257,11 @@ def _prepare_folder(options: TrainOptions) -> tuple[Path, dict[str, Any], int, s
         shutil.rmtree(folder, ignore_errors=True)  # nothing was trained: leave no unfinished run behind
         raise
     run = {
-        "base": str(Path(options.base).resolve()), "base_identity": base_id, "dataset_sha256": dataset_sha,
-        "dataset_path": str(Path(options.data).resolve()), "settings": options.settings(),
+        "base": str(Path(options.base).resolve()),
+        "base_identity": base_id,
+        "dataset_sha256": dataset_sha,
+        "dataset_path": str(Path(options.data).resolve()),
+        "settings": options.settings(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (folder / adapters.RUN_FILE).write_text(json.dumps(run, indent=2), encoding="utf-8")
@@ -246,25 +272,38 @@ def _write_data(options: TrainOptions, data_dir: Path) -> None:
     """train.jsonl and valid.jsonl for mlx-lm: a file is split; a folder's files are copied without blank lines."""
     train_file, valid_file = dataset_files(options.data)
     if valid_file is None:
-        datasets.split_dataset(train_file, data_dir, options.valid_fraction, min_valid=options.batch_size,
-                               min_train=options.batch_size, seed=options.seed)
+        datasets.split_dataset(
+            train_file,
+            data_dir,
+            options.valid_fraction,
+            min_valid=options.batch_size,
+            min_train=options.batch_size,
+            seed=options.seed,
+        )
         return
     data_dir.mkdir(parents=True, exist_ok=True)
     for src, name in ((train_file, "train.jsonl"), (valid_file, "valid.jsonl")):
         lines = [line.rstrip("\r\n") for _, line in datasets.read_records(src)]
         if len(lines) < options.batch_size:  # mlx-lm needs a full batch in each
-            raise UserError(f"{src.name} has {len(lines)} example{'s' if len(lines) != 1 else ''}; batch size "
-                            f"{options.batch_size} needs at least that many",
-                            hint="lower the batch size or add examples")
+            raise UserError(
+                f"{src.name} has {len(lines)} example{'s' if len(lines) != 1 else ''}; batch size "
+                f"{options.batch_size} needs at least that many",
+                hint="lower the batch size or add examples",
+            )
         datasets.write_lines(data_dir / name, lines)
 
 
-def _runner_config(folder: Path, run: dict[str, Any], options: TrainOptions, base: BaseFacts, start: int,
-                   resume_file: str | None) -> Path:
+def _runner_config(
+    folder: Path, run: dict[str, Any], options: TrainOptions, base: BaseFacts, start: int, resume_file: str | None
+) -> Path:
     settings = {**run["settings"], "iters": options.iters} if options.resume else options.settings()
     config = {
-        **settings, "base": run["base"], "data_dir": str(folder / "data"), "adapter_dir": str(folder),
-        "layers": trained_layers(base, settings["layers"]), "start_iteration": start,
+        **settings,
+        "base": run["base"],
+        "data_dir": str(folder / "data"),
+        "adapter_dir": str(folder),
+        "layers": trained_layers(base, settings["layers"]),
+        "start_iteration": start,
         "resume_adapter_file": resume_file,
     }
     path = folder / "runner.json"
@@ -272,8 +311,12 @@ def _runner_config(folder: Path, run: dict[str, Any], options: TrainOptions, bas
     return path
 
 
-def train_lora(options: TrainOptions, cancel: CancelToken | None = None, plan: TrainPlan | None = None,
-               budget_bytes: int | None = None) -> Generator[TrainProgress, None, TrainResult]:
+def train_lora(
+    options: TrainOptions,
+    cancel: CancelToken | None = None,
+    plan: TrainPlan | None = None,
+    budget_bytes: int | None = None,
+) -> Generator[TrainProgress, None, TrainResult]:
     """Train a LoRA adapter and register it under ``options.name``.
 
     Yields:
@@ -296,8 +339,13 @@ def train_lora(options: TrainOptions, cancel: CancelToken | None = None, plan: T
     started = time.monotonic()
     try:
         with open(log_path, "ab") as log_file:
-            child = subprocess.Popen([*RUNNER, str(config)], stdout=subprocess.PIPE, stderr=log_file,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            child = subprocess.Popen(
+                [*RUNNER, str(config)],
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             try:
                 stream = ChildStream(child, start, options.iters, started)
                 yield from stream.follow(cancel)
@@ -311,7 +359,22 @@ def train_lora(options: TrainOptions, cancel: CancelToken | None = None, plan: T
         raise
     settings = {**run["settings"], "iters": options.iters}
     info = adapters.write_manifest(
-        options.name, base_path=run["base"], base_id=run["base_identity"], dataset_sha256=run["dataset_sha256"],
-        settings=settings, train_loss=stream.train_loss, val_loss=stream.val_loss, iterations=options.iters)
-    return TrainResult(info, options.iters, stream.train_loss, stream.val_loss, round(time.monotonic() - started, 2),
-                       stream.peak_memory, stream.mean_tokens_per_second, log_path)
+        options.name,
+        base_path=run["base"],
+        base_id=run["base_identity"],
+        dataset_sha256=run["dataset_sha256"],
+        settings=settings,
+        train_loss=stream.train_loss,
+        val_loss=stream.val_loss,
+        iterations=options.iters,
+    )
+    return TrainResult(
+        info,
+        options.iters,
+        stream.train_loss,
+        stream.val_loss,
+        round(time.monotonic() - started, 2),
+        stream.peak_memory,
+        stream.mean_tokens_per_second,
+        log_path,
+    )
