@@ -69,7 +69,7 @@ def baseline_environment():
     """The sandbox as ``templates.py`` set it up before the limits."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from macapp.core.chat import templates
+    from macapp.core.engines import templates
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.filters["tojson"] = templates._tojson
@@ -91,7 +91,7 @@ def best_batches(*renders) -> list[float]:
 
 
 def measure(name: str, source: str, messages: list[dict[str, str]], env: Any) -> float:
-    from macapp.core.chat.templates import ChatTemplate
+    from macapp.core.engines.templates import ChatTemplate
 
     ours = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
     plain = env.from_string(source)
@@ -113,7 +113,7 @@ def measure(name: str, source: str, messages: list[dict[str, str]], env: Any) ->
 
 
 def main() -> int:
-    from macapp.core.chat.templates import ChatTemplate
+    from macapp.core.engines.templates import ChatTemplate
 
     env = baseline_environment()
     smollm2, origin = smollm2_template()

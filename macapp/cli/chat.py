@@ -128,7 +128,7 @@ def _stats_line(result) -> str:
 
 
 def run_cmd(args: argparse.Namespace) -> int:
-    from macapp.core.chat.templates import with_system
+    from macapp.core.engines.templates import with_system
     from macapp.core.errors import UserError
     from macapp.core.progress import CancelToken
 

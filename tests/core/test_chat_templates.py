@@ -10,7 +10,8 @@ from datetime import datetime
 import jinja2
 import pytest
 
-from macapp.core.chat.templates import (
+from macapp.core.engines.base import ChatMessage
+from macapp.core.engines.templates import (
     FALLBACK_NAME,
     FALLBACK_STOP_STRINGS,
     ChatTemplate,
@@ -20,7 +21,6 @@ from macapp.core.chat.templates import (
     template_stop_strings,
     with_system,
 )
-from macapp.core.engines.base import ChatMessage
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'"
@@ -269,7 +269,7 @@ def test_costly_templates_stop_within_two_seconds_and_are_not_run_again(name):
 
 
 def test_the_timeout_notice_says_how_long_and_the_limits_are_named():
-    from macapp.core.chat.template_limits import RENDER_TIMEOUT_S
+    from macapp.core.engines.template_limits import RENDER_TIMEOUT_S
 
     rendered = ChatTemplate(BOMBS["10^10 loop steps"] + "{# 2 #}").render(CONVERSATION)
     assert rendered.notice == (
@@ -278,7 +278,7 @@ def test_the_timeout_notice_says_how_long_and_the_limits_are_named():
 
 
 def test_compile_time_bombs_are_bounded():
-    from macapp.core.chat.template_limits import MAX_SOURCE_CHARS
+    from macapp.core.engines.template_limits import MAX_SOURCE_CHARS
 
     deep = "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}"
     huge = "{% set x = x ~ 'a' %}" * (MAX_SOURCE_CHARS // 20)  # ~10 µs per character to compile

@@ -16,8 +16,8 @@ from macapp.core.agent.guard import Grants
 from macapp.core.agent.loop import AgentEvent, AgentLimits, AgentResult, ToolStep, run_agent
 from macapp.core.agent.tools import Toolbox
 from macapp.core.chat.store import ChatStore, Conversation
-from macapp.core.chat.templates import with_system
 from macapp.core.engines.base import ChatMessage, Engine, SamplingSettings
+from macapp.core.engines.templates import with_system
 from macapp.core.errors import Cancelled
 from macapp.core.progress import CancelToken
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from macapp.core.chat.store import ChatStore, Message, default_title
-from macapp.core.chat.templates import with_system
 from macapp.core.engines.base import ChatMessage, Engine, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.templates import with_system
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken
 

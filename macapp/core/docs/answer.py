@@ -16,10 +16,10 @@ import re
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
 
-from macapp.core.chat.templates import with_system
 from macapp.core.docs.pages import best_page
 from macapp.core.docs.retrieve import Passage
 from macapp.core.engines.base import Engine, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.templates import with_system
 from macapp.core.progress import CancelToken
 
 # The documents don't cover a question when no passage is this close to it by meaning (all-MiniLM-L6-v2 cosine)

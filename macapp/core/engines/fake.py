@@ -24,8 +24,8 @@ from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from macapp.core.chat.templates import render_chatml
 from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.templates import render_chatml
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken, Progress
 

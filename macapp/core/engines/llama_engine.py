@@ -4,7 +4,7 @@ What it adds over a bare ``llama_cpp.Llama``:
 - the file is checked with our bounded header reader before llama.cpp sees it (hostile
   hyperparameters abort the process inside llama.cpp), and a failed load says why, from the log;
 - loading runs on a helper thread so ``load`` can yield progress and honour cancel;
-- the chat template comes from the GGUF and renders in a Jinja sandbox (``chat.templates``);
+- the chat template comes from the GGUF and renders in a Jinja sandbox (``engines.templates``);
 - **prefix reuse**: the engine remembers the text and exact tokens of the last exchange, so the
   next prompt is tokenized only past that point and llama.cpp evaluates only the new tokens;
 - streaming decodes each token's bytes once (an incremental UTF-8 decoder), never the whole answer;
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from macapp.core.chat.templates import ChatTemplate, RenderedPrompt, template_stop_strings
 from macapp.core.engines import llama_log
 from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
 from macapp.core.engines.llama_loader import open_llama
+from macapp.core.engines.templates import ChatTemplate, RenderedPrompt, template_stop_strings
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.models.estimate import RuntimeSettings
 from macapp.core.models.facts import ModelFacts, read_facts

@@ -76,7 +76,7 @@ class _UnusedChatFormatter:
     """Stands in for llama-cpp-python's template compiler while a model loads.
 
     It compiles every chat template in the file at load time and a broken one fails the whole
-    load; Orchard renders templates itself (``core.chat.templates``), sandboxed, with a fallback.
+    load; Orchard renders templates itself (``core.engines.templates``), sandboxed, with a fallback.
     """
 
     def __init__(self, **_kwargs: Any) -> None:

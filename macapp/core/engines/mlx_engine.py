@@ -4,7 +4,7 @@ A freshly trained adapter is usable at once, before any GGUF export, and can be 
 conversation (``set_adapter``) without reloading the base.
 - loading maps the safetensors lazily, then evaluates them tensor by tensor, so ``load`` yields real
   progress and honours cancel;
-- the chat template is the tokenizer's, rendered like the llama.cpp engine's (``chat.templates``:
+- the chat template is the tokenizer's, rendered like the llama.cpp engine's (``engines.templates``:
   sandboxed, ChatML fallback with a notice) and tokenized as mlx-lm's trainer does (no added BOS);
 - end-of-turn markers that are single tokens stop generation like EOS; longer ones stop as text;
 - **prefix reuse**: as in the llama.cpp engine, the text and exact tokens of the last exchange are
@@ -22,8 +22,8 @@ from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from macapp.core.chat.templates import ChatTemplate, RenderedPrompt
 from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.templates import ChatTemplate, RenderedPrompt
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress
 

@@ -24,8 +24,8 @@ from typing import Any
 from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 
-from macapp.core.chat.template_limits import Budget, LimitedSandbox, TemplateTooCostly, limited, size_of
 from macapp.core.engines.base import ChatMessage
+from macapp.core.engines.template_limits import Budget, LimitedSandbox, TemplateTooCostly, limited, size_of
 
 log = logging.getLogger(__name__)
 
