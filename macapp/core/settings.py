@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from macapp.core import paths
-from macapp.core.server import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 _UPDATE_LOCK = threading.Lock()
+
+DEFAULT_PORT = 8377  # Orchard's local server (core.server), unless the user picks another
 
 
 @dataclass

@@ -5,6 +5,7 @@ request's work on a model, ``protocol`` the wire format, ``errors`` OpenAI's err
 loopback rule and uvicorn. Heavy imports (starlette, uvicorn, llama.cpp) happen only when a server starts.
 """
 
+from macapp.core.settings import DEFAULT_PORT as DEFAULT_PORT  # the setting's default lives with the settings
+
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8377
 DEFAULT_IDLE_UNLOAD_S = 600.0  # a model nobody asked for in 10 minutes gives its memory back
