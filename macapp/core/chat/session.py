@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from macapp.core.chat.store import ChatStore, Message, default_title
-from macapp.core.engines.base import ChatMessage, Engine, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.base import (
+    ChatMessage,
+    Engine,
+    GenerationChunk,
+    GenerationResult,
+    SamplingSettings,
+    answer_reserve,
+)
 from macapp.core.engines.templates import with_system
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken
@@ -68,12 +75,6 @@ class Turn:
 
 
 TurnStream = Generator["ContextPlan | GenerationChunk | list[Passage]", None, Turn]
-
-
-def answer_reserve(n_ctx: int, max_tokens: int) -> int:
-    """Tokens kept free for the answer: the max-tokens setting, at most half the window."""
-    wanted = max_tokens if max_tokens > 0 else n_ctx // 4
-    return max(1, min(wanted, n_ctx // 2))
 
 
 def plan_context(

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from macapp.core.docs.pages import best_page
 from macapp.core.docs.retrieve import Passage
-from macapp.core.engines.base import Engine, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.base import Engine, GenerationChunk, GenerationResult, SamplingSettings, answer_reserve
 from macapp.core.engines.templates import with_system
 from macapp.core.progress import CancelToken
 
@@ -198,7 +198,6 @@ def context_passages(
 ) -> list[Passage]:
     """Nothing when the documents don't touch the question; else the whole documents when they fit half of
     what the context has left (LM Studio's mode), else the retrieved passages."""
-    from macapp.core.chat.session import answer_reserve
     from macapp.core.docs.retrieve import whole_documents
 
     hits = find_passages(collection, question, k, embedder=embedder, index=index)

@@ -73,6 +73,12 @@ PRESETS: dict[str, SamplingSettings] = {
 }
 
 
+def answer_reserve(n_ctx: int, max_tokens: int) -> int:
+    """Tokens kept free for the answer: the max-tokens setting, at most half the window."""
+    wanted = max_tokens if max_tokens > 0 else n_ctx // 4
+    return max(1, min(wanted, n_ctx // 2))
+
+
 @dataclass(frozen=True)
 class GenerationChunk:
     """New answer text since the last chunk, with running counts."""
