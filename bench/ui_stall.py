@@ -72,7 +72,7 @@ def _engine_alone(model: Path, max_tokens: int, runs: int) -> float:
     from macapp.core.engines.llama_engine import LlamaCppEngine
     from macapp.core.hardware import default_backend
     from macapp.core.models.estimate import RuntimeSettings
-    from macapp.ui.chat_jobs import window_threads
+    from macapp.ui.chat.jobs import window_threads
 
     engine = LlamaCppEngine(model, RuntimeSettings(n_ctx=N_CTX), n_threads=window_threads(default_backend()))
     for _ in engine.load():
@@ -109,7 +109,7 @@ def measure(model: Path, args: argparse.Namespace) -> dict[str, float]:
     from macapp.core.hardware import detect
     from macapp.core.models.library import add_model_file
     from macapp.core.settings import Settings
-    from macapp.ui.chat_page import ChatPage
+    from macapp.ui.chat.page import ChatPage
     from macapp.ui.theme import apply_theme
 
     app = QApplication.instance() or QApplication([sys.argv[0]])

@@ -12,7 +12,7 @@ from pathlib import Path
 from macapp.cli.argtypes import non_negative_int, positive_int
 from macapp.cli.output import console, print_json
 from macapp.core.errors import Cancelled, UserError
-from macapp.core.units import plural
+from macapp.core.units import format_duration, plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -135,12 +135,8 @@ def _progress_line(step, label: str, finished: int = 0) -> str | None:
     if step.stage == "chunk":
         return f"{where}: {pages}/{pages} pages read, splitting into passages"
     eta = getattr(step, "eta_seconds", None)
-    left = f", about {eta_text(eta)} left" if step.stage == "ocr" and eta is not None else ""
+    left = f", about {format_duration(eta)} left" if step.stage == "ocr" and eta is not None else ""
     return f"{where}: {step.page}/{pages} pages {_DOING.get(step.stage, step.stage)}{left}"
-
-
-def eta_text(seconds: float) -> str:
-    return "1 s" if seconds < 1.5 else f"{seconds:,.0f} s" if seconds < 90 else f"{seconds / 60:,.0f} min"
 
 
 def ocr_note(pages: int) -> str:

@@ -6,6 +6,7 @@ budget of "16 GB" reads the way Activity Monitor reports RAM.
 
 from __future__ import annotations
 
+import math
 import re
 
 _BYTE_UNITS = ("bytes", "KB", "MB", "GB", "TB")
@@ -70,3 +71,21 @@ def parse_bytes(text: str) -> int:
 def plural(n: int, word: str) -> str:
     """``1 page``, ``2 pages``, ``1,204 passages``: a count with its noun (an English plural in s)."""
     return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """``540`` -> ``"9 min"``, ``42.2`` -> ``"43 s"``, ``4000`` -> ``"1 h 7 min"``; ``""`` for no estimate."""
+    if seconds is None or seconds < 0 or math.isinf(seconds) or math.isnan(seconds):
+        return ""
+    if seconds < 60:
+        return f"{max(1, math.ceil(seconds))} s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def time_left(seconds: float | None) -> str:
+    """``540`` -> ``"9 min left"``; ``""`` when there is no estimate."""
+    duration = format_duration(seconds)
+    return f"{duration} left" if duration else ""

@@ -116,7 +116,7 @@ class AppMenu(QObject):
     def open_settings(self):
         """Show the Settings dialog (one at a time); saving applies it to the window."""
         from macapp.core.settings import Settings
-        from macapp.ui.settings_dialog import SettingsDialog
+        from macapp.ui.dialogs.settings import SettingsDialog
 
         if self.settings_dialog is not None and self.settings_dialog.isVisible():
             self.settings_dialog.raise_()
@@ -128,7 +128,7 @@ class AppMenu(QObject):
 
     # --- Help ------------------------------------------------------------------------------------
     def open_about(self):
-        from macapp.ui.about_dialog import AboutDialog
+        from macapp.ui.dialogs.about import AboutDialog
 
         if self.about_dialog is None:
             self.about_dialog = AboutDialog(self.window)

@@ -34,13 +34,13 @@ from PySide6.QtWidgets import (
 
 from macapp.core.settings import Settings, update_settings
 from macapp.core.units import format_bytes
-from macapp.ui.chat_page import ChatPage
-from macapp.ui.discover_page import DiscoverPage
-from macapp.ui.documents_page import DocumentsPage
-from macapp.ui.models_page import ModelsPage
-from macapp.ui.server_panel import ServerPanel
-from macapp.ui.tuning_page import TuningPage
-from macapp.ui.welcome import WelcomeScreen
+from macapp.ui.chat.page import ChatPage
+from macapp.ui.discover.page import DiscoverPage
+from macapp.ui.documents.page import DocumentsPage
+from macapp.ui.models.page import ModelsPage
+from macapp.ui.server.panel import ServerPanel
+from macapp.ui.tuning.page import TuningPage
+from macapp.ui.welcome.page import WelcomeScreen
 from macapp.ui.worker import running_workers
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ class MainWindow(QMainWindow):
     def open_files(self, paths: list[str]) -> None:
         """Files opened with Orchard (dropped on its Dock icon, "Open With"): PDFs and images join the chat on
         screen, GGUF models join the library; anything else gets a one-line answer."""
-        from macapp.ui.chat_documents import is_document
+        from macapp.ui.widgets.drops import is_document
 
         pdfs = [p for p in paths if is_document(p)]
         models = [p for p in paths if p.lower().endswith(".gguf")]

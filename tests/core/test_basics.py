@@ -10,7 +10,7 @@ from macapp.core import paths
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress
 from macapp.core.settings import Settings
-from macapp.core.units import format_bytes, format_count, format_params, parse_bytes
+from macapp.core.units import format_bytes, format_count, format_duration, format_params, parse_bytes, time_left
 
 
 def test_macapp_home_override(isolated_home):
@@ -105,3 +105,26 @@ def test_library_scan_is_cancellable(tmp_path, tiny_models):
     token.cancel()
     with pytest.raises(Cancelled):
         next(scan)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.2, "1 s"),
+        (42.2, "43 s"),
+        (59.0, "59 s"),
+        (60.0, "1 min"),
+        (540, "9 min"),
+        (3599, "1 h 0 min"),
+        (4000, "1 h 7 min"),
+    ],
+)
+def test_durations_read_the_same_in_the_window_and_the_cli(seconds, text):
+    assert format_duration(seconds) == text
+    assert time_left(seconds) == f"{text} left"
+
+
+@pytest.mark.parametrize("seconds", [None, -1.0, float("inf"), float("nan")])
+def test_no_estimate_reads_as_nothing(seconds):
+    assert format_duration(seconds) == ""
+    assert time_left(seconds) == ""

@@ -12,7 +12,7 @@ from macapp.core.models.library import add_model_file
 from macapp.core.settings import Settings
 from macapp.core.tuning.adapters import base_identity, write_manifest
 from macapp.core.tuning.tiny_mlx import write_tiny_mlx
-from macapp.ui.chat_page import ChatPage
+from macapp.ui.chat.page import ChatPage
 from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
 
 

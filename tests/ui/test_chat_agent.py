@@ -16,9 +16,9 @@ from macapp.core.chat.store import ChatStore
 from macapp.core.engines.fake import FakeEngine
 from macapp.core.progress import drain
 from macapp.core.settings import Settings
-from macapp.ui.agent_jobs import window_toolbox
-from macapp.ui.agent_steps import ApprovalCard, StepRow
-from macapp.ui.chat_page import ChatPage
+from macapp.ui.chat.agent_jobs import window_toolbox
+from macapp.ui.chat.agent_steps import ApprovalCard, StepRow
+from macapp.ui.chat.page import ChatPage
 
 
 @pytest.fixture
@@ -259,7 +259,7 @@ def test_tools_without_what_they_need_are_left_out_with_a_reason(tmp_path):
 
 
 def test_the_panel_keeps_one_builtin_tool_on_and_the_mcp_tools_a_chat_picked(qtbot):
-    from macapp.ui.agent_tools import ToolsPanel
+    from macapp.ui.chat.agent_tools import ToolsPanel
 
     panel = ToolsPanel()
     qtbot.addWidget(panel)

@@ -14,7 +14,7 @@ from macapp.core.hardware import detect
 from macapp.core.models.library import add_model_file
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings
-from macapp.ui.chat_page import ChatPage
+from macapp.ui.chat.page import ChatPage
 
 LONG = 3000  # max tokens for answers that must still be running when Stop is pressed
 

@@ -21,9 +21,9 @@ from macapp.core.models.library import model_facts
 from macapp.core.models.speed import format_speed
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.units import format_bytes, format_params
-from macapp.ui.hub_widgets import REPO_STATS_ROLE
-from macapp.ui.notice import Notice
-from macapp.ui.repo_files import READING
+from macapp.ui.discover.repo_files import READING
+from macapp.ui.discover.widgets import REPO_STATS_ROLE
+from macapp.ui.widgets.notice import Notice
 
 REPO = "tinyorg/Tiny-Llama-GGUF"
 BIG = "Tiny-Llama-F32.gguf"

@@ -26,8 +26,8 @@ from macapp.core.hardware import detect
 from macapp.core.models.library import add_model_file
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings, update_settings
-from macapp.ui.chat_page import ChatPage
-from macapp.ui.documents_page import DocumentsPage
+from macapp.ui.chat.page import ChatPage
+from macapp.ui.documents.page import DocumentsPage
 from tests.fixtures import pdfs
 
 BEES = [
@@ -223,7 +223,7 @@ def test_answers_from_documents_cite_pages_and_a_chip_opens_the_viewer(qtbot, mo
 
 def _viewer_rendered(page: ChatPage):
     """The viewer's ``rendered`` signal (the viewer is made on the first click: make it now)."""
-    from macapp.ui.page_viewer import PageViewer
+    from macapp.ui.widgets.page_viewer import PageViewer
 
     if page.documents.viewer is None:
         page.documents.viewer = PageViewer(page.window())

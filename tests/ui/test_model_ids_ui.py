@@ -12,7 +12,7 @@ from macapp.core.hardware import detect
 from macapp.core.models.library import list_library
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings
-from macapp.ui.chat_page import ChatPage
+from macapp.ui.chat.page import ChatPage
 
 
 def _hf_file(home, repo: str, name: str):

@@ -15,8 +15,8 @@ from macapp.core.models.library import model_facts
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings
 from macapp.core.units import format_bytes, format_count, format_params
-from macapp.ui.library_table import ESTIMATE_ROLE, Column
-from macapp.ui.models_page import EMPTY_TEXT, ModelsPage
+from macapp.ui.models.page import EMPTY_TEXT, ModelsPage
+from macapp.ui.models.table import ESTIMATE_ROLE, Column
 
 
 def _cell(page, name: str, column: Column, role=Qt.ItemDataRole.DisplayRole):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from macapp.ui.page_viewer import PageViewer
+from macapp.ui.widgets.page_viewer import PageViewer
 from tests.fixtures import pdfs
 
 PAGES = [

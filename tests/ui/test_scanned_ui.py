@@ -9,8 +9,8 @@ import os
 from macapp.core.docs.answer import resolve_citations
 from macapp.core.docs.ingest import list_collections
 from macapp.core.docs.retrieve import query
-from macapp.ui.documents_page import DocumentsPage
-from macapp.ui.page_viewer import PageViewer
+from macapp.ui.documents.page import DocumentsPage
+from macapp.ui.widgets.page_viewer import PageViewer
 from tests.fixtures import pdfs
 from tests.ui.test_documents_ui import chat, drop  # noqa: F401 - the chat page fixture
 

@@ -11,8 +11,8 @@ from macapp.core.chat.store import ChatStore
 from macapp.core.models.library import add_model_file
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings, update_settings
-from macapp.ui.chat_page import ChatPage
-from macapp.ui.server_panel import ServerPanel
+from macapp.ui.chat.page import ChatPage
+from macapp.ui.server.panel import ServerPanel
 
 
 def _free_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from macapp.core.tuning.datasets import write_jsonl
-from macapp.ui.tuning_page import TuningPage
+from macapp.ui.tuning.page import TuningPage
 
 QUESTIONS = [
     "what colour is the sky?",
@@ -151,7 +151,7 @@ def test_answers_only_by_default_with_a_visible_way_to_train_on_everything(qtbot
 def test_a_gguf_base_offers_its_mlx_twin_and_downloads_it(qtbot, page, blue_data, tiny_mlx, tmp_path, monkeypatch):
     from macapp.core.models.catalog import load_catalog
     from macapp.core.progress import Progress
-    from macapp.ui import tuning_page
+    from macapp.ui.tuning import page as tuning_page
 
     entry = load_catalog()[0]
     gguf = tmp_path / entry.files[0].file

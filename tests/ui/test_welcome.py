@@ -19,7 +19,7 @@ from macapp.core.models.catalog import recommend
 from macapp.core.models.speed import format_speed
 from macapp.core.settings import Settings
 from macapp.core.units import format_bytes, format_params
-from macapp.ui.welcome import CHOOSING, MEASURING, PROBE_FAILED, WelcomeScreen
+from macapp.ui.welcome.page import CHOOSING, MEASURING, PROBE_FAILED, WelcomeScreen
 
 GB = 1024**3
 

@@ -1,0 +1,653 @@
+"""The Chat page: saved conversations on the left, the transcript and composer in the middle, the
+settings drawer on the right.
+
+Threads: an ``EngineHost`` (``chat_engine``) holds the one loaded engine and a one-thread
+``QThreadPool`` on which every engine call runs in a ``Worker``: loading, unloading, counting the
+context and answering. Each answer gets its own ``CancelToken`` handed to the ``ChatSession``: Stop cancels
+it and the session returns normally with ``finish_reason="cancelled"``, the partial answer kept.
+The store is thread-safe; the GUI reads it directly (short queries) while the session writes.
+
+Streaming: ``chat_jobs.coalesce`` batches chunks on the engine thread (~100 signals a second at
+most); the page buffers them in the transcript, and a 30 Hz timer renders the streaming bubble
+(only its last Markdown part, see ``chat_markdown``) and, 5 times a second, the context meter. So
+the event loop never spends long on one answer however fast it comes (``bench/ui_stall.py``).
+
+Switching conversation (or starting a new one) while an answer streams stops that answer first;
+its text so far is saved, marked stopped.
+
+Documents (``chat_documents``): PDFs dropped on the page join the conversation's collection (added on
+the indexing pool, with a row per file above the composer); a conversation with a collection answers
+from it: the session first yields the passages found, and the saved answer's citations become chips
+that open the page viewer. Documents indexed with another embedding model than the one chosen now
+fail the answer (the question stays saved) with a notice that offers to re-index them.
+
+Tools (``chat_tools``; ``agent_tools``, ``agent_jobs``, ``agent_steps``): with the conversation's Tools
+switch on, a message goes to the agent loop on the engine thread instead. Its tool calls appear above the answer
+as rows; a call that writes or executes shows an approval card and the loop waits (on its thread)
+for the click; Stop cancels the run's token, which ends that wait too. The grants are saved in the
+conversation's settings, beside the sampling values, and come back when it is reopened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
+
+from macapp.core.chat.session import ContextPlan
+from macapp.core.engines.base import SamplingSettings
+from macapp.core.errors import UserError
+from macapp.core.progress import CancelToken
+from macapp.ui.chat.agent_jobs import ToolsReady
+from macapp.ui.chat.composer import SEND_HINT, ComposerBox
+from macapp.ui.chat.documents import ChatDocuments, passages_note
+from macapp.ui.chat.engine import EngineHost
+from macapp.ui.chat.header import ModelBar, engine_label
+from macapp.ui.chat.jobs import coalesce, count_context
+from macapp.ui.chat.settings import SettingsDrawer
+from macapp.ui.chat.sidebar import ConversationList
+from macapp.ui.chat.tools import ChatTools
+from macapp.ui.chat.transcript import Transcript
+from macapp.ui.widgets.notice import Notice
+from macapp.ui.worker import Worker, error_text
+
+if TYPE_CHECKING:
+    from macapp.core.chat.session import Turn
+    from macapp.core.chat.store import ChatStore, Message
+    from macapp.core.engines.llama_engine import LlamaCppEngine
+    from macapp.core.hardware import Hardware
+    from macapp.core.models.library import LibraryEntry
+    from macapp.core.settings import Settings
+
+log = logging.getLogger(__name__)
+FLUSH_MS = 33  # the streaming bubble re-renders at most ~30 times a second
+METER_INTERVAL_S = 0.2  # the context meter follows an answer 5 times a second
+RECOUNT_DELAY_MS = 300
+
+
+class ChatPage(QWidget):
+    """Chat with a local model; conversations are saved in the ``ChatStore``."""
+
+    modelLoaded = Signal(object)  # the loaded engine
+    turnFinished = Signal(object)  # Turn
+    agentFinished = Signal(object)  # AgentResult, or None when the run was stopped before it began
+    busyChanged = Signal(bool)  # an answer started (True) or ended (False)
+
+    def __init__(self, settings: Settings, store: ChatStore | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.store = store
+        self._owns_store = False
+        self.host = EngineHost(self)  # the one loaded model and its one thread
+        self.host.progress.connect(lambda fraction: self.header.set_progress(fraction))
+        self.host.loaded.connect(self.modelLoaded)
+        self.host.loadFailed.connect(lambda exc: self.notice.show_message(error_text(exc)))
+        self.host.loadEnded.connect(self._after_load)
+        self.cid: int | None = None
+        self._closed = False
+        self._count_serial = 0
+        self._answering = False
+        self._turn_cid: int | None = None
+        self._stop: CancelToken | None = None
+        self._plan: ContextPlan | None = None
+        self._live_used = 0
+        self._meter_shown = 0.0
+        self._template_noted: object = None
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(FLUSH_MS)
+        self._flush_timer.timeout.connect(self._flush)
+        self._recount_timer = QTimer(self)
+        self._recount_timer.setSingleShot(True)
+        self._recount_timer.setInterval(RECOUNT_DELAY_MS)
+        self._recount_timer.timeout.connect(self._recount)
+
+        root = QHBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+        self.sidebar = ConversationList()
+        self.sidebar.opened.connect(self.open_conversation)
+        self.sidebar.newRequested.connect(self.new_chat)
+        self.sidebar.deleted.connect(self._on_deleted)
+        self.drawer = SettingsDrawer(settings.default_ctx, settings.kv_type)
+        self.drawer.changed.connect(self._save_conversation_settings)
+        self.drawer.hide()
+        self.documents = ChatDocuments(self)  # takes the page's drops
+        root.addWidget(self.sidebar)
+        root.addLayout(self._build_center(), 1)
+        root.addWidget(self.drawer)
+        self.tools = ChatTools(self)  # the Tools switch, the grants, and how an agent run shows
+        self._set_busy(False)
+        self._update_model_state()
+
+    # --- construction --------------------------------------------------------------------------
+    def _build_center(self) -> QVBoxLayout:
+        col = QVBoxLayout()
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        self.header = ModelBar(self.drawer)
+        self.header.loadRequested.connect(self._on_load_button)
+        self.header.ejectRequested.connect(self.eject)
+        self.meter = self.header.meter
+        col.addWidget(self.header)
+        self.notice = Notice()
+        notice_row = QHBoxLayout()
+        notice_row.setContentsMargins(18, 6, 18, 0)
+        notice_row.addWidget(self.notice)
+        col.addLayout(notice_row)
+        self.transcript = Transcript()
+        self.transcript.regenerateRequested.connect(self.regenerate)
+        self.transcript.editSubmitted.connect(self.edit_and_resend)
+        self.transcript.versionStep.connect(self.step_version)
+        self.transcript.citationClicked.connect(self.documents.open_citation)
+        col.addWidget(self.transcript, 1)
+        strip = QWidget()
+        strip.setObjectName("docsStrip")
+        strip.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        docs = QVBoxLayout(strip)
+        docs.setContentsMargins(18, 0, 18, 6)
+        docs.setSpacing(6)
+        docs.addWidget(self.documents.label)
+        docs.addWidget(self.documents.panel)
+        col.addWidget(strip)
+        self.composer_box = ComposerBox()
+        self.composer = self.composer_box.editor
+        self.send_button = self.composer_box.send_button
+        self.regenerate_button = self.composer_box.regenerate_button
+        self.composer_box.sendClicked.connect(self._on_send_button)
+        self.composer_box.regenerateClicked.connect(self.regenerate)
+        col.addWidget(self.composer_box)
+        return col
+
+    # --- history -------------------------------------------------------------------------------
+    def open_history(self) -> None:
+        """Open the chat history (``ChatStore()`` unless one was given) and list the conversations."""
+        if self.store is None:
+            from macapp.core.chat.store import ChatStore
+
+            try:
+                self.store = ChatStore()
+            except UserError as exc:
+                self.notice.show_message(error_text(exc))
+                return
+            self._owns_store = True
+        self.sidebar.set_store(self.store)
+        self.transcript.steps_of = self.store.tool_steps
+        self.drawer.set_adapters(_adapter_names())
+        self._update_placeholder()
+
+    def _thread(self, cid: int | None) -> list[Message]:
+        return self.store.thread(cid) if cid is not None and self.store is not None else []
+
+    def open_conversation(self, cid: int, message_id: int | None = None) -> None:
+        """Show a saved conversation (and bring ``message_id`` into view). A streaming answer elsewhere stops."""
+        from macapp.core.chat.store import NotFoundError
+
+        if self.store is None:
+            return
+        if self.busy and cid != self._turn_cid:
+            self.stop()
+        if cid != self.cid or not self.busy:
+            try:
+                conv = self.store.get_conversation(cid)
+            except NotFoundError:
+                self.sidebar.refresh()
+                return
+            self.cid = cid
+            self.documents.show_conversation(conv)
+            self.drawer.set_conversation(SamplingSettings.from_json(conv.settings), conv.system_prompt)
+            self.drawer.set_adapters(_adapter_names(), conv.adapter)
+            self.tools.show(conv)
+            if self.engine is None and conv.model and not self.loading:
+                self.header.picker.select_path(conv.model)
+            self.notice.hide()
+            self.transcript.discard_stream()
+            self.transcript.set_thread(self._thread(cid), dropped=0)
+            self._recount()
+        self.sidebar.set_current(cid)
+        if message_id is not None:
+            QTimer.singleShot(0, self.transcript, lambda: self.transcript.scroll_to_message(message_id))
+        else:
+            QTimer.singleShot(0, self.transcript, self.transcript.scroll_to_end)
+        self._update_actions()
+
+    def new_chat(self) -> None:
+        """An empty conversation; it is saved with the first message."""
+        if self.busy:
+            self.stop()
+        self.cid = None
+        self.drawer.set_adapters(_adapter_names(), self.drawer.adapter())
+        self.documents.show_conversation(None)
+        self.tools.show(None)
+        self.sidebar.set_current(None)
+        self.notice.hide()
+        self.transcript.discard_stream()
+        self.transcript.set_thread([], dropped=0)
+        self._recount()
+        self._update_actions()
+        self.composer.setFocus()
+
+    def use_adapter(self, name: str | None) -> None:
+        """Answer with the tuned adapter ``name`` from the next message on (None: the model alone)."""
+        self.drawer.set_adapters(_adapter_names(), name)
+
+    def _on_deleted(self, cid: int) -> None:
+        if cid == self.cid:
+            self.new_chat()
+
+    def _save_conversation_settings(self) -> None:
+        if self.cid is not None and self.store is not None:
+            self.store.update_conversation(
+                self.cid, settings=self._settings_json(), system_prompt=self.drawer.system_prompt()
+            )
+        self._recount_timer.start()
+
+    def _settings_json(self) -> dict:
+        """The conversation's settings as the drawer shows them: sampling values, and the tools it grants."""
+        return {**self.drawer.sampling().to_json(), **self.tools.settings_entry()}
+
+    # --- models --------------------------------------------------------------------------------
+    def set_library(self, entries: list[LibraryEntry], hardware: Hardware | None = None) -> None:
+        """The models to offer (the Models page's scan) and, when known, this machine."""
+        self.header.set_library(entries, hardware)
+        self._update_model_state()
+
+    def apply_hardware(self, hardware: Hardware) -> None:
+        self.header.apply_hardware(hardware)
+
+    def refresh_remote(self) -> Worker:
+        """List the configured remote endpoints' models in the picker (asked in a worker)."""
+        return self.header.refresh_remote()
+
+    @property
+    def engine(self) -> LlamaCppEngine | None:
+        """The loaded model (None while none is, or while one loads)."""
+        return self.host.engine
+
+    @property
+    def engine_pool(self) -> QThreadPool:
+        return self.host.pool
+
+    @property
+    def loading(self) -> bool:
+        return self.host.loading
+
+    def load_model(self, ref: str | None = None) -> Worker | None:
+        """Load ``ref`` (a path or library id; default: the picked model) on the engine thread."""
+        if ref is None:
+            ref = self.header.picker.current_ref()
+            if ref is None:
+                self.notice.show_message("Pick a model to load — add models on the Models page.")
+                return None
+        if self.busy or self.loading:
+            return None
+        worker = self.host.load(ref, self.drawer.n_ctx, self.drawer.kv_type, self.header.budget)
+        self.notice.hide()
+        self.header.show_loading(ref if ref.startswith("remote:") else Path(ref).name)
+        self._update_model_state()
+        return worker
+
+    def _on_load_button(self) -> None:
+        if self.loading:
+            self.host.cancel_load()
+        else:
+            self.load_model()
+
+    def _after_load(self) -> None:
+        self._update_model_state()
+        self._recount()
+
+    def eject(self) -> None:
+        """Unload the model (on the engine thread) and free its memory."""
+        if self.engine is None or self.busy:
+            return
+        self.host.eject()
+        self._update_model_state()
+
+    def _update_model_state(self) -> None:
+        self.header.show_state(self.engine, self.loading, self.busy)
+        self._update_placeholder()
+        self._update_actions()
+
+    def _update_placeholder(self) -> None:
+        if self.engine is None:
+            self.transcript.set_placeholder("Load a model to start chatting.\nConversations stay on this Mac.")
+        else:
+            self.transcript.set_placeholder(f"Say hello to {engine_label(self.engine)}. {SEND_HINT}.")
+
+    # --- answering -----------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """``shutdown`` has run: late results are dropped."""
+        return self._closed
+
+    @property
+    def busy(self) -> bool:
+        """An answer is being written."""
+        return self._answering
+
+    def _ready(self) -> bool:
+        if self.engine is None:
+            self.notice.show_message("Load a model first (pick one above and press Load).")
+            return False
+        if self.store is None:
+            self.notice.show_message("The chat history could not be opened, so nothing can be saved.")
+            return False
+        return not self.busy and not self.loading
+
+    def ensure_conversation(self) -> int:
+        """The conversation on screen, saved now if it is still new (a first message or a dropped PDF)."""
+        if self.cid is None:
+            self.cid = self.store.create_conversation(
+                model=self.engine.model_id if self.engine else None,
+                system_prompt=self.drawer.system_prompt(),
+                settings=self._settings_json(),
+            ).id
+            self.sidebar.set_current(self.cid)
+            self.sidebar.touch(self.cid)
+        return self.cid
+
+    def _session(self):
+        """A session for the conversation on screen and today's settings; built for each answer, so it
+        picks up documents attached since the last one."""
+        from macapp.core.chat.session import ChatSession
+
+        sampling, system, adapter = self.drawer.sampling(), self.drawer.system_prompt(), self.drawer.adapter()
+        self.ensure_conversation()
+        self.store.update_conversation(
+            self.cid, model=self.engine.model_id, system_prompt=system, settings=self._settings_json(), adapter=adapter
+        )
+        session = ChatSession(
+            self.engine, self.store, self.cid, system_prompt=system, sampling=sampling, adapter=adapter
+        )
+        session.system_prompt = system  # an emptied prompt stays empty
+        return session
+
+    def send_message(self, text: str | None = None) -> Worker | None:
+        """Send ``text`` (default: the composer's) and stream the answer."""
+        text = self.composer.toPlainText() if text is None else text
+        if not text.strip() or not self._ready():
+            return None
+        if self.tools.enabled:
+            return self._send_to_agent(text)
+        session = self._session()
+        self.composer.clear()
+        self.transcript.add_pending(text)
+        return self._start_turn(lambda cancel: session.send(text, cancel))
+
+    def regenerate(self) -> Worker | None:
+        """A new version of the last answer (the old one stays as a version)."""
+        if self.cid is None or not self._ready():
+            return None
+        if not any(m.role == "user" for m in self._thread(self.cid)):
+            return None
+        session = self._session()
+        return self._start_turn(session.regenerate)
+
+    def edit_and_resend(self, message_id: int, text: str) -> Worker | None:
+        """Replace a user message with a new version and answer it (the old branch is kept)."""
+        if not self._ready():
+            return None
+        session = self._session()
+        return self._start_turn(lambda cancel: session.edit_and_resend(message_id, text, cancel))
+
+    def stop(self) -> None:
+        """Stop the answer being written; its text so far is kept."""
+        if self._stop is not None:
+            self._stop.cancel()
+            self.composer_box.stopping()
+            self.tools.stop()
+
+    def _on_send_button(self) -> None:
+        if self.busy:
+            self.stop()
+        else:
+            self.send_message()
+
+    def _start_turn(self, start) -> Worker:
+        self._stop = CancelToken()
+        worker = self.host.run(coalesce, with_adapter(self.engine, self.drawer.adapter(), start(self._stop)))
+        return self._run_answer(worker, self._on_turn_event, self._on_turn_done)
+
+    def _run_answer(self, worker: Worker, on_event, on_done) -> Worker:
+        self._answering = True
+        self._turn_cid = self.cid
+        self._plan = None
+        worker.signals.yielded.connect(on_event)
+        worker.signals.returned.connect(on_done)
+        worker.signals.errored.connect(self._on_turn_failed)
+        worker.signals.finished.connect(self._after_turn)
+        self.notice.hide()
+        self._set_busy(True)
+        self.transcript.begin_stream()  # at once, not when the plan arrives: the work splits over two events
+        self._flush_timer.start()
+        return worker.start()
+
+    # --- the agent -----------------------------------------------------------------------------
+    def _send_to_agent(self, text: str) -> Worker:
+        """Run the agent on ``text`` with the tools this conversation grants."""
+        self._session()  # saves the conversation and today's settings
+        collection = self.store.get_conversation(self.cid).collection
+        self.composer.clear()
+        self.transcript.add_pending(text)
+        self._stop = CancelToken()
+        worker = self.host.run(
+            with_adapter, self.engine, self.drawer.adapter(), self.tools.turn(text, collection, self._stop)
+        )
+        worker.signals.aborted.connect(lambda: self._on_agent_aborted(text))
+        return self._run_answer(worker, self._on_agent_event, self._on_agent_done)
+
+    def _on_agent_event(self, event) -> None:
+        if not self._on_screen():
+            return
+        if self.transcript.pending is not None and not isinstance(event, ToolsReady):
+            self._adopt_question()  # the run's first event: the store has the question
+        self.tools.render(event)
+
+    def _on_agent_done(self, result) -> None:
+        if self._closed:
+            return
+        self._flush_timer.stop()
+        if self._turn_cid == self.cid:
+            self._flush()
+            self.tools.stop()  # a card left waiting (the run ended some other way) says so
+            thread = self._thread(self.cid)
+            if thread and thread[-1].role == "assistant":
+                self.transcript.finish_stream(thread[-1])
+            self.transcript.set_thread(thread)
+            self.tools.after_run(self.store.get_conversation(self.cid))
+            self._recount_timer.start()
+        self.agentFinished.emit(result)
+
+    def _on_agent_aborted(self, text: str) -> None:
+        """Stopped while its MCP servers were starting: nothing was saved, so the message goes back to the composer."""
+        if self._closed:
+            return
+        if self._turn_cid == self.cid and not self.composer.toPlainText().strip():
+            self.composer.setPlainText(text)
+        self.agentFinished.emit(None)
+
+    def _on_screen(self) -> bool:
+        """The answer in progress belongs to the conversation on screen (one answer runs at a time, and
+        its signals arrive in order before the next can start)."""
+        return not self._closed and self._turn_cid == self.cid
+
+    def _on_turn_event(self, event) -> None:
+        if not self._on_screen():
+            return
+        if isinstance(event, list):  # the passages found in the conversation's documents
+            self._adopt_question()
+            self.transcript.set_stream_note(passages_note(event, self.store.get_conversation(self.cid).collection))
+        elif isinstance(event, ContextPlan):
+            self._plan = event
+            self._adopt_question(event.dropped)
+            self._live_used = event.prompt_tokens
+            self.meter.set_usage(event.prompt_tokens, event.n_ctx)
+            if event.notice:
+                self.notice.show_message(event.notice)
+        else:
+            self.transcript.append_stream(event.text, event.completion_tokens)
+            if self._plan is not None:
+                self._live_used = self._plan.prompt_tokens + event.completion_tokens
+
+    def _adopt_question(self, dropped: int | None = None) -> None:
+        """The store has the question sent: show the saved branch (regenerating: without the old answer)."""
+        thread = self._thread(self.cid)
+        while thread and thread[-1].role != "user":
+            thread.pop()
+        self.transcript.set_thread(thread, dropped=dropped)  # adopts the question's bubble
+        self.sidebar.touch(self.cid)  # the first message names the conversation
+
+    def _flush(self) -> None:
+        self.transcript.flush_stream()
+        now = time.monotonic()
+        if self._plan is not None and now - self._meter_shown >= METER_INTERVAL_S:
+            self._meter_shown = now
+            self.meter.set_usage(self._live_used, self._plan.n_ctx)
+
+    def _on_turn_done(self, turn: Turn) -> None:
+        if self._closed:
+            return
+        self._flush_timer.stop()
+        if self._turn_cid == self.cid:
+            self._flush()
+            self.transcript.finish_stream(turn.message)
+            self.transcript.set_thread(self._thread(self.cid))
+            if turn.plan.messages:
+                self.meter.set_usage(turn.tokens_used, turn.plan.n_ctx)
+            else:  # nothing relevant in the documents: saved without asking the model
+                self._recount_timer.start()
+            self._note_template(turn.plan.notice)
+        self.turnFinished.emit(turn)
+
+    def _on_turn_failed(self, exc: BaseException) -> None:
+        if self._closed:
+            return
+        from macapp.core.docs.index import EmbedderMismatch
+
+        collection = (
+            self.store.get_conversation(self._turn_cid).collection
+            if isinstance(exc, EmbedderMismatch) and self._turn_cid is not None
+            else None
+        )
+        if collection:  # the embedding model was changed since the documents were indexed
+            from macapp.core.docs.names import embedder_names
+
+            indexed, current = embedder_names(exc.indexed_with, exc.asked_with)
+            self.notice.show_message(
+                f"The PDFs in this chat were indexed with {indexed}, not the embedding model "
+                f"chosen now ({current}). Re-index them to search them, then ask again.",
+                "Re-index",
+                lambda: self.documents.reindex(collection),
+            )
+        else:
+            self.notice.show_message(error_text(exc))
+
+    def _after_turn(self) -> None:
+        if self._closed:
+            return
+        self._flush_timer.stop()
+        self._answering, self._stop = False, None
+        if self.transcript.stream is not None or self._turn_cid == self.cid:  # failed: show what was saved
+            self.transcript.discard_stream()
+            self.transcript.set_thread(self._thread(self.cid))
+        if self._turn_cid is not None:
+            self.sidebar.touch(self._turn_cid)
+        self._turn_cid = None
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.composer_box.set_streaming(busy)
+        self.tools.set_busy(busy)
+        self.transcript.set_busy(busy)
+        self.sidebar.set_locked(self._turn_cid if busy else None)
+        self._update_model_state()
+        self.busyChanged.emit(busy)
+
+    def _update_actions(self) -> None:
+        has_user = self.cid is not None and any(b.role == "user" for b in self.transcript.bubbles())
+        self.regenerate_button.setEnabled(self.engine is not None and not self.busy and has_user)
+
+    def step_version(self, message_id: int, step: int) -> None:
+        """Show the previous (-1) or next (+1) version of a message and the branch under it."""
+        if self.busy or self.store is None:
+            return
+        versions = self.store.versions(message_id)
+        ids = [m.id for m in versions]
+        if message_id not in ids:
+            return
+        target = ids.index(message_id) + step
+        if 0 <= target < len(ids):
+            self.transcript.set_thread(self.store.select_version(ids[target]))
+            self._recount()
+
+    # --- the context meter ---------------------------------------------------------------------
+    def _recount(self) -> None:
+        """Count what the next message would start from, on the engine thread."""
+        if self.engine is None or self.busy or self._closed or self.store is None:
+            return
+        worker = self.host.run(
+            count_context,
+            self.engine,
+            self.cid,
+            self.store,
+            self.drawer.system_prompt(),
+            self.drawer.sampling().max_tokens,
+        )
+        self._count_serial += 1
+        serial = self._count_serial
+        worker.signals.returned.connect(lambda plan: self._on_counted(plan, serial))
+        worker.signals.errored.connect(lambda exc: log.info("context count failed: %s", exc))
+        worker.start()
+
+    def _on_counted(self, plan: ContextPlan, serial: int) -> None:
+        if self._closed or serial != self._count_serial or self.busy or self.engine is None:
+            return  # a newer count is on its way, or the answer's own figures are showing
+        self.meter.set_usage(plan.prompt_tokens, plan.n_ctx)
+        self.transcript.set_dropped(plan.dropped)
+        self._note_template()
+
+    def _note_template(self, also: str | None = None) -> None:
+        """Say once per loaded model that its chat template could not be used (ChatML stands in)."""
+        notes = [also] if also else []
+        engine = self.engine
+        if engine is not None and engine.template_notice and self._template_noted is not engine:
+            self._template_noted = engine
+            notes.append(engine.template_notice)
+        if notes:
+            self.notice.show_message("\n".join(notes))
+
+    # --- closing -------------------------------------------------------------------------------
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop the answer and any load, unload the model, wait for the engine thread; True if it ended."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._flush_timer.stop()
+        self._recount_timer.stop()
+        if self._stop is not None:
+            self._stop.cancel()  # the session saves the text so far, marked stopped
+        self.documents.shutdown()
+        done = self.host.shutdown(timeout_ms)
+        if self._owns_store and self.store is not None and done:
+            self.store.close()
+        return done
+
+
+def _adapter_names() -> list[str]:
+    from macapp.core.tuning.adapters import list_adapters
+
+    try:
+        return [a.name for a in list_adapters()]
+    except (OSError, UserError):
+        return []
+
+
+def with_adapter(engine, adapter: str | None, stream):
+    """``stream`` with ``adapter`` switched on first, on the engine's thread (where the generator runs)."""
+    from macapp.core.engines import apply_adapter
+
+    apply_adapter(engine, adapter)
+    return (yield from stream)

@@ -1,0 +1,1 @@
+"""Dialogs every page may open."""

@@ -1,0 +1,1 @@
+"""Widgets shared by pages (no page imports another page)."""
