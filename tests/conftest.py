@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own MACAPP_HOME and an empty HF cache."""
+"""Shared fixtures: every test gets its own MACAPP_HOME, an empty HF cache and an in-memory keychain."""
 
 from __future__ import annotations
 
@@ -36,6 +36,21 @@ def isolated_home(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("HF_HOME", str(home / "hf-home"))  # no saved token is ever sent anywhere
     monkeypatch.delenv("HF_TOKEN", raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring(monkeypatch):
+    """Every test's keychain is a fresh in-memory keyring backend: the user's own keychain is never touched.
+
+    Subprocesses a test starts see no keychain at all (keyring's fail backend)."""
+    import keyring
+
+    from tests.fixtures.keyring_backend import MemoryKeyring
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    return backend
 
 
 @pytest.fixture(scope="session")

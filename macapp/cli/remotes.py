@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from macapp.cli.output import console, print_json, say
 
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="VAR",
         help="read the API key from this environment variable each time (the key is not saved)",
     )
-    key.add_argument("--api-key", metavar="KEY", help="save this API key in Orchard's settings")
+    key.add_argument("--api-key", metavar="KEY", help="save this API key in the system keychain")
     _json_flag(a)
     a.set_defaults(handler=add_cmd)
 
@@ -71,16 +72,34 @@ def _endpoint_json(endpoint) -> dict:
         "name": endpoint.name,
         "url": endpoint.url,
         "api_base": base,
-        "api_key_from": "env" if endpoint.api_key_env else "settings" if endpoint.api_key else None,
+        "api_key_from": _key_source(endpoint),
         "api_key_env": endpoint.api_key_env,
-        "api_key_set": bool(endpoint.api_key),
+        "api_key_set": endpoint.has_key,
     }
 
 
-def _key_text(endpoint) -> str:
+def _key_source(endpoint) -> str | None:
     if endpoint.api_key_env:
+        return "env"
+    if endpoint.api_key_ref:
+        return "keychain"
+    return "settings" if endpoint.api_key else None  # plain text: only where no keychain exists
+
+
+def _key_text(endpoint) -> str:
+    source = _key_source(endpoint)
+    if source == "env":
         return f"from ${endpoint.api_key_env}" + ("" if endpoint.api_key else " (not set)")
-    return "saved" if endpoint.api_key else "-"
+    return {"keychain": "in the keychain", "settings": "in settings (no keychain)"}.get(source, "-")
+
+
+def _warn_plain_keys() -> None:
+    """Say on stderr (once a command) when keys are still in plain text because no keychain exists."""
+    from macapp.core.settings import plain_key_warning
+
+    warning = plain_key_warning()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def add_cmd(args: argparse.Namespace) -> int:
@@ -98,6 +117,7 @@ def list_cmd(args: argparse.Namespace) -> int:
     from macapp.core.engines.remote import configured_endpoints
 
     endpoints = configured_endpoints()
+    _warn_plain_keys()
     if args.json:
         print_json([_endpoint_json(e) for e in endpoints])
         return 0

@@ -1,4 +1,10 @@
-"""User settings persisted as a small JSON file in the data dir (atomic writes)."""
+"""User settings persisted as a small JSON file in the data dir (atomic writes).
+
+Secrets never stay in it: a remote server's API key found in plain text (saved by an older Orchard, or written by
+hand) is moved into the platform's keychain (``core.secrets``) the first time the settings are loaded, and the
+file keeps ``api_key_ref``, the keychain entry's name. Where no keychain exists the key stays where it is (nothing
+is lost) and ``plain_key_warning()`` says why, for the window and the CLI to show.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ from pathlib import Path
 from macapp.core import paths
 
 log = logging.getLogger(__name__)
-_UPDATE_LOCK = threading.Lock()
+_UPDATE_LOCK = threading.RLock()  # re-entered when a load inside update_settings migrates keys
+_plain_key_warning: str | None = None  # why API keys are still in plain text (no keychain), while they are
+_failed_keychain: object = None  # the keyring backend that could not take them: not asked again by this process
 
 DEFAULT_PORT = 8377  # Orchard's local server (core.server), unless the user picks another
 
@@ -30,7 +38,8 @@ class Settings:
     kv_type: str = "f16"
     window_geometry: str = ""
     embedder_path: str = ""  # a GGUF embedding model; "" = the bundled all-MiniLM-L6-v2
-    remote_endpoints: list[dict] = field(default_factory=list)  # OpenAI-compatible servers: {name, url, api_key}
+    # OpenAI-compatible servers: {name, url} and api_key_ref (the key's keychain entry) or api_key_env
+    remote_endpoints: list[dict] = field(default_factory=list)
     welcome_done: bool = False  # the first-run welcome screen was answered (download, browse or skip)
     serve_on_launch: bool = False  # the sidebar's server switch was on at the last quit: serve again at launch
     server_port: int = DEFAULT_PORT  # the port that switch serves on
@@ -38,14 +47,11 @@ class Settings:
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
         path = path or paths.settings_file()
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return cls()
-        except (OSError, ValueError) as exc:
-            # A broken settings file must not stop the app; keep it for the user to inspect.
-            log.warning("ignoring unreadable settings %s: %s", path, exc)
-            return cls()
+        raw = _read(path)
+        if isinstance(raw, dict) and _plain_keys(raw):
+            raw = _keys_to_keychain(path) or raw
+        else:
+            _clear_plain_key_warning()
         if not isinstance(raw, dict):
             return cls()
         known = {f.name: f for f in fields(cls)}
@@ -58,12 +64,92 @@ class Settings:
         return cls(**values)
 
     def save(self, path: Path | None = None) -> None:
-        path = path or paths.settings_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(asdict(self), fh, indent=2)
-        os.replace(tmp, path)
+        _write(path or paths.settings_file(), asdict(self))
+
+
+def _read(path: Path) -> object:
+    """The file's JSON, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        # A broken settings file must not stop the app; keep it for the user to inspect.
+        log.warning("ignoring unreadable settings %s: %s", path, exc)
+        return None
+
+
+def _write(path: Path, data: dict) -> None:
+    """Replace the file in one step: a reader sees the old settings or the new, never half of them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, path)
+
+
+def _plain_keys(raw: dict) -> list[dict]:
+    """The remote servers in ``raw`` whose API key is saved in plain text."""
+    endpoints = raw.get("remote_endpoints")
+    return [
+        e
+        for e in (endpoints if isinstance(endpoints, list) else [])
+        if isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("api_key"), str) and e["api_key"]
+    ]
+
+
+def _keys_to_keychain(path: Path) -> dict | None:
+    """Move the plain-text API keys in the settings file into the keychain and rewrite the file without them.
+
+    The file is read again under the update lock, so no concurrent ``update_settings`` is overwritten; each key
+    is in the keychain (and read back) before the file loses it. Without a keychain nothing changes and the
+    reason is logged once and kept for ``plain_key_warning()``. Returns the settings as now saved.
+    """
+    from macapp.core.secrets import KeychainUnavailable, keyring_backend, remote_key_ref, store_secret
+
+    global _plain_key_warning, _failed_keychain
+    backend = keyring_backend()
+    if _plain_key_warning is not None and backend is _failed_keychain:
+        return None  # asked once already: a locked keychain would prompt at every load
+    with _UPDATE_LOCK:
+        raw = _read(path)
+        if not isinstance(raw, dict):
+            return None
+        plain = _plain_keys(raw)
+        moved = 0
+        try:
+            for endpoint in plain:
+                ref = remote_key_ref(endpoint["name"])
+                store_secret(ref, endpoint["api_key"])
+                del endpoint["api_key"]
+                endpoint["api_key_ref"] = ref
+                moved += 1
+        except KeychainUnavailable as exc:
+            left = len(plain) - moved
+            warning = (
+                f"{left} remote server API key{'s are' if left != 1 else ' is'} still saved in plain text in "
+                f"{path}: {exc}"
+            )
+            log.warning("%s", warning)
+            _plain_key_warning, _failed_keychain = warning, backend
+        else:
+            _clear_plain_key_warning()
+        if moved:
+            _write(path, raw)
+            log.info("moved %d remote server API key(s) from %s into the keychain", moved, path)
+        return raw
+
+
+def _clear_plain_key_warning() -> None:
+    global _plain_key_warning, _failed_keychain
+    _plain_key_warning = _failed_keychain = None
+
+
+def plain_key_warning() -> str | None:
+    """Why remote servers' API keys are still in plain text in settings.json (no keychain), or None.
+
+    Set by the last load that found such keys and could not move them."""
+    return _plain_key_warning
 
 
 def update_settings(change: Callable[[Settings], None], path: Path | None = None) -> Settings:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import socket
 
+import keyring
 import pytest
+from keyring.backends import fail
 
 from macapp.cli.main import main
 from macapp.core import paths
@@ -15,6 +17,7 @@ from macapp.core.errors import UserError
 from macapp.core.models.library import add_model_file
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.server.launch import ServerOptions, start_server
+from macapp.core.settings import update_settings
 from tests.cli.inprocess import run, run_json
 
 KEY = "sk-test-4f1c"
@@ -36,8 +39,8 @@ def server(tmp_path):
 
 def test_add_list_test_and_remove(capsys, server):
     added = run_json(capsys, "remotes", "add", "box", f"127.0.0.1:{server.port}", "--api-key", KEY)
-    assert added["name"] == "box" and added["api_base"] == server.url and added["api_key_from"] == "settings"
-    assert KEY not in json.dumps(added)
+    assert added["name"] == "box" and added["api_base"] == server.url and added["api_key_from"] == "keychain"
+    assert KEY not in json.dumps(added) and KEY not in paths.settings_file().read_text()
     [listed] = run_json(capsys, "remotes", "list")
     assert listed == added
     assert run_json(capsys, "remotes") == [listed]  # no action lists too
@@ -115,3 +118,24 @@ def test_a_key_and_its_variable_together_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["remotes", "add", "box", "http://127.0.0.1:1/v1", "--api-key", "k", "--api-key-env", "K"])
     assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_without_a_keychain_a_key_is_refused_and_old_plain_keys_are_flagged(capsys, server):
+    keyring.set_keyring(fail.Keyring())
+    code, out, err = run(capsys, "remotes", "add", "box", server.url, "--api-key", KEY)
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: No keychain is available on this machine: ")
+    assert "the API key was not saved" in err and "environment variable" in err
+    assert run_json(capsys, "remotes", "list") == []
+
+    # A key an older Orchard saved in plain text stays usable, and every listing says it is still there.
+    update_settings(lambda s: s.remote_endpoints.append({"name": "old", "url": server.url, "api_key": KEY}))
+    code, out, err = run(capsys, "remotes", "list")
+    assert code == 0 and "in settings (no keychain)" in out
+    assert err.startswith("warning: 1 remote server API key is still saved in plain text in ")
+    assert "No keychain is available on this machine" in err
+    [listed] = run_json(capsys, "remotes", "list")
+    assert listed["api_key_from"] == "settings" and listed["api_key_set"]
+    assert any("tiny-remote" in m["id"] for m in run_json(capsys, "remotes", "test", "old")["models"])
+    assert run_json(capsys, "remotes", "remove", "old")["name"] == "old"
+    assert KEY not in paths.settings_file().read_text()

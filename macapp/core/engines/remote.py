@@ -13,8 +13,9 @@ behind the same ``Engine`` protocol as llama.cpp, for models that outgrow this M
   answer reports is the server's own count.
 
 Ids: ``remote:<endpoint name>/<model>`` names a model on an endpoint in ``Settings.remote_endpoints``
-(``{"name", "url", "api_key"}``, or ``api_key_env``: the variable that holds the key); ``open_remote`` turns
-one into an engine; ``core.engines.remote_endpoints`` adds and removes them.
+(``{"name", "url"}`` and ``api_key_ref``: the keychain entry that holds the key, see ``core.secrets``, or
+``api_key_env``: the variable that holds it); ``open_remote`` turns one into an engine;
+``core.engines.remote_endpoints`` adds and removes them.
 """
 
 from __future__ import annotations
@@ -58,24 +59,46 @@ class RemoteEndpoint:
 
     name: str
     url: str
+    # The key from api_key_env, or one still in plain text in settings (only where no keychain exists).
     api_key: str | None = None
     api_key_env: str | None = None  # the key is read from this environment variable when used (never saved)
+    api_key_ref: str | None = None  # the keychain entry that holds the key (read when the server is used)
 
     @classmethod
     def from_json(cls, data: Any) -> RemoteEndpoint:
         if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("url"), str):
             raise UserError("a remote endpoint in settings needs a name and a url")
         env = data.get("api_key_env") if isinstance(data.get("api_key_env"), str) else None
+        ref = data.get("api_key_ref") if isinstance(data.get("api_key_ref"), str) else None
         key = data.get("api_key") or (os.environ.get(env) if env else None)
-        return cls(data["name"], data["url"], key or None, env or None)
+        return cls(data["name"], data["url"], key or None, env or None, ref or None)
 
-    def check_key(self) -> None:
-        """Refuse to call the server without its key when the variable that holds the key is not set."""
-        if self.api_key_env and not self.api_key:
+    @property
+    def has_key(self) -> bool:
+        """A key is configured and, for a variable, set (the keychain is not asked)."""
+        return bool(self.api_key or self.api_key_ref)
+
+    def resolve_key(self) -> str | None:
+        """The key to send (None: the server needs none), read from the keychain now where it is kept there;
+        a clear ``UserError`` when the variable that holds it is not set or the keychain cannot give it."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_ref:
+            from macapp.core.secrets import read_secret
+
+            key = read_secret(self.api_key_ref)
+            if not key:
+                raise UserError(
+                    f"the API key of {self.name} is missing from the keychain",
+                    hint=f"remove the server and add it again with its key (macapp remotes remove {self.name})",
+                )
+            return key
+        if self.api_key_env:
             raise UserError(
                 f"the API key of {self.name} is read from ${self.api_key_env}, which is not set",
                 hint=f"export {self.api_key_env}=… before starting Orchard",
             )
+        return None
 
 
 def api_base(url: str) -> str:
@@ -457,5 +480,4 @@ def open_remote(ref: str, settings=None, **_plan_options: Any) -> RemoteEngine:
     if endpoint is None:
         known = ", ".join(sorted(endpoints)) or "none yet"
         raise UserError(f"no remote endpoint named {name!r}", hint=f"add it in settings (known: {known})")
-    endpoint.check_key()
-    return RemoteEngine(endpoint.url, model, endpoint.api_key, model_id=ref)
+    return RemoteEngine(endpoint.url, model, endpoint.resolve_key(), model_id=ref)
