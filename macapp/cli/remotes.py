@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from macapp.cli.output import console, print_json, say
 
@@ -93,15 +92,6 @@ def _key_text(endpoint) -> str:
     return {"keychain": "in the keychain", "settings": "in settings (no keychain)"}.get(source, "-")
 
 
-def _warn_plain_keys() -> None:
-    """Say on stderr (once a command) when keys are still in plain text because no keychain exists."""
-    from macapp.core.settings import plain_key_warning
-
-    warning = plain_key_warning()
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-
-
 def add_cmd(args: argparse.Namespace) -> int:
     from macapp.core.engines.remote_endpoints import add_endpoint
 
@@ -117,7 +107,6 @@ def list_cmd(args: argparse.Namespace) -> int:
     from macapp.core.engines.remote import configured_endpoints
 
     endpoints = configured_endpoints()
-    _warn_plain_keys()
     if args.json:
         print_json([_endpoint_json(e) for e in endpoints])
         return 0

@@ -34,10 +34,7 @@ def _hint() -> str:
         return "unlock your login keychain (Keychain Access) and try again"
     if sys.platform == "win32":
         return "Windows Credential Manager is needed"
-    return (
-        "install and unlock a Secret Service such as gnome-keyring or KWallet "
-        "(a desktop session starts one), or set PYTHON_KEYRING_BACKEND to a keyring backend"
-    )
+    return "install and unlock a Secret Service such as gnome-keyring or KWallet; a desktop session starts one"
 
 
 def _unavailable(detail: str) -> KeychainUnavailable:
@@ -55,7 +52,7 @@ def _backend():
         raise _unavailable(f"the keyring backend could not be loaded ({exc})") from exc
     # fail.Keyring (nothing found) has priority 0, null.Keyring and an empty chainer -1: none keeps a secret.
     if priority <= 0:
-        raise _unavailable(f"keyring found no backend to use ({type(backend).__module__}.{type(backend).__name__})")
+        raise _unavailable("keyring found no backend that can keep secrets")
     return backend
 
 

@@ -128,7 +128,8 @@ def _keys_to_keychain(path: Path) -> dict | None:
             left = len(plain) - moved
             warning = (
                 f"{left} remote server API key{'s are' if left != 1 else ' is'} still saved in plain text in "
-                f"{path}: {exc}"
+                f"{path}: {exc.message} ({exc.hint}; or remove the server and add it again with "
+                "--api-key-env VAR, the key in an environment variable)"
             )
             log.warning("%s", warning)
             _plain_key_warning, _failed_keychain = warning, backend

@@ -4,6 +4,7 @@ server on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import keyring
@@ -120,7 +121,7 @@ def test_a_key_and_its_variable_together_is_a_usage_error(capsys):
     assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
-def test_without_a_keychain_a_key_is_refused_and_old_plain_keys_are_flagged(capsys, server):
+def test_without_a_keychain_a_key_is_refused_and_old_plain_keys_are_flagged(capsys, caplog, server):
     keyring.set_keyring(fail.Keyring())
     code, out, err = run(capsys, "remotes", "add", "box", server.url, "--api-key", KEY)
     assert code == 1 and out == "" and err.count("\n") == 1
@@ -128,12 +129,14 @@ def test_without_a_keychain_a_key_is_refused_and_old_plain_keys_are_flagged(caps
     assert "the API key was not saved" in err and "environment variable" in err
     assert run_json(capsys, "remotes", "list") == []
 
-    # A key an older Orchard saved in plain text stays usable, and every listing says it is still there.
+    # A key an older Orchard saved in plain text stays usable; the log (stderr in the CLI) and the listing say where.
     update_settings(lambda s: s.remote_endpoints.append({"name": "old", "url": server.url, "api_key": KEY}))
-    code, out, err = run(capsys, "remotes", "list")
+    with caplog.at_level(logging.WARNING, logger="macapp.core.settings"):
+        code, out, _err = run(capsys, "remotes", "list")
     assert code == 0 and "in settings (no keychain)" in out
-    assert err.startswith("warning: 1 remote server API key is still saved in plain text in ")
-    assert "No keychain is available on this machine" in err
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "macapp.core.settings"]
+    assert warning.startswith("1 remote server API key is still saved in plain text in ")
+    assert "No keychain is available on this machine" in warning and "environment variable" in warning
     [listed] = run_json(capsys, "remotes", "list")
     assert listed["api_key_from"] == "settings" and listed["api_key_set"]
     assert any("tiny-remote" in m["id"] for m in run_json(capsys, "remotes", "test", "old")["models"])
