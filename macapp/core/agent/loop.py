@@ -25,7 +25,7 @@ from macapp.core.agent.approvals import DENIED, NOT_NEEDED, POLL_S, ApprovalRequ
 from macapp.core.agent.guard import PathRefused
 from macapp.core.agent.tools import Tool, Toolbox, ToolResult
 from macapp.core.engines.base import ChatMessage, Engine, SamplingSettings
-from macapp.core.engines.constrained import OutputSpec, StructuredResult, stream_structured
+from macapp.core.engines.constrained import OutputSpec, StructuredResult, ToolChoice, stream_structured
 from macapp.core.engines.tool_calls import ToolCall, call_problems
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken
@@ -198,7 +198,9 @@ def run_agent(
         rounds += 1
         if final:
             conversation.append({"role": "user", "content": FINAL_ROUND_PROMPT})
-        choice = "none" if final or not len(toolbox) else "required" if first_call_required and rounds == 1 else "auto"
+        choice: ToolChoice = (
+            "none" if final or not len(toolbox) else "required" if first_call_required and rounds == 1 else "auto"
+        )
         spec = OutputSpec(tools=toolbox.specs, tool_choice=choice)
         outcome: StructuredResult = yield from _model_turn(engine, conversation, spec, sampling, token)
         if outcome.result.finish_reason == "cancelled" or token.cancelled:

@@ -204,7 +204,7 @@ class ChatStore:
                 " settings_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (_clean_title(title), now, now, model, adapter, system_prompt, _dumps(settings)),
             )
-            return self.get_conversation(cur.lastrowid)
+            return self.get_conversation(_new_id(cur))
 
     def get_conversation(self, conversation_id: int) -> Conversation:
         with self._lock:
@@ -245,7 +245,7 @@ class ChatStore:
     ) -> Conversation:
         """Change only the fields given (None clears model, adapter or collection). ``updated_at`` moves only
         with messages."""
-        given = {
+        given: dict[str, Any] = {
             "title": title,
             "model": model,
             "adapter": adapter,
@@ -538,11 +538,12 @@ class ChatStore:
                     now,
                 ),
             )
+            message_id = _new_id(cur)
             db.execute(
                 "UPDATE conversations SET head_id = ?, updated_at = ? WHERE id = ?",
-                (cur.lastrowid, now, conversation_id),
+                (message_id, now, conversation_id),
             )
-            return self.get_message(cur.lastrowid)
+            return self.get_message(message_id)
 
 
 def fts_query(text: str) -> str | None:
@@ -610,6 +611,13 @@ def _pid_alive(pid: int | None) -> bool:
     except OSError:
         return False
     return True
+
+
+def _new_id(cur: sqlite3.Cursor) -> int:
+    """The row id the INSERT just run on ``cur`` gave (typed optional: it is None only before any INSERT)."""
+    row_id = cur.lastrowid
+    assert row_id is not None, "called after an INSERT"
+    return row_id
 
 
 def _time(text: str) -> datetime:

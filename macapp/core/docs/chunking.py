@@ -37,6 +37,7 @@ import unicodedata
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from macapp.core.docs.types import Chunk, PageText
 from macapp.core.progress import CancelToken
@@ -96,7 +97,17 @@ class _Packed:
     heading: str | None
 
 
-def embedding_text(chunk: Chunk) -> str:
+class Headed(Protocol):
+    """A passage and its heading: a ``Chunk`` being added, or a stored ``ChunkRow`` being re-embedded."""
+
+    @property
+    def heading(self) -> str | None: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+def embedding_text(chunk: Headed) -> str:
     """The text the embedder reads for ``chunk``: its heading line first if the text doesn't start with it."""
     if chunk.heading and not chunk.text.startswith(chunk.heading):
         return f"{chunk.heading}\n{chunk.text}"
@@ -154,7 +165,7 @@ def _strip_running_lines(
     def key(line: str) -> str:
         return re.sub(r"\d+", "#", line.lower())
 
-    edges = Counter()
+    edges: Counter[str] = Counter()
     for _, blocks in parsed:
         if blocks:
             edges.update({key(blocks[0][0]), key(blocks[-1][-1])})
@@ -181,7 +192,7 @@ def _looks_short(line: str) -> bool:
 def _numbered(line: str) -> bool:
     """ "2.1 Pruning", "IV. Results", "Chapter 3 Methods"; not "3 apples were picked"."""
     match = _NUMBERED.match(line)
-    return bool(match) and not line[match.end() - 1].islower()
+    return match is not None and not line[match.end() - 1].islower()
 
 
 def _titled(line: str) -> bool:

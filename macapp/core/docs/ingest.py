@@ -144,7 +144,7 @@ def add_files(
     Returns:
         One ``FileOutcome`` per path, in order.
     """
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     own = index is None
     index = index or DocumentIndex()
     try:
@@ -156,9 +156,9 @@ def add_files(
             yield from reindex(row.name, embedder, cancel, index=index)
             row = index.collection(row.name)
         outcomes: list[FileOutcome] = []
-        for number, path in enumerate(paths):
+        for number, path in enumerate(files):
             try:
-                outcome = yield from _add_one(index, row, path, embedder, cancel, number, len(paths), ocr)
+                outcome = yield from _add_one(index, row, path, embedder, cancel, number, len(files), ocr)
             except Cancelled:
                 raise
             except UserError as e:  # e.g. the embedder failed on this file's text
@@ -168,7 +168,7 @@ def add_files(
                 outcome = FileOutcome(path, path.name, "failed", kind="error", **bug_report(path.name, "added"))
             outcomes.append(outcome)
             yield IngestProgress(
-                "file", number + 1, len(paths), outcome.message or path.name, file=path.name, outcome=outcome
+                "file", number + 1, len(files), outcome.message or path.name, file=path.name, outcome=outcome
             )
         return outcomes
     finally:
@@ -316,8 +316,8 @@ def _store_vectors(
     ids: Sequence[int],
     embedder: EmbeddingModel,
     cancel: CancelToken | None,
-    progress,
-) -> Generator[Progress, None, None]:
+    progress: Callable[[int], IngestProgress],
+) -> Generator[IngestProgress, None, None]:
     """Embed ``chunks`` ``BATCH`` at a time and store their vectors under ``ids``, yielding ``progress(chunks done)``
     per batch. A cancel needs no smaller batches: the embedder aborts inside llama.cpp."""
     for start in range(0, len(chunks), BATCH):
@@ -349,6 +349,10 @@ def reindex(
             total = sum(f.chunks for f in files)
             done = 0
             yield IngestProgress("reindex", 0, total, f"{row.name}: re-indexing {total} passages")
+
+            def step(base: int, name: str) -> Callable[[int], IngestProgress]:
+                return lambda n: IngestProgress("reindex", base + n, total, f"{name}: re-indexing", file=name)
+
             for file in files:
                 rows = index.chunks.file_chunks(file.id)
                 yield from _store_vectors(
@@ -358,9 +362,7 @@ def reindex(
                     [c.id for c in rows],
                     embedder,
                     cancel,
-                    lambda n, base=done, f=file: IngestProgress(
-                        "reindex", base + n, total, f"{f.name}: re-indexing", file=f.name
-                    ),
+                    step(done, file.name),
                 )
                 done += len(rows)
             index.chunks.finish_reindex(row.id, embedder.name, embedder.dim)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from macapp.core.database import open_database, write_transaction
 from macapp.core.docs.types import Chunk, OcrLine, PageText
@@ -278,8 +279,20 @@ _CHUNK_COLUMNS = (
 
 
 def _chunk_row(row: tuple) -> ChunkRow:
-    breaks = row[-1]
-    return ChunkRow(*row[:-1], tuple(int(b) for b in breaks.split(",") if b) if breaks is not None else None)
+    chunk_id, file_id, index, page_start, page_end, heading, text, file, file_hash, path, breaks = row
+    return ChunkRow(
+        chunk_id,
+        file_id,
+        index,
+        page_start,
+        page_end,
+        heading,
+        text,
+        file,
+        file_hash,
+        path,
+        tuple(int(b) for b in breaks.split(",") if b) if breaks is not None else None,
+    )
 
 
 def _lines_json(lines: Sequence[OcrLine]) -> str:
@@ -373,7 +386,8 @@ class ChunkStore:
     # ------------------------------------------------------------ files
 
     def files(self, collection_id: int | None = None, status: str | None = "ready") -> list[FileRow]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if collection_id is not None:
             where.append("collection_id = ?")
             args.append(collection_id)
@@ -417,6 +431,7 @@ class ChunkStore:
                 (collection_id, file_hash, name, path, pages, len(chunks), this_writer(), now_text()),
             )
             file_id = cur.lastrowid
+            assert file_id is not None, "set by the INSERT above"
             db.executemany(
                 "INSERT INTO chunks (file_id, idx, page_start, page_end, heading, text, page_breaks)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",

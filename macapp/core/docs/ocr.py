@@ -88,15 +88,16 @@ def recognize_page(
     engine = engine or default_engine()
     image = _rgb(image)
     finished, abandoned = threading.Event(), threading.Event()
-    result: dict[str, object] = {}
+    lines: list[list[OcrLine]] = []  # what the thread read, or
+    errors: list[BaseException] = []  # how it failed
 
     def run() -> None:
         try:
             with _ENGINE_LOCK:
                 if not abandoned.is_set():
-                    result["lines"] = engine.recognize(image)
+                    lines.append(engine.recognize(image))
         except BaseException as e:  # handed to the waiting thread
-            result["error"] = e
+            errors.append(e)
         finally:
             finished.set()
 
@@ -115,12 +116,12 @@ def recognize_page(
     except BaseException:
         abandoned.set()
         raise
-    if "error" in result:
-        error = result["error"]
+    if errors:
+        error = errors[0]
         if isinstance(error, UserError):
             raise error
-        raise OcrError("failed", f"OCR failed on a page ({engine.name}).") from error  # type: ignore[arg-type]
-    return list(result.get("lines") or [])  # type: ignore[call-overload]
+        raise OcrError("failed", f"OCR failed on a page ({engine.name}).") from error
+    return list(lines[0] if lines else [])
 
 
 def fit_pixels(width: int, height: int, max_pixels: int = OCR_MAX_PIXELS) -> float:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from ctypes import byref, c_double, c_int
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -184,7 +185,12 @@ def _load_error(path: Path, code: int | None) -> PdfError:
     return PdfError("corrupt", f"{path.name} is damaged or not a PDF.", "Try re-saving it from a PDF viewer.")
 
 
-def bug_report(name: str, verb: str) -> dict[str, str]:
+class BugReport(TypedDict):
+    message: str
+    hint: str
+
+
+def bug_report(name: str, verb: str) -> BugReport:
     """``message`` and ``hint`` for a file that failed through a fault of Orchard's (never the exception's own
     text, which speaks of internals): what a person can do is report it with the logged details."""
     return {
@@ -348,9 +354,9 @@ def extract_many(
     Returns:
         One outcome per path, in order. Only ``Cancelled`` stops the batch.
     """
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     outcomes: list[FileOutcome] = []
-    for number, path in enumerate(paths):
+    for number, path in enumerate(files):
         try:
             inner = extract_pages(path, cancel)
             while True:
@@ -360,7 +366,7 @@ def extract_many(
                     pages = stop.value
                     break
                 fraction = step.done / step.total if step.total else 0.0
-                yield ExtractProgress("extract", number + fraction, len(paths), step.message, file=path.name)
+                yield ExtractProgress("extract", number + fraction, len(files), step.message, file=path.name)
             outcome = FileOutcome(path, path.name, True, tuple(pages), file_sha256(path, cancel))
         except Cancelled:
             raise
@@ -371,7 +377,7 @@ def extract_many(
             outcome = FileOutcome(path, path.name, False, kind="error", **bug_report(path.name, "read"))
         outcomes.append(outcome)
         yield ExtractProgress(
-            "extract", number + 1, len(paths), outcome.message or path.name, file=path.name, outcome=outcome
+            "extract", number + 1, len(files), outcome.message or path.name, file=path.name, outcome=outcome
         )
     return outcomes
 

@@ -195,10 +195,10 @@ class _Pager:
     def page(self, chunk: ChunkRow, upcoming: Sequence[ChunkRow]):
         paged = chunk_paged(chunk)
         if paged.breaks and self.embedder is not None and chunk.id not in self._similarity:
-            self._embed_parts([c for c in upcoming if c.id not in self._similarity][: self.BATCH])
+            self._embed_parts(self.embedder, [c for c in upcoming if c.id not in self._similarity][: self.BATCH])
         return best_page(paged, self.question, self._similarity.get(chunk.id))
 
-    def _embed_parts(self, chunks: Sequence[ChunkRow]) -> None:
+    def _embed_parts(self, embedder: EmbeddingModel, chunks: Sequence[ChunkRow]) -> None:
         owners: list[tuple[int, int]] = []
         texts: list[str] = []
         for chunk in chunks:
@@ -210,7 +210,7 @@ class _Pager:
                     texts.append(paged.text[start:end])
         if not texts:
             return
-        vectors = self.embedder.embed(texts)
+        vectors = embedder.embed(texts)
         for (chunk_id, page), sim in zip(owners, vectors @ np.asarray(self.vector, dtype=np.float32)):
             self._similarity[chunk_id][page] = float(sim)
 

@@ -87,10 +87,12 @@ def lines_text(lines: Sequence[OcrLine]) -> str:
 
 def _scaled(lines: Sequence[OcrLine], per_point: float) -> tuple[OcrLine, ...]:
     """Boxes from image pixels to points (``per_point`` pixels a point)."""
-    return tuple(
-        OcrLine(line.text, tuple(round(v / per_point, 2) for v in line.box), round(line.confidence, 4))
-        for line in lines
-    )
+
+    def points(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        left, top, right, bottom = (round(v / per_point, 2) for v in box)
+        return left, top, right, bottom
+
+    return tuple(OcrLine(line.text, points(line.box), round(line.confidence, 4)) for line in lines)
 
 
 def read_document(

@@ -165,9 +165,9 @@ def prepare(
 def count_prompt_tokens(engine: Engine, messages: Sequence[ChatMessage], spec: OutputSpec) -> int:
     """Tokens of the prompt ``stream_structured`` will send (tools included)."""
     _, prepared, extra = prepare(engine, messages, spec)
-    if "tools" in extra:
-        return engine.count_chat_tokens(prepared, tools=extra["tools"])
-    return engine.count_chat_tokens(prepared)
+    # ``extra`` holds ``tools`` only for a native tool format, i.e. an engine that renders its own template
+    # and takes them (llama.cpp, MLX), as ``stream_chat`` gets them below.
+    return engine.count_chat_tokens(prepared, **extra)
 
 
 def stream_structured(
@@ -235,7 +235,8 @@ def _read(
     constrained: bool,
 ) -> StructuredResult:
     problems: list[str] = []
-    content, calls = result.text, ()
+    content = result.text
+    calls: tuple[ToolCall, ...] = ()
     if tools:
         reply = fmt.parse(result.text)
         content, calls = reply.content, reply.calls

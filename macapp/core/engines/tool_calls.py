@@ -128,12 +128,13 @@ def read_call(obj: Any, keys: Sequence[str] = ("arguments", "parameters")) -> To
     """A ``ToolCall`` from ``{"name": ..., "arguments": {...}}`` (arguments may also be a JSON string)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         raise InvalidToolCall(["a tool call must be an object with a 'name'"], json.dumps(obj))
-    arguments = next((obj[k] for k in keys if k in obj), {})
+    arguments: Any = next((obj[k] for k in keys if k in obj), {})
     if isinstance(arguments, str):
+        text = arguments
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = json.loads(text) if text.strip() else {}
         except ValueError as exc:
-            raise InvalidToolCall([f"the arguments of {obj['name']} are not valid JSON ({exc})"], arguments) from exc
+            raise InvalidToolCall([f"the arguments of {obj['name']} are not valid JSON ({exc})"], text) from exc
     if not isinstance(arguments, dict):
         raise InvalidToolCall(
             [f"the arguments of {obj['name']} must be a JSON object, not {type(arguments).__name__}"], json.dumps(obj)
@@ -147,7 +148,8 @@ def read_call(obj: Any, keys: Sequence[str] = ("arguments", "parameters")) -> To
 
 def _decode_all(text: str) -> list[Any]:
     """Every JSON value in ``text`` one after another (separated by spaces, ``;`` or ``,``)."""
-    decoder, values, i = json.JSONDecoder(), [], 0
+    decoder, i = json.JSONDecoder(), 0
+    values: list[Any] = []
     while True:
         while i < len(text) and text[i] in " \t\r\n;,":
             i += 1
@@ -158,7 +160,8 @@ def _decode_all(text: str) -> list[Any]:
 
 
 def _calls_from(objects: Sequence[Any], keys: Sequence[str]) -> tuple[list[ToolCall], list[str]]:
-    calls, problems = [], []
+    calls: list[ToolCall] = []
+    problems: list[str] = []
     for obj in objects:
         try:
             calls.append(read_call(obj, keys))

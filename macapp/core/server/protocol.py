@@ -18,12 +18,12 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import numpy as np
 
 from macapp.core.engines.base import ChatMessage, GenerationResult, SamplingSettings
-from macapp.core.engines.constrained import JSON_OBJECT_SCHEMA, OutputSpec, StructuredResult
+from macapp.core.engines.constrained import JSON_OBJECT_SCHEMA, OutputSpec, StructuredResult, ToolChoice
 from macapp.core.engines.tool_calls import ToolSpec
 from macapp.core.errors import UserError
 from macapp.core.server.errors import bad_request
@@ -92,7 +92,8 @@ def _field(
         raise bad_request(f"'{name}' must be a number, not a boolean", param=name)
     if not isinstance(value, kinds):
         raise bad_request(f"'{name}' has the wrong type ({type(value).__name__})", param=name)
-    if lo is not None and value < lo or hi is not None and value > hi:
+    number = cast(float, value)  # bounds come only with numeric kinds
+    if lo is not None and number < lo or hi is not None and number > hi:
         raise bad_request(f"'{name}' must be between {lo} and {hi} (got {value})", param=name)
     return value
 
@@ -205,7 +206,8 @@ def parse_messages(raw: Any) -> list[ChatMessage]:
     for i, message in enumerate(raw):
         if not isinstance(message, dict):
             raise bad_request(f"messages[{i}] must be an object", param="messages")
-        role = _ROLES.get(message.get("role"))
+        raw_role = message.get("role")
+        role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
             raise bad_request(
                 f"messages[{i}].role must be system, user or assistant (got {message.get('role')!r})", param="messages"
@@ -230,6 +232,10 @@ def _name_tool_results(messages: list[ChatMessage]) -> None:
             message["name"] = names[message["tool_call_id"]]
 
 
+def _is_tool_choice(value: object) -> TypeGuard[ToolChoice]:
+    return value in _TOOL_CHOICES
+
+
 def parse_output(body: dict) -> OutputSpec:
     """``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format`` as an ``OutputSpec``."""
     raw_tools = body.get("tools")
@@ -250,7 +256,7 @@ def parse_output(body: dict) -> OutputSpec:
                 param="tool_choice",
             )
         choice, function = "required", fn["name"]
-    if choice not in _TOOL_CHOICES:
+    if not _is_tool_choice(choice):
         raise bad_request(
             f"tool_choice must be auto, none, required or a function (got {choice!r})", param="tool_choice"
         )

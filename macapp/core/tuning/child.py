@@ -60,14 +60,16 @@ class ChildStream:
         threading.Thread(target=self._read, name="train-child-stdout", daemon=True).start()
 
     def _read(self) -> None:
+        stdout = self.child.stdout
+        assert stdout is not None, "the child is started with stdout=PIPE"
         try:
-            for line in self.child.stdout:
+            for line in stdout:
                 self.lines.put(line)
         except (OSError, ValueError):
             pass
         finally:
             self.lines.put(None)
-            self.child.stdout.close()  # here, once the child is gone (closing it elsewhere races this read)
+            stdout.close()  # here, once the child is gone (closing it elsewhere races this read)
 
     @property
     def mean_tokens_per_second(self) -> float | None:
@@ -111,7 +113,7 @@ class ChildStream:
     def _progress(self, event: dict[str, Any]) -> TrainProgress | None:
         kind = event.get("event")
         it = int(event.get("iteration", 0))
-        common = {
+        common: dict[str, Any] = {
             "done": it,
             "total": self.iters,
             "iteration": it,

@@ -179,10 +179,10 @@ def check_record(record: Any, mask_prompt: bool | None = False) -> tuple[str | N
     if fmt == "chat":
         return fmt, _check_chat(record["messages"], mask_prompt)
     if fmt == "completions":
-        found = [_check_string(record["prompt"], "'prompt'"), _check_string(record["completion"], "'completion'")]
-        return fmt, [p for p in found if p]
+        checked = [_check_string(record["prompt"], "'prompt'"), _check_string(record["completion"], "'completion'")]
+        return fmt, [p for p in checked if p]
     problem = _check_string(record["text"], "'text'")
-    found = [problem] if problem else []
+    found: list[str] = [problem] if problem else []
     if mask_prompt is True:
         found.append("prompt masking needs 'messages' or 'prompt'/'completion' lines, not 'text'")
     return fmt, found
