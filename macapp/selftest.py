@@ -56,6 +56,8 @@ BACKEND_MODULES = (
     "PySide6.QtWidgets",
     "PySide6.QtSvg",
     "PIL.Image",
+    "keyring",
+    "macapp.core.secrets",
     "macapp.core.docs.scan",
     *(("Vision", "objc") if sys.platform == "darwin" else ("rapidocr", "onnxruntime")),
     "macapp.core.engines.llama_engine",
@@ -320,9 +322,25 @@ def step_window(_tmp: Path) -> str:
     return f"{app.platformName()} window {size.width()}x{size.height()} painted in {painted[0]:.2f} s"
 
 
+def step_keychain(_tmp: Path) -> str:
+    """keyring finds its backends (found through package metadata, which a freeze can miss); nothing is stored."""
+    import keyring
+
+    from macapp.core.secrets import keychain_problem
+
+    problem = keychain_problem()
+    if problem is None:
+        backend = keyring.get_keyring()
+        return f"{type(backend).__module__}.{type(backend).__name__}"
+    if sys.platform == "darwin" and not os.environ.get("PYTHON_KEYRING_BACKEND"):
+        raise RuntimeError(f"{problem}: a Mac always has its Keychain, so the freeze missed keyring's backends")
+    return f"none: {problem}"  # not a failure: keys can still come from environment variables
+
+
 STEPS: dict[str, Step] = {
     "imports": step_imports,
     "natives": step_natives,
+    "keychain": step_keychain,
     "generate": step_generate,
     "embed": step_embed,
     "documents": step_documents,
