@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from macapp.cli.argtypes import non_negative_int, positive_int
 from macapp.cli.output import console, print_json
+from macapp.cli.progress import BarState, ctrl_c_cancels, follow
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.units import format_duration, plural
 
@@ -93,28 +91,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=delete_cmd)
 
 
-@contextmanager
-def _ctrl_c_cancels(token):
-    """First Ctrl-C cancels cooperatively (the file in progress rolls back); a second one interrupts."""
-
-    def handler(signum, frame):
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        print("cancelling…", file=sys.stderr, flush=True)
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-PROGRESS_LINE_S = 1.0  # without a terminal, a progress line at most this often (plus the line ending each file)
 _DOING = {"extract": "read", "ocr": "read by OCR", "embed": "embedded"}
 
 
@@ -147,39 +123,20 @@ def ocr_note(pages: int) -> str:
 def _run(gen, label: str):
     """Drain a progress generator and return its value: a live bar on stderr when it is a terminal, else plain
     progress lines there (one a second at most, plus the line that ends each file), so logs and pipes see it."""
-    bar = None
-    printed_at = time.monotonic()
     finished = 0  # files
-    if sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        task = bar.add_task(label, total=None)
-        bar.start()
-    try:
-        while True:
-            try:
-                step = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if bar is not None:
-                bar.update(task, completed=step.done, total=step.total, description=step.message or label)
-            elif getattr(step, "outcome", None) is not None or time.monotonic() - printed_at >= PROGRESS_LINE_S:
-                finished += getattr(step, "outcome", None) is not None
-                if (line := _progress_line(step, label, finished)) is not None:
-                    print(line, file=sys.stderr, flush=True)
-                    printed_at = time.monotonic()
-    finally:
-        if bar is not None:
-            bar.stop()
-        gen.close()  # on Ctrl-C: rolls back inside the generator before we exit
+    def line(step) -> str | None:
+        nonlocal finished
+        finished += getattr(step, "outcome", None) is not None
+        return _progress_line(step, label, finished)
+
+    return follow(
+        gen,
+        label,
+        line=line,
+        bar=lambda step: BarState(step.done, step.total, step.message or label),
+        landmark=lambda step: getattr(step, "outcome", None) is not None,
+    )
 
 
 def _cancelled(what: str) -> int:
@@ -200,7 +157,7 @@ def add_cmd(args: argparse.Namespace) -> int:
     embedder = load_embedder()
     token = CancelToken()
     try:
-        with _ctrl_c_cancels(token):
+        with ctrl_c_cancels(token):
             outcomes = _run(add_files(args.collection, args.files, embedder, token), f"adding to {args.collection}")
     except (Cancelled, KeyboardInterrupt):
         return _cancelled("files finished before the cancel stay indexed; run it again to add the rest")
@@ -357,7 +314,7 @@ def reindex_cmd(args: argparse.Namespace) -> int:
     embedder = load_embedder()
     token = CancelToken()
     try:
-        with _ctrl_c_cancels(token):
+        with ctrl_c_cancels(token):
             chunks = _run(reindex(args.collection, embedder, token), f"re-indexing {args.collection}")
     except (Cancelled, KeyboardInterrupt):
         return _cancelled("the collection keeps its previous vectors")

@@ -2,7 +2,7 @@
 
 Orchard and Python versions, how Orchard runs (source or a frozen bundle), this machine, its memory
 budget, whether Metal is active for llama.cpp and mlx, backends, data paths, the model library, and a
-short generation speed test on the smallest installed model (``macapp.core.speedtest``). The text
+short generation speed test on the smallest installed model (``macapp.core.doctor.speedtest``). The text
 report is Markdown (a heading and a fenced block); progress goes to stderr so stdout stays pasteable.
 """
 
@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from macapp.cli.output import print_json
-from macapp.core.diagnostics import report
+from macapp.cli.progress import BarState, follow
+from macapp.core.doctor.diagnostics import report
 from macapp.core.units import format_bytes
 
 
@@ -28,7 +29,7 @@ _positive_seconds.__name__ = "number"  # argparse names the type in its "invalid
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from macapp.core.speedtest import DEFAULT_SECONDS
+    from macapp.core.doctor.speedtest import DEFAULT_SECONDS
 
     p = sub.add_parser(
         "doctor",
@@ -53,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def speed_test_report(entries: list, seconds: float) -> dict[str, Any]:
     """The speed test's JSON: results, ``{"skipped": why}`` or ``{"error": what}``; progress on stderr."""
+    from macapp.core.doctor.speedtest import smallest_model, speed_test_smallest
     from macapp.core.errors import UserError
-    from macapp.core.speedtest import smallest_model, speed_test_smallest
 
     stream = speed_test_smallest(entries, seconds=seconds)
     entry = smallest_model(entries)
@@ -67,42 +68,17 @@ def speed_test_report(entries: list, seconds: float) -> dict[str, Any]:
 
 def _with_progress(stream, name: str, seconds: float):
     """Drive the speed test, showing progress on stderr (a bar on a terminal, one line otherwise)."""
-    if not sys.stderr.isatty():
-        if name:
-            print(f"speed test: {name}, {seconds:g} s of generation...", file=sys.stderr)
-        return _drain(stream, lambda step: None)
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[detail]}"),
-        transient=True,
-        console=Console(stderr=True, highlight=False),
-    ) as bar:
-        task = bar.add_task(f"Speed test: loading {name}", total=1.0, detail="")
+    def bar(step) -> BarState:
+        fraction = step.fraction or 0.0
+        if step.stage == "loading":
+            return BarState(fraction, 1.0, f"Speed test: loading {name}", f"{fraction:.0%}")
+        return BarState(fraction, 1.0, f"Speed test: {name}", f"{step.tokens} tokens")
 
-        def show(step) -> None:
-            if step.stage == "loading":
-                bar.update(task, completed=step.fraction or 0.0, detail=f"{(step.fraction or 0.0):.0%}")
-            else:
-                bar.update(
-                    task,
-                    description=f"Speed test: {name}",
-                    completed=step.fraction or 0.0,
-                    detail=f"{step.tokens} tokens",
-                )
+    def line(step) -> str | None:  # one line when the generation starts; nothing per token
+        return f"speed test: {name}, {seconds:g} s of generation..." if name else None
 
-        return _drain(stream, show)
-
-
-def _drain(stream, show):
-    while True:
-        try:
-            show(next(stream))
-        except StopIteration as done:
-            return done.value
+    return follow(stream, f"Speed test: loading {name}", line=line, bar=bar, columns="detail", every=float("inf"))
 
 
 # -- output ----------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import argparse
 from rich.markup import escape
 
 from macapp.cli.output import console, print_json
-from macapp.core.units import format_bytes, format_params, parse_bytes
+from macapp.cli.progress import BarState, ctrl_c_cancels, follow
+from macapp.core.units import format_bytes, format_params, parse_bytes, time_left
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -329,35 +330,16 @@ def pull_cmd(args: argparse.Namespace) -> int:
         raise UserError("pull needs FILE or QUANT (or --mlx)", hint="e.g. macapp pull REPO Q4_K_M")
     done = []
     try:
-        for name in _files_to_pull(args.repo, args.what, args.revision):
-            gen = download_file(args.repo, name, args.revision, cancel=token)
-            if args.json:
-                done.append(_drain(gen))
-                continue
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=console(),
-            ) as bar:
-                task = bar.add_task(name, total=None)
+        with ctrl_c_cancels(token):
+            for name in _files_to_pull(args.repo, args.what, args.revision):
                 done.append(
-                    _drain(
-                        gen,
-                        lambda p, t=task, b=bar, n=name: b.update(
-                            t, completed=p.done, total=p.total, description=f"{n} ({p.stage})"
-                        ),
+                    follow(
+                        download_file(args.repo, name, args.revision, cancel=token),
+                        name,
+                        line=lambda p, n=name: _download_line(n, p),
+                        bar=lambda p, n=name: BarState(p.done, p.total, f"{n} ({p.stage})"),
+                        landmark=lambda p: p.stage == "done",
+                        columns="transfer",
                     )
                 )
     except (KeyboardInterrupt, Cancelled):
@@ -376,27 +358,16 @@ def _pull_mlx(args: argparse.Namespace, token) -> int:
     from macapp.core.models.mlx_fetch import fetch_mlx_model, mlx_twin
 
     repo = mlx_twin(args.repo) or args.repo
-    gen = fetch_mlx_model(repo, args.revision, cancel=token)
     try:
-        if args.json:
-            folder = _drain(gen)
-        else:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=console(),
-            ) as bar:
-                task = bar.add_task(repo, total=None)
-                folder = _drain(
-                    gen,
-                    lambda p: bar.update(
-                        task, completed=p.done, total=p.total, description=p.message if p.stage != "done" else repo
-                    ),
-                )
+        with ctrl_c_cancels(token):
+            folder = follow(
+                fetch_mlx_model(repo, args.revision, cancel=token),
+                repo,
+                line=lambda p: _download_line(repo, p),
+                bar=lambda p: BarState(p.done, p.total, p.message if p.stage != "done" else repo),
+                landmark=lambda p: p.stage == "done",
+                columns="transfer",
+            )
     except (KeyboardInterrupt, Cancelled):
         token.cancel()
         raise Cancelled() from None
@@ -408,12 +379,11 @@ def _pull_mlx(args: argparse.Namespace, token) -> int:
     return 0
 
 
-def _drain(gen, on_progress=None):
-    """Run a download generator to the end, returning its value."""
-    while True:
-        try:
-            progress = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress:
-            on_progress(progress)
+def _download_line(name: str, p) -> str:
+    """A download's progress as a plain line: ``model.gguf: 12.3 MB of 4.7 GB, 8.1 MB/s, 9 min left``."""
+    if p.stage == "done":
+        return f"{name}: done"
+    amount = f"{format_bytes(p.done)} of {format_bytes(p.total)}" if p.total else format_bytes(p.done)
+    speed = getattr(p, "speed", 0.0)
+    parts = [amount] + ([f"{format_bytes(speed)}/s"] if speed else []) + [time_left(getattr(p, "eta", None))]
+    return f"{name}: " + ", ".join(part for part in parts if part)

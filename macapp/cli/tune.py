@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from macapp.cli.argtypes import positive_int
 from macapp.cli.output import console, print_json
+from macapp.cli.progress import ctrl_c_cancels, follow, note
 from macapp.core.errors import Cancelled
 from macapp.core.units import format_bytes, parse_bytes
 
@@ -145,31 +143,6 @@ def _options(args: argparse.Namespace):
     )
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def _ctrl_c_cancels(token):
-    """First Ctrl-C stops training at once (the checkpoint stays); a second one interrupts."""
-
-    def handler(signum, frame):
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        _say("stopping…")
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _progress_line(p) -> str | None:
     if p.stage == "starting":
         return p.message
@@ -200,40 +173,30 @@ def tune_cmd(args: argparse.Namespace) -> int:
             if report.tokens
             else ""
         )
-        _say(f"{report.path.name}: {report.examples} examples ({report.format or 'unknown format'}){stats}")
-    for note in plan.notes:
-        _say(f"note: {note}")
+        note(f"{report.path.name}: {report.examples} examples ({report.format or 'unknown format'}){stats}")
+    for remark in plan.notes:
+        note(f"note: {remark}")
     if plan.options.mask_prompt and not plan.problems:
-        _say("learning from the answers only (--train-on-prompt learns the prompts too)")
+        note("learning from the answers only (--train-on-prompt learns the prompts too)")
     if plan.problems:
         for problem in plan.problems:
-            _say(f"error: {problem}")
-        _say(f"{len(plan.problems)} problem{'s' if len(plan.problems) != 1 else ''} in the data; nothing was trained")
+            note(f"error: {problem}")
+        note(f"{len(plan.problems)} problem{'s' if len(plan.problems) != 1 else ''} in the data; nothing was trained")
         return 1
     est = plan.estimate
-    _say(
+    note(
         f"memory: about {format_bytes(est.total_bytes)} at peak (weights {format_bytes(est.weights_bytes)}, "
         f"activations {format_bytes(est.activation_bytes)}) of a {format_bytes(est.budget_bytes)} budget: "
         f"{est.verdict}"
     )
     token = CancelToken()
-    gen = train_lora(options, token, plan=plan)
     try:
-        with _ctrl_c_cancels(token):
-            while True:
-                try:
-                    step = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                line = _progress_line(step)
-                if line:
-                    _say(line)
+        with ctrl_c_cancels(token, "stopping…"):
+            # Every step prints a line, on a terminal too: the loss history stays on screen.
+            result = follow(train_lora(options, token, plan=plan), options.name, line=_progress_line, every=0)
     except Cancelled:
-        _say(f"cancelled: the last checkpoint is kept; continue with `macapp tune ... --name {options.name} --resume`")
+        note(f"cancelled: the last checkpoint is kept; continue with `macapp tune ... --name {options.name} --resume`")
         return 130
-    finally:
-        gen.close()
     if args.json:
         print_json(result.to_json())
         return 0

@@ -7,7 +7,7 @@ Long operations are generators that yield ``Progress`` (or a subclass) and check
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +52,27 @@ class CancelToken:
         return self._event.wait(timeout)
 
 
+def run_to_end(
+    stream: Generator, on_progress: Callable[[Any], object] | None = None, cancel: CancelToken | None = None
+) -> Any:
+    """The one way to drive long work: pass each step to ``on_progress``, check ``cancel`` between steps, and
+    return the generator's value. The generator is closed on the way out, so a cancel or an error inside
+    ``on_progress`` lets it roll back (its ``finally`` blocks run) before the caller goes on."""
+    try:
+        while True:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            try:
+                step = next(stream)
+            except StopIteration as done:
+                return done.value
+            if on_progress is not None:
+                on_progress(step)
+    finally:
+        stream.close()
+
+
 def drain(stream: Generator) -> tuple[list[Any], Any]:
-    """``(items yielded, value returned)`` of a long-work generator run to the end (no UI watching)."""
-    items = []
-    while True:
-        try:
-            items.append(next(stream))
-        except StopIteration as done:
-            return items, done.value
+    """``(steps yielded, value returned)`` of a long-work generator run to the end (no UI watching)."""
+    steps: list[Any] = []
+    return steps, run_to_end(stream, steps.append)

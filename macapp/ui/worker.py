@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from macapp.core.errors import Cancelled, UserError
-from macapp.core.progress import CancelToken
+from macapp.core.progress import CancelToken, run_to_end
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +114,7 @@ class Worker(QRunnable):
 
     def _drain(self, gen: Any) -> Any:
         """Forward a generator's values; checks for cancellation between them; returns its return value."""
-        try:
-            while True:
-                self.token.raise_if_cancelled()
-                try:
-                    value = next(gen)
-                except StopIteration as stop:
-                    return stop.value
-                self.signals.yielded.emit(value)
-        finally:
-            gen.close()
+        return run_to_end(gen, self.signals.yielded.emit, self.token)
 
 
 _named_pools: dict[str, QThreadPool] = {}
