@@ -83,9 +83,13 @@ def _write(path: Path, data: dict) -> None:
     """Replace the file in one step: a reader sees the old settings or the new, never half of them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _plain_keys(raw: dict) -> list[dict]:
@@ -136,8 +140,12 @@ def _keys_to_keychain(path: Path) -> dict | None:
         else:
             _clear_plain_key_warning()
         if moved:
-            _write(path, raw)
-            log.info("moved %d remote server API key(s) from %s into the keychain", moved, path)
+            try:
+                _write(path, raw)
+            except OSError as exc:  # the keys are in the keychain and still in the file: the next load tries again
+                log.warning("could not rewrite %s without its API keys: %s", path, exc)
+            else:
+                log.info("moved %d remote server API key(s) from %s into the keychain", moved, path)
         return raw
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 
 import keyring
@@ -164,3 +165,22 @@ def test_a_key_missing_from_the_keychain_is_a_clear_error(memory_keyring):
     memory_keyring.entries.clear()  # deleted in Keychain Access, or another machine's settings copied over
     with pytest.raises(UserError, match="the API key of box is missing from the keychain"):
         open_remote("remote:box/some-model")
+
+
+def test_a_settings_file_that_cannot_be_rewritten_loses_nothing(memory_keyring, caplog):
+    before = write_old_settings()
+
+    def refuse(*_args):
+        raise PermissionError("read-only file system")
+
+    with pytest.MonkeyPatch.context() as patch, caplog.at_level(logging.WARNING, logger="macapp.core.settings"):
+        patch.setattr(os, "replace", refuse)
+        settings = Settings.load()
+    assert settings.remote_endpoints[0]["api_key_ref"] == "remote:box"  # loaded as migrated: the key is in the keychain
+    assert paths.settings_file().read_bytes() == before and read_secret("remote:box") == KEY
+    assert any("could not rewrite" in r.getMessage() for r in caplog.records)
+    assert [f.name for f in paths.settings_file().parent.glob(".settings-*")] == []  # no half-written file left
+
+    Settings.load()  # writable again: the next load finishes the move
+    assert KEY.encode() not in paths.settings_file().read_bytes()
+    assert memory_keyring.entries == {(SERVICE, "remote:box"): KEY}
