@@ -8,6 +8,7 @@ user's environment (API keys, tokens) reaches it. ``builtin_toolbox`` builds the
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from macapp.core.agent.guard import Folders, Grants, PathRefused
 from macapp.core.agent.tools import FunctionTool, Tool, Toolbox, ToolResult
@@ -169,9 +170,10 @@ def run_command_tool(folders: Folders, limits: ShellLimits | None = None) -> Too
             start_new_session=True,
         )
         kept, dropped = bytearray(), [0]
+        stdout = cast(io.BufferedReader, proc.stdout)  # stdout=PIPE with default buffering; typed as IO | None
 
         def drain() -> None:
-            while chunk := proc.stdout.read1(65536):
+            while chunk := stdout.read1(65536):
                 room = limits.output_cap - len(kept)
                 kept.extend(chunk[: max(room, 0)])
                 dropped[0] += max(len(chunk) - max(room, 0), 0)
@@ -272,6 +274,11 @@ def builtin_toolbox(
             and (n != "run_command" or grants.shell)
         ]
     )
+
+    def search_tool() -> Tool:
+        assert collection, "checked below before it is built"
+        return search_documents_tool(collection, embedder=embedder, index=index)
+
     tools: list[Tool] = []
     for name in wanted:
         if name in NEEDS_FOLDER and not folders.roots:
@@ -287,7 +294,7 @@ def builtin_toolbox(
                 "list_folder": lambda: list_folder_tool(folders),
                 "write_file": lambda: write_file_tool(folders),
                 "run_command": lambda: run_command_tool(folders, shell),
-                "search_documents": lambda: search_documents_tool(collection, embedder=embedder, index=index),
+                "search_documents": search_tool,
             }[name]()
         )
     return Toolbox(tools)

@@ -346,9 +346,9 @@ def _http_transport(url: str, headers: dict[str, str]) -> Any:
 
 def _root_cause(exc: BaseException) -> BaseException:
     """The first real error inside (nested) exception groups, which anyio task groups raise."""
-    while getattr(exc, "exceptions", None):  # an ExceptionGroup (a backport on Python 3.10)
-        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
-        exc = (inner or list(exc.exceptions))[0]
+    while group := getattr(exc, "exceptions", None):  # an ExceptionGroup (a backport on Python 3.10)
+        inner = [e for e in group if not isinstance(e, asyncio.CancelledError)]
+        exc = (inner or list(group))[0]
     return exc
 
 

@@ -28,8 +28,13 @@ class ToolResult:
 
 
 class Tool(Protocol):
-    spec: ToolSpec
-    effect: str  # "read" | "write" | "execute"
+    @property
+    def spec(self) -> ToolSpec: ...
+
+    @property
+    def effect(self) -> str:
+        """``read`` | ``write`` | ``execute``."""
+        ...
 
     def check(self, arguments: dict) -> str | None:
         """Why this call cannot run whatever the user says (a path outside the granted folders), before anyone is

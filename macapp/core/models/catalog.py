@@ -109,7 +109,7 @@ def _field(raw: dict[str, Any], key: str, kind: type, where: str, default: Any =
         raise _bad(where, f"{key!r} is missing")
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise _bad(where, f"{key!r} should be {_TYPE_NAMES[kind]}, not {value!r}")
-    if kind is str and default is None and not value.strip():
+    if isinstance(value, str) and default is None and not value.strip():
         raise _bad(where, f"{key!r} is empty")
     return value
 

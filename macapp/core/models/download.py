@@ -23,12 +23,13 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from macapp.core import paths
+from macapp.core.digest import hash_file
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.models.hub import endpoint, hub_errors, is_network_error, safe_repo_path
 from macapp.core.progress import CancelToken, Progress
@@ -187,7 +188,9 @@ class _Lookup:
     """A Hub request on its own thread: its answer is needed only later (``result``)."""
 
     def __init__(self, fn: Callable[[], Any]) -> None:
-        self._fn, self._value, self._error = fn, None, None
+        self._fn = fn
+        self._value: Any = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="hub-lookup", daemon=True)
         self._thread.start()
 
@@ -292,7 +295,7 @@ def download_file(
     cancel: CancelToken | None = None,
     cache: Path | None = None,
     free_space: Callable[[Path], int] = _free_space,
-) -> Iterator[DownloadProgress]:
+) -> Generator[DownloadProgress, None, Path]:
     """Download ``path`` of ``repo_id`` into the HF cache; yields progress; returns via StopIteration.value.
 
     Resumes a partial file left by an earlier call or process; verifies sha256 before the file
@@ -337,10 +340,7 @@ def download_file(
     try:
         if have:
             yield DownloadProgress("verifying", 0, have, f"checking {format_bytes(have)} already downloaded")
-            with open(partial, "rb") as fh:
-                for block in iter(lambda: fh.read(8 << 20), b""):
-                    cancel.raise_if_cancelled()
-                    digest.update(block)
+            hash_file(partial, digest, cancel, block=8 << 20)
         sink = _Sink(fd, digest, have)
         try:
             yield from _transfer(info, have, sink, cancel)

@@ -111,8 +111,8 @@ class DownloadQueue:
         with self._lock:
             return [replace(j) for j in self._jobs.values()]
 
-    def wait_idle(self, job_id: int, timeout: float = 10.0) -> DownloadJob:
-        """Block until the job is no longer queued or running (tests, the CLI)."""
+    def wait_idle(self, job_id: int, timeout: float = 10.0) -> DownloadJob | None:
+        """Block until the job is no longer queued or running (tests, the CLI); None if there is no such job."""
         with self._lock:
             self._lock.wait_for(
                 lambda: self._jobs.get(job_id) is None or self._jobs[job_id].state not in ACTIVE, timeout
@@ -163,7 +163,8 @@ class DownloadQueue:
                         job.results.append(str(stop.value))
                         break
                     with self._lock:
-                        job.done, job.total = int(progress.done), progress.total
+                        job.done = int(progress.done)
+                        job.total = None if progress.total is None else int(progress.total)
                         job.speed = getattr(progress, "speed", 0.0)
                         job.eta = getattr(progress, "eta", None)
                         self._changed(job, save=False)

@@ -128,7 +128,7 @@ def compute_bytes(facts: ModelFacts, settings: RuntimeSettings) -> int:
     if settings.backend == "metal":
         # Metal allocates the whole reserved buffer: the largest phase of the worst-case graph,
         # including logits for a full ubatch.
-        mask = k * t * (2 if settings.flash_attn else 4)
+        mask: float = k * t * (2 if settings.flash_attn else 4)
         logits = facts.vocab_size * t * 4 + 2 * et
         ffn = _FFN_BUFFERS * ft + 4 * et + mask
         attn = mask + (4 * et if settings.flash_attn else k * t * 4 * h + _RESERVE_ATTN_EMBD_BUFFERS * et)

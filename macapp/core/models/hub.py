@@ -126,7 +126,7 @@ def search_models(query: str, limit: int = 20) -> list[HubModel]:
                 m.id,
                 int(m.downloads or 0),
                 int(m.likes or 0),
-                m.last_modified.isoformat() if getattr(m, "last_modified", None) else None,
+                modified.isoformat() if (modified := getattr(m, "last_modified", None)) else None,
                 bool(getattr(m, "gated", False)),
             )
             for m in found

@@ -75,7 +75,9 @@ def forget(ref: str, settings_path: Path | None = None) -> Forgotten:
 
 
 def _saved_match(ref: str, settings: Settings) -> tuple[Kind, str] | None:
-    for kind, saved in [("folder", p) for p in settings.model_dirs] + [("file", p) for p in settings.model_files]:
+    saved_paths: list[tuple[Kind, str]] = [("folder", p) for p in settings.model_dirs]
+    saved_paths += [("file", p) for p in settings.model_files]
+    for kind, saved in saved_paths:
         if ref == saved or (Path(ref).expanduser().exists() and _same(ref, saved)):
             return kind, saved
     return None

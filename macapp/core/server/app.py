@@ -143,7 +143,9 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
 
     async def run_job(request: Request, model: str, job: Job) -> tuple[_Watch, Started | Any]:
         """Queue ``job`` on the model's owner; wait (watching the client) for it to start or finish."""
-        owner = registry.known_owner(model) or await run_in_threadpool(registry.owner, model)
+        owner = registry.known_owner(model)
+        if owner is None:
+            owner = await run_in_threadpool(registry.owner, model)
         owner.submit(job)
         watch = _Watch(request)
         try:
@@ -278,7 +280,8 @@ def create_app(registry: ModelRegistry | None = None, *, api_key: str | None = N
         watch.stop()
         return JSONResponse({"count": counted.prompt_tokens, "max_model_len": counted.n_ctx})
 
-    async def not_found(request: Request, exc: HTTPException) -> Response:
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException), "registered for HTTPException only"
         return error_response(
             APIError(
                 exc.status_code,
