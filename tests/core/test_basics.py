@@ -128,3 +128,23 @@ def test_durations_read_the_same_in_the_window_and_the_cli(seconds, text):
 def test_no_estimate_reads_as_nothing(seconds):
     assert format_duration(seconds) == ""
     assert time_left(seconds) == ""
+
+
+def test_one_file_hash_for_everything_and_a_resumed_digest_continues(tmp_path):
+    import hashlib
+
+    from macapp.core.digest import file_sha256, hash_file
+    from macapp.core.errors import Cancelled
+    from macapp.core.progress import CancelToken
+
+    head, tail = tmp_path / "head", tmp_path / "tail"
+    head.write_bytes(b"a" * 3_000_000)
+    tail.write_bytes(b"b" * 10)
+    assert file_sha256(head) == hashlib.sha256(b"a" * 3_000_000).hexdigest()
+    resumed = hash_file(head, block=1 << 16)  # a download resumes: the bytes on disk first, then the rest
+    resumed.update(tail.read_bytes())
+    assert resumed.hexdigest() == hashlib.sha256(b"a" * 3_000_000 + b"b" * 10).hexdigest()
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        file_sha256(head, token)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from macapp.core.digest import file_sha256
 from macapp.core.docs import pdf
 from macapp.core.docs.pdf import ExtractProgress, PdfError, extract_many, extract_pages
 from macapp.core.errors import Cancelled
@@ -209,7 +210,7 @@ def test_threads_share_pdfium_safely(plain, big):
 
 
 def test_file_sha256_and_info(plain):
-    assert pdf.file_sha256(plain) == hashlib.sha256(plain.read_bytes()).hexdigest()
+    assert file_sha256(plain) == hashlib.sha256(plain.read_bytes()).hexdigest()
     info = pdf.pdf_info(plain)
     assert (info.name, info.pages, info.size) == ("plain.pdf", 3, plain.stat().st_size)
 

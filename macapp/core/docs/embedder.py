@@ -16,7 +16,6 @@ a time (see ``load_embedder``). A ``CancelToken`` passed to ``embed`` aborts lla
 from __future__ import annotations
 
 import atexit
-import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from macapp.core.digest import file_sha256
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken
 
@@ -43,14 +43,6 @@ def bundled_embedder_path() -> Path:
     from macapp.core.paths import app_root
 
     return app_root() / "resources" / "embedder" / BUNDLED_NAME
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_embedding_gguf(path: Path) -> tuple[int, int]:
@@ -134,7 +126,7 @@ class LlamaEmbedder:
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._keeps_last = bool(llama_cpp.llama_vocab_get_add_sep(vocab) or llama_cpp.llama_vocab_get_add_eos(vocab))
         base = str(llm.metadata.get("general.name") or self.path.stem).strip() or self.path.stem
-        self.name = f"{base}@{_file_digest(self.path)[:12]}"
+        self.name = f"{base}@{file_sha256(self.path)[:12]}"
         self._lock = threading.Lock()
 
     # -- EmbeddingModel ----------------------------------------------------------------------

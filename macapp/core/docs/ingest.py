@@ -21,11 +21,12 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from macapp.core.digest import file_sha256
 from macapp.core.docs.chunking import chunk_pages, embedding_text
 from macapp.core.docs.index import DocumentIndex, chunk_metadata, vector_key
 from macapp.core.docs.keyword import ChunkRow, CollectionRow, writer_alive
 from macapp.core.docs.ocr import OcrEngine
-from macapp.core.docs.pdf import PdfError, bug_report, file_sha256
+from macapp.core.docs.pdf import PdfError, bug_report
 from macapp.core.docs.scan import read_document
 from macapp.core.docs.types import Chunk, EmbeddingModel
 from macapp.core.errors import Cancelled, UserError

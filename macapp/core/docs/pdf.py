@@ -11,7 +11,6 @@ a ``yield``) and every PDFium object is closed explicitly, never by a finaliser 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import mmap
@@ -29,6 +28,7 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from macapp.core.digest import file_sha256
 from macapp.core.docs.types import PageText
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress
@@ -104,17 +104,6 @@ class TextRect:
 
 
 # ---------------------------------------------------------------- opening
-
-
-def file_sha256(path: str | Path, cancel: CancelToken | None = None) -> str:
-    """Hex sha256 of the file's bytes (the key that makes re-ingesting the same PDF a no-op)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            if cancel:
-                cancel.raise_if_cancelled()
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_file(path: Path) -> int:

@@ -8,7 +8,6 @@ A line is one example in one of three formats (mlx-lm picks the format from the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import statistics
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from macapp.core.digest import file_sha256
 from macapp.core.errors import UserError
 
 FORMATS = ("chat", "completions", "text")
@@ -304,14 +304,6 @@ def validate_dataset(
         report.problems.append(DatasetProblem(None, "the file is empty (no examples)"))
     report.tokens = TokenStats.of(lengths, approx=tokenizer is None)
     return report
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from macapp.core import paths
+from macapp.core.digest import file_sha256
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken
 from macapp.core.tuning import adapters, datasets
@@ -205,8 +206,8 @@ def plan_training(options: TrainOptions, budget_bytes: int | None = None, tokeni
 def _dataset_sha(options: TrainOptions) -> str:
     train_file, valid_file = dataset_files(options.data)
     if valid_file is None:
-        return datasets.file_sha256(train_file)
-    return hashlib.sha256((datasets.file_sha256(train_file) + datasets.file_sha256(valid_file)).encode()).hexdigest()
+        return file_sha256(train_file)
+    return hashlib.sha256((file_sha256(train_file) + file_sha256(valid_file)).encode()).hexdigest()
 
 
 def _prepare_folder(options: TrainOptions) -> tuple[Path, dict[str, Any], int, str | None]:
