@@ -29,10 +29,10 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.core.settings import Settings, update_settings
+from macapp.ui.widgets.choices import KV_TYPE_LABELS, KV_TYPES
 
 EDITED_FIELDS = ("model_dirs", "model_files", "include_lm_studio", "default_ctx", "kv_type")
 CONTEXT_CHOICES = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
-KV_CHOICES = (("f16", "f16 — full quality"), ("q8_0", "q8_0 — half the memory, nearly the same quality"))
 
 
 def _note(text: str) -> QLabel:
@@ -138,8 +138,8 @@ class SettingsDialog(QDialog):
         self.ctx_box.setCurrentIndex(contexts.index(settings.default_ctx))
         form2.addRow("Context length", self.ctx_box)
         self.kv_box = QComboBox()
-        for value, text in KV_CHOICES:
-            self.kv_box.addItem(text, value)
+        for kv in KV_TYPES:
+            self.kv_box.addItem(KV_TYPE_LABELS[kv], kv)
         kv_index = self.kv_box.findData(settings.kv_type)
         self.kv_box.setCurrentIndex(max(0, kv_index))
         form2.addRow("KV cache", self.kv_box)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QComboBox,
     QFormLayout,
     QFrame,
@@ -89,7 +90,7 @@ class ModelDetails(QFrame):
         self.path_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         outer.addWidget(self.path_label)
 
-        body = QHBoxLayout()
+        self.body = body = QBoxLayout(QBoxLayout.Direction.LeftToRight)  # top to bottom when narrow (resizeEvent)
         body.setSpacing(28)
         facts = QFormLayout()
         facts.setHorizontalSpacing(14)
@@ -112,8 +113,11 @@ class ModelDetails(QFrame):
         facts_box = QWidget()
         facts_box.setLayout(facts)
         facts_box.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
+        self.facts_box = facts_box
         body.addWidget(facts_box, 0, Qt.AlignmentFlag.AlignTop)
-        body.addLayout(self._build_memory_section(), 1)
+        self.memory_box = QWidget()
+        self.memory_box.setLayout(self._build_memory_section())
+        body.addWidget(self.memory_box, 1)
         outer.addLayout(body)
         outer.addStretch(1)
         return view
@@ -180,6 +184,33 @@ class ModelDetails(QFrame):
         self.max_ctx_label = _label("", "strong")
         col.addWidget(self.max_ctx_label)
         return col
+
+    # --- layout --------------------------------------------------------------------------------
+    def minimumSizeHint(self) -> QSize:
+        """As narrow as the facts above the memory section need (the scroll area sizes the panel down to it)."""
+        hint = super().minimumSizeHint()
+        stacked = max(self.facts_box.minimumSizeHint().width(), self.memory_box.minimumSizeHint().width()) + 40
+        return QSize(stacked, hint.height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._reflow()
+
+    def _reflow(self) -> None:
+        """The facts beside the memory section when both fit the panel's width, above it when not (a narrow
+        window), so the panel never needs sideways scrolling."""
+        margins = 40  # the facts view's left and right margins
+        side_by_side = (
+            self.facts_box.sizeHint().width() + self.body.spacing() + self.memory_box.minimumSizeHint().width()
+        )
+        wanted = (
+            QBoxLayout.Direction.LeftToRight
+            if self.width() >= side_by_side + margins
+            else QBoxLayout.Direction.TopToBottom
+        )
+        if self.body.direction() != wanted:
+            self.body.setDirection(wanted)
+            self.body.setStretch(1, 1 if wanted == QBoxLayout.Direction.LeftToRight else 0)
 
     # --- showing -------------------------------------------------------------------------------
     @property

@@ -18,13 +18,11 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QScrollArea,
     QSplitter,
     QStackedWidget,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -33,12 +31,11 @@ from macapp.core.units import format_bytes
 from macapp.ui.models.details import ModelDetails
 from macapp.ui.models.jobs import LibraryScan, Rejected, add_model_files, scan_library
 from macapp.ui.models.table import (
-    COLUMN_SAMPLES,
-    HEADERS,
     SORT_ROLE,
     Column,
     ElideDelegate,
     LibraryTableModel,
+    LibraryTableView,
     MemoryDelegate,
 )
 from macapp.ui.widgets.choices import KV_TYPES
@@ -100,6 +97,7 @@ class ModelsPage(QWidget):
         details_scroll.setWidget(self.details)
         details_scroll.setWidgetResizable(True)
         details_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        details_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # it reflows instead
         details_scroll.hide()  # until there is a model to show
 
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -125,11 +123,11 @@ class ModelsPage(QWidget):
         self.status_label.setObjectName("muted")
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("Scan a folder (and its subfolders) for .gguf models")
-        self.add_folder_button.clicked.connect(self._choose_folder)
+        self.add_folder_button.clicked.connect(self.choose_folder)
         self.add_model_button = QPushButton("Add model…")
         self.add_model_button.setObjectName("primary")
         self.add_model_button.setToolTip("Add .gguf files — or drop them anywhere on this page")
-        self.add_model_button.clicked.connect(self._choose_files)
+        self.add_model_button.clicked.connect(self.choose_models)
         header.addWidget(title)
         header.addSpacing(12)
         header.addWidget(self.status_label, 0, Qt.AlignmentFlag.AlignBottom)
@@ -138,8 +136,8 @@ class ModelsPage(QWidget):
         header.addWidget(self.add_model_button)
         return header
 
-    def _build_table(self) -> QTableView:
-        table = QTableView()
+    def _build_table(self) -> LibraryTableView:
+        table = LibraryTableView()
         table.setModel(self.proxy)
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -156,11 +154,7 @@ class ModelsPage(QWidget):
         head.setHighlightSections(False)
         head.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         head.setMinimumSectionSize(48)
-        head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        head.setStretchLastSection(True)
-        fm = table.fontMetrics()
-        for col, sample in COLUMN_SAMPLES.items():
-            head.resizeSection(col, max(fm.horizontalAdvance(HEADERS[col]) + 28, fm.horizontalAdvance(sample) + 22))
+        table.size_columns()
         table.setItemDelegateForColumn(Column.NAME, ElideDelegate(Qt.TextElideMode.ElideMiddle, table))
         table.setItemDelegateForColumn(Column.STATUS, ElideDelegate(Qt.TextElideMode.ElideRight, table))
         table.selectionModel().currentRowChanged.connect(self._on_current_changed)
@@ -200,7 +194,6 @@ class ModelsPage(QWidget):
         self.table_model.set_entries(entries, {e.id: self._estimate(e) for e in entries})
         for entry in self._added_while_scanning:
             self.table_model.upsert(entry, self._estimate(entry))
-        self._fit_name_column()
         self._update_status()
         self._select(current.path if current else None)
         self.scanFinished.emit()
@@ -225,12 +218,6 @@ class ModelsPage(QWidget):
             self.details.set_budget(self.budget, self.runtime_for(shown))
         self._update_status()
         self.hardwareDetected.emit(hardware)
-
-    def _fit_name_column(self) -> None:
-        """Names as wide as they need, within reason; long ones elide in the middle."""
-        fm = self.table.fontMetrics()
-        widest = max((fm.horizontalAdvance(e.name) for e in self.table_model.entries()), default=0)
-        self.table.horizontalHeader().resizeSection(Column.NAME, max(160, min(widest + 32, 340)))
 
     def _update_status(self) -> None:
         if self._scanning:
@@ -333,7 +320,6 @@ class ModelsPage(QWidget):
         if self._scanning:
             self._added_while_scanning.append(item)
         row = self.table_model.upsert(item, self._estimate(item))
-        self._fit_name_column()
         self._show_table(True)
         self.select_row(row)
 
@@ -366,14 +352,16 @@ class ModelsPage(QWidget):
         self._settings.model_dirs = list(Settings.load().model_dirs)
         return self.start_scan()
 
-    def _choose_files(self) -> None:
+    def choose_models(self) -> None:
+        """Ask for .gguf files and add them (Add model…, File > Add Model… ⌘O)."""
         paths, _ = QFileDialog.getOpenFileNames(
             self, "Add models", str(Path.home()), "GGUF models (*.gguf);;All files (*)"
         )
         if paths:
             self.add_files(paths)
 
-    def _choose_folder(self) -> None:
+    def choose_folder(self) -> None:
+        """Ask for a folder of models and watch it (Add folder…, File > Add Folder of Models… ⇧⌘O)."""
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of models", str(Path.home()))
         if folder:
             self.add_folder(folder)

@@ -7,8 +7,8 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QRectF, Qt
-from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
+from PySide6.QtWidgets import QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTableView
 
 from macapp.core.units import format_bytes, format_count, format_params
 from macapp.ui.widgets.delegates import paint_item_background
@@ -55,8 +55,12 @@ COLUMN_SAMPLES = {
     Column.QUANT: "IQ2_XXS",
     Column.SIZE: "88.8 GB",
     Column.KIND: "Instruct",
-    Column.MEMORY: "88888888 888.8 MB",
+    Column.MEMORY: "88888 888.8 MB",
+    Column.STATUS: "Too big",  # a file's problem is longer: it elides, and its tooltip holds it all
 }
+# Columns the details panel repeats, hidden in this order when the table is too narrow to give names NAME_ROOM.
+OPTIONAL_COLUMNS = (Column.VOCAB, Column.KIND, Column.PARAMETERS, Column.CONTEXT)
+NAME_ROOM = 180
 _RIGHT = {Column.PARAMETERS, Column.VOCAB, Column.CONTEXT, Column.SIZE}
 ERROR_COLOR = "#c0392b"
 
@@ -273,3 +277,44 @@ class MemoryDelegate(QStyledItemDelegate):
         align = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight
         painter.drawText(rect.adjusted(bar_w, 0, 0, 0), int(align), text)
         painter.restore()
+
+
+class LibraryTableView(QTableView):
+    """The library table: facts columns as wide as their usual values, the name taking the rest (eliding in the
+    middle), and the facts the details panel repeats hidden when the view is narrow, so it never scrolls sideways
+    for want of room for a name."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._widths: dict[Column, int] = {}
+
+    def size_columns(self) -> None:
+        head = self.horizontalHeader()
+        head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        head.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
+        head.setStretchLastSection(False)
+        fm = self.fontMetrics()
+        bold = QFont(head.font())
+        bold.setBold(True)  # the headers are drawn bold (style.qss)
+        head_fm = QFontMetrics(bold)
+        for col, sample in COLUMN_SAMPLES.items():
+            self._widths[col] = max(head_fm.horizontalAdvance(HEADERS[col]), fm.horizontalAdvance(sample)) + 20
+            head.resizeSection(col, self._widths[col])
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Show every column that leaves the name NAME_ROOM; hide the optional ones, in order, until it does."""
+        head = self.horizontalHeader()
+        room = self.viewport().width() - NAME_ROOM - sum(self._widths.values())
+        for col in OPTIONAL_COLUMNS:
+            hide = room < 0
+            if hide:
+                room += self._widths.get(col, 0)
+            if head.isSectionHidden(col) != hide:
+                head.setSectionHidden(col, hide)
+                if not hide:
+                    head.resizeSection(col, self._widths[col])
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.fit_columns()
