@@ -64,12 +64,17 @@ def _no_fd_redirect() -> Iterator[None]:
     import llama_cpp._internals as internals
     import llama_cpp.llama as high
 
+    # Monkeypatching llama-cpp-python's class on purpose (mypy rightly refuses assigning to a class).
     saved = internals.suppress_stdout_stderr, high.suppress_stdout_stderr
-    internals.suppress_stdout_stderr = high.suppress_stdout_stderr = lambda disable=True: contextlib.nullcontext()
+    internals.suppress_stdout_stderr = high.suppress_stdout_stderr = _no_suppress  # type: ignore[misc,assignment]
     try:
         yield
     finally:
-        internals.suppress_stdout_stderr, high.suppress_stdout_stderr = saved
+        internals.suppress_stdout_stderr, high.suppress_stdout_stderr = saved  # type: ignore[misc]
+
+
+def _no_suppress(disable: bool = True) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
 
 
 class _UnusedChatFormatter:
@@ -90,12 +95,13 @@ class _UnusedChatFormatter:
 def _no_template_compile() -> Iterator[None]:
     import llama_cpp.llama_chat_format as formats
 
+    # Monkeypatching llama-cpp-python's class on purpose (mypy rightly refuses assigning to a class).
     saved = formats.Jinja2ChatFormatter
-    formats.Jinja2ChatFormatter = _UnusedChatFormatter
+    formats.Jinja2ChatFormatter = _UnusedChatFormatter  # type: ignore[misc,assignment]
     try:
         yield
     finally:
-        formats.Jinja2ChatFormatter = saved
+        formats.Jinja2ChatFormatter = saved  # type: ignore[misc]
 
 
 def llama_kwargs(settings: RuntimeSettings) -> dict[str, Any]:

@@ -172,9 +172,16 @@ def repair_mlx_gguf(
     import gguf
 
     reader = gguf.GGUFReader(str(src))
-    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
-    tokens = reader.get_field(gguf.Keys.Tokenizer.LIST).contents()
-    types = [int(t) for t in reader.get_field(gguf.Keys.Tokenizer.TOKEN_TYPE).contents()]
+
+    def contents(key: str) -> Any:
+        field = reader.get_field(key)
+        if field is None:
+            raise UserError(f"{src.name} has no {key}: it is not a GGUF file mlx-lm wrote")
+        return field.contents()
+
+    arch = contents(gguf.Keys.General.ARCHITECTURE)
+    tokens = contents(gguf.Keys.Tokenizer.LIST)
+    types = [int(t) for t in contents(gguf.Keys.Tokenizer.TOKEN_TYPE)]
     array = gguf.GGUFValueType.ARRAY
     overrides: dict[str, tuple[Any, gguf.GGUFValueType, gguf.GGUFValueType | None]] = {
         gguf.Keys.Tokenizer.TOKEN_TYPE: (types, array, gguf.GGUFValueType.INT32),

@@ -239,6 +239,8 @@ def load_adapter_weights(adapter_dir: Path) -> dict[str, np.ndarray]:
         loaded = mx.load(str(adapter_dir / ADAPTER_WEIGHTS))
     except Exception as exc:  # noqa: BLE001 - mlx raises RuntimeError/ValueError for unreadable files
         raise UserError(f"{adapter_dir / ADAPTER_WEIGHTS} could not be read: {exc}") from exc
+    if not isinstance(loaded, dict):  # a .safetensors file loads as a dict (a lone array is a .npy)
+        raise UserError(f"{adapter_dir / ADAPTER_WEIGHTS} holds no named tensors")
     return {key: np.array(value.astype(mx.float32)) for key, value in loaded.items()}
 
 

@@ -112,13 +112,15 @@ def train(run: dict[str, Any]) -> None:
     adapter_dir = Path(run["adapter_dir"])
     np.random.seed(run["seed"])
     try:
-        model, tokenizer = load(run["base"])
+        model, tokenizer = load(run["base"])  # type: ignore[misc]  # mlx-lm types it as a 2- or 3-tuple
     except Exception as exc:  # any loader failure means the folder is not a usable model
         emit("error", kind="model", message=f"can't load the base model from {run['base']}: {exc}")
         raise SystemExit(3) from None
     try:
         train_set, valid_set, _ = load_local_dataset(
-            Path(run["data_dir"]), tokenizer, types.SimpleNamespace(mask_prompt=run["mask_prompt"])
+            Path(run["data_dir"]),
+            tokenizer,  # type: ignore[arg-type]  # mlx-lm asks for a PreTrainedTokenizer, uses its wrapper's API
+            types.SimpleNamespace(mask_prompt=run["mask_prompt"]),
         )
     except (ValueError, KeyError, TypeError) as exc:
         emit("error", kind="data", message=f"the dataset can't be used: {exc}")
@@ -142,8 +144,9 @@ def train(run: dict[str, Any]) -> None:
     }
     (adapter_dir / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
 
-    trainable = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
-    total = sum(v.size for _, v in tree_flatten(model.parameters()))
+    # mlx types tree_flatten as list or dict; a list of (key, value) unless given a dict destination
+    trainable = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))  # type: ignore[str-unpack,union-attr]
+    total = sum(v.size for _, v in tree_flatten(model.parameters()))  # type: ignore[str-unpack,union-attr]
     start, iters = run["start_iteration"], run["iters"]
     emit(
         "start",

@@ -175,7 +175,7 @@ def plan_training(options: TrainOptions, budget_bytes: int | None = None, tokeni
     Without a base (``options.base`` None) only the data is checked, with approximate token counts.
     """
     base = read_base(options.base) if options.base is not None else None
-    if tokenizer is None and base is not None:
+    if tokenizer is None and options.base is not None:
         tokenizer = load_tokenizer(options.base)
     train_file, valid_file = dataset_files(options.data)
     reports = [
@@ -210,10 +210,10 @@ def _dataset_sha(options: TrainOptions) -> str:
     return hashlib.sha256((file_sha256(train_file) + file_sha256(valid_file)).encode()).hexdigest()
 
 
-def _prepare_folder(options: TrainOptions) -> tuple[Path, dict[str, Any], int, str | None]:
+def _prepare_folder(options: TrainOptions, base_dir: Path) -> tuple[Path, dict[str, Any], int, str | None]:
     """The adapter folder with its data and run.json; returns (folder, recorded run, start iteration, resume file)."""
     folder = adapters.adapter_path(options.name)
-    base_id = adapters.base_identity(options.base)
+    base_id = adapters.base_identity(base_dir)
     dataset_sha = _dataset_sha(options)
     if options.resume:
         if not (folder / adapters.RUN_FILE).is_file():
@@ -258,7 +258,7 @@ def _prepare_folder(options: TrainOptions) -> tuple[Path, dict[str, Any], int, s
         shutil.rmtree(folder, ignore_errors=True)  # nothing was trained: leave no unfinished run behind
         raise
     run = {
-        "base": str(Path(options.base).resolve()),
+        "base": str(Path(base_dir).resolve()),
         "base_identity": base_id,
         "dataset_sha256": dataset_sha,
         "dataset_path": str(Path(options.data).resolve()),
@@ -333,8 +333,11 @@ def train_lora(
     plan.raise_for_problems()
     if options.mask_prompt is None:
         options = replace(options, mask_prompt=plan.options.mask_prompt)
-    folder, run, start, resume_file = _prepare_folder(options)
-    config = _runner_config(folder, run, options, plan.base, start, resume_file)
+    base, base_dir = plan.base, options.base
+    if base is None or base_dir is None:  # raise_for_problems refuses a plan without a base
+        raise UserError("Choose a base model to train", hint="an MLX model folder")
+    folder, run, start, resume_file = _prepare_folder(options, base_dir)
+    config = _runner_config(folder, run, options, base, start, resume_file)
     cancel.raise_if_cancelled()
     log_path = paths.logs_dir() / f"tune-{options.name}.log"
     started = time.monotonic()
