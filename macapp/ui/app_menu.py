@@ -1,9 +1,19 @@
-"""Orchard's menu bar, laid out the way a Mac app's is.
+"""Orchard's menu bar, laid out the way a Mac app's is, with a key for everything in it.
 
 About Orchard, Settings… and Quit Orchard carry Qt's menu roles, so on macOS Qt moves them into
-the application menu (with ⌘, and ⌘Q); elsewhere they stay in File and Help. View switches pages
-(Ctrl+1..5, ⌘1..5 on a Mac); Help opens the logs folder and copies the diagnostic report that
-``macapp doctor --json`` prints, gathered in a Worker.
+the application menu; elsewhere they stay in File and Help. Every action is in a menu (so Qt shows
+its key there) and is a window shortcut: it works whatever has the focus in the window, the chat
+composer included, and not while a dialog is in front. Qt reports ⌘ as Ctrl, so "Ctrl+N" is ⌘N on
+a Mac. Where the platform defines a standard key (Preferences, New, Open, Find, Close, Quit) that
+one is used, else the usual Ctrl key:
+
+    File   New Chat ⌘N · Add Model… ⌘O · Add Folder of Models… ⇧⌘O · Settings… ⌘, · Close Window ⌘W · Quit ⌘Q
+    View   the pages in sidebar order, ⌘1–⌘5
+    Chat   Search Chats… ⌘F · Stop Answer Esc (enabled only while an answer streams, so Esc
+           keeps its usual meaning everywhere else)
+    Help   Welcome, logs folder, diagnostic report (gathered in a Worker), About: no standard key
+
+No two actions share a key (``tests/ui/test_app_menu.py`` walks the menus).
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QUrl
+from PySide6.QtCore import QObject, Qt, QUrl
 from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication
 
@@ -47,32 +57,47 @@ class AppMenu(QObject):
         bar = window.menuBar()
 
         file_menu = bar.addMenu("&File")
-        self.add_model_action = self._action("Add Model…", self._add_model, "Ctrl+O")
-        self.add_folder_action = self._action("Add Folder of Models…", self._add_folder)
-        self.settings_action = self._action("Settings…", self.open_settings, role=QAction.MenuRole.PreferencesRole)
-        self.settings_action.setShortcuts(
-            standard_shortcuts(QKeySequence.StandardKey.Preferences, PREFERENCES_FALLBACK)
+        self.new_chat_action = self._action("New Chat", self.new_chat, QKeySequence.StandardKey.New, "Ctrl+N")
+        self.add_model_action = self._action("Add Model…", self._add_model, QKeySequence.StandardKey.Open, "Ctrl+O")
+        self.add_folder_action = self._action("Add Folder of Models…", self._add_folder, fallback="Ctrl+Shift+O")
+        self.settings_action = self._action(
+            "Settings…",
+            self.open_settings,
+            QKeySequence.StandardKey.Preferences,
+            PREFERENCES_FALLBACK,
+            role=QAction.MenuRole.PreferencesRole,
         )
-        self.quit_action = self._action("Quit Orchard", self._quit, role=QAction.MenuRole.QuitRole)
-        self.quit_action.setShortcuts(standard_shortcuts(QKeySequence.StandardKey.Quit, "Ctrl+Q"))
+        self.close_action = self._action("Close Window", window.close, QKeySequence.StandardKey.Close, "Ctrl+W")
+        self.quit_action = self._action(
+            "Quit Orchard", self._quit, QKeySequence.StandardKey.Quit, "Ctrl+Q", role=QAction.MenuRole.QuitRole
+        )
+        file_menu.addAction(self.new_chat_action)
+        file_menu.addSeparator()
         file_menu.addActions([self.add_model_action, self.add_folder_action])
         file_menu.addSeparator()
         file_menu.addAction(self.settings_action)
         file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
+        file_menu.addActions([self.close_action, self.quit_action])
 
         view_menu = bar.addMenu("&View")
         self.page_group = QActionGroup(self)
         self.page_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
         self.page_actions: dict[str, QAction] = {}
         for i, name in enumerate(window.page_names()):
-            action = self._action(name, lambda _checked=False, n=name: window.show_page(n), f"Ctrl+{i + 1}")
+            action = self._action(name, lambda _checked=False, n=name: self.show_page(n), fallback=f"Ctrl+{i + 1}")
             action.setCheckable(True)
             self.page_group.addAction(action)
             view_menu.addAction(action)
             self.page_actions[name] = action
         window.sidebar.currentRowChanged.connect(self._sync_page)
         self._sync_page(window.sidebar.currentRow())
+
+        chat_menu = bar.addMenu("&Chat")
+        self.search_action = self._action("Search Chats…", self.search_chats, QKeySequence.StandardKey.Find, "Ctrl+F")
+        self.stop_action = self._action("Stop Answer", window.chat_page.stop, fallback="Esc")
+        self.stop_action.setEnabled(window.chat_page.busy)
+        window.chat_page.busyChanged.connect(self.stop_action.setEnabled)
+        chat_menu.addActions([self.search_action, self.stop_action])
 
         help_menu = bar.addMenu("&Help")
         self.welcome_action = self._action("Welcome to Orchard", window.show_welcome)
@@ -85,15 +110,31 @@ class AppMenu(QObject):
         help_menu.addActions([self.logs_action, self.report_action])
         help_menu.addSeparator()
         help_menu.addAction(self.about_action)
-        self.menus = {"File": file_menu, "View": view_menu, "Help": help_menu}
+        self.menus = {"File": file_menu, "View": view_menu, "Chat": chat_menu, "Help": help_menu}
 
-    def _action(self, text: str, slot, shortcut: str = "", role: QAction.MenuRole | None = None) -> QAction:
+    def _action(
+        self,
+        text: str,
+        slot,
+        standard: QKeySequence.StandardKey | None = None,
+        fallback: str = "",
+        role: QAction.MenuRole | None = None,
+    ) -> QAction:
+        """An action of the window: the platform's ``standard`` keys (else ``fallback``), live wherever the focus is
+        in the window (a window shortcut, so not while a dialog is in front)."""
         action = QAction(text, self.window)
-        if shortcut:
-            action.setShortcut(QKeySequence(shortcut))
+        if standard is not None:
+            action.setShortcuts(standard_shortcuts(standard, fallback))
+        elif fallback:
+            action.setShortcut(QKeySequence(fallback))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         action.setMenuRole(role if role is not None else QAction.MenuRole.NoRole)
         action.triggered.connect(slot)
         return action
+
+    def show_page(self, name: str) -> None:
+        self.window.show_page(name)
+        self._sync_page(self.window.sidebar.currentRow())  # the page on screen again: its item stays checked
 
     def _sync_page(self, row: int) -> None:
         names = self.window.page_names()
@@ -101,13 +142,23 @@ class AppMenu(QObject):
             self.page_actions[name].setChecked(i == row)
 
     # --- File ------------------------------------------------------------------------------------
+    def new_chat(self) -> None:
+        """The Chat page with a new conversation (an answer streaming in another one stops, its text kept)."""
+        self.window.show_page("Chat")
+        self.window.chat_page.new_chat()
+
+    def search_chats(self) -> None:
+        """The Chat page with the cursor in its conversation search box."""
+        self.window.show_page("Chat")
+        self.window.chat_page.sidebar.focus_search()
+
     def _add_model(self) -> None:
         self.window.show_page("Models")
-        self.window.models_page.add_model_button.click()
+        self.window.models_page.choose_models()
 
     def _add_folder(self) -> None:
         self.window.show_page("Models")
-        self.window.models_page.add_folder_button.click()
+        self.window.models_page.choose_folder()
 
     def _quit(self) -> None:
         self.window.close()  # saves the geometry, stops work, unloads the model

@@ -6,11 +6,15 @@ import json
 import logging
 import sys
 
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFileDialog, QWidget
 
 import macapp
 from macapp.core import paths
+from macapp.core.chat.store import ChatStore
+from macapp.core.models.library import add_model_file
+from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings
 from macapp.ui.app import LOG_NAME, start_file_log
 
@@ -19,7 +23,7 @@ def test_menu_actions_carry_mac_roles_and_shortcuts(qtbot, window_factory):
     window = window_factory()
     menu = window.app_menu
     titles = [a.text() for a in window.menuBar().actions()]
-    assert titles == ["&File", "&View", "&Help"]
+    assert titles == ["&File", "&View", "&Chat", "&Help"]
     assert (menu.about_action.text(), menu.about_action.menuRole()) == ("About Orchard", QAction.MenuRole.AboutRole)
     assert menu.settings_action.menuRole() == QAction.MenuRole.PreferencesRole
     assert menu.quit_action.menuRole() == QAction.MenuRole.QuitRole and menu.quit_action.text() == "Quit Orchard"
@@ -47,6 +51,186 @@ def test_view_menu_switches_pages_with_ctrl_numbers(qtbot, window_factory):
     window.sidebar.setCurrentRow(1)  # the sidebar and the menu agree
     assert actions["Discover"].isChecked() and not actions["Tuning"].isChecked()
     assert window.pages.currentWidget() is window.discover_page
+
+
+NO_STANDARD_KEY = {"Welcome to Orchard", "Open Logs Folder", "Copy Diagnostic Report", "About Orchard"}
+
+
+def menu_actions(window) -> list[QAction]:
+    """Every action in the menu bar's menus (and their submenus), separators left out."""
+    found: list[QAction] = []
+
+    def walk(menu) -> None:
+        for action in menu.actions():
+            if action.menu() is not None:
+                walk(action.menu())
+            elif not action.isSeparator():
+                found.append(action)
+
+    for top in window.menuBar().actions():
+        walk(top.menu())
+    return found
+
+
+def active(qtbot, window):
+    """Shortcuts reach a window only while it is the active one (offscreen too)."""
+    window.show()
+    window.activateWindow()
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5_000)
+    return window
+
+
+def focus(qtbot, window, page: str, field: QWidget) -> QWidget:
+    window.show_page(page)
+    field.setFocus()
+    qtbot.waitUntil(field.hasFocus, timeout=5_000)
+    return field
+
+
+def press(qtbot, field: QWidget, key: str | QKeySequence) -> None:
+    combo = QKeySequence(key)[0]
+    qtbot.keyClick(field, combo.key(), combo.keyboardModifiers())
+
+
+class ShortcutCatcher(QObject):
+    """Takes the Shortcut events the actions get: a key reaches its action, which does nothing."""
+
+    def __init__(self, actions: list[QAction]):
+        super().__init__()
+        self.caught: list[tuple[QAction, QKeySequence, bool]] = []
+        for action in actions:
+            action.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.Shortcut:
+            self.caught.append((watched, event.key(), event.isAmbiguous()))
+            return True
+        return False
+
+
+def test_every_menu_action_has_its_own_keys(qtbot, window_factory):
+    window = window_factory()
+    menu = window.app_menu
+    actions = menu_actions(window)
+    keys = [seq.toString(QKeySequence.SequenceFormat.PortableText) for a in actions for seq in a.shortcuts()]
+    assert keys and len(keys) == len(set(keys)), keys  # no two actions share a key
+    assert {a.text() for a in actions if not a.shortcuts()} == NO_STANDARD_KEY
+    assert {a.shortcutContext() for a in actions} == {Qt.ShortcutContext.WindowShortcut}
+    wanted = {
+        menu.new_chat_action: "Ctrl+N",
+        menu.add_model_action: "Ctrl+O",
+        menu.add_folder_action: "Ctrl+Shift+O",
+        menu.close_action: "Ctrl+W",
+        menu.search_action: "Ctrl+F",
+        menu.stop_action: "Esc",
+    }
+    for action, key in wanted.items():
+        assert QKeySequence(key) in action.shortcuts(), action.text()
+    assert [a.shortcut() for a in menu.page_actions.values()] == [QKeySequence(f"Ctrl+{i}") for i in range(1, 6)]
+    assert not menu.stop_action.isEnabled()  # Esc is the Stop key only while an answer streams
+
+
+def test_each_key_reaches_its_action_from_a_text_field_on_any_page(qtbot, window_factory):
+    window = active(qtbot, window_factory())
+    actions = [a for a in menu_actions(window) if a.shortcuts()]
+    window.app_menu.stop_action.setEnabled(True)  # as while an answer streams (a real one: below)
+    catcher = ShortcutCatcher(actions)
+    fields = {
+        "Discover": window.discover_page.search_box,
+        "Chat": window.chat_page.composer,  # the composer takes Ctrl+Enter, but none of these
+        "Tuning": window.tuning_page.data_edit,
+    }
+    for page, field in fields.items():
+        for action in actions:
+            for seq in action.shortcuts():
+                focus(qtbot, window, page, field)
+                press(qtbot, field, seq)
+                assert catcher.caught == [(action, seq, False)], (page, action.text(), seq.toString())
+                catcher.caught.clear()
+        assert not field.toPlainText() if page == "Chat" else not field.text()  # nothing was typed
+    window.app_menu.stop_action.setEnabled(False)
+    press(qtbot, focus(qtbot, window, "Chat", window.chat_page.composer), "Esc")
+    assert catcher.caught == []  # no answer streams: Esc is left to the widgets
+
+
+def test_keys_switch_pages_start_and_search_chats_and_add_models(qtbot, window_factory, model_dir, monkeypatch):
+    window = active(qtbot, window_factory())
+    chat = window.chat_page
+    search = window.discover_page.search_box
+    for i, page in enumerate(
+        [window.models_page, window.discover_page, chat, window.documents_page, window.tuning_page]
+    ):
+        press(qtbot, focus(qtbot, window, "Discover", search), f"Ctrl+{i + 1}")
+        assert window.pages.currentWidget() is page
+        assert [a.isChecked() for a in window.app_menu.page_actions.values()] == [n == i for n in range(5)]
+
+    press(qtbot, focus(qtbot, window, "Tuning", window.tuning_page.data_edit), "Ctrl+F")
+    assert window.pages.currentWidget() is chat and chat.sidebar.search_box.hasFocus()
+    qtbot.keyClicks(chat.sidebar.search_box, "apples")
+    press(qtbot, focus(qtbot, window, "Tuning", window.tuning_page.base_edit), "Ctrl+F")
+    assert chat.sidebar.search_box.hasFocus() and chat.sidebar.search_box.selectedText() == "apples"
+
+    qtbot.keyClicks(focus(qtbot, window, "Chat", chat.composer), "draft")
+    press(qtbot, focus(qtbot, window, "Discover", search), "Ctrl+N")
+    assert window.pages.currentWidget() is chat and chat.cid is None and chat.composer.hasFocus()
+
+    gguf = str(model_dir / "tiny-mha-f32.gguf")
+    asked: list[str] = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (asked.append("files"), ([gguf], ""))[1])
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", lambda *a, **k: (asked.append("folder"), str(model_dir))[1]
+    )
+    models = window.models_page
+    press(qtbot, focus(qtbot, window, "Chat", chat.composer), "Ctrl+O")
+    qtbot.waitUntil(lambda: models.table_model.rowCount() == 1, timeout=15_000)
+    assert window.pages.currentWidget() is models and asked == ["files"]
+    with qtbot.waitSignal(models.scanFinished, timeout=15_000):  # the folder is watched and the library rescans
+        press(qtbot, focus(qtbot, window, "Discover", search), "Ctrl+Shift+O")
+    assert asked == ["files", "folder"] and models.table_model.rowCount() == 3
+
+    press(qtbot, focus(qtbot, window, "Chat", chat.composer), "Ctrl+,")
+    dialog = window.app_menu.settings_dialog
+    assert dialog is not None and dialog.isVisible()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog, timeout=5_000)
+    press(qtbot, dialog.focusWidget() or dialog, "Ctrl+3")  # the window's keys wait while a dialog is in front
+    assert window.pages.currentWidget() is chat
+    press(qtbot, dialog.focusWidget() or dialog, "Esc")  # and Esc is the dialog's
+    assert not dialog.isVisible() and window.isVisible()
+
+    active(qtbot, window)
+    press(qtbot, focus(qtbot, window, "Chat", chat.composer), "Ctrl+W")
+    assert not window.isVisible()
+
+
+def test_esc_stops_a_streaming_answer_from_any_page_and_only_then(qtbot, window_factory, tmp_path):
+    Settings(welcome_done=True, default_ctx=2048).save()
+    add_model_file(write_tiny_gguf(tmp_path / "tiny-chat.gguf", ctx=4096))
+    window = active(qtbot, window_factory())
+    chat, stop = window.chat_page, window.app_menu.stop_action
+    qtbot.waitUntil(lambda: chat.header.picker.count() == 1, timeout=10_000)
+    with qtbot.waitSignal(chat.modelLoaded, timeout=15_000):
+        chat.load_model()
+    qtbot.waitUntil(lambda: not chat.loading, timeout=5_000)
+    chat.drawer.numbers["max_tokens"].setValue(3000)  # still running when Esc comes
+    chat.send_message("go on and on")
+    assert chat.busy and stop.isEnabled()
+    qtbot.waitUntil(lambda: chat.transcript.stream is not None and bool(chat.transcript.stream.text()), timeout=10_000)
+
+    dialog = window.app_menu.open_settings()  # Esc in a dialog closes the dialog, the answer goes on
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog, timeout=5_000)
+    press(qtbot, dialog.focusWidget() or dialog, "Esc")
+    assert not dialog.isVisible() and chat.busy
+
+    active(qtbot, window)
+    with qtbot.waitSignal(chat.turnFinished, timeout=10_000) as blocker:
+        press(qtbot, focus(qtbot, window, "Discover", window.discover_page.search_box), "Esc")
+    qtbot.waitUntil(lambda: not chat.busy, timeout=5_000)
+    turn = blocker.args[0]
+    assert turn.result.finish_reason == "cancelled" and 0 < turn.result.completion_tokens < 3000
+    assert not stop.isEnabled() and window.pages.currentWidget() is window.discover_page
+    with ChatStore() as store:
+        assert store.get_message(turn.message.id).status == "cancelled"
 
 
 def test_settings_dialog_saves_and_the_values_reload(qtbot, window_factory, model_dir):

@@ -106,6 +106,11 @@ class ConversationList(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(240, super().sizeHint().height())
 
+    def focus_search(self) -> None:
+        """Put the cursor in the search box, its text selected (Chat > Search Chats… ⌘F)."""
+        self.search_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search_box.selectAll()
+
     def set_store(self, store: ChatStore) -> None:
         self._store = store
         self.refresh()

@@ -86,7 +86,7 @@ class ModelRow(QFrame):
         self.title = ElidedLabel(title, name="rowTitle")
         self.title.setToolTip(title)
         top.addWidget(self.title)
-        self.badge = QLabel("Best pick")
+        self.badge = QLabel("Best pick", self)  # a child from the start: shown parentless it became a window
         self.badge.setToolTip("The model that suits this Mac best: the largest that fits its memory well")
         self.badge.setObjectName("bestBadge")
         self.badge.setVisible(best)
