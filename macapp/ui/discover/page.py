@@ -31,6 +31,7 @@ from macapp.ui.discover.widgets import ModelRow, RepoDelegate, RepoListModel, Ro
 from macapp.ui.jobs.hub import CuratedPicks, load_recommendations, search_hub
 from macapp.ui.widgets.labels import make_label as _label
 from macapp.ui.widgets.notice import Notice
+from macapp.ui.widgets.page_header import PageHeader
 from macapp.ui.worker import Worker, error_text
 
 if TYPE_CHECKING:
@@ -63,13 +64,9 @@ class DiscoverPage(QWidget):
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 18, 24, 18)
         root.setSpacing(12)
-        header = QHBoxLayout()
-        header.addWidget(_label("Discover", "pageTitle"))
-        header.addSpacing(12)
-        self.status_label = _label("", "muted")
-        header.addWidget(self.status_label, 0, Qt.AlignmentFlag.AlignBottom)
-        header.addStretch(1)
-        root.addLayout(header)
+        header = PageHeader("Discover")
+        self.status_label = header.status
+        root.addWidget(header)
 
         search = QHBoxLayout()
         self.search_box = QLineEdit()
@@ -255,7 +252,7 @@ class DiscoverPage(QWidget):
                 f"answers at a readable pace (at least {READABLE_TOKENS_PER_S:.0f} tokens/s)"
             )
             row.title.setToolTip(f"{entry.name}\n{entry.repo}" + (f"\n{entry.note}" if entry.note else ""))
-            row.subtitle.setToolTip(f"{entry.repo} · {file.file}\nLicence: {entry.licence}")
+            row.subtitle.setToolTip(f"{subtitle}\n{entry.repo} · {file.file}")  # the whole line, when it is elided
             row.set_estimate(pick.estimate)
             row.download_button.setToolTip(
                 f"Download {file.file} ({format_bytes(file.approx_bytes)}) from {entry.repo}"

@@ -62,6 +62,7 @@ from macapp.ui.jobs.documents import (
 from macapp.ui.widgets.drops import dropped_files, is_document
 from macapp.ui.widgets.ingest_panel import IngestPanel
 from macapp.ui.widgets.notice import Notice
+from macapp.ui.widgets.page_header import PageHeader
 from macapp.ui.worker import Worker, error_text
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class DocumentsPage(QWidget):
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 18, 24, 18)
         root.setSpacing(12)
-        root.addLayout(self._build_header())
+        root.addWidget(self._build_header())
         root.addWidget(self._build_embedder_row())
         self.notice = Notice()
         root.addWidget(self.notice)
@@ -173,12 +174,7 @@ class DocumentsPage(QWidget):
         self.drop_overlay.hide()
         self._update_buttons()
 
-    def _build_header(self) -> QHBoxLayout:
-        header = QHBoxLayout()
-        title = QLabel("Documents")
-        title.setObjectName("pageTitle")
-        self.status_label = QLabel("")
-        self.status_label.setObjectName("muted")
+    def _build_header(self) -> PageHeader:
         self.new_button = QPushButton("New collection…")
         self.new_button.setToolTip("Start an empty collection with a name of your choice")
         self.new_button.clicked.connect(self._new_collection)
@@ -186,12 +182,8 @@ class DocumentsPage(QWidget):
         self.add_button.setObjectName("primary")
         self.add_button.setToolTip("Add PDFs to the selected collection — or drop them anywhere on this page")
         self.add_button.clicked.connect(self._choose_files)
-        header.addWidget(title)
-        header.addSpacing(12)
-        header.addWidget(self.status_label, 0, Qt.AlignmentFlag.AlignBottom)
-        header.addStretch(1)
-        header.addWidget(self.new_button)
-        header.addWidget(self.add_button)
+        header = PageHeader("Documents", buttons=[self.new_button, self.add_button])
+        self.status_label = header.status
         return header
 
     def _build_embedder_row(self) -> QFrame:

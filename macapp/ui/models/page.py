@@ -17,7 +17,6 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
@@ -40,6 +39,7 @@ from macapp.ui.models.table import (
 )
 from macapp.ui.widgets.choices import KV_TYPES
 from macapp.ui.widgets.notice import Notice
+from macapp.ui.widgets.page_header import PageHeader
 from macapp.ui.worker import Worker, error_text
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class ModelsPage(QWidget):
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 18, 24, 18)
         root.setSpacing(12)
-        root.addLayout(self._build_header())
+        root.addWidget(self._build_header())
         self.notice = Notice()
         root.addWidget(self.notice)
 
@@ -115,12 +115,7 @@ class ModelsPage(QWidget):
         self.drop_overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.drop_overlay.hide()
 
-    def _build_header(self) -> QHBoxLayout:
-        header = QHBoxLayout()
-        title = QLabel("Models")
-        title.setObjectName("pageTitle")
-        self.status_label = QLabel("Scanning…")
-        self.status_label.setObjectName("muted")
+    def _build_header(self) -> PageHeader:
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("Scan a folder (and its subfolders) for .gguf models")
         self.add_folder_button.clicked.connect(self.choose_folder)
@@ -128,12 +123,8 @@ class ModelsPage(QWidget):
         self.add_model_button.setObjectName("primary")
         self.add_model_button.setToolTip("Add .gguf files — or drop them anywhere on this page")
         self.add_model_button.clicked.connect(self.choose_models)
-        header.addWidget(title)
-        header.addSpacing(12)
-        header.addWidget(self.status_label, 0, Qt.AlignmentFlag.AlignBottom)
-        header.addStretch(1)
-        header.addWidget(self.add_folder_button)
-        header.addWidget(self.add_model_button)
+        header = PageHeader("Models", "Scanning…", [self.add_folder_button, self.add_model_button])
+        self.status_label = header.status
         return header
 
     def _build_table(self) -> LibraryTableView:

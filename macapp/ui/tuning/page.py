@@ -54,6 +54,7 @@ from macapp.core.units import format_bytes
 from macapp.ui.tuning.chat_picker import ChatPicker, read_conversations
 from macapp.ui.tuning.loss_plot import LossPlot
 from macapp.ui.widgets.notice import Notice
+from macapp.ui.widgets.page_header import PageHeader
 from macapp.ui.worker import Worker, error_text, named_pool
 
 log = logging.getLogger(__name__)
@@ -161,16 +162,7 @@ class TuningPage(QWidget):
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 18, 24, 18)
         root.setSpacing(10)
-        header = QHBoxLayout()
-        title = QLabel("Tuning")
-        title.setObjectName("pageTitle")
-        subtitle = QLabel("LoRA-tune an MLX model on your own examples")
-        subtitle.setObjectName("muted")
-        header.addWidget(title)
-        header.addSpacing(12)
-        header.addWidget(subtitle, 0, Qt.AlignmentFlag.AlignBottom)
-        header.addStretch(1)
-        root.addLayout(header)
+        root.addWidget(PageHeader("Tuning", "LoRA-tune an MLX model on your own examples"))
         self.notice = Notice()
         root.addWidget(self.notice)
 
