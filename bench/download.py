@@ -167,11 +167,11 @@ class Server:
 
 
 def _rss(pid: int) -> int:
-    try:
-        import psutil
+    import psutil
 
+    try:
         return psutil.Process(pid).memory_info().rss
-    except Exception:  # psutil missing or the process gone: the figure is informative only
+    except psutil.Error:  # the process gone or not ours to read: the figure is informative only
         return 0
 
 

@@ -178,7 +178,7 @@ class McpConnection:
                     return ToolResult(self._gone_message(tool), is_error=True)
             except concurrent.futures.CancelledError:
                 return ToolResult(self._gone_message(tool), is_error=True)
-            except Exception as exc:  # the server's error answer, or the connection ending mid-call
+            except Exception as exc:  # noqa: BLE001 - the SDK's McpError, anyio's and httpx's: each is the tool's error
                 if self._is_connection_lost(exc):
                     return ToolResult(self._gone_message(tool), is_error=True)
                 return ToolResult(f"MCP server {self.name!r} refused {tool}: {_one_line(exc)}", is_error=True)
@@ -205,7 +205,7 @@ class McpConnection:
 
         try:
             anyio.run(self._main)
-        except BaseException as exc:  # every way a connection ends becomes its error
+        except BaseException as exc:  # noqa: BLE001 - the connection thread's end: every way it ends is its error
             if not self._ready.is_set():
                 self.error = self._connect_error(exc)
             else:

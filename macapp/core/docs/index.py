@@ -170,9 +170,11 @@ class VectorStore:
     def drop(self, key: str) -> None:
         with self._lock:
             self._collections.pop(key, None)
+        from chromadb.errors import NotFoundError
+
         try:
             self._client.delete_collection(key)
-        except Exception:  # already gone
+        except NotFoundError:  # already gone
             log.debug("chromadb collection %s was already gone", key)
 
     def names(self) -> list[str]:

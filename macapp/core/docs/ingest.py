@@ -290,7 +290,7 @@ def _add_one(
     except BaseException:  # cancel, error, GeneratorExit, Ctrl-C: nothing of this file stays
         try:
             index.drop_file(row, file_id, file_hash)
-        except Exception:
+        except Exception:  # the error being handled matters more; the half-written file is finished later
             log.exception("rolling back %s failed; the next open of the index finishes it", name)
         raise
     for old in older:

@@ -96,7 +96,7 @@ def recognize_page(
             with _ENGINE_LOCK:
                 if not abandoned.is_set():
                     lines.append(engine.recognize(image))
-        except BaseException as e:  # handed to the waiting thread
+        except BaseException as e:  # noqa: BLE001 - a thread's boundary: whatever it raised goes to the waiting one
             errors.append(e)
         finally:
             finished.set()

@@ -21,6 +21,7 @@ from macapp.core.docs.answer import Citation, resolve_citations
 from macapp.core.docs.pages import best_page, terms
 from macapp.core.docs.retrieve import Passage
 from macapp.core.docs.types import EmbeddingModel
+from macapp.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _default_embedder() -> EmbeddingModel | None:
         from macapp.core.docs.embedder import load_embedder
 
         return load_embedder()
-    except Exception as exc:  # no embedder file: lexical support alone still cites
+    except (UserError, OSError) as exc:  # no embedder file, or one that won't load: lexical support alone still cites
         log.info("sentence support without embeddings: %s", exc)
         return None
 

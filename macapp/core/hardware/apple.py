@@ -81,7 +81,7 @@ def metal_working_set() -> int | None:
         info = mx.device_info() if hasattr(mx, "device_info") else mx.metal.device_info()
         value = info.get("max_recommended_working_set_size")
         return int(value) if value else None
-    except Exception as exc:  # no mlx, or no Metal device: fall back to the rule
+    except Exception as exc:  # noqa: BLE001 - a probe of a native library (no mlx, no Metal device): use the rule
         log.info("Metal working set unavailable: %s", exc)
         return None
 

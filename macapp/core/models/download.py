@@ -197,7 +197,7 @@ class _Lookup:
     def _run(self) -> None:
         try:
             self._value = self._fn()
-        except BaseException as exc:  # handed to the caller of result()
+        except BaseException as exc:  # noqa: BLE001 - a thread's boundary: whatever it raised goes to result()
             self._error = exc
 
     def result(self, cancel: CancelToken) -> Any:

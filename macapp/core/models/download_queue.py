@@ -190,7 +190,7 @@ class DownloadQueue:
         for listener in self._listeners:
             try:
                 listener(snapshot)
-            except Exception:
+            except Exception:  # one listener's bug stops neither the queue nor the other listeners
                 log.exception("download listener failed")
         self._lock.notify_all()
 

@@ -113,7 +113,7 @@ def train(run: dict[str, Any]) -> None:
     np.random.seed(run["seed"])
     try:
         model, tokenizer = load(run["base"])  # type: ignore[misc]  # mlx-lm types it as a 2- or 3-tuple
-    except Exception as exc:  # any loader failure means the folder is not a usable model
+    except Exception as exc:  # noqa: BLE001 - mlx-lm and transformers raise many types: not a usable model
         emit("error", kind="model", message=f"can't load the base model from {run['base']}: {exc}")
         raise SystemExit(3) from None
     try:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except SystemExit as exc:
         return int(exc.code or 0)
-    except BaseException as exc:  # the parent turns this into one clear message
+    except BaseException as exc:  # noqa: BLE001 - the child process's boundary: the parent says it in one line
         traceback.print_exc()
         kind = "oom" if _is_oom(exc) else "internal"
         emit("error", kind=kind, message=f"{type(exc).__name__}: {exc}".strip())

@@ -40,6 +40,7 @@ from macapp.core.tuning.estimate import (
 )
 
 RUNNER = [sys.executable, "-m", "macapp.core.tuning.runner"]  # tests may point this at a scripted child
+CHECKPOINT = "checkpoint.json"  # in the adapter folder: {"iteration": N, "file": the weights}, by runner.py
 
 
 def _help(text: str) -> dict[str, str]:
@@ -151,8 +152,35 @@ def load_tokenizer(base_dir: str | Path) -> Any:
 
     try:
         return mlx_load_tokenizer(Path(base_dir))
-    except Exception as exc:  # transformers raises many types for a damaged folder
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types for a damaged folder
         raise UserError(f"Can't read the tokenizer in {base_dir}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a stopped run continues from: the iteration it reached and the weights saved then."""
+
+    iteration: int
+    file: Path
+
+
+def last_checkpoint(folder: Path) -> Checkpoint | None:
+    """The last checkpoint of the run in ``folder`` (named by ``checkpoint.json``, which the trainer replaces
+    atomically); None before the first one."""
+    mark_file = folder / CHECKPOINT
+    if not mark_file.is_file():
+        return None
+    mark = json.loads(mark_file.read_text(encoding="utf-8"))
+    return Checkpoint(int(mark["iteration"]), folder / mark["file"])
+
+
+def can_resume(name: str) -> bool:
+    """Whether the run named ``name`` kept a checkpoint to continue from (``resume=True``: ``macapp tune
+    --resume``, the Tuning page's Resume). A name that can't be an adapter's has none."""
+    try:
+        return (adapters.adapter_path(name) / CHECKPOINT).is_file()
+    except (UserError, OSError):
+        return False
 
 
 def dataset_files(data: str | Path) -> tuple[Path, Path | None]:
@@ -223,11 +251,8 @@ def _prepare_folder(options: TrainOptions, base_dir: Path) -> tuple[Path, dict[s
             raise UserError(f"{options.name!r} was trained on another base model ({run.get('base')})")
         if run.get("dataset_sha256") != dataset_sha:
             raise UserError(f"The dataset changed since {options.name!r} started", hint="train under a new name")
-        checkpoint = folder / "checkpoint.json"
-        start, resume_file = 0, None
-        if checkpoint.is_file():
-            mark = json.loads(checkpoint.read_text(encoding="utf-8"))
-            start, resume_file = int(mark["iteration"]), str(folder / mark["file"])
+        checkpoint = last_checkpoint(folder)
+        start, resume_file = (checkpoint.iteration, str(checkpoint.file)) if checkpoint else (0, None)
         if start >= options.iters:
             raise UserError(
                 f"{options.name!r} has already trained {start} iterations",
@@ -358,7 +383,7 @@ def train_lora(
         if stream.error or child.returncode != 0 or not stream.done:
             raise failure_error(stream.error, child.returncode, log_path)
     except BaseException:
-        if not (folder / "checkpoint.json").is_file():  # nothing to resume: leave no unfinished run behind
+        if not can_resume(options.name):  # nothing to resume: leave no unfinished run behind
             shutil.rmtree(folder, ignore_errors=True)
         raise
     settings = {**run["settings"], "iters": options.iters}
