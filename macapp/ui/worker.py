@@ -117,6 +117,34 @@ class Worker(QRunnable):
         return run_to_end(gen, self.signals.yielded.emit, self.token)
 
 
+class Latest:
+    """Latest request wins: each ``ticket()`` makes every earlier ticket stale, so the answer to an older
+    question (a page render, a listing, a count) that arrives after a newer one was asked is dropped.
+
+    ``worker.signals.returned.connect(latest.only_if_current(ticket, self._show))`` runs ``_show`` only while
+    ``ticket`` is still the newest; ``drop()`` makes every outstanding ticket stale (closing, clearing)."""
+
+    def __init__(self) -> None:
+        self._current = 0
+
+    def ticket(self) -> int:
+        self._current += 1
+        return self._current
+
+    def drop(self) -> None:
+        self._current += 1
+
+    def is_current(self, ticket: int) -> bool:
+        return ticket == self._current
+
+    def only_if_current(self, ticket: int, fn: Callable[..., object]) -> Callable[..., None]:
+        def call(*args: Any) -> None:
+            if ticket == self._current:
+                fn(*args)
+
+        return call
+
+
 _named_pools: dict[str, QThreadPool] = {}
 
 

@@ -132,3 +132,19 @@ def test_running_workers_are_kept_until_finished(qtbot):
             worker.start()
         release.set()
     qtbot.waitUntil(lambda: worker not in running_workers())
+
+
+def test_the_latest_request_wins_and_drop_makes_every_answer_stale():
+    from macapp.ui.worker import Latest
+
+    latest, shown = Latest(), []
+    first = latest.ticket()
+    show_first = latest.only_if_current(first, shown.append)
+    second = latest.ticket()
+    show_second = latest.only_if_current(second, shown.append)
+    show_first("old answer")  # arrives after a newer question: dropped
+    show_second("new answer")
+    assert shown == ["new answer"] and latest.is_current(second) and not latest.is_current(first)
+    latest.drop()  # the page closes: nothing outstanding is shown
+    show_second("late answer")
+    assert shown == ["new answer"]

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from macapp.core.docs.pages import PagedText
 from macapp.ui.jobs.documents import RenderedPage, render_cited_page
-from macapp.ui.worker import Worker, error_text
+from macapp.ui.worker import Latest, Worker, error_text
 
 ZOOMS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # × 72 dpi
 DEFAULT_ZOOM = 1.25
@@ -65,7 +65,7 @@ class PageViewer(QDialog):
         self.pages = 0
         self.zoom = DEFAULT_ZOOM
         self.highlights: list[QRectF] = []  # in image pixels (device-independent)
-        self._serial = 0
+        self._renders = Latest()  # a newer page or zoom makes an older render's answer stale
 
         root = QVBoxLayout(self)
         root.setContentsMargins(0, 0, 0, 0)
@@ -154,12 +154,11 @@ class PageViewer(QDialog):
         if not self.path or (self.pages and not 1 <= page <= self.pages):
             return None
         self.page = page
-        self._serial += 1
-        serial = self._serial
+        ticket = self._renders.ticket()
         scale = self.zoom * self.devicePixelRatioF()
         worker = Worker(render_cited_page, self.path, page, scale, self._passage_for(page), pool=self.pool)
-        worker.signals.returned.connect(lambda result: self._on_rendered(result, serial))
-        worker.signals.errored.connect(lambda exc: self._on_failed(exc, serial))
+        worker.signals.returned.connect(self._renders.only_if_current(ticket, self._on_rendered))
+        worker.signals.errored.connect(self._renders.only_if_current(ticket, self._on_failed))
         self.page_label.setText(f"Page {page}" + (f" of {self.pages}" if self.pages else "") + " · rendering…")
         self._update_controls()
         return worker.start()
@@ -187,9 +186,7 @@ class PageViewer(QDialog):
         return " ".join(paged.text[s:e] for p, s, e in paged.parts() if p == page)
 
     # --- results -------------------------------------------------------------------------------
-    def _on_rendered(self, result: RenderedPage, serial: int) -> None:
-        if serial != self._serial:
-            return  # a newer page or zoom was asked for
+    def _on_rendered(self, result: RenderedPage) -> None:
         self.page, self.pages = result.page, result.pages
         image = QImage.fromData(result.png, "PNG")
         ratio = self.devicePixelRatioF()
@@ -235,9 +232,8 @@ class PageViewer(QDialog):
         bar.setValue(int(first.top() + offset_y - self.scroll.viewport().height() / 3))
         self.scroll.horizontalScrollBar().setValue(int(first.left() + offset_x - 24))
 
-    def _on_failed(self, exc: BaseException, serial: int) -> None:
-        if serial == self._serial:
-            self._show_message(error_text(exc))
+    def _on_failed(self, exc: BaseException) -> None:
+        self._show_message(error_text(exc))
 
     def _show_message(self, text: str, quote: str = "") -> None:
         self.highlights = []
@@ -258,10 +254,10 @@ class PageViewer(QDialog):
         self.zoom_label.setText(f"{round(self.zoom * 100)}%")
 
     def closeEvent(self, event) -> None:
-        self._serial += 1  # a render still running is not shown
+        self._renders.drop()  # a render still running is not shown
         super().closeEvent(event)
 
     def shutdown(self, timeout_ms: int = 3000) -> bool:
         """Wait for a render in progress (the window is closing)."""
-        self._serial += 1
+        self._renders.drop()
         return self.pool.waitForDone(timeout_ms)
