@@ -34,8 +34,13 @@ PREFERENCES_FALLBACK = "Ctrl+,"  # what Settings uses where the platform has no 
 
 
 def standard_shortcuts(key: QKeySequence.StandardKey, fallback: str) -> list[QKeySequence]:
-    """The platform's key sequences for ``key``, or ``fallback`` where it defines none."""
-    return QKeySequence.keyBindings(key) or [QKeySequence(fallback)]
+    """The platform's key sequences for ``key``, or ``fallback`` where it defines none. Where the platform binds
+    ``fallback`` too it comes first, so the menu shows the usual key (Close is Ctrl+F4, Ctrl+W on Linux: Ctrl+W)."""
+    keys = QKeySequence.keyBindings(key)
+    if not keys:
+        return [QKeySequence(fallback)]
+    usual = [k for k in keys if fallback and k == QKeySequence(fallback)]
+    return usual + [k for k in keys if k not in usual]
 
 
 def diagnostic_report() -> dict[str, Any]:

@@ -127,6 +127,9 @@ def test_every_menu_action_has_its_own_keys(qtbot, window_factory):
     }
     for action, key in wanted.items():
         assert QKeySequence(key) in action.shortcuts(), action.text()
+    close_keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Close)  # Ctrl+F4 first off a Mac
+    assert menu.close_action.shortcut() == QKeySequence("Ctrl+W")  # the menu shows the usual one
+    assert set(menu.close_action.shortcuts()) == set(close_keys or [QKeySequence("Ctrl+W")])
     assert [a.shortcut() for a in menu.page_actions.values()] == [QKeySequence(f"Ctrl+{i}") for i in range(1, 6)]
     assert not menu.stop_action.isEnabled()  # Esc is the Stop key only while an answer streams
 
