@@ -162,7 +162,7 @@ def _progress_line(p) -> str | None:
 
 def tune_cmd(args: argparse.Namespace) -> int:
     from macapp.core.progress import CancelToken
-    from macapp.core.tuning.train import plan_training, train_lora
+    from macapp.core.tuning.train import can_resume, plan_training, train_lora
 
     options = _options(args)
     plan = plan_training(options, budget_bytes=args.budget)
@@ -195,7 +195,11 @@ def tune_cmd(args: argparse.Namespace) -> int:
             # Every step prints a line, on a terminal too: the loss history stays on screen.
             result = follow(train_lora(options, token, plan=plan), options.name, line=_progress_line, every=0)
     except Cancelled:
-        note(f"cancelled: the last checkpoint is kept; continue with `macapp tune ... --name {options.name} --resume`")
+        if can_resume(options.name):
+            resume = f"macapp tune ... --name {options.name} --resume"
+            note(f"cancelled: the last checkpoint is kept; continue with `{resume}`")
+        else:
+            note("cancelled before the first checkpoint; nothing was kept")
         return 130
     if args.json:
         print_json(result.to_json())

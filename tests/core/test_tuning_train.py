@@ -16,7 +16,7 @@ from macapp.core.progress import CancelToken, drain
 from macapp.core.tuning import train as train_module
 from macapp.core.tuning.adapters import get_adapter, list_adapters
 from macapp.core.tuning.datasets import DatasetError, write_jsonl
-from macapp.core.tuning.train import TrainOptions, plan_training, train_lora
+from macapp.core.tuning.train import TrainOptions, can_resume, plan_training, train_lora
 
 QUESTIONS = [
     "what colour is the sky?",
@@ -194,6 +194,7 @@ def test_cancel_is_prompt_keeps_a_checkpoint_and_resume_reaches_the_target(tiny_
     assert mark["iteration"] == checkpoint.iteration < 60 and (folder / mark["file"]).is_file()
     assert (folder / "adapters.safetensors").is_file()
     assert list_adapters() == [] and [a.status for a in list_adapters(include_incomplete=True)] == ["incomplete"]
+    assert can_resume("resumable") and not can_resume("never-ran") and not can_resume("../resumable")
     with pytest.raises(UserError, match="unfinished run"):
         drain(train_lora(options(tiny_mlx, blue_data, name="resumable", iters=60)))
 

@@ -359,7 +359,7 @@ def _marks(page: DocumentsPage) -> dict[str, str]:
 
 def test_a_gguf_that_is_no_embedder_is_refused_and_the_setting_stays(qtbot, tmp_path):
     page = _documents_page(qtbot)
-    assert page.embedder_label.text() == BUNDLED_ROW and not page.bundled_button.isEnabled()
+    assert page.embedder_row.label.text() == BUNDLED_ROW and not page.embedder_row.bundled_button.isEnabled()
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(os.urandom(4096))
     for path, message in (
@@ -368,9 +368,12 @@ def test_a_gguf_that_is_no_embedder_is_refused_and_the_setting_stays(qtbot, tmp_
     ):
         with qtbot.waitSignal(page.embedderShown, timeout=15_000):  # the row shows the model still in use
             page.choose_embedder(str(path))
-            assert page.embedder_label.text().startswith("loading ") and not page.choose_embedder_button.isEnabled()
+            assert (
+                page.embedder_row.label.text().startswith("loading ")
+                and not page.embedder_row.choose_button.isEnabled()
+            )
         assert message in page.notice.label.text()
-        assert page.embedder_label.text() == BUNDLED_ROW and page.choose_embedder_button.isEnabled()
+        assert page.embedder_row.label.text() == BUNDLED_ROW and page.embedder_row.choose_button.isEnabled()
         assert Settings.load().embedder_path == ""
 
 
@@ -386,7 +389,10 @@ def test_changing_the_embedder_reindexes_the_collections_built_with_another(qtbo
         page.choose_embedder(str(other_embedder))
     other = load_embedder(str(other_embedder))
     assert Settings.load().embedder_path == str(other_embedder) and other.name != bundled.name
-    assert page.embedder_label.text() == "alt-MiniLM.gguf · 384 dimensions" and page.bundled_button.isEnabled()
+    assert (
+        page.embedder_row.label.text() == "alt-MiniLM.gguf · 384 dimensions"
+        and page.embedder_row.bundled_button.isEnabled()
+    )
     assert "2 collections made with another model are re-indexed" in page.notice.label.text()
     assert _marks(page) == {"Notes": "Re-indexing…", "Papers": "Re-indexing…"}  # queued, one after another
     assert [r.name for r in page.panel.rows] == ["Re-indexing “Notes”", "Re-indexing “Papers”"]

@@ -9,27 +9,23 @@ when there is none yet). Collections made by dropping PDFs on a chat (``chat-<id
 they hold and whose they are ("2 PDFs in chat “Trip”"); embedding models by their names. Exact names and ids
 are in the tooltips.
 
-The "Embedding model" row names the model that makes the vectors (loaded in a worker to read its name
-and dimension). Choosing another GGUF loads it first: a file that is not an embedding model is refused
-with its message and the setting stays. A change is saved in settings, then every collection built
-with another embedder is re-indexed, one after another on the indexing pool; until it is, it is marked
-"needs re-index" (vectors of two models never mix, so it can't be searched).
+The "Embedding model" row (``EmbedderChooser``) names the model that makes the vectors and lets the user
+choose another; the files of the selected collection are a ``FilesTable``. When the embedder changes, every
+collection built with another one is re-indexed, one after another on the indexing pool; until it is, it is
+marked "needs re-index" (vectors of two models never mix, so it can't be searched).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QInputDialog,
     QLabel,
     QListWidget,
@@ -38,8 +34,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -48,16 +42,16 @@ from macapp.core.docs.names import collection_title, embedder_name, embedder_nam
 from macapp.core.docs.types import DOCUMENT_SUFFIXES
 from macapp.core.errors import UserError
 from macapp.core.units import plural
+from macapp.ui.documents.embedder_chooser import EmbedderChooser
+from macapp.ui.documents.files_table import FilesTable, added_text, collection_summary
 from macapp.ui.jobs.documents import (
     EmbedderChoice,
     Listing,
-    current_embedder,
     delete_collection,
     free_collection_name,
     indexing_pool,
     read_listing,
     remove_pdf,
-    use_embedder,
 )
 from macapp.ui.widgets.drops import dropped_files, is_document
 from macapp.ui.widgets.ingest_panel import IngestPanel
@@ -70,7 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_COLLECTION = "Documents"
-HEADERS = ("File", "Pages", "Chunks", "Added")
 NAME_ROLE = Qt.ItemDataRole.UserRole
 EMPTY_TEXT = (
     "No documents yet.\nDrop PDFs here or use Add PDFs…, then ask about them in a chat.\n"
@@ -78,43 +71,7 @@ EMPTY_TEXT = (
 )
 
 
-def added_text(stamp: str) -> str:
-    """``2025-03-02T10:04:00+00:00`` as local ``2 Mar 2025, 11:04`` (the text itself if it isn't a date)."""
-    try:
-        when = datetime.fromisoformat(stamp).astimezone()
-        return f"{when.day} {when:%b %Y, %H:%M}"
-    except (ValueError, TypeError):
-        return stamp or ""
-
-
 FILE_FILTER = "PDFs and images (" + " ".join(f"*{s}" for s in DOCUMENT_SUFFIXES) + ")"
-
-
-def ocr_text(pages: int) -> str:
-    """``12 pages read by OCR`` (empty when none was)."""
-    return f"{plural(pages, 'page')} read by OCR" if pages else ""
-
-
-def collection_summary(info: CollectionInfo) -> str:
-    parts = [
-        plural(len(info.files), "file"),
-        plural(info.pages, "page"),
-        ocr_text(info.ocr_pages),
-        plural(info.chunks, "chunk"),
-    ]
-    return " · ".join(part for part in parts if part)
-
-
-class NumberItem(QTableWidgetItem):
-    """A table cell that sorts by number."""
-
-    def __init__(self, value: int):
-        super().__init__(f"{value:,}")
-        self.value = value
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        return self.value < getattr(other, "value", 0)
 
 
 class DocumentsPage(QWidget):
@@ -131,17 +88,18 @@ class DocumentsPage(QWidget):
         self._listing = Listing([], {})
         self._selected: str | None = None
         self._list_serial = 0
-        self.embedder: EmbedderChoice | None = None  # None until loaded (or when it can't be)
-        self._embedder_serial = 0
-        self._choosing = False
 
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 18, 24, 18)
         root.setSpacing(12)
         root.addWidget(self._build_header())
-        root.addWidget(self._build_embedder_row())
+        self.embedder_row = EmbedderChooser()
+        root.addWidget(self.embedder_row)
         self.notice = Notice()
         root.addWidget(self.notice)
+        self.embedder_row.shown.connect(self._on_embedder_shown)
+        self.embedder_row.chosen.connect(self._on_embedder_chosen)
+        self.embedder_row.failed.connect(self.notice.show_message)
 
         self.collection_list = QListWidget()
         self.collection_list.setObjectName("collectionList")
@@ -186,34 +144,6 @@ class DocumentsPage(QWidget):
         self.status_label = header.status
         return header
 
-    def _build_embedder_row(self) -> QFrame:
-        row = QFrame()
-        row.setObjectName("embedderRow")
-        row.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
-        row.setToolTip(
-            "The model that turns passages into vectors for search. Changing it re-indexes "
-            "every collection (vectors of two models never mix)."
-        )
-        lay = QHBoxLayout(row)
-        lay.setContentsMargins(12, 6, 8, 6)
-        lay.setSpacing(10)
-        title = QLabel("Embedding model")
-        title.setObjectName("strong")
-        self.embedder_label = QLabel("Loading…")
-        self.embedder_label.setObjectName("muted")
-        self.embedder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.choose_embedder_button = QPushButton("Choose GGUF…")
-        self.choose_embedder_button.setToolTip("Embed documents with another GGUF embedding model")
-        self.choose_embedder_button.clicked.connect(self._choose_embedder_file)
-        self.bundled_button = QPushButton("Use bundled")
-        self.bundled_button.setToolTip("Go back to the embedding model that comes with the app (all-MiniLM-L6-v2)")
-        self.bundled_button.clicked.connect(lambda: self.choose_embedder(""))
-        lay.addWidget(title)
-        lay.addWidget(self.embedder_label, 1)
-        lay.addWidget(self.choose_embedder_button)
-        lay.addWidget(self.bundled_button)
-        return row
-
     def _build_details(self) -> QWidget:
         box = QWidget()
         lay = QVBoxLayout(box)
@@ -224,28 +154,7 @@ class DocumentsPage(QWidget):
         self.collection_meta = QLabel("")
         self.collection_meta.setObjectName("muted")
         self.collection_meta.setWordWrap(True)
-        self.files_table = table = QTableWidget(0, len(HEADERS))
-        table.setHorizontalHeaderLabels(HEADERS)
-        table.horizontalHeaderItem(2).setToolTip("The passages the file was split into for search")
-        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        table.setAlternatingRowColors(True)
-        table.setShowGrid(False)
-        table.setWordWrap(False)
-        table.verticalHeader().hide()
-        table.verticalHeader().setDefaultSectionSize(30)
-        head = table.horizontalHeader()
-        head.setHighlightSections(False)
-        head.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in (1, 2, 3):
-            head.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        for col in (1, 2):  # numbers, right-aligned under their headers
-            table.horizontalHeaderItem(col).setTextAlignment(
-                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-            )
-        table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.files_table = table = FilesTable()
         table.itemSelectionChanged.connect(self._update_buttons)
         self.stale_box = QFrame()
         self.stale_box.setObjectName("staleNotice")
@@ -285,7 +194,7 @@ class DocumentsPage(QWidget):
     def showEvent(self, event) -> None:
         super().showEvent(event)
         self.refresh()
-        if not self._choosing:
+        if not self.embedder_row.choosing:
             self.load_embedder_info()
 
     def refresh(self) -> Worker:
@@ -325,42 +234,29 @@ class DocumentsPage(QWidget):
             self.notice.show_message(f"Could not read the document index. {error_text(exc)}")
 
     # --- the embedding model -------------------------------------------------------------------
+    @property
+    def embedder(self) -> EmbedderChoice | None:
+        """The embedder new vectors are made with (None until loaded, or when it can't be)."""
+        return self.embedder_row.choice
+
     def load_embedder_info(self) -> Worker:
         """Load the embedder in settings (in a worker) to show its file and dimension and mark the
         collections built with another one."""
-        self._embedder_serial += 1
-        serial = self._embedder_serial
-        worker = Worker(current_embedder)
-        worker.signals.returned.connect(lambda choice: self._on_embedder(choice, serial))
-        worker.signals.errored.connect(lambda exc: self._on_embedder_failed(exc, serial))
-        return worker.start()
-
-    def _on_embedder(self, choice: EmbedderChoice, serial: int) -> None:
-        if serial == self._embedder_serial:
-            self._set_embedder(choice)
-
-    def _on_embedder_failed(self, exc: BaseException, serial: int) -> None:
-        if serial == self._embedder_serial:
-            self._set_embedder(None)
-            self.notice.show_message(f"The embedding model can't be loaded. {error_text(exc)}")
+        return self.embedder_row.load()
 
     def choose_embedder(self, path: str) -> Worker:
         """Embed with the GGUF at ``path`` ("" = the bundled model): it is loaded first (a file that is no
         embedding model changes nothing), then saved, then every collection made with another embedder is
         re-indexed."""
-        self._embedder_serial += 1  # a load already under way no longer counts
-        self._choosing = True
-        self.embedder_label.setText(f"loading {Path(path).name if path else 'the bundled model'}…")
+        return self.embedder_row.choose(path)
+
+    def _on_embedder_shown(self, choice: EmbedderChoice | None) -> None:
+        self._update_marks()
         self._update_buttons()
-        worker = Worker(use_embedder, path)
-        worker.signals.returned.connect(self._on_embedder_chosen)
-        worker.signals.errored.connect(self._on_choice_failed)
-        return worker.start()
+        if choice is not None:
+            self.embedderShown.emit(choice)
 
     def _on_embedder_chosen(self, choice: EmbedderChoice) -> None:
-        self._choosing = False
-        self._embedder_serial += 1
-        self._set_embedder(choice)
         stale = [c.name for c in self.collections if c.embedder != choice.name]
         for name in stale:  # queued one after another on the indexing pool; skipped if done meanwhile
             self.panel.reindex(name, if_needed=True)
@@ -370,36 +266,6 @@ class DocumentsPage(QWidget):
             text += f" {plural(len(stale), 'collection')} made with another model {are} re-indexed; progress below."
         self.notice.show_message(text)
         self._update_marks()
-
-    def _on_choice_failed(self, exc: BaseException) -> None:
-        self._choosing = False
-        self.notice.show_message(error_text(exc))
-        if self.embedder is not None:
-            self._set_embedder(self.embedder)  # the row shows the model still in use
-        else:
-            self.load_embedder_info()
-
-    def _set_embedder(self, choice: EmbedderChoice | None) -> None:
-        self.embedder = choice
-        if choice is None:
-            self.embedder_label.setText("can't be loaded")
-            self.embedder_label.setToolTip("")
-        else:
-            bundled = " · bundled" if choice.bundled else ""
-            self.embedder_label.setText(f"{choice.file} · {choice.dim:,} dimensions{bundled}")
-            self.embedder_label.setToolTip(
-                f"{choice.path or 'Bundled with the app'}\nCollections record it as {choice.name}"
-            )
-        self._update_marks()
-        self._update_buttons()
-        if choice is not None:
-            self.embedderShown.emit(choice)
-
-    def _choose_embedder_file(self) -> None:
-        start = str(Path(self.embedder.path).parent) if self.embedder and self.embedder.path else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Choose an embedding model", start, "GGUF models (*.gguf)")
-        if path:
-            self.choose_embedder(path)
 
     def embedder_state(self, info: CollectionInfo) -> str:
         """ "reindexing" (queued or running), "stale" (built with another embedder than the current one) or ""."""
@@ -470,9 +336,6 @@ class DocumentsPage(QWidget):
 
     def _show_collection(self, info: CollectionInfo | None) -> None:
         self._selected = info.name if info is not None else None
-        table = self.files_table
-        table.setSortingEnabled(False)
-        table.setRowCount(0)
         if info is None:
             self.collection_title.setText("")
             self.collection_meta.setText("")
@@ -484,29 +347,14 @@ class DocumentsPage(QWidget):
                 f" · created {added_text(info.created_at)}"
             )
             self.collection_meta.setToolTip(f"Embedded with {info.embedder}")
-            table.setRowCount(len(info.files))
-            for row, f in enumerate(info.files):
-                name = QTableWidgetItem(f.file)
-                name.setToolTip(f"{f.path}\nsha256 {f.file_hash}")
-                name.setData(NAME_ROLE, f.file_hash)
-                table.setItem(row, 0, name)
-                pages = NumberItem(f.pages)
-                if f.ocr_pages:  # a scan: say how much of it OCR read
-                    pages.setText(f"{f.pages:,} ({f.ocr_pages:,} by OCR)")
-                    pages.setToolTip(f"{ocr_text(f.ocr_pages)}: they had no text layer")
-                table.setItem(row, 1, pages)
-                table.setItem(row, 2, NumberItem(f.chunks))
-                table.setItem(row, 3, QTableWidgetItem(added_text(f.added_at)))
-        table.setSortingEnabled(True)
+        self.files_table.show_files(info.files if info is not None else [])
         self._show_stale(info)
         self._update_buttons()
 
     def selected_file(self) -> FileInfo | None:
-        info = self.selected
-        rows = self.files_table.selectionModel().selectedRows()
-        if info is None or not rows:
+        info, file_hash = self.selected, self.files_table.selected_hash()
+        if info is None or file_hash is None:
             return None
-        file_hash = self.files_table.item(rows[0].row(), 0).data(NAME_ROLE)
         return next((f for f in info.files if f.file_hash == file_hash), None)
 
     def _update_buttons(self) -> None:
@@ -514,8 +362,6 @@ class DocumentsPage(QWidget):
         self.remove_button.setEnabled(has and self.selected_file() is not None)
         self.reindex_button.setEnabled(has and bool(self.selected.files))
         self.delete_button.setEnabled(has)
-        self.choose_embedder_button.setEnabled(not self._choosing)
-        self.bundled_button.setEnabled(not self._choosing and not (self.embedder and self.embedder.bundled))
 
     # --- changing the index --------------------------------------------------------------------
     def add_files(self, paths: list[str], collection: str | None = None) -> Worker | None:

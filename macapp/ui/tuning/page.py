@@ -33,7 +33,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -44,97 +43,36 @@ from PySide6.QtWidgets import (
 from macapp.core.errors import UserError
 from macapp.core.models.mlx_fetch import fetch_mlx_model
 from macapp.core.progress import CancelToken, Progress
-from macapp.core.tuning import adapters
 from macapp.core.tuning.base_model import NotAnMlxModel, require_mlx_folder
 from macapp.core.tuning.child import TrainProgress
 from macapp.core.tuning.datasets import sniff_format, write_chat_dataset
 from macapp.core.tuning.estimate import default_settings
-from macapp.core.tuning.train import TrainOptions, TrainPlan, TrainResult, plan_training, train_lora
+from macapp.core.tuning.train import TrainOptions, TrainPlan, TrainResult, can_resume, plan_training, train_lora
 from macapp.core.units import format_bytes
+from macapp.ui.tuning.adapter_list import AdapterList
 from macapp.ui.tuning.chat_picker import ChatPicker, read_conversations
 from macapp.ui.tuning.loss_plot import LossPlot
+from macapp.ui.tuning.texts import (
+    ANSWERS_ONLY,
+    PROMPTS_TOO,
+    TEXT_ONLY,
+    done_text,
+    plan_blocks_start,
+    plan_text,
+    problem_lines,
+    progress_text,
+    stopped_text,
+)
 from macapp.ui.widgets.notice import Notice
 from macapp.ui.widgets.page_header import PageHeader
 from macapp.ui.worker import Worker, error_text, named_pool
 
 log = logging.getLogger(__name__)
-MAX_PROBLEMS_SHOWN = 200
-VERDICTS = {"fits": "fits", "tight": "fits, but tightly", "too_big": "won't fit", None: "no budget known"}
-ANSWERS_ONLY = "Learns from the answers only; the prompts are context, not targets."
-PROMPTS_TOO = "Learns the prompts as well as the answers."
-TEXT_ONLY = "Text data has no prompts to leave out: every token is learned."
 
 
 def tuning_pool():
     """One training at a time, on a pool of its own (it never waits behind other work)."""
     return named_pool("tuning", 1)
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def progress_text(p: TrainProgress) -> str:
-    parts = [f"Iteration {p.iteration} / {p.iters}"]
-    if p.eta_seconds is not None:
-        parts.append(f"ETA {duration_text(p.eta_seconds)}")
-    if p.tokens_per_second is not None:
-        parts.append(f"{p.tokens_per_second:,.0f} tokens/s")
-    if p.peak_memory_bytes:
-        parts.append(f"peak {format_bytes(p.peak_memory_bytes)}")
-    return " · ".join(parts)
-
-
-def plan_summary(plan: TrainPlan) -> str:
-    """Token statistics and the memory estimate, in words."""
-    lines = []
-    for report in plan.reports:
-        text = f"{report.path.name}: {report.examples:,} examples"
-        if report.format:
-            text += f" ({report.format})"
-        if report.tokens is not None:
-            t = report.tokens
-            spread = f"{t.min:,}" if t.min == t.max else f"{t.min:,}–{t.max:,}, mean {t.mean:,.0f}"
-            text += f" · tokens per example {spread} · {t.total:,} in all" + (" (approx.)" if t.approx else "")
-        lines.append(text)
-    if plan.reports and plan.reports[0].format:
-        lines.append(
-            ANSWERS_ONLY if plan.options.mask_prompt else TEXT_ONLY if plan.reports[0].format == "text" else PROMPTS_TOO
-        )
-    est = plan.estimate
-    if est is None:
-        lines.append(
-            "Choose a base model for exact token counts (approx. = 4 characters a token) and the memory estimate."
-        )
-        return "\n".join(lines)
-    memory = f"Peak memory about {format_bytes(est.total_bytes)}"
-    if est.budget_bytes:
-        memory += f" of a {format_bytes(est.budget_bytes)} budget — {VERDICTS.get(est.verdict, est.verdict)}"
-    lines.append(
-        memory + f" (base weights {format_bytes(est.weights_bytes)}, "
-        f"LoRA {est.lora_parameters:,} parameters, activations {format_bytes(est.activation_bytes)})"
-    )
-    if plan.suggestion is not None:
-        lines.append(
-            f"Suggestion: {', '.join(plan.suggestion.changes)} "
-            f"(about {format_bytes(plan.suggestion.estimate.total_bytes)})"
-        )
-    return "\n".join(lines)
-
-
-def plan_blocks_start(plan: TrainPlan) -> bool:
-    if plan.problems or plan.estimate is None:
-        return True
-    return plan.options.check_memory and plan.estimate.verdict == "too_big"
 
 
 class TuningPage(QWidget):
@@ -290,9 +228,8 @@ class TuningPage(QWidget):
         adapters_title = QLabel("Adapters")
         adapters_title.setObjectName("strong")
         right.addWidget(adapters_title)
-        self.adapter_list = QListWidget()
-        self.adapter_list.setObjectName("adapterList")
-        self.adapter_list.setMaximumHeight(130)
+        self.adapter_list = AdapterList()
+        self.adapter_list.listed.connect(self.adaptersListed)
         right.addWidget(self.adapter_list, 1)
         return right
 
@@ -358,12 +295,7 @@ class TuningPage(QWidget):
 
     def _resumable(self) -> bool:
         opts = self.last_options
-        if opts is None or self.trained_name == opts.name:
-            return False
-        try:
-            return (adapters.adapter_path(opts.name) / "checkpoint.json").is_file()
-        except Exception:
-            return False
+        return opts is not None and self.trained_name != opts.name and can_resume(opts.name)
 
     def _invalidate(self, *_args) -> None:
         if self.plan is not None:
@@ -553,22 +485,9 @@ class TuningPage(QWidget):
             return
         self.plan = plan
         self.problem_list.clear()
-        problems = plan.problems
-        for text in problems[:MAX_PROBLEMS_SHOWN]:
-            self.problem_list.addItem(text)
-        if len(problems) > MAX_PROBLEMS_SHOWN:
-            self.problem_list.addItem(f"… and {len(problems) - MAX_PROBLEMS_SHOWN} more")
-        self.problem_list.setVisible(bool(problems))
-        summary = plan_summary(plan)
-        if problems:
-            summary = f"{len(problems)} problem{'s' if len(problems) != 1 else ''} to fix before training:\n" + summary
-        elif plan.estimate is None:
-            summary = "The dataset is fine.\n" + summary
-        elif plan_blocks_start(plan):
-            summary = "This won't fit in memory with these settings.\n" + summary
-        else:
-            summary = "Ready to train.\n" + summary
-        self.plan_label.setText(summary)
+        self.problem_list.addItems(problem_lines(plan.problems))
+        self.problem_list.setVisible(bool(plan.problems))
+        self.plan_label.setText(plan_text(plan))
         self._set_state("idle")
         self.planned.emit(plan)
 
@@ -625,15 +544,7 @@ class TuningPage(QWidget):
     def _on_done(self, result: TrainResult) -> None:
         self.train_worker = None
         self.trained_name = result.adapter.name
-        losses = []
-        if result.train_loss is not None:
-            losses.append(f"train loss {result.train_loss:.3f}")
-        if result.val_loss is not None:
-            losses.append(f"validation loss {result.val_loss:.3f}")
-        self.progress_label.setText(
-            f"Done: {result.iterations} iterations in {duration_text(result.seconds)}"
-            + (f" · {', '.join(losses)}" if losses else "")
-        )
+        self.progress_label.setText(done_text(result))
         trained = f"Trained “{result.adapter.name}”."
         self.plan_label.setText(self.plan_label.text().replace("Ready to train.", trained, 1))
         self._set_state("idle")
@@ -643,10 +554,7 @@ class TuningPage(QWidget):
     def _on_cancelled(self) -> None:
         self.train_worker = None
         self._set_state("idle")
-        if self._resumable():
-            self.progress_label.setText("Stopped. The last checkpoint is kept — Resume continues from it.")
-        else:
-            self.progress_label.setText("Stopped before the first checkpoint; nothing was kept.")
+        self.progress_label.setText(stopped_text(self._resumable()))
         self.refresh_adapters()
         self.trainingEnded.emit("cancelled")
 
@@ -664,30 +572,7 @@ class TuningPage(QWidget):
         self.refresh_adapters()
 
     def refresh_adapters(self) -> None:
-        worker = Worker(adapters.list_adapters, include_incomplete=True)
-        worker.signals.returned.connect(self._show_adapters)
-        worker.signals.errored.connect(lambda exc: log.warning("could not list adapters: %s", error_text(exc)))
-        worker.start()
-
-    def _show_adapters(self, infos: list[adapters.AdapterInfo]) -> None:
-        self.adapter_list.clear()
-        for info in infos:
-            text = f"{info.name} — {Path(info.base_path).name}"
-            if info.status != "complete":
-                text += " · unfinished (resumable)"
-            else:
-                text += f" · {info.iterations} iterations"
-                if info.settings.get("mask_prompt") is not None:
-                    text += " · learned the answers" if info.settings["mask_prompt"] else " · learned everything"
-                if info.val_loss is not None:
-                    text += f" · validation loss {info.val_loss:.3f}"
-                text += f" · {format_bytes(info.size_bytes)}"
-            self.adapter_list.addItem(text)
-        if not infos:
-            item = QListWidgetItem("No adapters yet.")
-            item.setFlags(Qt.ItemFlag.NoItemFlags)
-            self.adapter_list.addItem(item)
-        self.adaptersListed.emit()
+        self.adapter_list.refresh()
 
     def shutdown(self) -> None:
         for worker in (self.train_worker, self.fetch_worker):
