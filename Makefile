@@ -14,7 +14,7 @@ else
 BUNDLE_EXE := dist/Orchard/Orchard
 endif
 
-.PHONY: setup test-data run test lint bench app bundle app-smoke clean
+.PHONY: setup test-data run test lint bench screens app bundle app-smoke clean
 
 # What the app needs (`make run`); the tests' real inputs come with `make test` (test-data), not with the app.
 setup: $(STAMP) $(EMBEDDER)
@@ -51,10 +51,16 @@ lint: setup
 	$(VENV)/bin/ruff check macapp tests bench packaging
 	$(VENV)/bin/ruff format --check macapp tests bench packaging scripts
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collects nothing, so an empty suite fails here too.
 test: lint test-data
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+# Every page at 900x600, 1180x760 and 1440x900, light and dark: build/screens/<theme>/<WxH>/<page>.png, with the
+# problems tests/ui/test_screens.py checks for printed beside each.
+screens: setup
+	QT_QPA_PLATFORM=offscreen $(PY) scripts/screens.py
 
 bench: bundle test-data
 	$(PY) bench/run_all.py

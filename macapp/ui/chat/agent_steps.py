@@ -14,7 +14,17 @@ import json
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QBoxLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 SHOWN_RESULT_CHARS = 4000  # an expanded row shows this much of a result (the model read up to 8,000)
 SHOWN_VALUE_CHARS = 1200  # an argument longer than this (a file's content) is cut on a card
@@ -215,6 +225,20 @@ class ApprovalCard(QFrame):
         self.outcome = _label("", "approvalOutcome")
         self.outcome.hide()
         box.addWidget(self.outcome)
+
+    def resizeEvent(self, event) -> None:
+        """The three answers side by side when they fit, one under the other when the card is narrow."""
+        super().resizeEvent(event)
+        buttons = (self.allow_button, self.always_button, self.deny_button)
+        need = sum(b.sizeHint().width() for b in buttons) + 2 * self._buttons.spacing()
+        room = (
+            self.contentsRect().width()
+            - self.layout().contentsMargins().left()
+            - self.layout().contentsMargins().right()
+        )
+        wanted = QBoxLayout.Direction.LeftToRight if need <= room else QBoxLayout.Direction.TopToBottom
+        if self._buttons.direction() != wanted:
+            self._buttons.setDirection(wanted)
 
     @property
     def pending(self) -> bool:

@@ -206,6 +206,11 @@ class CodeBlock(QFrame):
     def code(self) -> str:
         return self._code
 
+    def set_language(self, language: str) -> None:
+        """The fence's language, as it grows while an answer streams (```py, then ```python)."""
+        if self.language.text() != language:
+            self.language.setText(language)
+
     def set_code(self, code: str) -> None:
         self._code = code.removesuffix("\n")
         self.view.setPlainText(self._code)
@@ -221,8 +226,18 @@ class CodeBlock(QFrame):
         widest = max(map(len, lines)) * metrics.horizontalAdvance("M")
         inner = width - 16
         scrollbar = self.view.horizontalScrollBar().sizeHint().height() if widest > inner else 0
-        self.view.setFixedSize(inner, len(lines) * metrics.lineSpacing() + 6 + scrollbar)
+        self.view.setFixedSize(inner, max(len(lines) * metrics.lineSpacing(), self._text_height()) + 6 + scrollbar)
         self.setFixedSize(width, self.sizeHint().height())
+
+    def _text_height(self) -> int:
+        """The laid-out lines' height: a line of the plain-text layout can be a pixel taller than the font's
+        line spacing, and 14 lines cut the last one under the scroll bar."""
+        layout = self.view.document().documentLayout()
+        block, height = self.view.document().firstBlock(), 0.0
+        while block.isValid():
+            height += layout.blockBoundingRect(block).height()
+            block = block.next()
+        return math.ceil(height)
 
 
 def _part_widget(part: Part, final: bool) -> MarkdownView | CodeBlock:
@@ -306,6 +321,7 @@ class StreamingMarkdown(RichText):
         if isinstance(widget, MarkdownView):
             widget.set_markdown(part.text, final=False)
         else:
+            widget.set_language(part.info)
             widget.set_code(part.text)
         widget.show()
 

@@ -157,6 +157,8 @@ class SettingsDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         root.addSpacing(4)
         root.addWidget(self.buttons)
+        # Its whole height: a first show caps a window at 2/3 of the screen's, which cut the lists' bottoms.
+        self.resize(self.sizeHint().expandedTo(self.minimumSize()))
 
     @staticmethod
     def _title(text: str) -> QLabel:

@@ -1,0 +1,599 @@
+"""Every page of the window in a state worth looking at, and the checks that find what is cut or spills over.
+
+Shared by ``scripts/screens.py`` (``make screens``: PNGs of every scene at every size, light and dark) and
+``tests/ui/test_screens.py`` (the checks, in ``make test``). Nothing here touches the real user's data: the
+caller points ``MACAPP_HOME``, ``HOME`` and the Hugging Face variables at a temporary folder first, and
+``seed_home`` fills it (models, a document collection, a conversation with citations).
+
+A scene is one state of one window (or one dialog): ``Scenes`` builds the window once and walks it through
+them in order, and ``look`` resizes it to each size and runs the checks there (a scene is built once and
+seen at every size, as a person resizing the window sees it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QColor, QPalette, QTextDocument
+from PySide6.QtGui import Qt as GuiQt
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QAbstractScrollArea,
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QRadioButton,
+    QStyle,
+    QStyleOptionComboBox,
+    QTableView,
+    QTextEdit,
+    QToolButton,
+    QTreeView,
+    QWidget,
+)
+
+SIZES: tuple[tuple[int, int], ...] = ((1180, 760), (900, 600), (1440, 900))  # the default size first
+DEFAULT_SIZE = (1180, 760)
+THEMES = ("light", "dark")
+ELIDES = "elides"  # a widget with this property set to True may elide or cut its text (it shows it elsewhere)
+
+MODEL_NAME = "SmolLM2-135M-Instruct-Q4_K_M.gguf"  # as long as the names people really have
+QUESTION = "How do I read a CSV file in Python and sum one column? Keep it short."
+ANSWER = (
+    "Here is a small, dependable way to do it with the standard library only — no pandas needed.\n\n"
+    '1. Open the file with `newline=""` so the csv module handles line endings itself.\n'
+    "2. Read rows as dictionaries with `csv.DictReader`, so columns are found by their header.\n"
+    "3. Convert each value before adding it up; empty cells are skipped.\n\n"
+    "```python\n"
+    "import csv\n"
+    "from pathlib import Path\n\n"
+    "def column_total(path: Path, column: str) -> float:\n"
+    "    total = 0.0\n"
+    '    with path.open(newline="", encoding="utf-8") as handle:\n'
+    "        for row in csv.DictReader(handle):\n"
+    "            value = (row.get(column) or '').strip()\n"
+    "            if value:  # an empty cell is not a zero: it is skipped, and a bad number raises a ValueError\n"
+    "                total += float(value)\n"
+    "    return total\n\n"
+    'print(column_total(Path("sales.csv"), "amount"))\n'
+    "```\n\n"
+    'If the file uses semicolons (common in European exports), pass `delimiter=";"` to `DictReader`. '
+    "For very large files this still works well: it reads one row at a time, so memory stays flat whatever "
+    "the file's size. When you need grouping or several columns at once, pandas' `read_csv` followed by "
+    "`groupby` is shorter, at the cost of a large dependency.\n\n"
+    "**Summary:** `csv.DictReader` plus a running total is enough for one column; reach for pandas when the "
+    "questions get bigger."
+)
+CITED_QUESTION = "Why do beekeepers use smoke?"
+CITED_ANSWER = (
+    "Smoke masks the alarm scent the guard bees release, so the colony stays calm while the frames are lifted "
+    "out [bees.pdf, p. 1]. A swarm, by contrast, leaves the hive in spring with the old queen [bees.pdf, p. 2]."
+)
+BEES = [
+    "# Beekeeping\nBeekeepers puff smoke at the hive entrance to calm the colony before lifting out "
+    "frames of honey. The smoke masks the alarm scent of the guard bees.",
+    "# Swarms\nA swarm leaves the hive in spring with the old queen and settles on a branch nearby.",
+]
+
+
+# --- the data the scenes show ------------------------------------------------------------------------------
+@dataclass
+class Seed:
+    """What ``seed_home`` put in the temporary home."""
+
+    home: Path
+    model: Path
+    pdf: Path
+    work: Path  # the folder the agent may write in
+    conversation: int
+
+
+def private_environment(home: Path) -> dict[str, str]:
+    """The variables that keep the app inside ``home`` and off the network (as the tests' fixtures set them)."""
+    return {
+        "MACAPP_HOME": str(home / "orchard"),
+        "HOME": str(home / "user"),
+        "HF_HUB_CACHE": str(home / "hf-cache"),
+        "HF_HOME": str(home / "hf-home"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # a closed port: Discover shows the curated catalog offline
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+
+
+def _citation(number: int, page: int, text: str, pdf: Path) -> dict:
+    from macapp.core.docs.answer import Citation
+
+    return Citation(number, pdf.name, page, page, text, path=str(pdf), quote=text.split(". ")[0]).to_json()
+
+
+def seed_home(home: Path) -> Seed:
+    """Models (one with a long real-world name), a collection of one small PDF, and a conversation whose answer
+    cites it. The environment must already point at ``home`` (``private_environment``)."""
+    from macapp.core.chat.store import ChatStore
+    from macapp.core.docs.embedder import load_embedder
+    from macapp.core.docs.ingest import add_files
+    from macapp.core.models.tiny_gguf import write_tiny_gguf
+    from macapp.core.settings import Settings
+    from tests.fixtures.pdfs import make_pdf
+
+    (home / "user").mkdir(parents=True, exist_ok=True)
+    models = home / "models"
+    model = write_tiny_gguf(models / MODEL_NAME, ctx=8192, finetune="Instruct")
+    write_tiny_gguf(models / "Qwen2.5-Coder-1.5B-Instruct-Q8_0.gguf", n_head=4, n_head_kv=1, qtype="f16", ctx=32768)
+    write_tiny_gguf(models / "tiny-mha-f32.gguf")
+    Settings(model_dirs=[str(models)], welcome_done=True).save()
+    (home / "pdfs").mkdir(exist_ok=True)
+    pdf = make_pdf(home / "pdfs" / "bees.pdf", BEES)
+    for _ in add_files("Beekeeping notes", [pdf], load_embedder()):
+        pass
+    work = home / "work"
+    work.mkdir(exist_ok=True)
+    with ChatStore() as store:
+        conv = store.create_conversation("Beekeeping and CSV files")
+        question = store.add_message(conv.id, "user", CITED_QUESTION)
+        reply = store.begin_message(conv.id, parent_id=question.id)
+        store.append_text(reply.id, CITED_ANSWER)
+        citations = [_citation(1, 1, BEES[0].split("\n", 1)[1], pdf), _citation(2, 2, BEES[1].split("\n", 1)[1], pdf)]
+        store.finish_message(reply.id, finish_reason="stop", citations=citations)
+    return Seed(home, model, pdf, work, conv.id)
+
+
+# --- themes ------------------------------------------------------------------------------------------------
+def set_theme(app: QApplication, theme: str) -> None:
+    """The app's style sheet for ``theme``, over a palette like the one the system gives in that appearance."""
+    from macapp.ui import theme as themes
+
+    colors = themes.DARK if theme == "dark" else themes.LIGHT
+    palette = QPalette()
+    for role, name in (
+        (QPalette.ColorRole.Window, "window"),
+        (QPalette.ColorRole.Base, "card"),
+        (QPalette.ColorRole.AlternateBase, "alt"),
+        (QPalette.ColorRole.Button, "card"),
+        (QPalette.ColorRole.WindowText, "text"),
+        (QPalette.ColorRole.Text, "text"),
+        (QPalette.ColorRole.ButtonText, "text"),
+        (QPalette.ColorRole.PlaceholderText, "muted"),
+        (QPalette.ColorRole.Highlight, "accent"),
+        (QPalette.ColorRole.ToolTipBase, "card"),
+        (QPalette.ColorRole.ToolTipText, "text"),
+    ):
+        palette.setColor(role, QColor(colors[name]))
+    palette.setColor(QPalette.ColorRole.HighlightedText, QColor("#ffffff"))
+    app.setPalette(palette)
+    app.setStyleSheet(themes.style_sheet(theme == "dark"))
+
+
+# --- waiting without pytest-qt -----------------------------------------------------------------------------
+def settle(ms: int = 60) -> None:
+    """Let queued events, layouts and deferred timers run for ``ms``."""
+    end = time.monotonic() + ms / 1000
+    while True:
+        QApplication.processEvents()
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.005)
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 20.0, what: str = "") -> None:
+    end = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out waiting for {what or condition}")
+        QApplication.processEvents()
+        time.sleep(0.005)
+
+
+# --- the scenes --------------------------------------------------------------------------------------------
+@dataclass
+class Shot:
+    """One scene at one size: the widget looked at, and the problems the checks found in it."""
+
+    scene: str
+    size: tuple[int, int]
+    widget: QWidget
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Scenes:
+    """One window over the seeded home, walked through every scene. ``shots()`` yields each scene at each size."""
+
+    ORDER = (
+        "models",
+        "discover",
+        "chat",
+        "chat_settings",
+        "approval",
+        "documents",
+        "tuning",
+        "welcome",
+        "settings",
+        "about",
+    )
+
+    def __init__(self, seed: Seed, sizes=SIZES):
+        from macapp.core.engines.fake import FakeEngine
+        from macapp.core.progress import drain
+        from macapp.ui.main_window import MainWindow
+
+        self.seed, self.sizes = seed, sizes
+        self.window = MainWindow()
+        self.window.resize(*sizes[0])
+        self.window.show()
+        wait_until(lambda: self.window.models_page.table_model.rowCount() == 3, what="the library scan")
+        wait_until(lambda: not self.window.models_page.scanning, what="the library scan to end")
+        self.engine = FakeEngine(MODEL_NAME, n_ctx=8192, chunk_delay_s=0.004)  # a speed a model could have
+        drain(self.engine.load())
+        self.engine.label = MODEL_NAME  # what the header shows for a loaded model
+
+    def close(self) -> None:
+        from macapp.ui.worker import all_pools
+
+        for name in ("settings_dialog", "about_dialog"):
+            dialog = getattr(self.window.app_menu, name)
+            if dialog is not None:
+                dialog.close()
+        self.window.close()
+        for pool in all_pools():
+            pool.waitForDone(10_000)
+        QApplication.processEvents()
+
+    def shots(self, scenes=ORDER) -> Iterator[Shot]:
+        for scene in scenes:
+            widget = getattr(self, f"scene_{scene}")()
+            for size in self.sizes:
+                self.window.resize(*size)
+                settle()
+                yield Shot(scene, size, widget, look(widget))
+            getattr(self, f"leave_{scene}", lambda: None)()
+
+    # Each scene_* puts the window in its state and returns the widget to look at (the window or a dialog).
+    def scene_models(self) -> QWidget:
+        page = self.window.models_page
+        self.window.show_page("Models")
+        page.select_row(page.table_model.row_of_path(str(self.seed.model)))
+        return self.window
+
+    def scene_discover(self) -> QWidget:
+        page = self.window.discover_page
+        self.window.show_page("Discover")
+        wait_until(lambda: bool(page.recommended.rows), what="Discover's recommendations")
+        return self.window
+
+    def scene_chat(self) -> QWidget:
+        page = self.window.chat_page
+        self.window.show_page("Chat")
+        page.header.picker.select_path(str(self.seed.model))
+        page.host.engine = self.engine  # as a finished load leaves it
+        page.host.loaded.emit(self.engine)
+        page.host.loadEnded.emit()
+        page.open_conversation(self.seed.conversation)
+        self.engine.enqueue(_chunks(ANSWER))
+        done = []
+        page.turnFinished.connect(done.append)
+        page.send_message(QUESTION)
+        wait_until(lambda: done and not page.busy, what="the streamed answer")
+        page.turnFinished.disconnect(done.append)
+        return self.window
+
+    def scene_chat_settings(self) -> QWidget:
+        self.window.chat_page.header.gear.setChecked(True)
+        return self.window
+
+    def leave_chat_settings(self) -> None:
+        self.window.chat_page.header.gear.setChecked(False)
+
+    def scene_approval(self) -> QWidget:
+        page = self.window.chat_page
+        page.new_chat()
+        page.composer_box.tools_button.click()
+        tools = page.drawer.tools
+        tools.add_folder(str(self.seed.work))
+        for name, box in tools.tool_boxes.items():
+            box.setChecked(name in ("read_file", "list_folder", "write_file"))
+        self.engine.enqueue_call("write_file", {"path": "notes/summary.txt", "content": "Bees dance.\n" * 3})
+        self.engine.enqueue(["Not written."])
+        page.send_message("Write a summary of the notes to notes/summary.txt")
+        wait_until(lambda: bool(self._pending_cards()), what="the approval card")
+        return self.window
+
+    def _pending_cards(self):
+        stream = self.window.chat_page.transcript.stream
+        return stream.steps.pending_cards() if stream is not None and stream.steps is not None else []
+
+    def leave_approval(self) -> None:
+        page = self.window.chat_page
+        self._pending_cards()[0].decide("deny")
+        wait_until(lambda: not page.busy, what="the agent to end")
+        page.composer_box.tools_button.click()
+
+    def scene_documents(self) -> QWidget:
+        page = self.window.documents_page
+        self.window.show_page("Documents")
+        wait_until(lambda: page.collection_list.count() > 0, what="the collections")
+        page.collection_list.setCurrentRow(0)
+        wait_until(lambda: page.files_table.rowCount() > 0, what="the collection's files")
+        return self.window
+
+    def scene_tuning(self) -> QWidget:
+        from macapp.core.tuning.child import TrainProgress
+
+        page = self.window.tuning_page
+        self.window.show_page("Tuning")
+        iters = 200
+        page.plot.clear(iters)
+        page.plot.iters = iters
+        page.progress_bar.setRange(0, iters)
+        page._set_state("training")  # as a run in progress shows it (no trainer behind it here)
+        for i in range(1, 121):
+            loss = 2.6 * (0.985**i) + 0.35 + 0.08 * ((i * 7919) % 13) / 13
+            page._on_progress(
+                TrainProgress(
+                    "training",
+                    i,
+                    iters,
+                    iteration=i,
+                    iters=iters,
+                    train_loss=loss,
+                    eta_seconds=95.0,
+                    tokens_per_second=1834.0,
+                    peak_memory_bytes=1_250_000_000,
+                )
+            )
+            if i % 20 == 0:
+                page._on_progress(TrainProgress("validating", i, iters, iteration=i, iters=iters, val_loss=loss + 0.12))
+        return self.window
+
+    def leave_tuning(self) -> None:
+        self.window.tuning_page._set_state("idle")
+
+    def scene_welcome(self) -> QWidget:
+        self.window.show_welcome()
+        wait_until(lambda: self.window.welcome_visible, what="the welcome")
+        return self.window
+
+    def leave_welcome(self) -> None:
+        self.window.show_page("Models")
+
+    def scene_settings(self) -> QWidget:
+        dialog = self.window.app_menu.open_settings()
+        settle()
+        return dialog
+
+    def leave_settings(self) -> None:
+        self.window.app_menu.settings_dialog.close()
+
+    def scene_about(self) -> QWidget:
+        dialog = self.window.app_menu.open_about()
+        settle()
+        return dialog
+
+    def leave_about(self) -> None:
+        self.window.app_menu.about_dialog.close()
+
+
+def _chunks(text: str, size: int = 12) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+# --- the checks --------------------------------------------------------------------------------------------
+def look(root: QWidget) -> dict[str, list[str]]:
+    """Every problem in ``root`` as it is on screen now, by kind: ``cut`` (text elided or clipped), ``overflow``
+    (a widget outside its parent), ``hscroll`` (a table or tree that scrolls sideways), ``nested`` (a scroll
+    area scrolling inside another one, the same way)."""
+    widgets = [w for w in [root, *root.findChildren(QWidget)] if w.isVisible() and not _hidden_away(w, root)]
+    return {
+        "cut": [p for w in widgets if (p := cut_text(w))],
+        "overflow": [p for w in widgets if (p := overflow(w, root))],
+        "hscroll": [p for w in widgets if (p := sideways_scroll(w))],
+        "nested": [p for w in widgets if (p := nested_scroll(w, root))],
+    }
+
+
+def name_of(widget: QWidget) -> str:
+    parts = []
+    w = widget
+    while w is not None and len(parts) < 3:
+        parts.append(w.objectName() or type(w).__name__)
+        w = w.parentWidget()
+    return "/".join(reversed(parts))
+
+
+def _hidden_away(widget: QWidget, root: QWidget) -> bool:
+    """Covered by the welcome screen, or a zero-size widget: nothing of it is on screen."""
+    if widget.width() <= 0 or widget.height() <= 0:
+        return True
+    return widget.visibleRegion().isEmpty()
+
+
+def _marked(widget: QWidget) -> bool:
+    return bool(widget.property(ELIDES))
+
+
+def _line_width(fm, text: str) -> int:
+    return max((fm.horizontalAdvance(line) for line in text.split("\n")), default=0)
+
+
+def cut_text(widget: QWidget) -> str | None:
+    """What of the widget's own text does not fit, if anything."""
+    if _marked(widget):
+        return None
+    from macapp.ui.widgets.elided import ElidedLabel
+
+    if isinstance(widget, ElidedLabel):
+        full = widget.full_text()
+        if widget.text() != full and full not in widget.toolTip():
+            return f"{name_of(widget)}: {full!r} elided to {widget.text()!r}, its tooltip does not hold it"
+        return None
+    if callable(getattr(widget, "is_elided", None)) and callable(getattr(widget, "shown_tooltip", None)):
+        # EllipsisLabel, ElidingComboBox: they paint "…" and their tooltip then holds the whole text
+        full = widget.currentText() if isinstance(widget, QComboBox) else widget.text()
+        if widget.is_elided() and full not in widget.shown_tooltip():
+            return f"{name_of(widget)}: {full!r} is elided and its tooltip does not hold it"
+        return None
+    if isinstance(widget, QLabel):
+        return _cut_label(widget)
+    if isinstance(widget, (QCheckBox, QRadioButton, QPushButton, QToolButton)):
+        return _cut_button(widget)
+    if isinstance(widget, QComboBox):
+        return _cut_combo(widget)
+    if isinstance(widget, (QTableView, QTreeView)):
+        return _cut_cells(widget)
+    if isinstance(widget, (QPlainTextEdit, QTextEdit)):
+        return _cut_document(widget)
+    return None
+
+
+def _cut_document(edit: QPlainTextEdit | QTextEdit) -> str | None:
+    """A text view sized to its text (no vertical scroll bar) whose last lines do not fit."""
+    if edit.verticalScrollBarPolicy() != Qt.ScrollBarPolicy.ScrollBarAlwaysOff or not edit.isReadOnly():
+        return None
+    doc = edit.document()
+    if isinstance(edit, QPlainTextEdit):
+        layout, block, height = doc.documentLayout(), doc.firstBlock(), 0.0
+        while block.isValid():
+            height += layout.blockBoundingRect(block).height()
+            block = block.next()
+    else:
+        height = doc.size().height()
+    room = edit.viewport().height()
+    if height > room + 1:
+        return f"{name_of(edit)}: {height:.0f}px of text in {room}px ({doc.toPlainText()[:40]!r})"
+    return None
+
+
+def _cut_label(label: QLabel) -> str | None:
+    text = label.text()
+    if not text or label.pixmap() is not None and not label.pixmap().isNull():
+        return None
+    rect = label.contentsRect()
+    indent = max(label.indent(), 0) if label.indent() >= 0 else 0
+    room = rect.width() - 2 * label.margin() - indent
+    rich = label.textFormat() == Qt.TextFormat.RichText or (
+        label.textFormat() == Qt.TextFormat.AutoText and GuiQt.mightBeRichText(text)
+    )
+    if label.wordWrap():
+        need = label.heightForWidth(label.width())
+        if need > label.height() + 2:
+            return f"{name_of(label)}: {text[:60]!r} needs {need}px of height, has {label.height()}px"
+        return None
+    if rich:
+        doc = QTextDocument()
+        doc.setDefaultFont(label.font())
+        doc.setDocumentMargin(0)
+        doc.setHtml(text)
+        width = doc.idealWidth()
+        text = doc.toPlainText()
+    else:
+        width = _line_width(label.fontMetrics(), text)
+    if width > room + 1:
+        return f"{name_of(label)}: {text[:60]!r} is {width:.0f}px wide in {room}px"
+    lines = text.count("\n") + 1
+    if label.fontMetrics().lineSpacing() * lines > rect.height() + 4 and not rich:
+        return f"{name_of(label)}: {lines} lines of {text[:40]!r} in {rect.height()}px of height"
+    return None
+
+
+def _cut_button(button: QAbstractButton) -> str | None:
+    if not button.text():
+        return None
+    hint = button.sizeHint()
+    if button.width() + 1 < hint.width():
+        return f"{name_of(button)}: {button.text()!r} needs {hint.width()}px, has {button.width()}px"
+    return None
+
+
+def _cut_combo(combo: QComboBox) -> str | None:
+    text = combo.currentText()
+    if not text:
+        return None
+    option = QStyleOptionComboBox()
+    combo.initStyleOption(option)
+    field_rect = combo.style().subControlRect(
+        QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, combo
+    )
+    room = field_rect.width()
+    if not combo.itemIcon(combo.currentIndex()).isNull():
+        room -= combo.iconSize().width() + 4
+    width = combo.fontMetrics().horizontalAdvance(text)
+    if width > room:
+        return f"{name_of(combo)}: {text!r} is {width}px wide in {room}px"
+    return None
+
+
+def _cut_cells(view: QAbstractItemView) -> str | None:
+    """Header titles and the cells of the first rows that the view elides (a cell with a tooltip may)."""
+    model = view.model()
+    if model is None:
+        return None
+    header = view.horizontalHeader() if isinstance(view, QTableView) else view.header()
+    fm = view.fontMetrics()
+    cut = []
+    for column in range(model.columnCount()):
+        if header.isSectionHidden(column) or header.sectionSize(column) <= 0:
+            continue
+        room = header.sectionSize(column)
+        title = str(model.headerData(column, Qt.Orientation.Horizontal) or "")
+        if title and header.fontMetrics().horizontalAdvance(title) + 12 > room:
+            cut.append(f"header {title!r} in {room}px")
+        for row in range(min(model.rowCount(), 8)):
+            index = model.index(row, column)
+            text = index.data(Qt.ItemDataRole.DisplayRole)
+            if not isinstance(text, str) or not text or index.data(Qt.ItemDataRole.ToolTipRole):
+                continue
+            decoration = 20 if index.data(Qt.ItemDataRole.DecorationRole) is not None else 0
+            if fm.horizontalAdvance(text) + decoration + 8 > room:
+                cut.append(f"{text!r} in {room}px")
+    return f"{name_of(view)}: " + "; ".join(cut) if cut else None
+
+
+def _scrolls(widget: QWidget) -> bool:
+    """The widget is the content of a scroll area (or its viewport), which shows what does not fit."""
+    parent = widget.parentWidget()
+    if parent is None:
+        return False
+    area = parent.parentWidget()
+    return isinstance(area, QAbstractScrollArea) and area.viewport() is parent
+
+
+def overflow(widget: QWidget, root: QWidget) -> str | None:
+    parent = widget.parentWidget()
+    if widget is root or widget.isWindow() or parent is None or _scrolls(widget):
+        return None
+    if isinstance(parent, QAbstractScrollArea):  # its scroll bars and corner widgets are placed by the area
+        return None
+    inside = QRect(parent.rect()).adjusted(-1, -1, 1, 1)
+    if not inside.contains(widget.geometry()):
+        g = widget.geometry()
+        return (
+            f"{name_of(widget)} at {g.x()},{g.y()} {g.width()}x{g.height()} "
+            f"outside its parent's {parent.width()}x{parent.height()}"
+        )
+    return None
+
+
+def sideways_scroll(widget: QWidget) -> str | None:
+    if isinstance(widget, (QTableView, QTreeView)) and widget.horizontalScrollBar().maximum() > 0:
+        bar = widget.horizontalScrollBar()
+        return f"{name_of(widget)} scrolls sideways by {bar.maximum()}px (viewport {widget.viewport().width()}px)"
+    return None
+
+
+def nested_scroll(widget: QWidget, root: QWidget) -> str | None:
+    """A scroll area showing a vertical scroll bar inside another that shows one too."""
+    if not isinstance(widget, QAbstractScrollArea) or not widget.verticalScrollBar().isVisible():
+        return None
+    outer = widget.parentWidget()
+    while outer is not None and outer is not root:
+        if isinstance(outer, QAbstractScrollArea) and outer.verticalScrollBar().isVisible():
+            return f"{name_of(widget)} scrolls inside {name_of(outer)}"
+        outer = outer.parentWidget()
+    return None
