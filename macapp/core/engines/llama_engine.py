@@ -27,6 +27,7 @@ import time
 import weakref
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from macapp.core.errors import Cancelled, UserError
 from macapp.core.models.estimate import RuntimeSettings
 from macapp.core.models.facts import ModelFacts, read_facts
 from macapp.core.progress import CancelToken, Progress
+
+if TYPE_CHECKING:  # llama_cpp is imported when a model loads, not with this module
+    from llama_cpp import Llama
 
 _CONTROL_OR_USER_DEFINED = 8 | 16  # llama_token_attr: LLAMA_TOKEN_ATTR_CONTROL | USER_DEFINED
 _LOADED: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
@@ -86,7 +90,7 @@ class LlamaCppEngine:
         self.facts: ModelFacts | None = None
         self.template: ChatTemplate | None = None
         self.template_notice: str | None = None  # set when the model's own template could not be used
-        self._llm = None
+        self._llm: Llama | None = None
         self._stop_strings: tuple[str, ...] = ()
         self._stop_tokens: frozenset[int] = frozenset()
         self._pieces: dict[int, bytes] = {}
@@ -179,7 +183,7 @@ class LlamaCppEngine:
         yield Progress("loading", 1, 1, f"Loaded {self.path.name}")
 
     def _setup_template(self) -> None:
-        llm = self._llm
+        llm = self._require()
         model = llm._model
         source = llm.metadata.get("tokenizer.chat_template")
         bos = model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
@@ -195,7 +199,7 @@ class LlamaCppEngine:
         ids, texts = set(), []
         for marker in markers:
             tokens = self.tokenize(marker)
-            if len(tokens) == 1 and self._llm._model.token_get_attr(tokens[0]) & _CONTROL_OR_USER_DEFINED:
+            if len(tokens) == 1 and self._require()._model.token_get_attr(tokens[0]) & _CONTROL_OR_USER_DEFINED:
                 ids.add(tokens[0])
             else:
                 texts.append(marker)
@@ -233,7 +237,8 @@ class LlamaCppEngine:
         if wanted is None:
             llama_cpp.llama_set_adapters_lora(llm.ctx, None, 0, None)
         else:
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[wanted[0]])
+            # llama-cpp-python types a handle as int and the array's items as pointers; its own wrapper does this too
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[wanted[0]])  # type: ignore[misc]
             scales = (ctypes.c_float * 1)(wanted[1])
             llama_cpp.llama_set_adapters_lora(llm.ctx, handles, 1, scales)
         self._applied = wanted
@@ -256,7 +261,7 @@ class LlamaCppEngine:
         self._pieces.clear()
         self._history_text, self._history_tokens = "", []
 
-    def _require(self):
+    def _require(self) -> Llama:
         if self._llm is None:
             raise UserError("No model is loaded", hint="load a model first")
         return self._llm
@@ -271,6 +276,7 @@ class LlamaCppEngine:
 
     def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> RenderedPrompt:
         self._require()
+        assert self.template is not None, "set when the model loads"
         extra = {"tools": list(tools)} if tools else {}
         rendered = self.template.render(list(messages), add_generation_prompt=True, **extra)
         self.template_notice = rendered.notice
@@ -297,7 +303,7 @@ class LlamaCppEngine:
         if piece is None:
             import llama_cpp
 
-            n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, self._piece_buf, 256, 0, False)
+            n = llama_cpp.llama_token_to_piece(self._require()._model.vocab, token, self._piece_buf, 256, 0, False)
             piece = self._piece_buf.raw[: max(0, n)]
             self._pieces[token] = piece
         return piece
@@ -440,7 +446,9 @@ class LlamaCppEngine:
         import llama_cpp
 
         with llama_log.capture() as lines:
-            handle = llama_cpp.llama_sampler_init_grammar(self._llm._model.vocab, grammar.encode("utf-8"), b"root")
+            handle = llama_cpp.llama_sampler_init_grammar(
+                self._require()._model.vocab, grammar.encode("utf-8"), b"root"
+            )
         if not handle:
             detail = " ".join(line.strip() for line in lines if line.strip())[:300]
             raise UserError(f"llama.cpp could not use this grammar ({detail or 'it does not parse'})")
@@ -449,7 +457,7 @@ class LlamaCppEngine:
 
     def _cached_prefix(self, tokens: list[int]) -> int:
         """How many prompt tokens llama.cpp will take from its KV cache (mirrors ``Llama.generate``)."""
-        llm = self._llm
+        llm = self._require()
         cached = llm._input_ids
         common = min(len(cached), len(tokens))
         differs = np.flatnonzero(cached[:common] != np.asarray(tokens[:common], dtype=cached.dtype))

@@ -20,12 +20,16 @@ import random
 import time
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
 from macapp.core.engines.templates import ChatTemplate, RenderedPrompt
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress
+
+if TYPE_CHECKING:  # mlx and mlx-lm are imported when a model loads, not with this module
+    import mlx.nn as nn
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 DEFAULT_CONTEXT = 4096
 REPEAT_WINDOW = 64  # tokens the repeat penalty looks back over (llama.cpp's default)
@@ -81,8 +85,8 @@ class MlxEngine:
         self.template_notice: str | None = None
         self._requested_ctx = n_ctx
         self._n_ctx = n_ctx or DEFAULT_CONTEXT
-        self._model = None
-        self._tokenizer = None
+        self._model: nn.Module | None = None
+        self._tokenizer: TokenizerWrapper | None = None
         self._config: dict[str, Any] = {}
         self._adapter_type: str | None = None
         self._stop_strings: tuple[str, ...] = ()
@@ -128,7 +132,8 @@ class MlxEngine:
             tokenizer = load_tokenizer(self.path, eos_token_ids=config.get("eos_token_id"))
         except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
             raise UserError(f"{self.path.name} could not be loaded: {exc}") from exc
-        arrays = [value for _, value in tree_flatten(model.parameters())]
+        # mlx types tree_flatten as list or dict; a list of (key, value) unless given a dict destination
+        arrays: list[mx.array] = [value for _, value in tree_flatten(model.parameters())]  # type: ignore[str-unpack,misc]
         total = sum(a.nbytes for a in arrays) or 1
         done = 0
         for array in arrays:
@@ -140,7 +145,7 @@ class MlxEngine:
         self._model, self._tokenizer, self._config = model, tokenizer, config
         limit = int(config.get("max_position_embeddings") or DEFAULT_CONTEXT)
         self._n_ctx = min(self._requested_ctx, limit) if self._requested_ctx else limit
-        self._setup_template()
+        self._setup_template(tokenizer)
         if self.adapter_dir is not None:
             yield Progress("adapter", 0, 1, f"Applying {self.adapter_dir.name}")
             try:
@@ -151,16 +156,15 @@ class MlxEngine:
         model.eval()
         yield Progress("loading", 1, 1, f"Loaded {self.path.name}")
 
-    def _setup_template(self) -> None:
-        tok = self._tokenizer
+    def _setup_template(self, tok: TokenizerWrapper) -> None:
         source = tok.chat_template
         if isinstance(source, dict):  # named templates
             source = source.get("default") or next(iter(source.values()), None)
-        self.template = ChatTemplate(
+        self.template = template = ChatTemplate(
             source, bos_token=tok.bos_token or "", eos_token=tok.eos_token or "", name=self.path.name
         )
         stop_ids, texts = set(tok.eos_token_ids), []
-        for marker in self.template.stop_strings:
+        for marker in template.stop_strings:
             ids = tok.encode(marker, add_special_tokens=False)
             if len(ids) == 1:
                 stop_ids.add(ids[0])
@@ -203,7 +207,7 @@ class MlxEngine:
             kind = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get(
                 "fine_tune_type", "lora"
             )
-            self._model = load_adapters(self._model, str(adapter_dir))
+            self._model = load_adapters(self._require(), str(adapter_dir))
         except (ValueError, KeyError, TypeError, OSError) as exc:
             _unwrap_adapters(self._model)
             raise UserError(
@@ -229,22 +233,27 @@ class MlxEngine:
         self._cache, self._cache_tokens = None, []
         self._history_text, self._history_tokens = "", []
 
-    def _require(self):
+    def _require(self) -> nn.Module:
         if self._model is None:
             raise UserError("No model is loaded", hint="load a model first")
         return self._model
 
+    def _require_tokenizer(self) -> TokenizerWrapper:
+        self._require()
+        assert self._tokenizer is not None, "set with the model"
+        return self._tokenizer
+
     # -- tokens --------------------------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:
-        self._require()
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
+        return list(self._require_tokenizer().encode(text, add_special_tokens=False))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
     def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> RenderedPrompt:
         self._require()
+        assert self.template is not None, "set when the model loads"
         extra = {"tools": list(tools)} if tools else {}
         rendered = self.template.render(list(messages), add_generation_prompt=True, **extra)
         self.template_notice = rendered.notice
@@ -306,7 +315,7 @@ class MlxEngine:
         if self._cache is not None and common > 0 and can_trim_prompt_cache(self._cache):
             trim_prompt_cache(self._cache, len(cached) - common)
             return self._cache, common
-        self._cache = make_prompt_cache(self._model)
+        self._cache = make_prompt_cache(self._require())
         return self._cache, 0
 
     def generate_tokens(
@@ -359,7 +368,7 @@ class MlxEngine:
         cut_by_stop_string = False
         steps = stream_generate(
             model,
-            self._tokenizer,
+            self._require_tokenizer(),
             mx.array(tokens[cached:]),
             max_tokens=limit,
             sampler=sampler,
