@@ -366,7 +366,8 @@ class RemoteEngine:
         }
         started = time.perf_counter()
         first_at = None
-        text, pieces, usage, finish = "", 0, None, "stop"
+        text, pieces, usage = "", 0, None
+        finish: FinishReason = "stop"
         closer = _SocketCloser(cancel)
         try:
             if cancel.cancelled:
