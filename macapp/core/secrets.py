@@ -109,5 +109,5 @@ def keyring_backend() -> object:
 
     try:
         return keyring.get_keyring()
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken keyring setup raises anything; it means no backend
         return None
