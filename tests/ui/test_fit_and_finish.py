@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
 from PySide6.QtCore import QCoreApplication
+from PySide6.QtGui import QColor, QIcon, QImage
 from PySide6.QtWidgets import QBoxLayout
 
 from macapp.core.settings import Settings
@@ -79,3 +83,218 @@ def test_the_kv_cache_reads_the_same_everywhere(qtbot):
     wanted = [(KV_TYPE_LABELS[kv], kv) for kv in KV_TYPES]
     for combo in (dialog.kv_box, details.kv_combo, drawer.kv):
         assert [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())] == wanted
+
+
+# --- styles: both themes -------------------------------------------------------------------------------------------
+def _luminance(color) -> float:
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(color.redF()) + 0.7152 * channel(color.greenF()) + 0.0722 * channel(color.blueF())
+
+
+def _contrast(a, b) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.fixture(params=["light", "dark"])
+def themed(request, qapp):
+    """The app styled in one theme for the test (the sheet it had before is put back)."""
+    from macapp.ui import theme
+
+    before = qapp.styleSheet()
+    qapp.setStyleSheet(theme.style_sheet(request.param == "dark"))
+    yield request.param
+    qapp.setStyleSheet(before)
+
+
+def _near(a, b, distance: int = 40) -> bool:
+    return abs(a.red() - b.red()) + abs(a.green() - b.green()) + abs(a.blue() - b.blue()) < distance
+
+
+def _grab(widget) -> QImage:
+    QCoreApplication.processEvents()
+    return widget.grab().toImage()
+
+
+def test_a_disabled_edit_is_readable_while_an_answer_streams(qtbot, themed):
+    from macapp.ui.chat.bubble import MessageBubble
+
+    bubble = MessageBubble("user", text="What is a GGUF file?")
+    qtbot.addWidget(bubble)
+    bubble.resize(420, 120)
+    bubble.show()
+    bubble.fit(400)
+    bubble.set_actions(last=True, busy=True)
+    button = bubble.edit_button
+    assert not button.isEnabled()
+    image = _grab(bubble.frame)
+    rect = button.geometry().translated(button.parentWidget().mapTo(bubble.frame, button.pos()) - button.pos())
+    background = image.pixelColor(6, image.height() // 2)  # the bubble's own colour, inside its rounded corner
+    strongest = max(
+        _contrast(image.pixelColor(x, y), background)
+        for x in range(rect.left(), rect.right())
+        for y in range(rect.top(), rect.bottom())
+    )
+    assert strongest >= 3.0, f"{themed}: the disabled Edit reaches only {strongest:.2f}:1 against its bubble"
+
+
+def test_a_checked_checkbox_shows_a_tick(qtbot, themed):
+    from PySide6.QtWidgets import QCheckBox, QStyle, QStyleOptionButton
+
+    from macapp.ui import theme
+
+    box = QCheckBox("Include LM Studio's models")
+    qtbot.addWidget(box)
+    box.show()
+    box.setChecked(True)
+    option = QStyleOptionButton()
+    box.initStyleOption(option)
+    indicator = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+    image = _grab(box)
+    accent = QColor((theme.DARK if themed == "dark" else theme.LIGHT)["accent"])
+    pixels = [
+        image.pixelColor(x, y)
+        for x in range(indicator.left(), indicator.right())
+        for y in range(indicator.top(), indicator.bottom())
+    ]
+    filled = sum(1 for p in pixels if _near(p, accent))
+    tick = sum(1 for p in pixels if p.lightness() > 230 and _contrast(p, accent) > 2.0)
+    assert filled > len(pixels) // 3 and tick >= 6, (themed, filled, tick)
+    box.setChecked(False)
+    image = _grab(box)
+    indicator = indicator.adjusted(3, 3, -3, -3)  # inside the border (the accent colour when under the mouse)
+    assert not any(
+        _near(image.pixelColor(x, y), accent)
+        for x in range(indicator.left(), indicator.right())
+        for y in range(indicator.top(), indicator.bottom())
+    )
+
+
+def test_dialog_buttons_carry_no_stock_icons(qtbot, qapp, themed):
+    """Even where the platform's style puts icons on dialog buttons (a red X, a floppy disk), Orchard's don't."""
+    from PySide6.QtGui import QPixmap
+    from PySide6.QtWidgets import QDialogButtonBox, QProxyStyle, QStyle
+
+    class IconsOnButtons(QProxyStyle):
+        def styleHint(self, hint, option=None, widget=None, data=None):
+            if hint == QStyle.StyleHint.SH_DialogButtonBox_ButtonsHaveIcons:
+                return 1
+            return super().styleHint(hint, option, widget, data)
+
+        def standardIcon(self, icon, option=None, widget=None):
+            pixmap = QPixmap(16, 16)
+            pixmap.fill(QColor("red"))
+            return QIcon(pixmap)
+
+    style = IconsOnButtons()
+
+    def button_icons() -> list[QIcon]:
+        buttons = QDialogButtonBox()
+        qtbot.addWidget(buttons)
+        buttons.setStyle(style)
+        buttons.setStandardButtons(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        return [b.icon() for b in buttons.buttons()]
+
+    assert all(icon.isNull() for icon in button_icons())
+    sheet = qapp.styleSheet()
+    qapp.setStyleSheet(sheet.replace("dialogbuttonbox-buttons-have-icons: 0;", ""))  # without the rule they'd show
+    assert not any(icon.isNull() for icon in button_icons())
+
+
+def test_code_scroll_bars_are_drawn_in_the_theme_not_black(qtbot, themed):
+    from macapp.ui.chat.markdown import CodeBlock
+
+    block = CodeBlock("x = compute(" + ", ".join(f"argument_{i}" for i in range(30)) + ")\n", "python")
+    qtbot.addWidget(block)
+    block.show()
+    block.fit(360)
+    bar = block.view.horizontalScrollBar()
+    QCoreApplication.processEvents()
+    assert bar.isVisible() and bar.maximum() > 0
+    image = _grab(block)  # the bar over the block's own background, as a person sees it
+    middle = bar.mapTo(block, bar.rect().center()).y()
+    left, right = bar.mapTo(block, bar.rect().topLeft()).x(), bar.mapTo(block, bar.rect().topRight()).x()
+    darkest = min(image.pixelColor(x, middle).lightness() for x in range(left, right))
+    lightest = max(image.pixelColor(x, middle).lightness() for x in range(left, right))
+    if themed == "dark":
+        assert lightest < 140, lightest  # no white track
+    else:
+        assert darkest > 120, darkest  # no black track
+
+
+def test_icons_the_style_sheet_names_exist_and_are_packaged():
+    import re
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    import tomllib
+
+    from macapp.ui import theme
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "packaging"))
+    try:
+        import manifest
+    finally:
+        sys.path.remove(str(root / "packaging"))
+    names = set(re.findall(r'url\("@icons/([\w.-]+)"\)', (root / "macapp/ui/style.qss").read_text(encoding="utf-8")))
+    assert {"check.svg", "chevron-down.svg", "chevron-up.svg"} <= names
+    bundled = {(src, dest) for src, dest in manifest.DATA_FILES}
+    package_data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"
+    ]["macapp"]
+    for name in names:
+        assert (theme.ICONS / name).is_file(), name
+        assert (f"macapp/ui/icons/{name}", "macapp/ui/icons") in bundled, name  # in the app bundle
+        assert any(fnmatch(f"ui/icons/{name}", pattern) for pattern in package_data), name  # in the wheel
+    for dark in (False, True):
+        assert f'url("{theme.ICONS.as_posix()}/check.svg")' in theme.style_sheet(dark)
+
+
+def test_the_code_language_shows_while_the_answer_streams(qtbot):
+    from macapp.ui.chat.markdown import CodeBlock, StreamingMarkdown
+
+    view = StreamingMarkdown()
+    qtbot.addWidget(view)
+    view.fit(480)
+    text = ""
+    for chunk in ("Here it is:\n\n", "```", "py", "thon\n", "print(", "'hi')\n"):
+        text += chunk
+        view.render(text)
+    blocks = [p for p in view.parts() if isinstance(p, CodeBlock)]
+    assert len(blocks) == 1 and blocks[0].language.text() == "python" and blocks[0].code() == "print('hi')"
+    view.render(text + "```\nDone.")  # the fence closes: the frozen block keeps its language
+    blocks = [p for p in view.parts() if isinstance(p, CodeBlock)]
+    assert [b.language.text() for b in blocks] == ["python"]
+
+
+def test_the_chat_header_elides_a_long_model_name_and_its_tooltip_holds_it(qtbot):
+    from macapp.ui.chat.header import ModelBar
+    from macapp.ui.chat.settings import SettingsDrawer
+
+    drawer = SettingsDrawer()
+    bar = ModelBar(drawer)
+    qtbot.addWidget(bar)
+    qtbot.addWidget(drawer)
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    bar.picker.addItem(name, "smollm2")
+    bar.picker.setCurrentIndex(0)
+    bar.model_status.setText(f"{name} · 8,192-token context")
+    bar.model_status.setToolTip(f"llama.cpp · {name}")
+    bar.resize(900, 70)
+    bar.show()
+    QCoreApplication.processEvents()
+    assert bar.picker.shown_text() == name and bar.model_status.shown_text() == bar.model_status.text()
+    bar.meter.set_usage(4, 8192)
+    bar.resize(bar.minimumSizeHint().width(), 70)  # the chat column with the settings drawer open
+    assert bar.width() < 480
+    QCoreApplication.processEvents()
+    for shown, full, tip in (
+        (bar.picker.shown_text(), name, bar.picker.shown_tooltip()),
+        (bar.model_status.shown_text(), bar.model_status.text(), bar.model_status.shown_tooltip()),
+    ):
+        assert "…" in shown and len(shown) < len(full), shown  # elided with an ellipsis, not cut
+        assert full in tip or name in tip, tip  # the tooltip holds the whole name
+    assert bar.model_status.text() == f"{name} · 8,192-token context"  # text() stays whole for the code

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from macapp.core.units import format_bytes, format_count
+from macapp.ui.widgets.elided import ElidingComboBox, EllipsisLabel
 from macapp.ui.widgets.memory_bar import VERDICT_WORDS, verdict_color
 from macapp.ui.worker import Worker
 
@@ -105,8 +106,9 @@ def _dot(color: QColor, size: int = 10) -> QIcon:
     return QIcon(pixmap)
 
 
-class ModelPicker(QComboBox):
-    """Usable library models; each item's dot and tooltip give its memory verdict."""
+class ModelPicker(ElidingComboBox):
+    """Usable library models; each item's dot and tooltip give its memory verdict. A long name elides in the
+    middle when the header is narrow (the settings drawer open), and the tooltip holds it whole."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -282,9 +284,8 @@ class ModelBar(QWidget):
         head.addWidget(self.gear)
         rows.addLayout(head)
         status = QHBoxLayout()
-        self.model_status = QLabel("No model loaded")
+        self.model_status = EllipsisLabel("No model loaded")  # "…" and a tooltip when the row is narrow
         self.model_status.setObjectName("modelStatus")
-        self.model_status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.load_progress = QProgressBar()
         self.load_progress.setObjectName("loadProgress")
         self.load_progress.setRange(0, 1000)

@@ -83,6 +83,7 @@ class SettingsDrawer(QFrame):
         lay.addWidget(_title("Answers"))
         form = QFormLayout()
         form.setVerticalSpacing(6)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a narrow drawer puts a field under its label
         self.preset = QComboBox()
         for name in PRESETS:
             self.preset.addItem(name.capitalize(), name)
@@ -135,6 +136,7 @@ class SettingsDrawer(QFrame):
         lay.addSpacing(6)
         lay.addWidget(_title("Next load"))
         load_form = QFormLayout()
+        load_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.ctx = QSpinBox()
         self.ctx.setRange(CTX_STEP, max(CTX_STEP, n_ctx))
         self.ctx.setSingleStep(CTX_STEP)

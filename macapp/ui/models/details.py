@@ -124,6 +124,7 @@ class ModelDetails(QFrame):
 
     def _build_memory_section(self) -> QVBoxLayout:
         col = QVBoxLayout()
+        col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(8)
         top = QHBoxLayout()
         top.addWidget(_label("Memory", "sectionTitle"))
