@@ -15,6 +15,7 @@ from typing import Any
 from macapp.cli.output import print_json
 from macapp.cli.progress import BarState, follow
 from macapp.core.doctor.diagnostics import report
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes
 
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "doctor",
-        help="a report on this Mac for bug reports, with a short speed test",
+        help=f"a report on {machine_noun()} for bug reports, with a short speed test",
         description="Report Orchard and Python versions, the OS, chip, memory, the GPU/Metal budget "
         "a model must fit in, whether Metal is active (llama.cpp, mlx), backend versions, "
         "data paths, installed models, and a generation speed test on the smallest "

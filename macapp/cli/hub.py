@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from macapp.cli.output import console, print_json
 from macapp.cli.progress import BarState, ctrl_c_cancels, follow
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, format_params, parse_bytes, time_left
 
 
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a Hub repo's GGUF files with size, sha256 and whether they fit",
         description="List a repository's GGUF models by quantization (split files as one), read "
         "each header remotely (HTTP range requests, never the weights) and estimate "
-        "memory at the chosen context against this Mac's budget.",
+        f"memory at the chosen context against {machine_noun()}'s budget.",
     )
     p.add_argument("repo", metavar="REPO", help="org/name on the Hub")
     p.add_argument("--revision", default="main")

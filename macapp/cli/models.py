@@ -6,6 +6,7 @@ import argparse
 import os
 
 from macapp.cli.output import console, key_values, print_json
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, format_params, parse_bytes
 
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "estimate",
-        help="memory a model needs and whether it fits this Mac",
+        help=f"memory a model needs and whether it fits {machine_noun()}",
         description="Weights + KV cache + compute buffers + overhead at a context length, "
         "the verdict against the budget (fits, tight within 10%%, too_big) and the "
         "largest context that fits.",

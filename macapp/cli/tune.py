@@ -9,6 +9,7 @@ from macapp.cli.argtypes import positive_int
 from macapp.cli.output import console, print_json
 from macapp.cli.progress import ctrl_c_cancels, follow, note
 from macapp.core.errors import Cancelled
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, parse_bytes
 
 
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Validate the data (every problem with its line; nothing is trained if any), "
         "estimate memory, then train with mlx-lm in a child process. Ctrl-C stops at "
         "once and keeps the last checkpoint; --resume continues it. Unset sizes are "
-        "chosen for this Mac's memory. Chat and prompt/completion data train on the "
+        f"chosen for {machine_noun()}'s memory. Chat and prompt/completion data train on the "
         "answers only unless --train-on-prompt.",
     )
     p.add_argument(

@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, Qt, QUrl
 from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication
 
+from macapp.core.hardware import machine_noun
 from macapp.ui.worker import Worker, error_text
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ class AppMenu(QObject):
         self.welcome_action = self._action("Welcome to Orchard", window.show_welcome)
         self.logs_action = self._action("Open Logs Folder", self.open_logs_folder)
         self.report_action = self._action("Copy Diagnostic Report", self.copy_report)
-        self.report_action.setToolTip("Copy this Mac's memory budget, backends and folders, to paste into an issue")
+        self.report_action.setToolTip(
+            f"Copy {machine_noun()}'s memory budget, backends and folders, to paste into an issue"
+        )
         self.about_action = self._action("About Orchard", self.open_about, role=QAction.MenuRole.AboutRole)
         help_menu.addAction(self.welcome_action)
         help_menu.addSeparator()

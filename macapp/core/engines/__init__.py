@@ -66,7 +66,7 @@ def plan_load(
         )
         raise UserError(
             f"{path.name} needs {format_bytes(est.gpu_bytes)} at {runtime.n_ctx:,} tokens of context; "
-            f"this Mac can give it {format_bytes(budget)}",
+            f"{hardware.machine_noun()} can give it {format_bytes(budget)}",
             hint=hint,
         )
     return LoadPlan(path, runtime, est)

@@ -33,7 +33,18 @@ class Hardware:
     @property
     def place(self) -> str:
         """How text names this machine: "this Mac" on a Mac, "this computer" elsewhere."""
-        return "this Mac" if self.gpu == "metal" or self.os.startswith("macOS") else "this computer"
+        return machine_noun("Darwin" if self.gpu == "metal" else self.os)
+
+
+def machine_noun(system: str | None = None, capital: bool = False) -> str:
+    """How text names the machine Orchard runs on: "this Mac" on macOS, "this computer" elsewhere.
+
+    ``system`` is ``platform.system()`` by default ("Darwin", "Linux", "Windows"; a Hardware's os string such as
+    "macOS 15.1" counts too); ``capital`` starts the words a sentence: "This Mac".
+    """
+    system = platform.system() if system is None else system
+    noun = "this Mac" if system == "Darwin" or system.startswith(("macOS", "Mac OS")) else "this computer"
+    return noun[0].upper() + noun[1:] if capital else noun
 
 
 def is_apple_silicon() -> bool:

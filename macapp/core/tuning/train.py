@@ -26,6 +26,7 @@ from typing import Any
 from macapp.core import paths
 from macapp.core.digest import file_sha256
 from macapp.core.errors import UserError
+from macapp.core.hardware import machine_noun
 from macapp.core.progress import CancelToken
 from macapp.core.tuning import adapters, datasets
 from macapp.core.tuning.child import ChildStream, TrainProgress, failure_error, stop_child
@@ -139,7 +140,7 @@ class TrainPlan:
                     f"(about {self.suggestion.estimate.total_bytes / gib:.1f} GiB)"
                 )
             raise UserError(
-                f"Training needs about {self.estimate.total_bytes / gib:.1f} GiB but this Mac can give it "
+                f"Training needs about {self.estimate.total_bytes / gib:.1f} GiB but {machine_noun()} can give it "
                 f"{(self.estimate.budget_bytes or 0) / gib:.1f} GiB",
                 hint=hint,
             )

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, format_count
 from macapp.ui.widgets.elided import ElidingComboBox, EllipsisLabel
 from macapp.ui.widgets.memory_bar import VERDICT_WORDS, verdict_color
@@ -79,7 +80,7 @@ def remote_models() -> tuple[list[tuple[str, str]], list[str]]:
 def verdict_text(estimate: MemoryEstimate | None) -> str:
     """``Fits · 1.2 GB of 16 GB at 8,192 tokens`` (or what is missing to say so)."""
     if estimate is None or estimate.verdict is None:
-        return "Measuring this Mac's memory…" if estimate is not None else ""
+        return f"Measuring {machine_noun()}'s memory…" if estimate is not None else ""
     text = (
         f"{VERDICT_WORDS[estimate.verdict]} · {format_bytes(estimate.gpu_bytes)} of "
         f"{format_bytes(estimate.budget_bytes)} at {format_count(estimate.n_ctx)} tokens"
@@ -365,8 +366,8 @@ class ModelBar(QWidget):
         if self.picker.is_remote():
             self.verdict_label.setText(REMOTE_WORD)
             self.verdict_label.setStyleSheet("")
-            self.verdict_label.setToolTip("Runs on a remote server: this Mac's memory is not used")
-            self._drawer.set_verdict("Remote model: runs on its server, not in this Mac's memory", None)
+            self.verdict_label.setToolTip(f"Runs on a remote server: {machine_noun()}'s memory is not used")
+            self._drawer.set_verdict(f"Remote model: runs on its server, not in {machine_noun()}'s memory", None)
             return
         est = self.picker.estimate()
         verdict = est.verdict if est is not None else None

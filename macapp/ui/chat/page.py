@@ -41,6 +41,7 @@ from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 from macapp.core.chat.session import ContextPlan
 from macapp.core.engines.base import SamplingSettings
 from macapp.core.errors import UserError
+from macapp.core.hardware import machine_noun
 from macapp.core.progress import CancelToken
 from macapp.ui.chat.agent_jobs import ToolsReady
 from macapp.ui.chat.composer import SEND_HINT, ComposerBox
@@ -313,7 +314,7 @@ class ChatPage(QWidget):
 
     def _update_placeholder(self) -> None:
         if self.engine is None:
-            self.transcript.set_placeholder("Load a model to start chatting.\nConversations stay on this Mac.")
+            self.transcript.set_placeholder(f"Load a model to start chatting.\nConversations stay on {machine_noun()}.")
         else:
             self.transcript.set_placeholder(f"Say hello to {engine_label(self.engine)}. {SEND_HINT}.")
 

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.hardware import machine_noun
 from macapp.core.settings import Settings, update_settings
 from macapp.ui.widgets.choices import KV_TYPE_LABELS, KV_TYPES
 
@@ -123,7 +124,12 @@ class SettingsDialog(QDialog):
         self.lm_studio_box.setChecked(settings.include_lm_studio)
         form.addRow("", self.lm_studio_box)
         form.addRow(
-            "", _note(f"Found at {lm_studio}" if lm_studio else "LM Studio's models folder was not found on this Mac.")
+            "",
+            _note(
+                f"Found at {lm_studio}"
+                if lm_studio
+                else f"LM Studio's models folder was not found on {machine_noun()}."
+            ),
         )
         root.addLayout(form)
 

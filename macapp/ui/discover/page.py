@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.discover.downloads import DownloadsPanel
 from macapp.ui.discover.repo_files import PICK_A_REPO, RepoFilesView, sentence
@@ -102,13 +103,13 @@ class DiscoverPage(QWidget):
         lay = QVBoxLayout(view)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(6)
-        self.recommend_title = _label("Recommended for this Mac", "sectionTitle")
+        self.recommend_title = _label(f"Recommended for {machine_noun()}", "sectionTitle")
         lay.addWidget(self.recommend_title)
         self.recommend_note = _label("", "muted")
         self.recommend_note.setWordWrap(True)
         lay.addWidget(self.recommend_note)
         self.recommended = RowList()
-        self.recommended.show_placeholder("Measuring this Mac's memory…")
+        self.recommended.show_placeholder(f"Measuring {machine_noun()}'s memory…")
         lay.addWidget(self.recommended, 1)
         self.recommend_view = view
         return view
@@ -121,7 +122,7 @@ class DiscoverPage(QWidget):
         top = QHBoxLayout()
         self.back_button = QPushButton("← Recommended")
         self.back_button.setObjectName("flat")
-        self.back_button.setToolTip("Back to the models recommended for this Mac")
+        self.back_button.setToolTip(f"Back to the models recommended for {machine_noun()}")
         self.back_button.clicked.connect(lambda: self.show_recommendations())
         self.results_label = _label("", "sectionTitle")
         top.addWidget(self.back_button)
@@ -209,7 +210,8 @@ class DiscoverPage(QWidget):
         """The probe failed: no budget, so no recommendations; search still works."""
         if self._hardware is None:
             self.recommended.show_placeholder(
-                "Orchard could not measure this Mac's memory, so it cannot recommend a model. Search the Hub above."
+                f"Orchard could not measure {machine_noun()}'s memory, so it cannot recommend a model. "
+                "Search the Hub above."
             )
 
     def set_queue(self, queue: DownloadQueue) -> None:

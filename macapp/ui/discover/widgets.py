@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, format_count
 from macapp.ui.widgets.delegates import paint_item_background
 from macapp.ui.widgets.elided import ElidedLabel
@@ -87,7 +88,7 @@ class ModelRow(QFrame):
         self.title.setToolTip(title)
         top.addWidget(self.title)
         self.badge = QLabel("Best pick", self)  # a child from the start: shown parentless it became a window
-        self.badge.setToolTip("The model that suits this Mac best: the largest that fits its memory well")
+        self.badge.setToolTip(f"The model that suits {machine_noun()} best: the largest that fits its memory well")
         self.badge.setObjectName("bestBadge")
         self.badge.setVisible(best)
         top.addWidget(self.badge)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, format_count, format_params, format_percent
 from macapp.ui.widgets.choices import CTX_STEP, KV_TYPE_LABELS, KV_TYPES
 from macapp.ui.widgets.labels import make_label as _label
@@ -318,7 +319,7 @@ class ModelDetails(QFrame):
             else:
                 self.max_ctx_label.setText("Largest context that fits: none (even 256 tokens exceed the budget)")
         else:
-            self.budget_label.setText("Measuring this Mac's memory…")
+            self.budget_label.setText(f"Measuring {machine_noun()}'s memory…")
             self.verdict_label.setText("")
             self.max_ctx_label.setText("Largest context that fits: …")
         if emit:

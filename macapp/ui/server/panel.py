@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.hardware import machine_noun
 from macapp.core.server import DEFAULT_PORT
 from macapp.ui.worker import Worker, error_text
 
@@ -73,7 +74,7 @@ class ServerPanel(QWidget):
         lay.setSpacing(4)
         self.switch = QCheckBox("Serve models to other apps")
         self.switch.setObjectName("serverSwitch")
-        self.switch.setToolTip("Serve models to other apps (OpenAI-compatible), on this Mac only")
+        self.switch.setToolTip(f"Serve models to other apps (OpenAI-compatible), on {machine_noun()} only")
         self.switch.toggled.connect(self._on_switch)
         lay.addWidget(self.switch)
         port_row = QHBoxLayout()

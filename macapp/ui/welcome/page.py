@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, format_params
 from macapp.ui.jobs.hub import DISCOVER_CTX, CuratedPicks, load_recommendations
 from macapp.ui.widgets.labels import make_label as _label
@@ -41,7 +42,7 @@ LEAD = (
     "Chat with open-weight language models on {place}. Everything runs here: your prompts and documents never leave it."
 )
 PROBE_FAILED = (
-    "Orchard could not measure this Mac's memory, so it cannot recommend a model. "
+    f"Orchard could not measure {machine_noun()}'s memory, so it cannot recommend a model. "
     "Browse the catalog instead: every model there shows the memory it needs."
 )
 
@@ -111,11 +112,11 @@ class WelcomeScreen(QWidget):
         lay.setContentsMargins(32, 28, 32, 24)
         lay.setSpacing(10)
         lay.addWidget(_label("Welcome to Orchard", "welcomeTitle"))
-        self.lead_label = _label(LEAD.format(place="this Mac"), "welcomeLead", wrap=True)
+        self.lead_label = _label(LEAD.format(place=machine_noun()), "welcomeLead", wrap=True)
         lay.addWidget(self.lead_label)
         lay.addSpacing(8)
 
-        self.machine_title = _label("This Mac", "sectionTitle")
+        self.machine_title = _label(machine_noun(capital=True), "sectionTitle")
         lay.addWidget(self.machine_title)
         facts = QGridLayout()
         facts.setHorizontalSpacing(10)
@@ -154,7 +155,9 @@ class WelcomeScreen(QWidget):
         self.download_button.setObjectName("primary")
         self.download_button.clicked.connect(self._download)
         self.browse_button = QPushButton("Browse all models")
-        self.browse_button.setToolTip("The Discover page: the curated catalog for this Mac, and Hugging Face search")
+        self.browse_button.setToolTip(
+            f"The Discover page: the curated catalog for {machine_noun()}, and Hugging Face search"
+        )
         self.browse_button.clicked.connect(self.browseRequested)
         self.skip_button = QPushButton("Skip")
         self.skip_button.setObjectName("flat")
