@@ -22,10 +22,6 @@ DRAWER = (
 KNOWN: dict[tuple[str, tuple[int, int], str], str] = {
     ("chat_settings", (900, 600), "cut"): DRAWER,
     ("chat_settings", (900, 600), "overflow"): DRAWER,
-    ("documents", (900, 600), "cut"): (
-        "the Documents page's embedder line ('all-MiniLM-L6-v2.gguf · 384 dimensions · bundled') is clipped at "
-        "900x600 (new in issue 17's check)"
-    ),
 }
 
 

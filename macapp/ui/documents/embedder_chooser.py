@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from macapp.ui.jobs.documents import EmbedderChoice, current_embedder, use_embedder
+from macapp.ui.widgets.elided import EllipsisLabel
 from macapp.ui.worker import Worker, error_text
 
 
@@ -41,9 +42,8 @@ class EmbedderChooser(QFrame):
         lay.setSpacing(10)
         title = QLabel("Embedding model")
         title.setObjectName("strong")
-        self.label = QLabel("Loading…")
+        self.label = EllipsisLabel("Loading…")  # "…" with the whole line in its tooltip when the page is narrow
         self.label.setObjectName("muted")
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.choose_button = QPushButton("Choose GGUF…")
         self.choose_button.setToolTip("Embed documents with another GGUF embedding model")
         self.choose_button.clicked.connect(self._choose_file)
