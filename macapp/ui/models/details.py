@@ -94,6 +94,7 @@ class ModelDetails(QFrame):
         self.body = body = QBoxLayout(QBoxLayout.Direction.LeftToRight)  # top to bottom when narrow (resizeEvent)
         body.setSpacing(28)
         facts = QFormLayout()
+        facts.setContentsMargins(0, 0, 0, 0)
         facts.setHorizontalSpacing(14)
         facts.setVerticalSpacing(5)
         facts.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
@@ -201,18 +202,14 @@ class ModelDetails(QFrame):
     def _reflow(self) -> None:
         """The facts beside the memory section when both fit the panel's width, above it when not (a narrow
         window), so the panel never needs sideways scrolling."""
-        margins = 40  # the facts view's left and right margins
-        side_by_side = (
-            self.facts_box.sizeHint().width() + self.body.spacing() + self.memory_box.minimumSizeHint().width()
-        )
-        wanted = (
-            QBoxLayout.Direction.LeftToRight
-            if self.width() >= side_by_side + margins
-            else QBoxLayout.Direction.TopToBottom
-        )
+        margins, gap = 40, 28  # the facts view's left and right margins; the gap between the two columns
+        needed = self.facts_box.sizeHint().width() + gap + self.memory_box.minimumSizeHint().width() + margins
+        beside = self.width() >= needed
+        wanted = QBoxLayout.Direction.LeftToRight if beside else QBoxLayout.Direction.TopToBottom
         if self.body.direction() != wanted:
             self.body.setDirection(wanted)
-            self.body.setStretch(1, 1 if wanted == QBoxLayout.Direction.LeftToRight else 0)
+            self.body.setStretch(1, 1 if beside else 0)
+            self.body.setSpacing(gap if beside else 14)
 
     # --- showing -------------------------------------------------------------------------------
     @property

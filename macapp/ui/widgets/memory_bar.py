@@ -86,6 +86,7 @@ class MemoryBar(QWidget):
         self._parts: tuple[int, int, int] = (0, 0, 0)
         self._budget: int | None = None
         self._verdict: str | None = None
+        self.setObjectName("memoryBar")  # style.qss gives its track the theme's card colour (the palette's Base)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMinimumWidth(160)
 
