@@ -207,7 +207,7 @@ def step_documents(tmp: Path) -> str:
 
 def step_ocr(tmp: Path) -> str:
     """A picture of a page (a PNG rendered from a PDF it writes) read by this platform's OCR engine."""
-    from macapp.core.docs.pdf import encode_png, page_images
+    from macapp.core.docs.render import encode_png, page_images
     from macapp.core.docs.scan import read_document
     from macapp.core.progress import drain
 

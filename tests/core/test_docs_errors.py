@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-from macapp.core.docs import ingest
+import pytest
+
+from macapp.core.docs import ingest, retrieve
 from macapp.core.docs.index import DocumentIndex
-from macapp.core.progress import drain
+from macapp.core.errors import Cancelled
+from macapp.core.progress import CancelToken, drain
 from tests.core.test_docs_index import HashEmbedder
 from tests.fixtures import pdfs
 from tests.fixtures.ocr import ScriptedOcr
@@ -60,5 +64,39 @@ def test_a_bug_while_extracting_says_so_without_its_internals(tmp_path, monkeypa
         raise KeyError("glyph 0x2013")
 
     monkeypatch.setattr(pdf, "_read_page", broken)
-    _, (outcome,) = drain(pdf.extract_many([pdfs.make_pdf(tmp_path / "a.pdf", ["Text."])]))
+    (outcome,) = add(tmp_path, pdfs.make_pdf(tmp_path / "a.pdf", ["Text."]))
     assert not outcome.ok and "problem in Orchard" in outcome.message and "glyph" not in outcome.message
+
+
+def test_a_batch_goes_on_past_every_bad_file(tmp_path):
+    """Each unusable file is an outcome of its own kind with its reason, in order; the good ones around them are
+    read whole (the same file twice: added, then skipped as already there); progress counts files to the end."""
+    from tests.core.test_pdf import PAGES, broken_files
+
+    plain = pdfs.make_pdf(tmp_path / "plain.pdf", PAGES)
+    broken = broken_files(tmp_path)
+    paths = [plain] + [path for path, _, _ in broken.values()] + [plain]
+    with DocumentIndex(tmp_path / "index") as index:
+        steps, outcomes = drain(ingest.add_files("Files", paths, HashEmbedder(), index=index, ocr=ScriptedOcr()))
+        [hit] = retrieve.query("Files", "Pears are picked", k=1, mode="keyword", index=index)
+    assert [o.path for o in outcomes] == paths
+    assert [o.kind for o in outcomes[1:-1]] == [kind for _, kind, _ in broken.values()]
+    assert not any(o.ok for o in outcomes[1:-1]) and all(o.message for o in outcomes[1:-1])
+    assert [o.status for o in (outcomes[0], outcomes[-1])] == ["added", "skipped"]
+    for good in (outcomes[0], outcomes[-1]):
+        assert good.ok and good.pages == 3 and good.kind is None
+        assert good.file_hash == hashlib.sha256(plain.read_bytes()).hexdigest()
+    assert (hit.file, hit.page) == ("plain.pdf", 2)  # the second page's own text
+    assert [s.outcome for s in steps if s.outcome] == outcomes
+    dones = [s.done for s in steps]
+    assert dones == sorted(dones) and dones[-1] == len(paths) and steps[-1].total == len(paths)
+
+
+def test_cancel_stops_a_batch_instead_of_becoming_an_outcome(tmp_path):
+    plain = pdfs.make_pdf(tmp_path / "plain.pdf", ["Apples grow on trees in the orchard."])
+    big = pdfs.make_big_pdf(tmp_path / "big.pdf", 1000)
+    token = CancelToken()
+    with DocumentIndex(tmp_path / "index") as index, pytest.raises(Cancelled):
+        for step in ingest.add_files("Files", [plain, big, plain], HashEmbedder(), token, index=index):
+            if step.file == "big.pdf" and step.stage == "extract" and step.page > 100:
+                token.cancel()

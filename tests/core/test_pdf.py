@@ -1,4 +1,5 @@
-"""PDF extraction, the broken kinds, batches, cancel, rendering and passage rectangles (real pypdfium2)."""
+"""PDF extraction, the broken kinds, cancel, rendering and passage rectangles (real pypdfium2). How a batch goes
+past bad files is ingest's (test_docs_errors)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 from PIL import Image
 
 from macapp.core.digest import file_sha256
-from macapp.core.docs import pdf
-from macapp.core.docs.pdf import ExtractProgress, PdfError, extract_many, extract_pages
+from macapp.core.docs import pdf, render
+from macapp.core.docs.pdf import PdfError, extract_pages
 from macapp.core.errors import Cancelled
 from macapp.core.progress import CancelToken, Progress
 from tests.fixtures import pdfs
@@ -144,23 +145,6 @@ def test_broken_file_gives_its_kind_and_a_clear_message(folder, name):
         assert "OCR" in (info.value.hint or "")  # what the text layer lacks, OCR reads (scan.read_document)
 
 
-def test_extract_many_continues_past_every_bad_file(folder, plain):
-    broken = broken_files(folder)
-    paths = [plain] + [path for path, _, _ in broken.values()] + [plain]
-    outcomes, steps = run(extract_many(paths))
-    assert [o.path for o in outcomes] == paths
-    assert [o.kind for o in outcomes[1:-1]] == [kind for _, kind, _ in broken.values()]
-    assert not any(o.ok for o in outcomes[1:-1]) and all(o.message for o in outcomes[1:-1])
-    for good in (outcomes[0], outcomes[-1]):
-        assert good.ok and good.page_count == 3 and good.kind is None
-        assert good.sha256 == hashlib.sha256(plain.read_bytes()).hexdigest()
-        assert squash(good.pages[1].text) == squash(PAGES[1])
-    assert all(isinstance(s, ExtractProgress) for s in steps)
-    assert [s.outcome for s in steps if s.outcome] == outcomes
-    dones = [s.done for s in steps]
-    assert dones == sorted(dones) and dones[-1] == len(paths) and steps[-1].total == len(paths)
-
-
 def test_big_pdf_reports_progress_and_reads_fast(big):
     started = time.perf_counter()
     pages, steps = run(extract_pages(big))
@@ -185,14 +169,6 @@ def test_cancel_stops_a_big_extraction_quickly(big):
     assert seen[-1].done == 50 and seen[-1].total == 1000
 
 
-def test_cancel_stops_a_batch_instead_of_becoming_an_outcome(big, plain):
-    token = CancelToken()
-    with pytest.raises(Cancelled):
-        for step in extract_many([plain, big, plain], token):
-            if step.file == "big.pdf" and step.done > 1.1:
-                token.cancel()
-
-
 def test_threads_share_pdfium_safely(plain, big):
     results: dict[str, object] = {}
 
@@ -202,7 +178,7 @@ def test_threads_share_pdfium_safely(plain, big):
     threads = [threading.Thread(target=work, args=(f"t{i}", big if i % 2 else plain)) for i in range(4)]
     for t in threads:
         t.start()
-    pngs = [pdf.render_page(plain, 1, scale=0.5) for _ in range(5)]
+    pngs = [render.render_page(plain, 1, scale=0.5) for _ in range(5)]
     for t in threads:
         t.join()
     assert all(len(results[f"t{i}"]) == (1000 if i % 2 else 3) for i in range(4))
@@ -216,7 +192,7 @@ def test_file_sha256_and_info(plain):
 
 
 def test_render_page_is_a_png_of_the_page(folder):
-    png = pdf.render_page(pdfs.make_image_only_pdf(folder / "picture.pdf", pages=1), 1, scale=1.5)
+    png = render.render_page(pdfs.make_image_only_pdf(folder / "picture.pdf", pages=1), 1, scale=1.5)
     image = Image.open(io.BytesIO(png))
     assert png.startswith(b"\x89PNG") and image.mode == "RGB"
     assert image.size == (893, 1263)  # A4 (595.28 x 841.89 pt) at 1.5x
@@ -227,37 +203,37 @@ def test_render_page_is_a_png_of_the_page(folder):
 
 def test_render_page_rejects_a_page_outside_the_document(plain):
     with pytest.raises(ValueError):
-        pdf.render_page(plain, 4)
+        render.render_page(plain, 4)
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (7, 5, 3), (7, 5, 4)])
 def test_encode_png_round_trips(shape):
     pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    decoded = np.asarray(Image.open(io.BytesIO(pdf.encode_png(pixels))))
+    decoded = np.asarray(Image.open(io.BytesIO(render.encode_png(pixels))))
     assert np.array_equal(decoded, pixels)
 
 
 def test_find_text_rects_boxes_a_passage_across_lines(plain):
-    rects = pdf.find_text_rects(plain, 1, "in the orchard. They ripen")
+    rects = render.find_text_rects(plain, 1, "in the orchard. They ripen")
     assert len(rects) == 2  # the end of line one and the start of line two
     first, second = rects
     assert first.top < second.top and second.left < first.left
     for r in rects:
         assert 0 <= r.left < r.right <= 595.3 and 0 <= r.top < r.bottom <= 841.9
         assert 5 < r.bottom - r.top < 20  # about one 11 pt line
-    assert pdf.find_text_rects(plain, 2, "in the orchard") == []
+    assert render.find_text_rects(plain, 2, "in the orchard") == []
 
 
 def test_find_text_rects_matches_a_cited_chunk_loosely(folder):
     path = pdfs.make_pdf(folder / "headed2.pdf", HEADED)
     cited = "A second paragraph   follows HERE."  # dehyphenated, other case and spacing
-    assert len(pdf.find_text_rects(path, 1, cited)) == 2
+    assert len(render.find_text_rects(path, 1, cited)) == 2
     # a passage that goes on past this page still highlights the part that is here
     spanning = "We counted the apples by hand. And then the text continues on the next page somewhere."
-    rects = pdf.find_text_rects(path, 1, spanning)
+    rects = render.find_text_rects(path, 1, spanning)
     assert len(rects) == 1 and rects[0].right - rects[0].left > 100
 
 
 def test_find_text_rects_on_non_latin_text(folder):
     path = pdfs.make_pdf(folder / "zh.pdf", [pdfs.CHINESE])
-    assert len(pdf.find_text_rects(path, 1, "懒狗。我们")) == 1
+    assert len(render.find_text_rects(path, 1, "懒狗。我们")) == 1

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from macapp.core.docs.pdf import MAX_RENDER_PIXELS, PdfError, encode_png
+from macapp.core.docs.pdf import PdfError
+from macapp.core.docs.render import MAX_RENDER_PIXELS, encode_png
 from macapp.core.docs.types import IMAGE_SUFFIXES
 
 HEIC_SUFFIXES = (".heic", ".heif")

@@ -76,7 +76,7 @@ class VisionEngine:
         import Vision
         from Foundation import NSData
 
-        from macapp.core.docs.pdf import encode_png
+        from macapp.core.docs.render import encode_png
 
         height, width = image.shape[:2]
         png = encode_png(image)

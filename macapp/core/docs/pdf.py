@@ -1,43 +1,39 @@
-"""PDF text per page, page images and passage rectangles for the citation viewer (pypdfium2).
+"""PDF text per page (pypdfium2): opening a PDF safely, extracting and tidying its text, and the keys that find
+a passage in a page's text. Page images and passage rectangles for the viewer and OCR are ``render.py``'s.
 
 Every failure a person can act on is a ``PdfError`` whose ``kind`` says which: ``encrypted`` (needs a
 password), ``corrupt`` (damaged or not a PDF), ``no_text`` (no text layer: scanned, for ``scan.py`` to OCR),
 ``empty`` (no pages), ``too_large`` (claims more pages than its bytes can hold) or ``unreadable`` (can't be opened
-as a file). ``extract_many`` turns them into per-file outcomes so one bad file never stops a batch.
+as a file). ``ingest`` turns them into per-file outcomes so one bad file never stops a batch.
 
-PDFium is not thread-safe, so every call into it runs under one module lock (held per page, never across
-a ``yield``) and every PDFium object is closed explicitly, never by a finaliser on another thread.
+PDFium is not thread-safe, so every call into it runs under one lock (``PDFIUM_LOCK``, held per page, never
+across a ``yield``) and every PDFium object is closed explicitly, never by a finaliser on another thread.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import mmap
 import re
 import threading
-import zlib
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from ctypes import byref, c_double, c_int
+from ctypes import byref, c_double
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from macapp.core.digest import file_sha256
 from macapp.core.docs.types import PageText
-from macapp.core.errors import Cancelled, UserError
+from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 
-_LOCK = threading.RLock()
+PDFIUM_LOCK = threading.RLock()  # PDFium is not thread-safe: every call into it holds this
 MIN_BYTES_PER_PAGE = 16  # below any real page (a page object plus its content); a bigger count is a lie
-MAX_RENDER_PIXELS = 40_000_000  # a page claiming to be 5 m wide still renders in bounded memory
 _HYPHEN_MARKS = "\ufffe\x02\xad"  # PDFium's marks for a line-end hyphen, and the soft hyphen
 _CONTROL = {c: None for c in [*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F]} | {0x0C: "\n"}
 _HYPHEN_MARK = re.compile(f"[{_HYPHEN_MARKS}][ \t]*\n?[ \t]*")
@@ -67,42 +63,6 @@ class PdfInfo:
     pages: int
 
 
-@dataclass(frozen=True)
-class FileOutcome:
-    """How one file of a batch went: ``ok`` with its pages, or the ``PdfError`` kind, message and hint."""
-
-    path: Path
-    file: str
-    ok: bool
-    pages: tuple[PageText, ...] = ()
-    sha256: str | None = None
-    kind: str | None = None
-    message: str = ""
-    hint: str | None = None
-
-    @property
-    def page_count(self) -> int:
-        return len(self.pages)
-
-
-@dataclass(frozen=True)
-class ExtractProgress(Progress):
-    """Batch progress; ``outcome`` is set on the step that finishes a file."""
-
-    file: str = ""
-    outcome: FileOutcome | None = None
-
-
-@dataclass(frozen=True)
-class TextRect:
-    """A highlight box in points from the top-left of the rendered page (multiply by the render scale)."""
-
-    left: float
-    top: float
-    right: float
-    bottom: float
-
-
 # ---------------------------------------------------------------- opening
 
 
@@ -129,7 +89,7 @@ def _file_has(path: Path, pattern: bytes) -> bool:
 @contextmanager
 def _open(path: Path, size: int):
     """An open ``PdfDocument`` (closed on exit), with PDFium's load errors turned into ``PdfError``."""
-    with _LOCK:
+    with PDFIUM_LOCK:
         # PDFium leaves its last error untouched on some failures (an empty page tree): set a known one first.
         pdfium_c.FPDF_LoadDocument(b"/nonexistent-orchard-dir/none.pdf", None)
         try:
@@ -154,8 +114,15 @@ def _open(path: Path, size: int):
             )
         yield doc
     finally:
-        with _LOCK:
+        with PDFIUM_LOCK:
             doc.close()
+
+
+@contextmanager
+def open_pdf(path: Path) -> Iterator[pdfium.PdfDocument]:
+    """``path`` open as a ``PdfDocument`` (closed on exit) once it passed every check; raises ``PdfError``."""
+    with _open(path, _check_file(path)) as doc:
+        yield doc
 
 
 def _load_error(path: Path, code: int | None) -> PdfError:
@@ -277,7 +244,7 @@ def _paragraph_lines(lines: list[str], marks: list[tuple[float, float] | None]) 
 
 def _read_page(doc: pdfium.PdfDocument, index: int) -> str | None:
     """Normalised text of page ``index`` (0-based); None when PDFium can't load the page."""
-    with _LOCK:
+    with PDFIUM_LOCK:
         try:
             page = doc[index]
         except pdfium.PdfiumError:
@@ -332,145 +299,6 @@ def extract_pages(
     return pages
 
 
-def extract_many(
-    paths: Iterable[str | Path], cancel: CancelToken | None = None
-) -> Generator[ExtractProgress, None, list[FileOutcome]]:
-    """Extract each file in turn; a file that fails becomes a failed ``FileOutcome`` and the batch goes on.
-
-    Yields:
-        ``ExtractProgress`` per page (``done`` counts files, fractional within a file); the step that
-        finishes a file carries its ``outcome``.
-    Returns:
-        One outcome per path, in order. Only ``Cancelled`` stops the batch.
-    """
-    files = [Path(p) for p in paths]
-    outcomes: list[FileOutcome] = []
-    for number, path in enumerate(files):
-        try:
-            inner = extract_pages(path, cancel)
-            while True:
-                try:
-                    step = next(inner)
-                except StopIteration as stop:
-                    pages = stop.value
-                    break
-                fraction = step.done / step.total if step.total else 0.0
-                yield ExtractProgress("extract", number + fraction, len(files), step.message, file=path.name)
-            outcome = FileOutcome(path, path.name, True, tuple(pages), file_sha256(path, cancel))
-        except Cancelled:
-            raise
-        except PdfError as e:
-            outcome = FileOutcome(path, path.name, False, kind=e.kind, message=e.message, hint=e.hint)
-        except Exception:  # a bug, but one file's bug must not sink the batch; its details go to the log
-            log.exception("extracting %s failed", path)
-            outcome = FileOutcome(path, path.name, False, kind="error", **bug_report(path.name, "read"))
-        outcomes.append(outcome)
-        yield ExtractProgress(
-            "extract", number + 1, len(files), outcome.message or path.name, file=path.name, outcome=outcome
-        )
-    return outcomes
-
-
-# ---------------------------------------------------------------- viewer
-
-
-def _load_page(doc: pdfium.PdfDocument, path: Path, page: int) -> pdfium.PdfPage:
-    if not 1 <= page <= len(doc):
-        raise ValueError(f"page {page} is outside 1..{len(doc)}")
-    try:
-        return doc[page - 1]
-    except pdfium.PdfiumError as e:
-        raise PdfError("corrupt", f"Page {page} of {path.name} can't be read.") from e
-
-
-def render_page(path: str | Path, page: int, scale: float = 1.5) -> bytes:
-    """PNG bytes of 1-based ``page`` at ``scale`` × 72 dpi (scaled down if it would exceed 40 megapixels)."""
-    path = Path(path)
-    size = _check_file(path)
-    with _open(path, size) as doc, _LOCK:
-        pdf_page = _load_page(doc, path, page)
-        try:
-            width, height = pdf_page.get_size()
-            scale = min(scale, math.sqrt(MAX_RENDER_PIXELS / max(width * height, 1.0)))
-            bitmap = pdf_page.render(scale=scale, rev_byteorder=True)
-            try:
-                pixels = bitmap.to_numpy().copy()
-            finally:
-                bitmap.close()
-        finally:
-            pdf_page.close()
-    return encode_png(pixels)
-
-
-def pages_with_images(path: str | Path, pages: Iterable[int]) -> set[int]:
-    """The 1-based pages among ``pages`` that draw an image (a scan, a photo, a slide saved as a picture): where
-    OCR may find text a text layer lacks. A page of typed text with few words draws none and is left alone."""
-    path = Path(path)
-    size = _check_file(path)
-    found = set()
-    with _open(path, size) as doc:
-        for page in pages:
-            with _LOCK:
-                try:
-                    pdf_page = doc[page - 1]
-                except pdfium.PdfiumError:
-                    continue
-                try:
-                    if next(pdf_page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]), None) is not None:
-                        found.add(page)
-                finally:
-                    pdf_page.close()
-    return found
-
-
-def page_images(
-    path: str | Path, pages: Iterable[int], long_side: int
-) -> Generator[tuple[int, np.ndarray | None, float], None, None]:
-    """(page, RGB pixels, pixels per point) for each 1-based page in ``pages``, rendered so its longer side is
-    ``long_side`` pixels (for OCR); pixels None for a page PDFium can't load. The file stays open between pages."""
-    path = Path(path)
-    size = _check_file(path)
-    with _open(path, size) as doc:
-        for page in pages:
-            with _LOCK:
-                try:
-                    pdf_page = doc[page - 1]
-                except pdfium.PdfiumError:
-                    pixels, scale = None, 1.0
-                else:
-                    try:
-                        scale = long_side / max(*pdf_page.get_size(), 1.0)
-                        bitmap = pdf_page.render(scale=scale, rev_byteorder=True, fill_color=(255, 255, 255, 255))
-                        try:
-                            pixels = bitmap.to_numpy()[:, :, :3].copy()
-                        finally:
-                            bitmap.close()
-                    finally:
-                        pdf_page.close()
-            yield page, pixels, scale
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """A PNG of an (h, w), (h, w, 3) RGB or (h, w, 4) RGBA uint8 array; plain zlib, no imaging library."""
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    height, width, channels = pixels.shape
-    colour_type = {1: 0, 3: 2, 4: 6}[channels]
-    rows = np.zeros((height, 1 + width * channels), dtype=np.uint8)  # filter byte 0 per row
-    rows[:, 1:] = pixels.reshape(height, -1)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, colour_type, 0, 0, 0])
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-        + chunk(b"IEND", b"")
-    )
-
-
 def match_keys(text: str) -> tuple[str, list[int]]:
     """Lower-cased text without whitespace and hyphens (so line breaks and hyphenation can't stop a
     match), with the position in ``text`` each key character came from."""
@@ -507,43 +335,3 @@ def locate(page_keys: str, query: str) -> tuple[int, int] | None:
         if found and (best is None or found[1] - found[0] > best[1] - best[0]):
             best = found
     return best
-
-
-def find_text_rects(path: str | Path, page: int, text: str) -> list[TextRect]:
-    """Boxes covering ``text`` on 1-based ``page`` (whitespace, case and hyphenation ignored), for
-    highlighting a cited passage; if only the start or end of the passage is on the page, that part."""
-    path = Path(path)
-    size = _check_file(path)
-    with _open(path, size) as doc, _LOCK:
-        pdf_page = _load_page(doc, path, page)
-        try:
-            textpage = pdf_page.get_textpage()
-            try:
-                chars = "".join(
-                    chr(pdfium_c.FPDFText_GetUnicode(textpage, i) or 0) for i in range(textpage.count_chars())
-                )
-                page_keys, where = match_keys(chars)
-                span = locate(page_keys, text)
-                if span is None:
-                    return []
-                first, last = where[span[0]], where[span[1] - 1]
-                boxes = [textpage.get_rect(i) for i in range(textpage.count_rects(first, last - first + 1))]
-                return [_to_top_left(pdf_page, box) for box in boxes]
-            finally:
-                textpage.close()
-        finally:
-            pdf_page.close()
-
-
-def _to_top_left(page: pdfium.PdfPage, box: tuple[float, float, float, float]) -> TextRect:
-    """Page-space (left, bottom, right, top) to the rendered page's top-left points (honours /Rotate)."""
-    grain = 16  # device units per point: 1/16 pt precision from PDFium's integer device coordinates
-    width, height = page.get_size()
-    args = (0, 0, math.ceil(width * grain), math.ceil(height * grain), 0)
-    xs, ys = [], []
-    for px, py in ((box[0], box[1]), (box[2], box[3])):
-        dx, dy = c_int(), c_int()
-        pdfium_c.FPDF_PageToDevice(page, *args, px, py, byref(dx), byref(dy))
-        xs.append(dx.value / grain)
-        ys.append(dy.value / grain)
-    return TextRect(min(xs), min(ys), max(xs), max(ys))

@@ -22,16 +22,8 @@ import numpy as np
 
 from macapp.core.docs import images
 from macapp.core.docs.ocr import OCR_MAX_PIXELS, OcrEngine, OcrError, default_engine, recognize_page
-from macapp.core.docs.pdf import (
-    PdfError,
-    TextRect,
-    extract_pages,
-    locate,
-    match_keys,
-    normalize_text,
-    page_images,
-    pages_with_images,
-)
+from macapp.core.docs.pdf import PdfError, extract_pages, locate, match_keys, normalize_text
+from macapp.core.docs.render import TextRect, page_images, pages_with_images
 from macapp.core.docs.types import OcrLine, PageText
 from macapp.core.progress import CancelToken, Progress
 from macapp.core.units import plural
@@ -230,7 +222,7 @@ def page_highlights(path: str | Path, page: int, text: str, lines: Sequence[OcrL
     if not text.strip():
         return []
     if not images.is_image(path):
-        from macapp.core.docs.pdf import find_text_rects
+        from macapp.core.docs.render import find_text_rects
 
         rects = find_text_rects(path, page, text)
         if rects or not lines:
@@ -251,6 +243,6 @@ def render_document_page(path: str | Path, page: int, scale: float) -> bytes:
     """PNG of 1-based ``page`` at ``scale`` × 72 dpi (an image: × its pixel size)."""
     if images.is_image(path):
         return images.render_image(path, scale)
-    from macapp.core.docs.pdf import render_page
+    from macapp.core.docs.render import render_page
 
     return render_page(path, page, scale)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from PySide6.QtCore import QThreadPool
 
     from macapp.core.docs.ingest import CollectionInfo, FileInfo, FileOutcome, IngestProgress
-    from macapp.core.docs.pdf import TextRect
+    from macapp.core.docs.render import TextRect
 
 INDEXING = "indexing"
 
