@@ -15,6 +15,7 @@ from macapp.core.models.library import add_model_file
 from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings
 from macapp.ui.chat.page import ChatPage
+from macapp.ui.chat.sidebar import SEARCH_DELAY_MS
 
 LONG = 3000  # max tokens for answers that must still be running when Stop is pressed
 
@@ -169,6 +170,16 @@ def test_search_finds_an_old_message_and_opens_it_there(qtbot, page):
     bar = page.transcript.verticalScrollBar()
     assert 0 < bar.value() < bar.maximum()  # scrolled to the middle, where the message is
     assert len(page.transcript.bubbles()) == 24
+
+
+def test_a_search_still_waiting_when_the_page_closes_reads_no_closed_store(qtbot):
+    page = ChatPage(Settings())
+    qtbot.addWidget(page)
+    page.open_history()  # the page opens (and owns) the store
+    qtbot.keyClicks(page.sidebar.search_box, "apples")  # the search runs after a short delay...
+    assert page.shutdown()  # ...but the window closes first (Ctrl+W right after typing), closing the store
+    qtbot.wait(SEARCH_DELAY_MS * 3)  # an exception in the event loop (a closed database) fails the test
+    assert page.sidebar.hit_count() == 0
 
 
 def test_rename_and_delete_a_conversation(qtbot, page, monkeypatch):

@@ -630,6 +630,7 @@ class ChatPage(QWidget):
         self._recount_timer.stop()
         if self._stop is not None:
             self._stop.cancel()  # the session saves the text so far, marked stopped
+        self.sidebar.shutdown()  # a search still waiting must not read the store closed below
         self.documents.shutdown()
         done = self.host.shutdown(timeout_ms)
         if self._owns_store and self.store is not None and done:

@@ -115,6 +115,11 @@ class ConversationList(QWidget):
         self._store = store
         self.refresh()
 
+    def shutdown(self) -> None:
+        """The page closes (its store too): a search still waiting for its delay must not read the closed store."""
+        self._search_timer.stop()
+        self._store = None
+
     # --- conversations -------------------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read the conversations (titles and order change as messages arrive)."""
