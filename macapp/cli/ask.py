@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def ask_cmd(args: argparse.Namespace) -> int:
     from macapp.core.docs.answer import ask
     from macapp.core.docs.index import DocumentIndex
+    from macapp.core.engines.base import GenerationChunk
     from macapp.core.progress import CancelToken
 
     index = DocumentIndex()
@@ -59,7 +60,7 @@ def ask_cmd(args: argparse.Namespace) -> int:
             except StopIteration as done:
                 answer = done.value
                 break
-            if not args.json and not isinstance(event, list):
+            if isinstance(event, GenerationChunk) and not args.json:  # (first come the passages found)
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
     except KeyboardInterrupt:

@@ -170,6 +170,7 @@ def run_cmd(args: argparse.Namespace) -> int:
 def chat_cmd(args: argparse.Namespace) -> int:
     from macapp.core.chat.session import ChatSession, ContextPlan
     from macapp.core.chat.store import ChatStore
+    from macapp.core.engines.base import GenerationChunk
     from macapp.core.progress import CancelToken
 
     sampling = sampling_from(args)
@@ -217,14 +218,14 @@ def chat_cmd(args: argparse.Namespace) -> int:
                     except StopIteration as done:
                         finished = done.value
                         break
-                    if isinstance(event, ContextPlan):
-                        if event.notice:
-                            err.print(f"[yellow]{escape(event.notice)}[/yellow]")
-                        continue
-                    if isinstance(event, list):  # passages found in the attached documents
-                        continue
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
+                    match event:
+                        case GenerationChunk():
+                            sys.stdout.write(event.text)
+                            sys.stdout.flush()
+                        case ContextPlan(notice=str(notice)):
+                            err.print(f"[yellow]{escape(notice)}[/yellow]")
+                        case _:  # PassagesFound (documents attached), or a plan that left nothing out
+                            pass
             except KeyboardInterrupt:  # Ctrl-C stops this answer, not the chat
                 cancel.cancel()
                 for _ in turn:

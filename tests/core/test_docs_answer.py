@@ -8,6 +8,7 @@ from macapp.core.chat.session import ChatSession
 from macapp.core.chat.store import ChatStore
 from macapp.core.docs import ingest
 from macapp.core.docs.answer import (
+    PassagesFound,
     ask,
     find_passages,
     grounded_prompt,
@@ -105,7 +106,7 @@ def test_ask_streams_an_answer_with_the_passages(collection, engine):
             sampling=SamplingSettings(seed=1, max_tokens=16),
         )
     )
-    assert isinstance(events[0], list) and events[0]
+    assert isinstance(events[0], PassagesFound) and events[0].passages and events[0].collection == "Notes"
     assert answer.found and answer.result.completion_tokens == 16
     assert {p.page for p in answer.passages} >= {1}
     assert answer.result.prompt_tokens > engine.count_tokens(PAGES[0])  # the passages were in the prompt
@@ -113,7 +114,7 @@ def test_ask_streams_an_answer_with_the_passages(collection, engine):
 
 def test_ask_says_so_when_nothing_is_relevant_without_calling_the_model(collection, engine):
     events, answer = drain(ask("Notes", "quarterly revenue of a software company", engine, index=collection))
-    assert events == [[]] and not answer.found and answer.result is None
+    assert events == [PassagesFound([], "Notes")] and not answer.found and answer.result is None
     assert "couldn't find anything" in answer.text
 
 
@@ -145,8 +146,9 @@ def test_a_chat_with_documents_attached_grounds_and_saves_citations(collection, 
     real = grounding.context_passages
     monkeypatch.setattr(grounding, "context_passages", lambda *a, **kw: real(*a, **kw, index=collection))
     events, turn = drain(session.send("how do you calm the bees?"))
-    passages = events[0]
-    assert isinstance(passages, list) and passages[0].page == 1
+    assert isinstance(events[0], PassagesFound) and events[0].collection == "Notes"
+    passages = events[0].passages
+    assert passages[0].page == 1
     assert engine.prompts[0][-1]["content"] == grounded_prompt("how do you calm the bees?", passages)
     assert turn.plan.prompt_tokens == engine.count_chat_tokens(engine.prompts[0])
     stored = store.thread(conv.id)

@@ -6,7 +6,7 @@ than needed (``SLACK``), so the next several turns keep the same prefix and stil
 conversation instead of re-reading it all.
 
 ``ChatSession`` is what the window and ``macapp chat`` drive: ``send``, ``regenerate`` and
-``edit_and_resend`` are generators of events — the passages found (a ``list[Passage]``, only when
+``edit_and_resend`` are generators of events — the passages found (``docs.answer.PassagesFound``, only when
 documents are attached to the conversation), then a ``ContextPlan``, then ``GenerationChunk``s — that
 write the answer to the ``ChatStore`` while it streams (every ``SAVE_INTERVAL_S``: a killed process
 keeps all but the last 50 ms, and a commit per token would cost ~2% of decode speed) and return a
@@ -34,7 +34,7 @@ from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken
 
 if TYPE_CHECKING:
-    from macapp.core.docs.retrieve import Passage
+    from macapp.core.docs.answer import PassagesFound
 
 SLACK = 8  # when trimming, free an extra 1/SLACK of the window
 SAVE_INTERVAL_S = 0.05  # a streaming answer reaches the store at least this often (a kill loses at most this)
@@ -74,7 +74,7 @@ class Turn:
         return self.result.prompt_tokens + self.result.completion_tokens
 
 
-TurnStream = Generator["ContextPlan | GenerationChunk | list[Passage]", None, Turn]
+TurnStream = Generator["PassagesFound | ContextPlan | GenerationChunk", None, Turn]
 
 
 def plan_context(
@@ -200,7 +200,7 @@ class ChatSession:
             passages = grounding.context_passages(
                 self.collection, question, self.engine, max_tokens=self.sampling.max_tokens
             )
-            yield passages
+            yield grounding.PassagesFound(passages, self.collection)
             if not passages:
                 reply = self.store.add_message(
                     self.conversation_id,

@@ -73,6 +73,15 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class PassagesFound:
+    """The first event of a grounded answer (``ask``, and a chat turn with documents attached): the passages
+    found in ``collection`` for the question. Empty: nothing relevant, and the answer says so without the model."""
+
+    passages: list[Passage]
+    collection: str
+
+
+@dataclass(frozen=True)
 class Answer:
     """What ``ask`` returns. ``text`` has ``[file, p. N]`` labels; ``raw_text`` is the model's own."""
 
@@ -225,13 +234,13 @@ def ask(
     cancel: CancelToken | None = None,
     embedder=None,
     index=None,
-) -> Generator[list[Passage] | GenerationChunk, None, Answer]:
+) -> Generator[PassagesFound | GenerationChunk, None, Answer]:
     """Answer ``question`` from ``collection``: yields the passages found, then the answer's text as it streams."""
     sampling = sampling or SamplingSettings()
     passages = context_passages(
         collection, question, engine, k, max_tokens=sampling.max_tokens, embedder=embedder, index=index
     )
-    yield passages
+    yield PassagesFound(passages, collection)
     if not passages:
         text = nothing_found(collection)
         return Answer(text, text, [], [], found=False)

@@ -214,6 +214,27 @@ class ChatDocuments(QObject):
         the composer."""
         return self.panel.reindex(collection, if_needed=True)
 
+    def explain_failure(self, exc: BaseException, cid: int | None) -> bool:
+        """When an answer in conversation ``cid`` failed because its documents were indexed with another
+        embedding model than the one chosen now, say so in the page's notice with a Re-index button; True if so."""
+        from macapp.core.docs.index import EmbedderMismatch
+
+        if not isinstance(exc, EmbedderMismatch) or cid is None or self.page.store is None:
+            return False
+        collection = self.page.store.get_conversation(cid).collection
+        if not collection:
+            return False
+        from macapp.core.docs.names import embedder_names
+
+        indexed, current = embedder_names(exc.indexed_with, exc.asked_with)
+        self.page.notice.show_message(
+            f"The PDFs in this chat were indexed with {indexed}, not the embedding model "
+            f"chosen now ({current}). Re-index them to search them, then ask again.",
+            "Re-index",
+            lambda: self.reindex(collection),
+        )
+        return True
+
     # --- citations -----------------------------------------------------------------------------
     def open_citation(self, citation: dict) -> PageViewer:
         """Show the cited page (one viewer window, reused)."""

@@ -108,3 +108,11 @@ def coalesce(stream: TurnStream, interval: float = BATCH_INTERVAL_S) -> Generato
                 due = now + interval
     finally:
         stream.close()
+
+
+def with_adapter(engine, adapter: str | None, stream: Generator):
+    """``stream`` with ``adapter`` switched on first, on the engine's thread (where the generator runs)."""
+    from macapp.core.engines import apply_adapter
+
+    apply_adapter(engine, adapter)
+    return (yield from stream)

@@ -1,27 +1,26 @@
 """The Chat page: saved conversations on the left, the transcript and composer in the middle, the
 settings drawer on the right.
 
-Threads: an ``EngineHost`` (``chat_engine``) holds the one loaded engine and a one-thread
+Threads: an ``EngineHost`` (``engine``) holds the one loaded engine and a one-thread
 ``QThreadPool`` on which every engine call runs in a ``Worker``: loading, unloading, counting the
 context and answering. Each answer gets its own ``CancelToken`` handed to the ``ChatSession``: Stop cancels
 it and the session returns normally with ``finish_reason="cancelled"``, the partial answer kept.
 The store is thread-safe; the GUI reads it directly (short queries) while the session writes.
 
-Streaming: ``chat_jobs.coalesce`` batches chunks on the engine thread (~100 signals a second at
-most); the page buffers them in the transcript, and a 30 Hz timer renders the streaming bubble
-(only its last Markdown part, see ``chat_markdown``) and, 5 times a second, the context meter. So
-the event loop never spends long on one answer however fast it comes (``bench/ui_stall.py``).
+Streaming: the answer in progress is an ``AnswerStream`` (``answer_stream``): it starts the turn the page
+builds, streams its events into the transcript's bubble at most 30 times a second, and says by signals when
+the store has the question, when the answer ended or failed; the page builds sessions and shows the rest.
 
 Switching conversation (or starting a new one) while an answer streams stops that answer first;
 its text so far is saved, marked stopped.
 
-Documents (``chat_documents``): PDFs dropped on the page join the conversation's collection (added on
+Documents (``documents``): PDFs dropped on the page join the conversation's collection (added on
 the indexing pool, with a row per file above the composer); a conversation with a collection answers
 from it: the session first yields the passages found, and the saved answer's citations become chips
 that open the page viewer. Documents indexed with another embedding model than the one chosen now
 fail the answer (the question stays saved) with a notice that offers to re-index them.
 
-Tools (``chat_tools``; ``agent_tools``, ``agent_jobs``, ``agent_steps``): with the conversation's Tools
+Tools (``tools``; ``agent_tools``, ``agent_jobs``, ``agent_steps``): with the conversation's Tools
 switch on, a message goes to the agent loop on the engine thread instead. Its tool calls appear above the answer
 as rows; a call that writes or executes shows an approval card and the loop waits (on its thread)
 for the click; Stop cancels the run's token, which ends that wait too. The grants are saved in the
@@ -31,42 +30,38 @@ conversation's settings, beside the sampling values, and come back when it is re
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
-from macapp.core.chat.session import ContextPlan
 from macapp.core.engines.base import SamplingSettings
 from macapp.core.errors import UserError
 from macapp.core.hardware import machine_noun
-from macapp.core.progress import CancelToken
-from macapp.ui.chat.agent_jobs import ToolsReady
+from macapp.ui.chat.answer_stream import AnswerStream
 from macapp.ui.chat.composer import SEND_HINT, ComposerBox
-from macapp.ui.chat.documents import ChatDocuments, passages_note
+from macapp.ui.chat.documents import ChatDocuments
 from macapp.ui.chat.engine import EngineHost
 from macapp.ui.chat.header import ModelBar, engine_label
-from macapp.ui.chat.jobs import coalesce, count_context
+from macapp.ui.chat.jobs import coalesce, count_context, with_adapter
+from macapp.ui.chat.panes import PaneFitter
 from macapp.ui.chat.settings import SettingsDrawer
 from macapp.ui.chat.sidebar import ConversationList
 from macapp.ui.chat.tools import ChatTools
 from macapp.ui.chat.transcript import Transcript
 from macapp.ui.widgets.notice import Notice
-from macapp.ui.worker import Worker, error_text
+from macapp.ui.worker import Latest, Worker, error_text
 
 if TYPE_CHECKING:
-    from macapp.core.chat.session import Turn
+    from macapp.core.chat.session import ContextPlan, Turn
     from macapp.core.chat.store import ChatStore, Message
-    from macapp.core.engines.llama_engine import LlamaCppEngine
+    from macapp.core.engines.base import Engine
     from macapp.core.hardware import Hardware
     from macapp.core.models.library import LibraryEntry
     from macapp.core.settings import Settings
 
 log = logging.getLogger(__name__)
-FLUSH_MS = 33  # the streaming bubble re-renders at most ~30 times a second
-METER_INTERVAL_S = 0.2  # the context meter follows an answer 5 times a second
 RECOUNT_DELAY_MS = 300
 
 
@@ -89,17 +84,8 @@ class ChatPage(QWidget):
         self.host.loadEnded.connect(self._after_load)
         self.cid: int | None = None
         self._closed = False
-        self._count_serial = 0
-        self._answering = False
-        self._turn_cid: int | None = None
-        self._stop: CancelToken | None = None
-        self._plan: ContextPlan | None = None
-        self._live_used = 0
-        self._meter_shown = 0.0
+        self._counts = Latest()  # a newer count of the context makes an older one stale
         self._template_noted: object = None
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setInterval(FLUSH_MS)
-        self._flush_timer.timeout.connect(self._flush)
         self._recount_timer = QTimer(self)
         self._recount_timer.setSingleShot(True)
         self._recount_timer.setInterval(RECOUNT_DELAY_MS)
@@ -119,7 +105,10 @@ class ChatPage(QWidget):
         root.addWidget(self.sidebar)
         root.addLayout(self._build_center(), 1)
         root.addWidget(self.drawer)
+        self.panes = PaneFitter(self)  # a narrow window: the drawer floats over the answers instead of squeezing them
         self.tools = ChatTools(self)  # the Tools switch, the grants, and how an agent run shows
+        self.tools.questionSaved.connect(self._adopt_question)
+        self.answer = self._answer_stream()  # the answer being written
         self._set_busy(False)
         self._update_model_state()
 
@@ -162,6 +151,18 @@ class ChatPage(QWidget):
         col.addWidget(self.composer_box)
         return col
 
+    def _answer_stream(self) -> AnswerStream:
+        answer = AnswerStream(self.transcript, self.meter, lambda: self.cid, self)
+        answer.started.connect(self._on_answer_started)
+        answer.questionSaved.connect(self._adopt_question)
+        answer.planned.connect(lambda plan: plan.notice and self.notice.show_message(plan.notice))
+        answer.agentEvent.connect(self.tools.render)
+        answer.turnFinished.connect(self._on_turn_done)
+        answer.agentFinished.connect(self._on_agent_done)
+        answer.failed.connect(self._on_turn_failed)
+        answer.ended.connect(self._after_answer)
+        return answer
+
     # --- history -------------------------------------------------------------------------------
     def open_history(self) -> None:
         """Open the chat history (``ChatStore()`` unless one was given) and list the conversations."""
@@ -188,7 +189,7 @@ class ChatPage(QWidget):
 
         if self.store is None:
             return
-        if self.busy and cid != self._turn_cid:
+        if self.busy and cid != self.answer.conversation:
             self.stop()
         if cid != self.cid or not self.busy:
             try:
@@ -263,7 +264,7 @@ class ChatPage(QWidget):
         return self.header.refresh_remote()
 
     @property
-    def engine(self) -> LlamaCppEngine | None:
+    def engine(self) -> Engine | None:
         """The loaded model (None while none is, or while one loads)."""
         return self.host.engine
 
@@ -327,7 +328,7 @@ class ChatPage(QWidget):
     @property
     def busy(self) -> bool:
         """An answer is being written."""
-        return self._answering
+        return self.answer.busy
 
     def _ready(self) -> bool:
         if self.engine is None:
@@ -396,8 +397,7 @@ class ChatPage(QWidget):
 
     def stop(self) -> None:
         """Stop the answer being written; its text so far is kept."""
-        if self._stop is not None:
-            self._stop.cancel()
+        if self.answer.stop():
             self.composer_box.stopping()
             self.tools.stop()
 
@@ -408,90 +408,14 @@ class ChatPage(QWidget):
             self.send_message()
 
     def _start_turn(self, start) -> Worker:
-        self._stop = CancelToken()
-        worker = self.host.run(coalesce, with_adapter(self.engine, self.drawer.adapter(), start(self._stop)))
-        return self._run_answer(worker, self._on_turn_event, self._on_turn_done)
+        engine, adapter = self.engine, self.drawer.adapter()
+        return self.answer.start(
+            lambda cancel: self.host.run(coalesce, with_adapter(engine, adapter, start(cancel))), self.cid
+        )
 
-    def _run_answer(self, worker: Worker, on_event, on_done) -> Worker:
-        self._answering = True
-        self._turn_cid = self.cid
-        self._plan = None
-        worker.signals.yielded.connect(on_event)
-        worker.signals.returned.connect(on_done)
-        worker.signals.errored.connect(self._on_turn_failed)
-        worker.signals.finished.connect(self._after_turn)
+    def _on_answer_started(self) -> None:
         self.notice.hide()
         self._set_busy(True)
-        self.transcript.begin_stream()  # at once, not when the plan arrives: the work splits over two events
-        self._flush_timer.start()
-        return worker.start()
-
-    # --- the agent -----------------------------------------------------------------------------
-    def _send_to_agent(self, text: str) -> Worker:
-        """Run the agent on ``text`` with the tools this conversation grants."""
-        self._session()  # saves the conversation and today's settings
-        collection = self.store.get_conversation(self.cid).collection
-        self.composer.clear()
-        self.transcript.add_pending(text)
-        self._stop = CancelToken()
-        worker = self.host.run(
-            with_adapter, self.engine, self.drawer.adapter(), self.tools.turn(text, collection, self._stop)
-        )
-        worker.signals.aborted.connect(lambda: self._on_agent_aborted(text))
-        return self._run_answer(worker, self._on_agent_event, self._on_agent_done)
-
-    def _on_agent_event(self, event) -> None:
-        if not self._on_screen():
-            return
-        if self.transcript.pending is not None and not isinstance(event, ToolsReady):
-            self._adopt_question()  # the run's first event: the store has the question
-        self.tools.render(event)
-
-    def _on_agent_done(self, result) -> None:
-        if self._closed:
-            return
-        self._flush_timer.stop()
-        if self._turn_cid == self.cid:
-            self._flush()
-            self.tools.stop()  # a card left waiting (the run ended some other way) says so
-            thread = self._thread(self.cid)
-            if thread and thread[-1].role == "assistant":
-                self.transcript.finish_stream(thread[-1])
-            self.transcript.set_thread(thread)
-            self.tools.after_run(self.store.get_conversation(self.cid))
-            self._recount_timer.start()
-        self.agentFinished.emit(result)
-
-    def _on_agent_aborted(self, text: str) -> None:
-        """Stopped while its MCP servers were starting: nothing was saved, so the message goes back to the composer."""
-        if self._closed:
-            return
-        if self._turn_cid == self.cid and not self.composer.toPlainText().strip():
-            self.composer.setPlainText(text)
-        self.agentFinished.emit(None)
-
-    def _on_screen(self) -> bool:
-        """The answer in progress belongs to the conversation on screen (one answer runs at a time, and
-        its signals arrive in order before the next can start)."""
-        return not self._closed and self._turn_cid == self.cid
-
-    def _on_turn_event(self, event) -> None:
-        if not self._on_screen():
-            return
-        if isinstance(event, list):  # the passages found in the conversation's documents
-            self._adopt_question()
-            self.transcript.set_stream_note(passages_note(event, self.store.get_conversation(self.cid).collection))
-        elif isinstance(event, ContextPlan):
-            self._plan = event
-            self._adopt_question(event.dropped)
-            self._live_used = event.prompt_tokens
-            self.meter.set_usage(event.prompt_tokens, event.n_ctx)
-            if event.notice:
-                self.notice.show_message(event.notice)
-        else:
-            self.transcript.append_stream(event.text, event.completion_tokens)
-            if self._plan is not None:
-                self._live_used = self._plan.prompt_tokens + event.completion_tokens
 
     def _adopt_question(self, dropped: int | None = None) -> None:
         """The store has the question sent: show the saved branch (regenerating: without the old answer)."""
@@ -501,69 +425,60 @@ class ChatPage(QWidget):
         self.transcript.set_thread(thread, dropped=dropped)  # adopts the question's bubble
         self.sidebar.touch(self.cid)  # the first message names the conversation
 
-    def _flush(self) -> None:
-        self.transcript.flush_stream()
-        now = time.monotonic()
-        if self._plan is not None and now - self._meter_shown >= METER_INTERVAL_S:
-            self._meter_shown = now
-            self.meter.set_usage(self._live_used, self._plan.n_ctx)
-
     def _on_turn_done(self, turn: Turn) -> None:
-        if self._closed:
-            return
-        self._flush_timer.stop()
-        if self._turn_cid == self.cid:
-            self._flush()
-            self.transcript.finish_stream(turn.message)
+        if self.answer.on_screen():
             self.transcript.set_thread(self._thread(self.cid))
-            if turn.plan.messages:
-                self.meter.set_usage(turn.tokens_used, turn.plan.n_ctx)
-            else:  # nothing relevant in the documents: saved without asking the model
+            if not turn.plan.messages:  # nothing relevant in the documents: saved without asking the model
                 self._recount_timer.start()
             self._note_template(turn.plan.notice)
         self.turnFinished.emit(turn)
 
-    def _on_turn_failed(self, exc: BaseException) -> None:
-        if self._closed:
-            return
-        from macapp.core.docs.index import EmbedderMismatch
-
-        collection = (
-            self.store.get_conversation(self._turn_cid).collection
-            if isinstance(exc, EmbedderMismatch) and self._turn_cid is not None
-            else None
-        )
-        if collection:  # the embedding model was changed since the documents were indexed
-            from macapp.core.docs.names import embedder_names
-
-            indexed, current = embedder_names(exc.indexed_with, exc.asked_with)
-            self.notice.show_message(
-                f"The PDFs in this chat were indexed with {indexed}, not the embedding model "
-                f"chosen now ({current}). Re-index them to search them, then ask again.",
-                "Re-index",
-                lambda: self.documents.reindex(collection),
-            )
-        else:
+    def _on_turn_failed(self, exc: BaseException, cid: int | None) -> None:
+        if not self.documents.explain_failure(exc, cid):  # (documents indexed with another embedding model)
             self.notice.show_message(error_text(exc))
 
-    def _after_turn(self) -> None:
+    def _after_answer(self, cid: int | None, refresh: bool) -> None:
+        if refresh:  # show what the store has
+            self.transcript.set_thread(self._thread(self.cid))
+        if cid is not None:
+            self.sidebar.touch(cid)
+        self._set_busy(False)
+
+    # --- the agent -----------------------------------------------------------------------------
+    def _send_to_agent(self, text: str) -> Worker:
+        """Run the agent on ``text`` with the tools this conversation grants."""
+        self._session()  # saves the conversation and today's settings
+        collection = self.store.get_conversation(self.cid).collection
+        self.composer.clear()
+        self.transcript.add_pending(text)
+        engine, adapter = self.engine, self.drawer.adapter()
+
+        def run(cancel) -> Worker:
+            worker = self.host.run(with_adapter, engine, adapter, self.tools.turn(text, collection, cancel))
+            worker.signals.aborted.connect(lambda: self._on_agent_aborted(text))
+            return worker
+
+        return self.answer.start(run, self.cid, agent=True)
+
+    def _on_agent_done(self, result) -> None:
+        if self.answer.on_screen():
+            self.tools.after_run(self._thread(self.cid), self.store.get_conversation(self.cid))
+            self._recount_timer.start()
+        self.agentFinished.emit(result)
+
+    def _on_agent_aborted(self, text: str) -> None:
+        """Stopped while its MCP servers were starting: nothing was saved, so the message goes back to the composer."""
         if self._closed:
             return
-        self._flush_timer.stop()
-        self._answering, self._stop = False, None
-        if self.transcript.stream is not None or self._turn_cid == self.cid:  # failed: show what was saved
-            self.transcript.discard_stream()
-            self.transcript.set_thread(self._thread(self.cid))
-        if self._turn_cid is not None:
-            self.sidebar.touch(self._turn_cid)
-        self._turn_cid = None
-        self._set_busy(False)
+        if self.answer.on_screen() and not self.composer.toPlainText().strip():
+            self.composer.setPlainText(text)
+        self.agentFinished.emit(None)
 
     def _set_busy(self, busy: bool) -> None:
         self.composer_box.set_streaming(busy)
         self.tools.set_busy(busy)
         self.transcript.set_busy(busy)
-        self.sidebar.set_locked(self._turn_cid if busy else None)
+        self.sidebar.set_locked(self.answer.conversation if busy else None)
         self._update_model_state()
         self.busyChanged.emit(busy)
 
@@ -597,15 +512,13 @@ class ChatPage(QWidget):
             self.drawer.system_prompt(),
             self.drawer.sampling().max_tokens,
         )
-        self._count_serial += 1
-        serial = self._count_serial
-        worker.signals.returned.connect(lambda plan: self._on_counted(plan, serial))
+        worker.signals.returned.connect(self._counts.only_if_current(self._counts.ticket(), self._on_counted))
         worker.signals.errored.connect(lambda exc: log.info("context count failed: %s", exc))
         worker.start()
 
-    def _on_counted(self, plan: ContextPlan, serial: int) -> None:
-        if self._closed or serial != self._count_serial or self.busy or self.engine is None:
-            return  # a newer count is on its way, or the answer's own figures are showing
+    def _on_counted(self, plan: ContextPlan) -> None:
+        if self._closed or self.busy or self.engine is None:
+            return  # the answer's own figures are showing
         self.meter.set_usage(plan.prompt_tokens, plan.n_ctx)
         self.transcript.set_dropped(plan.dropped)
         self._note_template()
@@ -626,10 +539,8 @@ class ChatPage(QWidget):
         if self._closed:
             return True
         self._closed = True
-        self._flush_timer.stop()
         self._recount_timer.stop()
-        if self._stop is not None:
-            self._stop.cancel()  # the session saves the text so far, marked stopped
+        self.answer.shutdown()  # the session saves the text so far, marked stopped
         self.sidebar.shutdown()  # a search still waiting must not read the store closed below
         self.documents.shutdown()
         done = self.host.shutdown(timeout_ms)
@@ -645,11 +556,3 @@ def _adapter_names() -> list[str]:
         return [a.name for a in list_adapters()]
     except (OSError, UserError):
         return []
-
-
-def with_adapter(engine, adapter: str | None, stream):
-    """``stream`` with ``adapter`` switched on first, on the engine's thread (where the generator runs)."""
-    from macapp.core.engines import apply_adapter
-
-    apply_adapter(engine, adapter)
-    return (yield from stream)

@@ -4,14 +4,14 @@
 button in step, saves the grants with the conversation when they are edited (a new chat keeps them
 until its first message saves it), builds the run (``agent_jobs.agent_turn``) and renders what it
 yields: answer text into the streaming bubble, an approval card whose click answers the waiting loop,
-and a row per tool call above the answer. The page owns the turn itself (the worker, busy, Stop).
+and a row per tool call above the answer. The page's ``AnswerStream`` runs the turn (the worker, busy, Stop).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from macapp.ui.chat.agent_steps import ApprovalCard
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 class ChatTools(QObject):
     """The Tools switch and grants of the conversation on screen, and the rendering of its agent runs."""
+
+    questionSaved = Signal()  # a run's first event after its tools are ready: the store has the question
 
     def __init__(self, page: ChatPage):
         super().__init__(page)
@@ -96,6 +98,8 @@ class ChatTools(QObject):
             if event.problems:
                 self.page.notice.show_message("Some tools can't be used in this run: " + "; ".join(event.problems))
             return
+        if transcript.pending is not None:
+            self.questionSaved.emit()
         steps = transcript.stream_steps()
         if steps is None:
             return
@@ -121,10 +125,16 @@ class ChatTools(QObject):
         if stream is not None and stream.steps is not None:
             stream.steps.stop()
 
-    def after_run(self, conversation) -> None:
-        """The run ended: show the grants with the "always" approvals it added (and keep its problems shown)."""
+    def after_run(self, thread: list, conversation) -> None:
+        """The run on screen ended: its saved answer and ``thread`` (the branch as the store has it) in the
+        transcript, the grants with the "always" approvals it added (its problems stay shown)."""
         from macapp.core.agent.history import grants_of
 
+        self.stop()  # a card left waiting (the run ended some other way) says so
+        transcript = self.page.transcript
+        if thread and thread[-1].role == "assistant":
+            transcript.finish_stream(thread[-1])
+        transcript.set_thread(thread)
         problems = self.panel.problems.text()
         self.panel.set_grants(grants_of(conversation))
         self.panel.set_problems(problems.splitlines() if problems else [])
