@@ -22,12 +22,23 @@ import logging
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from macapp.core import paths
+from macapp.core.chat.records import (
+    SELECT_CONVERSATION,
+    SELECT_MESSAGE,
+    Conversation,
+    Message,
+    SavedToolStep,
+    SearchHit,
+    conversation_from_row,
+    dict_from_json,
+    dict_to_json,
+    message_from_row,
+    parse_time,
+)
 from macapp.core.chat.schema import now_text as _now
 from macapp.core.chat.schema import open_database
 from macapp.core.database import write_transaction
@@ -38,73 +49,6 @@ log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant", "tool")
 FINISHED = ("done", "interrupted", "cancelled", "error")  # 'streaming' is the only unfinished status
 SNIPPET_TOKENS = 12
-
-
-@dataclass
-class Conversation:
-    id: int
-    title: str
-    created_at: datetime
-    updated_at: datetime
-    model: str | None
-    adapter: str | None
-    system_prompt: str
-    settings: dict[str, Any]
-    head_id: int | None
-    collection: str | None = None  # the document collection attached to this conversation
-
-
-@dataclass
-class Message:
-    """One message; ``version`` of ``version_count`` counts its siblings (same parent and role)."""
-
-    id: int
-    conversation_id: int
-    parent_id: int | None
-    role: str
-    content: str
-    model: str | None
-    adapter: str | None
-    settings: dict[str, Any]
-    status: str
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    tokens_per_s: float | None
-    created_at: datetime
-    updated_at: datetime
-    version: int = 1
-    version_count: int = 1
-    citations: list[dict[str, Any]] = field(default_factory=list)  # sources an answer cites (file, page, ...)
-
-
-@dataclass(frozen=True)
-class SavedToolStep:
-    """A tool call an agent made while writing a message: what it called, how it was approved, what came back."""
-
-    message_id: int
-    position: int  # 1-based order within the message
-    call_id: str
-    tool: str
-    arguments: dict[str, Any]
-    effect: str
-    status: str  # ok | error | invalid | refused | denied | timeout | cancelled
-    approval: str
-    result: str
-    duration_s: float
-    created_at: datetime
-
-
-@dataclass
-class SearchHit:
-    """A search match: a message (``message_id`` set) or a conversation title (``message_id`` None)."""
-
-    conversation_id: int
-    conversation_title: str
-    message_id: int | None
-    role: str | None
-    snippet: str  # matched words wrapped in [ ]
-    created_at: datetime
 
 
 class NotFoundError(UserError, LookupError):
@@ -119,19 +63,6 @@ class _Head:
 HEAD: Any = _Head()  # default parent: the conversation's current head
 _UNSET: Any = object()
 
-_CONVERSATION = (
-    "SELECT id, title, created_at, updated_at, model, adapter, system_prompt, settings_json, head_id, collection"
-    " FROM conversations"
-)
-_MESSAGE = """
-SELECT m.id, m.conversation_id, m.parent_id, m.role, m.content, m.model, m.adapter, m.settings_json, m.status,
-       m.finish_reason, m.prompt_tokens, m.completion_tokens, m.tokens_per_s, m.created_at, m.updated_at,
-       (SELECT count(*) FROM messages s WHERE s.conversation_id = m.conversation_id AND s.parent_id IS m.parent_id
-                                          AND s.role = m.role AND s.id <= m.id),
-       (SELECT count(*) FROM messages s WHERE s.conversation_id = m.conversation_id AND s.parent_id IS m.parent_id
-                                          AND s.role = m.role),
-       m.citations_json
-FROM messages m"""
 _SEARCH = f"""
 SELECT c.id, c.title, m.id, m.role, snippet(messages_fts, 0, '[', ']', '…', {SNIPPET_TOKENS}), m.created_at
 FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN conversations c ON c.id = m.conversation_id
@@ -202,24 +133,24 @@ class ChatStore:
             cur = db.execute(
                 "INSERT INTO conversations (title, created_at, updated_at, model, adapter, system_prompt,"
                 " settings_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (_clean_title(title), now, now, model, adapter, system_prompt, _dumps(settings)),
+                (_clean_title(title), now, now, model, adapter, system_prompt, dict_to_json(settings)),
             )
             return self.get_conversation(_new_id(cur))
 
     def get_conversation(self, conversation_id: int) -> Conversation:
         with self._lock:
-            row = self._conn.execute(f"{_CONVERSATION} WHERE id = ?", (conversation_id,)).fetchone()
+            row = self._conn.execute(f"{SELECT_CONVERSATION} WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"No conversation with id {conversation_id}")
-        return _conversation(row)
+        return conversation_from_row(row)
 
     def list_conversations(self, limit: int | None = None) -> list[Conversation]:
         """Most recently updated first."""
         with self._lock:
             rows = self._conn.execute(
-                f"{_CONVERSATION} ORDER BY updated_at DESC, id DESC LIMIT ?", (-1 if limit is None else limit,)
+                f"{SELECT_CONVERSATION} ORDER BY updated_at DESC, id DESC LIMIT ?", (-1 if limit is None else limit,)
             ).fetchall()
-        return [_conversation(r) for r in rows]
+        return [conversation_from_row(r) for r in rows]
 
     def collection_titles(self) -> dict[str, str]:
         """The title of the conversation whose PDFs each collection holds, by casefolded collection name."""
@@ -257,7 +188,7 @@ class ChatStore:
         if "title" in given:
             given["title"] = _clean_title(given["title"])
         if "settings_json" in given:
-            given["settings_json"] = _dumps(given["settings_json"])
+            given["settings_json"] = dict_to_json(given["settings_json"])
         with self._write() as db:
             if given:
                 sets = ", ".join(f"{k} = ?" for k in given)
@@ -361,7 +292,7 @@ class ChatStore:
             return self.get_message(message_id)
 
     def get_message(self, message_id: int) -> Message:
-        found = self._messages(f"{_MESSAGE} WHERE m.id = ?", (message_id,))
+        found = self._messages(f"{SELECT_MESSAGE} WHERE m.id = ?", (message_id,))
         if not found:
             raise NotFoundError(f"No message with id {message_id}")
         return found[0]
@@ -372,14 +303,14 @@ class ChatStore:
             "WITH RECURSIVE up(id, depth) AS ("
             " SELECT head_id, 0 FROM conversations WHERE id = ? AND head_id IS NOT NULL"
             " UNION ALL SELECT p.parent_id, up.depth + 1 FROM messages p JOIN up ON p.id = up.id"
-            f" WHERE p.parent_id IS NOT NULL) {_MESSAGE} JOIN up ON m.id = up.id ORDER BY up.depth DESC",
+            f" WHERE p.parent_id IS NOT NULL) {SELECT_MESSAGE} JOIN up ON m.id = up.id ORDER BY up.depth DESC",
             (conversation_id,),
         )
 
     def versions(self, message_id: int) -> list[Message]:
         """A message and its siblings with the same role (its other versions), oldest first."""
         return self._messages(
-            f"{_MESSAGE} JOIN messages x ON x.id = ? AND m.conversation_id = x.conversation_id"
+            f"{SELECT_MESSAGE} JOIN messages x ON x.id = ? AND m.conversation_id = x.conversation_id"
             " AND m.parent_id IS x.parent_id AND m.role = x.role ORDER BY m.id",
             (message_id,),
         )
@@ -451,7 +382,7 @@ class ChatStore:
                 args,
             ).fetchall()
         return [
-            SavedToolStep(r[0], r[1], r[2], r[3], _loads(r[4]), r[5], r[6], r[7], r[8], r[9], _time(r[10]))
+            SavedToolStep(r[0], r[1], r[2], r[3], dict_from_json(r[4]), r[5], r[6], r[7], r[8], r[9], parse_time(r[10]))
             for r in rows
         ]
 
@@ -467,7 +398,7 @@ class ChatStore:
             return []
         with self._lock:
             rows = self._conn.execute(_SEARCH, {"q": match, "limit": limit}).fetchall()
-        return [SearchHit(r[0], r[1], r[2], r[3], r[4], _time(r[5])) for r in rows]
+        return [SearchHit(r[0], r[1], r[2], r[3], r[4], parse_time(r[5])) for r in rows]
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -475,13 +406,13 @@ class ChatStore:
         return write_transaction(self._conn, self._lock)
 
     def _messages(self, sql: str, args: tuple) -> list[Message]:
-        """Rows of ``_MESSAGE``; a streaming message's text includes its chunks (read in one snapshot)."""
+        """Rows of ``SELECT_MESSAGE``; a streaming message's text includes its chunks (read in one snapshot)."""
         with self._lock:
             own = not self._conn.in_transaction
             if own:
                 self._conn.execute("BEGIN")
             try:
-                found = [_message(r) for r in self._conn.execute(sql, args).fetchall()]
+                found = [message_from_row(r) for r in self._conn.execute(sql, args).fetchall()]
                 for msg in found:
                     if msg.status == "streaming":
                         msg.content += _chunk_text(self._conn, msg.id)
@@ -527,7 +458,7 @@ class ChatStore:
                     content,
                     model,
                     adapter,
-                    _dumps(settings),
+                    dict_to_json(settings),
                     status,
                     finish_reason,
                     prompt_tokens,
@@ -620,56 +551,5 @@ def _new_id(cur: sqlite3.Cursor) -> int:
     return row_id
 
 
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _dumps(settings: dict[str, Any] | None) -> str:
-    return json.dumps(settings or {}, ensure_ascii=False, sort_keys=True)
-
-
-def _loads(text: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _clean_title(title: str) -> str:
     return " ".join(title.split()) or "New chat"
-
-
-def _conversation(r: tuple) -> Conversation:
-    return Conversation(r[0], r[1], _time(r[2]), _time(r[3]), r[4], r[5], r[6], _loads(r[7]), r[8], r[9])
-
-
-def _message(r: tuple) -> Message:
-    return Message(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        r[5],
-        r[6],
-        _loads(r[7]),
-        r[8],
-        r[9],
-        r[10],
-        r[11],
-        r[12],
-        _time(r[13]),
-        _time(r[14]),
-        r[15],
-        r[16],
-        _load_list(r[17]),
-    )
-
-
-def _load_list(text: str | None) -> list[Any]:
-    try:
-        value = json.loads(text or "[]")
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
