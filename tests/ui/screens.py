@@ -284,7 +284,14 @@ class Scenes:
         page.turnFinished.disconnect(done.append)
         return self.window
 
+    def _chat_ready(self) -> None:
+        """The chat scene's state (the fake model loaded, an answer streamed), for a scene asked for without it."""
+        if self.window.chat_page.engine is None:
+            self.scene_chat()
+        self.window.show_page("Chat")
+
     def scene_chat_settings(self) -> QWidget:
+        self._chat_ready()
         self.window.chat_page.header.gear.setChecked(True)
         return self.window
 
@@ -292,6 +299,7 @@ class Scenes:
         self.window.chat_page.header.gear.setChecked(False)
 
     def scene_approval(self) -> QWidget:
+        self._chat_ready()
         page = self.window.chat_page
         page.new_chat()
         page.composer_box.tools_button.click()

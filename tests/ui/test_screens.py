@@ -15,14 +15,7 @@ import pytest
 from tests.ui.screens import DEFAULT_SIZE, SIZES, Scenes, private_environment, seed_home, set_theme
 
 # (scene, size, check) -> the known problem (issue 17's list) that makes it fail today.
-DRAWER = (
-    "at 900x600 the chat page cannot hold the chat list, the answers and the settings drawer side by side: the drawer "
-    "spills off the window's right edge and the header and composer buttons are squeezed (new in issue 17's check)"
-)
-KNOWN: dict[tuple[str, tuple[int, int], str], str] = {
-    ("chat_settings", (900, 600), "cut"): DRAWER,
-    ("chat_settings", (900, 600), "overflow"): DRAWER,
-}
+KNOWN: dict[tuple[str, tuple[int, int], str], str] = {}
 
 
 def _id(scene: str, size: tuple[int, int]) -> str:
