@@ -27,8 +27,11 @@ DATA_FILES = [
     ("resources/icon.svg", "resources"),  # window icon
     ("models/catalog.toml", "models"),  # the curated model list
     ("macapp/ui/style.qss", "macapp/ui"),  # the style sheet, read next to theme.py
-    # the style sheet's icons (a tick, chevrons), read from theme.ICONS
-    *((f"macapp/ui/icons/{name}", "macapp/ui/icons") for name in ("check.svg", "chevron-down.svg", "chevron-up.svg")),
+    # the style sheet's icons (a tick, chevrons, a question mark), read from theme.ICONS
+    *(
+        (f"macapp/ui/icons/{name}", "macapp/ui/icons")
+        for name in ("check.svg", "chevron-down.svg", "chevron-up.svg", "question.svg")
+    ),
 ]
 
 # Packages whose every submodule goes in: they import their parts by name at run time.

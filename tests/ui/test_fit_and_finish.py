@@ -298,3 +298,19 @@ def test_the_chat_header_elides_a_long_model_name_and_its_tooltip_holds_it(qtbot
         assert "…" in shown and len(shown) < len(full), shown  # elided with an ellipsis, not cut
         assert full in tip or name in tip, tip  # the tooltip holds the whole name
     assert bar.model_status.text() == f"{name} · 8,192-token context"  # text() stays whole for the code
+
+
+def test_a_question_box_uses_orchards_icon_and_the_theme(qtbot, themed):
+    from PySide6.QtWidgets import QMessageBox
+
+    from macapp.ui import theme
+
+    colors = theme.DARK if themed == "dark" else theme.LIGHT
+    box = QMessageBox(QMessageBox.Icon.Question, "Delete chat", "Delete “Trip plans”?")
+    qtbot.addWidget(box)
+    box.show()
+    image = _grab(box)
+    assert _near(image.pixelColor(2, 2), QColor(colors["window"]), 12)  # not the platform's light grey in dark
+    icon = box.iconPixmap().toImage()
+    ours = QColor("#2f7d4f")  # question.svg's circle, not the platform's stock blue "?"
+    assert _near(icon.pixelColor(icon.width() // 2, icon.height() // 5), ours, 30)
