@@ -538,7 +538,7 @@ def _cut_combo(combo: QComboBox) -> str | None:
 
 
 def _cut_cells(view: QAbstractItemView) -> str | None:
-    """Header titles and the cells of the first rows that the view elides (a cell with a tooltip may)."""
+    """Header titles and the cells of the first rows that the view elides (a cell with a tooltip may, a little)."""
     model = view.model()
     if model is None:
         return None
@@ -555,10 +555,12 @@ def _cut_cells(view: QAbstractItemView) -> str | None:
         for row in range(min(model.rowCount(), 8)):
             index = model.index(row, column)
             text = index.data(Qt.ItemDataRole.DisplayRole)
-            if not isinstance(text, str) or not text or index.data(Qt.ItemDataRole.ToolTipRole):
+            if not isinstance(text, str) or not text:
                 continue
             decoration = 20 if index.data(Qt.ItemDataRole.DecorationRole) is not None else 0
-            if fm.horizontalAdvance(text) + decoration + 8 > room:
+            # a cell with a tooltip may elide, but not to a stub: four characters and "…" at least ("be…" is not a name)
+            shown = text if not index.data(Qt.ItemDataRole.ToolTipRole) else text[:4] + "…"
+            if fm.horizontalAdvance(shown) + decoration + 8 > room:
                 cut.append(f"{text!r} in {room}px")
     return f"{name_of(view)}: " + "; ".join(cut) if cut else None
 
@@ -589,7 +591,7 @@ def overflow(widget: QWidget, root: QWidget) -> str | None:
 
 
 def sideways_scroll(widget: QWidget) -> str | None:
-    if isinstance(widget, (QTableView, QTreeView)) and widget.horizontalScrollBar().maximum() > 0:
+    if isinstance(widget, QAbstractItemView) and widget.horizontalScrollBar().maximum() > 0:
         bar = widget.horizontalScrollBar()
         return f"{name_of(widget)} scrolls sideways by {bar.maximum()}px (viewport {widget.viewport().width()}px)"
     return None

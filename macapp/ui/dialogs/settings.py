@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -54,7 +55,10 @@ class _PathList(QWidget):
         self.list.setObjectName("settingsList")
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.setFixedHeight(96)
-        self.list.addItems(paths)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a long path keeps both ends; the tooltip has it all
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        for path in paths:
+            self.add(path)
         buttons = QVBoxLayout()
         buttons.setSpacing(6)
         column = QWidget()  # the same width in every list, so the lists line up
@@ -79,7 +83,9 @@ class _PathList(QWidget):
 
     def add(self, path: str) -> None:
         if path not in self.paths():
-            self.list.addItem(path)
+            item = QListWidgetItem(path)
+            item.setToolTip(path)
+            self.list.addItem(item)
 
     def remove_selected(self) -> None:
         for item in self.list.selectedItems():

@@ -103,6 +103,8 @@ class DocumentsPage(QWidget):
 
         self.collection_list = QListWidget()
         self.collection_list.setObjectName("collectionList")
+        self.collection_list.setMinimumWidth(200)  # "12 files · 340 pages · …": the rest is elided, in the tooltip
+        self.collection_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.collection_list.currentItemChanged.connect(self._on_collection_changed)
         self.empty_label = QLabel(EMPTY_TEXT)
         self.empty_label.setObjectName("emptyState")
@@ -112,8 +114,8 @@ class DocumentsPage(QWidget):
         splitter.setChildrenCollapsible(False)
         splitter.addWidget(self.collection_list)
         splitter.addWidget(self._build_details())
-        splitter.setStretchFactor(0, 0)
-        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(0, 1)  # a narrower window narrows the list too, or the files' names shrink to "be…"
+        splitter.setStretchFactor(1, 3)
         splitter.setSizes([260, 700])
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty_label)
@@ -218,7 +220,7 @@ class DocumentsPage(QWidget):
         for info in infos:
             item = QListWidgetItem(self._item_text(info))
             item.setData(NAME_ROLE, info.name)
-            item.setToolTip(f"Collection “{info.name}”\nEmbedded with {info.embedder}")
+            item.setToolTip(f"Collection “{info.name}”\n{collection_summary(info)}\nEmbedded with {info.embedder}")
             lst.addItem(item)
         lst.blockSignals(False)
         names = [i.name for i in infos]
