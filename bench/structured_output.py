@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,10 +124,9 @@ SCHEMAS = {"person": PERSON, "review": REVIEW, "tasks": TASKS}
 class WithoutGrammar:
     """The same engine with its grammar support hidden: what any answer is without constraint."""
 
-    supports_grammar = False
-
     def __init__(self, engine) -> None:
         self._engine = engine
+        self.capabilities = replace(engine.capabilities, grammar=False)
 
     def __getattr__(self, name: str):
         return getattr(self._engine, name)

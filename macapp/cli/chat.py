@@ -102,15 +102,10 @@ def load_engine(args: argparse.Namespace, quiet: bool = False):
         transient=True,
         console=_stderr_console(),
     ) as bar:
-        task = bar.add_task(f"Loading {engine_label(engine)}", total=1.0)
+        task = bar.add_task(f"Loading {engine.label}", total=1.0)
         for step in engine.load():
             bar.update(task, completed=step.fraction or 0.0)
     return engine
-
-
-def engine_label(engine) -> str:
-    """What answers: a local model's file name, or a remote engine's ``model @ host``."""
-    return getattr(engine, "label", None) or engine.path.name
 
 
 def _stderr_console():
@@ -178,9 +173,7 @@ def chat_cmd(args: argparse.Namespace) -> int:
     store = ChatStore(":memory:" if args.no_history else None)
     session = ChatSession(engine, store, system_prompt=args.system, sampling=sampling)
     err = _stderr_console()
-    err.print(
-        f"[dim]{escape(engine_label(engine))} · context {engine.n_ctx:,} tokens · /regen /new /system TEXT /exit[/dim]"
-    )
+    err.print(f"[dim]{escape(engine.label)} · context {engine.n_ctx:,} tokens · /regen /new /system TEXT /exit[/dim]")
     if engine.template_notice:
         err.print(f"[yellow]{escape(engine.template_notice)}[/yellow]")
     try:

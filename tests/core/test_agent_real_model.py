@@ -34,7 +34,7 @@ def toolbox(tmp_path):
 
 
 def test_the_real_model_calls_a_tool_under_the_grammar_and_the_loop_runs_it(engine, toolbox):
-    assert engine.supports_grammar and tool_format_for(engine).name == "generic"
+    assert engine.capabilities.grammar and tool_format_for(engine).name == "generic"
     sampling = PRESETS["deterministic"].with_changes(max_tokens=96)
     events, result = drain(
         run_agent(engine, TASK, toolbox, sampling=sampling, limits=AgentLimits(max_steps=1), first_call_required=True)

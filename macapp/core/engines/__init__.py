@@ -1,4 +1,4 @@
-"""Inference engines behind one protocol (``base.Engine``): llama.cpp now; MLX and remote later.
+"""Inference engines behind one protocol (``base.Engine``): llama.cpp, MLX and remote servers.
 
 ``open_engine`` turns what a user picked (a path or library id, a context length) into an engine
 configured the way the memory estimate assumes, and refuses up front a model that won't fit.
@@ -72,12 +72,14 @@ def plan_load(
     return LoadPlan(path, runtime, est)
 
 
-def open_engine(ref: str, *, adapter: str | None = None, **plan_options):
-    """An unloaded engine for ``ref`` (call ``load()`` on it); options as for ``plan_load``.
+def open_engine(ref: str, *, adapter: str | None = None, n_threads: int | None = None, **plan_options):
+    """An unloaded engine for ``ref`` (call ``load()`` on it); options as for ``plan_load``. The one place
+    an engine is chosen: the CLI, the server and the window all open theirs here.
 
     ``ref`` is a GGUF (llama.cpp), an mlx-lm model folder (``MlxEngine``) or ``remote:NAME/MODEL``.
     ``adapter`` is a tuned adapter's registry name or folder; llama.cpp gets it as a GGUF LoRA
-    (``gguf_lora_for``), MLX uses the folder as it is.
+    (``gguf_lora_for``), MLX uses the folder as it is. ``n_threads`` is llama.cpp's CPU threads (None: its
+    default; the window leaves a core to the GUI on the CPU backend).
     """
     if ref.startswith("remote:"):  # a model on another server: engines/remote.py
         from macapp.core.engines.remote import open_remote
@@ -95,7 +97,8 @@ def open_engine(ref: str, *, adapter: str | None = None, **plan_options):
     from macapp.core.engines.llama_engine import LlamaCppEngine
 
     plan = plan_load(ref, **plan_options)
-    return LlamaCppEngine(plan.path, plan.runtime, model_id=ref, adapter=gguf_lora_for(adapter) if adapter else None)
+    lora = gguf_lora_for(adapter) if adapter else None
+    return LlamaCppEngine(plan.path, plan.runtime, model_id=ref, n_threads=n_threads, adapter=lora)
 
 
 def adapter_folder(adapter: str) -> Path:

@@ -1,19 +1,24 @@
-"""The one protocol every inference engine speaks (llama.cpp now; MLX and remote engines later).
+"""The one protocol every inference engine speaks: llama.cpp, MLX, a remote server, and the fake for tests.
 
 An engine is owned by one thread at a time. ``load`` is a generator of ``Progress`` that honours
 a ``CancelToken`` (raising ``Cancelled``); ``stream_chat`` yields ``GenerationChunk`` as text
 arrives and *returns* a ``GenerationResult``. Stopping an answer is a normal outcome in a chat
 (the partial answer is kept), so a cancelled generation returns ``finish_reason="cancelled"``
-rather than raising.
+rather than raising. What an engine can do beyond that (grammars, run-time adapters, native tool calls)
+it declares in ``capabilities``; ``label`` names its model for a person.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
+from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken, Progress
+
+if TYPE_CHECKING:
+    from macapp.core.engines.templates import ChatTemplate
 
 FinishReason = Literal["stop", "length", "context", "cancelled"]
 
@@ -128,11 +133,39 @@ class GenerationResult:
         }
 
 
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine can do beyond streaming text. Callers ask here rather than probing for attributes."""
+
+    grammar: bool = False  # constrained sampling (``grammar=`` GBNF): JSON and tool calls valid by construction
+    adapters: bool = False  # a tuned LoRA adapter switched at run time, without reloading the base
+    tools: bool = False  # renders the model's own chat template (``template``), so ``tools=`` give native tool calls
+    vision: bool = False  # images in the messages (no engine takes them yet)
+
+
 class Engine(Protocol):
-    """What the chat, the CLI and the server need from a backend."""
+    """What the chat, the CLI and the server need from a backend.
+
+    ``capabilities`` says which of the optional parts an engine has: ``tools=`` and ``grammar=`` are given
+    only to an engine that declares them, and an engine refuses one it doesn't declare (``UserError``).
+    """
 
     name: str  # "llama.cpp", "mlx", "remote"
     model_id: str  # what the user picked (a path or a library/remote id)
+    template_notice: str | None  # set when the model's own chat template could not be used (ChatML stood in)
+
+    @property
+    def capabilities(self) -> EngineCapabilities: ...
+
+    @property
+    def label(self) -> str:
+        """The model, for a person: a local file's or folder's name, a remote's ``model @ host:port``."""
+        ...
+
+    @property
+    def template(self) -> ChatTemplate | None:
+        """The model's chat template when the engine renders prompts itself (None: the server does)."""
+        ...
 
     @property
     def n_ctx(self) -> int: ...
@@ -144,7 +177,7 @@ class Engine(Protocol):
         """Load the model, yielding progress; raises ``UserError`` with the real reason on failure."""
         ...
 
-    def count_chat_tokens(self, messages: Sequence[ChatMessage]) -> int:
+    def count_chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
         """Tokens the rendered prompt for ``messages`` (plus the assistant cue) takes."""
         ...
 
@@ -155,8 +188,25 @@ class Engine(Protocol):
         messages: Sequence[ChatMessage],
         sampling: SamplingSettings | None = None,
         cancel: CancelToken | None = None,
+        *,
+        tools: Sequence[dict] | None = None,
+        grammar: str | None = None,
     ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Answer the conversation: yields text as it arrives, returns the result."""
         ...
 
     def unload(self) -> None: ...
+
+
+def refuse_unsupported(
+    engine: Engine, *, tools: Sequence[dict] | None = None, grammar: str | None = None, adapter: object = None
+) -> None:
+    """Raise ``UserError`` for a tool list, grammar or adapter ``engine``'s capabilities don't include."""
+    caps = engine.capabilities
+    for asked, able, what in (
+        (tools, caps.tools, "native tool calls"),
+        (grammar, caps.grammar, "a grammar"),
+        (adapter, caps.adapters, "a local adapter"),
+    ):
+        if asked and not able:
+            raise UserError(f"{engine.name} models can't take {what}")

@@ -1,7 +1,7 @@
 """One call for an answer with tools and/or a JSON schema, whatever the engine: ``stream_structured``.
 
-- llama.cpp (``supports_grammar``): one generation under a grammar built from the tools' schemas and
-  the response schema, so every call and every JSON answer is schema-valid by construction;
+- an engine with ``capabilities.grammar`` (llama.cpp): one generation under a grammar built from the tools'
+  schemas and the response schema, so every call and every JSON answer is schema-valid by construction;
 - other engines (MLX, remote, the fake): the answer is parsed and validated, and an invalid one is
   tried again with the problems fed back, at most ``max_attempts`` times (``MAX_ATTEMPTS`` by default);
   what is still invalid after that is returned with its ``problems``.
@@ -131,8 +131,8 @@ class _Splitter:
 
 
 def tool_format_for(engine: Engine) -> ToolFormat:
-    """The tool format of ``engine``'s chat template (``generic`` without a usable template)."""
-    template = getattr(engine, "template", None)
+    """The tool format of ``engine``'s chat template (``generic`` without a usable template of its own)."""
+    template = engine.template if engine.capabilities.tools else None
     if template is None or template.notice:
         return format_for_template(None)
     return format_for_template(template.source)
@@ -190,7 +190,7 @@ def stream_structured(
     fmt, prepared, extra = prepare(engine, messages, spec)
     tools = spec.callable_tools
     grammar = build_grammar(spec, fmt)
-    constrained = grammar is not None and getattr(engine, "supports_grammar", False)
+    constrained = grammar is not None and engine.capabilities.grammar
     if constrained:
         extra["grammar"] = grammar
         max_attempts = 1

@@ -24,7 +24,15 @@ from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.base import (
+    ChatMessage,
+    EngineCapabilities,
+    FinishReason,
+    GenerationChunk,
+    GenerationResult,
+    SamplingSettings,
+    refuse_unsupported,
+)
 from macapp.core.engines.templates import render_chatml
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken, Progress
@@ -45,6 +53,8 @@ class FakeEngine:
     """A scriptable engine: ``enqueue`` answers, then ``stream_chat`` streams them in order."""
 
     name = "fake"
+    capabilities = EngineCapabilities()  # renders ChatML itself, no grammar, no adapters
+    template = None
 
     def __init__(
         self,
@@ -55,6 +65,7 @@ class FakeEngine:
         load_error: UserError | None = None,
     ) -> None:
         self.model_id = model_id
+        self.label = model_id  # what the window and the CLI call the model
         self.chunk_delay_s = chunk_delay_s  # a pause before each chunk, for tests that stop an answer midway
         self.load_error = load_error  # raised by load(), as a model that fails to load would
         self.template_notice: str | None = None
@@ -108,7 +119,8 @@ class FakeEngine:
     def count_tokens(self, text: str) -> int:
         return len(_TOKEN.findall(text))
 
-    def count_chat_tokens(self, messages: Sequence[ChatMessage]) -> int:
+    def count_chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
+        refuse_unsupported(self, tools=tools)
         return self.count_tokens(render_chatml(messages))
 
     def stream_chat(
@@ -116,8 +128,12 @@ class FakeEngine:
         messages: Sequence[ChatMessage],
         sampling: SamplingSettings | None = None,
         cancel: CancelToken | None = None,
+        *,
+        tools: Sequence[dict] | None = None,
+        grammar: str | None = None,
     ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Stream the next queued answer; ``UserError`` when none is queued or the prompt overflows."""
+        refuse_unsupported(self, tools=tools, grammar=grammar)
         self._require()
         self.prompts.append([ChatMessage(role=m["role"], content=m["content"]) for m in messages])
         return (yield from self._answer(self.count_chat_tokens(messages), sampling, cancel))

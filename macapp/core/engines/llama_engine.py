@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from macapp.core.engines import llama_log
-from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.base import (
+    ChatMessage,
+    EngineCapabilities,
+    FinishReason,
+    GenerationChunk,
+    GenerationResult,
+    SamplingSettings,
+)
 from macapp.core.engines.llama_loader import open_llama
 from macapp.core.engines.templates import ChatTemplate, RenderedPrompt, template_stop_strings
 from macapp.core.errors import Cancelled, UserError
@@ -71,7 +78,7 @@ class LlamaCppEngine:
     """One GGUF model in llama.cpp. Use it from one thread at a time."""
 
     name = "llama.cpp"
-    supports_grammar = True
+    capabilities = EngineCapabilities(grammar=True, adapters=True, tools=True)
 
     def __init__(
         self,
@@ -112,6 +119,11 @@ class LlamaCppEngine:
     @property
     def n_ctx(self) -> int:
         return self._llm.n_ctx() if self._llm is not None else self.settings.n_ctx
+
+    @property
+    def label(self) -> str:
+        """The model file's name."""
+        return self.path.name
 
     @property
     def llama(self):

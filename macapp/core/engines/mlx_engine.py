@@ -22,7 +22,15 @@ from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.base import (
+    ChatMessage,
+    EngineCapabilities,
+    FinishReason,
+    GenerationChunk,
+    GenerationResult,
+    SamplingSettings,
+    refuse_unsupported,
+)
 from macapp.core.engines.templates import ChatTemplate, RenderedPrompt
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress
@@ -69,6 +77,7 @@ class MlxEngine:
     """One mlx-lm model (+ adapter). Use it from one thread at a time."""
 
     name = "mlx"
+    capabilities = EngineCapabilities(adapters=True, tools=True)
 
     def __init__(
         self,
@@ -104,6 +113,11 @@ class MlxEngine:
     @property
     def n_ctx(self) -> int:
         return self._n_ctx
+
+    @property
+    def label(self) -> str:
+        """The model folder's name."""
+        return self.path.name
 
     @property
     def tokenizer(self):
@@ -278,12 +292,14 @@ class MlxEngine:
         cancel: CancelToken | None = None,
         *,
         tools: Sequence[dict] | None = None,
+        grammar: str | None = None,
     ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Answer ``messages`` (system prompt included by the caller), streaming text.
 
         ``tools`` reach the chat template. MLX takes no grammar: ``constrained.stream_structured``
         validates its JSON and tool calls and retries a bounded number of times instead.
         """
+        refuse_unsupported(self, grammar=grammar)
         text = self.render(messages, tools).text
         return (
             yield from self.generate_tokens(

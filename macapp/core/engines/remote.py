@@ -30,7 +30,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from macapp.core.engines.base import ChatMessage, FinishReason, GenerationChunk, GenerationResult, SamplingSettings
+from macapp.core.engines.base import (
+    ChatMessage,
+    EngineCapabilities,
+    FinishReason,
+    GenerationChunk,
+    GenerationResult,
+    SamplingSettings,
+    refuse_unsupported,
+)
 from macapp.core.errors import UserError
 from macapp.core.progress import CancelToken, Progress
 
@@ -231,6 +239,8 @@ class RemoteEngine:
     """
 
     name = "remote"
+    capabilities = EngineCapabilities()  # the server renders its own template: no tools=, grammar or adapter here
+    template = None
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, model_id: str | None = None) -> None:
         self.base_url = api_base(base_url)
@@ -318,7 +328,8 @@ class RemoteEngine:
                 return counted["count"]
         return _approx_tokens(text)
 
-    def count_chat_tokens(self, messages: Sequence[ChatMessage]) -> int:
+    def count_chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
+        refuse_unsupported(self, tools=tools)
         if self.exact_counts:
             counted = self._tokenize({"messages": list(messages), "add_generation_prompt": True})
             if counted is not None:
@@ -332,8 +343,12 @@ class RemoteEngine:
         messages: Sequence[ChatMessage],
         sampling: SamplingSettings | None = None,
         cancel: CancelToken | None = None,
+        *,
+        tools: Sequence[dict] | None = None,
+        grammar: str | None = None,
     ) -> Generator[GenerationChunk, None, GenerationResult]:
         """Answer ``messages`` on the server, streaming; cancel closes the connection (the server stops too)."""
+        refuse_unsupported(self, tools=tools, grammar=grammar)
         payload = {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
         estimate = self.count_chat_tokens(messages) if not self.exact_counts else None
         return (yield from self._stream("/chat/completions", payload, sampling, cancel, estimate))

@@ -20,7 +20,7 @@ from macapp.ui.chat.jobs import load_engine, unload_engine
 from macapp.ui.worker import Worker
 
 if TYPE_CHECKING:
-    from macapp.core.engines.llama_engine import LlamaCppEngine
+    from macapp.core.engines.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class EngineHost(QObject):
         super().__init__(parent)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
-        self.engine: LlamaCppEngine | None = None
+        self.engine: Engine | None = None
         self.loading = False
         self._cancel: CancelToken | None = None
         self._closed = False
@@ -63,7 +63,7 @@ class EngineHost(QObject):
         if self._cancel is not None:
             self._cancel.cancel()
 
-    def _on_loaded(self, engine: LlamaCppEngine) -> None:
+    def _on_loaded(self, engine: Engine) -> None:
         if self._closed:
             engine.unload()  # closed while it loaded: the engine thread is idle now
             return

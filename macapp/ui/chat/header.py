@@ -33,7 +33,7 @@ from macapp.ui.widgets.memory_bar import VERDICT_WORDS, verdict_color
 from macapp.ui.worker import Worker
 
 if TYPE_CHECKING:
-    from macapp.core.engines.llama_engine import LlamaCppEngine
+    from macapp.core.engines.base import Engine
     from macapp.core.hardware import Hardware
     from macapp.core.models.estimate import MemoryEstimate
     from macapp.core.models.library import LibraryEntry
@@ -45,14 +45,9 @@ FULL_AT = 0.85  # the meter turns amber from here
 REMOTE_WORD = "remote"
 
 
-def model_label(engine) -> str:
-    """The loaded model, for a person: ``tiny.gguf``, or ``MODEL @ host:port`` for a remote one."""
-    return getattr(engine, "label", None) or engine.path.name
-
-
-def engine_label(engine) -> str:
+def engine_label(engine: Engine) -> str:
     """Which engine answers, for a person: ``llama.cpp · tiny.gguf`` or ``remote · MODEL @ host:port``."""
-    return f"{engine.name} · {model_label(engine)}"
+    return f"{engine.name} · {engine.label}"
 
 
 def remote_models() -> tuple[list[tuple[str, str]], list[str]]:
@@ -387,7 +382,7 @@ class ModelBar(QWidget):
         if fraction is not None:
             self.load_progress.setValue(int(fraction * 1000))
 
-    def show_state(self, engine: LlamaCppEngine | None, loading: bool, busy: bool) -> None:
+    def show_state(self, engine: Engine | None, loading: bool, busy: bool) -> None:
         """Buttons and status for: a load running, a model loaded (or not), an answer being written."""
         if loading:
             self.load_button.setText("Cancel")
@@ -397,7 +392,7 @@ class ModelBar(QWidget):
             self.load_button.setText("Load" if engine is None else "Reload")
             self.load_button.setToolTip("Load the picked model with the context length set in ⚙")
             self.model_status.setText(
-                f"{model_label(engine)} · {format_count(engine.n_ctx)}-token context"
+                f"{engine.label} · {format_count(engine.n_ctx)}-token context"
                 if engine is not None
                 else "No model loaded"
             )

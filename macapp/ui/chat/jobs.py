@@ -20,29 +20,26 @@ from macapp.core.progress import CancelToken, Progress
 
 if TYPE_CHECKING:
     from macapp.core.chat.session import ContextPlan, Turn, TurnStream
-    from macapp.core.engines.llama_engine import LlamaCppEngine
+    from macapp.core.engines.base import Engine
 
 BATCH_INTERVAL_S = 0.01
 
 
 def load_engine(
-    ref: str, n_ctx: int, kv_type: str, budget: int | None, cancel: CancelToken, previous: LlamaCppEngine | None = None
-) -> Generator[Progress, None, LlamaCppEngine]:
-    """Unload ``previous``, check that ``ref`` fits at ``n_ctx`` (``UserError`` if not), load it.
+    ref: str, n_ctx: int, kv_type: str, budget: int | None, cancel: CancelToken, previous: Engine | None = None
+) -> Generator[Progress, None, Engine]:
+    """Unload ``previous``, open ``ref`` with ``open_engine`` (a GGUF that doesn't fit at ``n_ctx`` is refused
+    with a ``UserError``), load it.
 
     ``cancel`` goes to the engine (not the Worker) so a cancelled load frees what it loaded.
     """
-    from macapp.core.engines import open_engine, plan_load
-    from macapp.core.engines.llama_engine import LlamaCppEngine
+    from macapp.core.engines import open_engine
+    from macapp.core.hardware import default_backend
 
     if previous is not None:
         previous.unload()
-    if ref.startswith("remote:"):  # a model on another server: nothing to plan here
-        engine = open_engine(ref)
-        yield from engine.load(cancel)
-        return engine
-    plan = plan_load(ref, n_ctx=n_ctx, kv_type=kv_type, budget=budget)
-    engine = LlamaCppEngine(plan.path, plan.runtime, model_id=ref, n_threads=window_threads(plan.runtime.backend))
+    threads = window_threads(default_backend())
+    engine = open_engine(ref, n_ctx=n_ctx, kv_type=kv_type, budget=budget, n_threads=threads)
     yield from engine.load(cancel)
     return engine
 
@@ -61,12 +58,12 @@ def window_threads(backend: str) -> int | None:
     return max(1, default_threads() - 1)
 
 
-def unload_engine(engine: LlamaCppEngine) -> None:
+def unload_engine(engine: Engine) -> None:
     engine.unload()
 
 
 def count_context(
-    engine: LlamaCppEngine, conversation_id: int | None, store, system_prompt: str, max_tokens: int
+    engine: Engine, conversation_id: int | None, store, system_prompt: str, max_tokens: int
 ) -> ContextPlan:
     """What the next message would start from: the history that fits, and how many tokens it takes."""
     from macapp.core.chat.session import as_chat, plan_context
