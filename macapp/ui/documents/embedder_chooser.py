@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QPushBut
 
 from macapp.ui.jobs.documents import EmbedderChoice, current_embedder, use_embedder
 from macapp.ui.widgets.elided import EllipsisLabel
-from macapp.ui.worker import Worker, error_text
+from macapp.ui.worker import Latest, Worker, error_text
 
 
 class EmbedderChooser(QFrame):
@@ -30,7 +30,7 @@ class EmbedderChooser(QFrame):
         super().__init__(parent)
         self.choice: EmbedderChoice | None = None  # None until loaded (or when it can't be)
         self.choosing = False
-        self._serial = 0
+        self._loads = Latest()  # a newer load or a choice makes an older load's answer stale
         self.setObjectName("embedderRow")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         self.setToolTip(
@@ -58,26 +58,20 @@ class EmbedderChooser(QFrame):
 
     def load(self) -> Worker:
         """Load the embedder in settings (in a worker) to show its file and dimension."""
-        self._serial += 1
-        serial = self._serial
+        ticket = self._loads.ticket()
         worker = Worker(current_embedder)
-        worker.signals.returned.connect(lambda choice: self._on_loaded(choice, serial))
-        worker.signals.errored.connect(lambda exc: self._on_load_failed(exc, serial))
+        worker.signals.returned.connect(self._loads.only_if_current(ticket, self._show))
+        worker.signals.errored.connect(self._loads.only_if_current(ticket, self._on_load_failed))
         return worker.start()
 
-    def _on_loaded(self, choice: EmbedderChoice, serial: int) -> None:
-        if serial == self._serial:
-            self._show(choice)
-
-    def _on_load_failed(self, exc: BaseException, serial: int) -> None:
-        if serial == self._serial:
-            self._show(None)
-            self.failed.emit(f"The embedding model can't be loaded. {error_text(exc)}")
+    def _on_load_failed(self, exc: BaseException) -> None:
+        self._show(None)
+        self.failed.emit(f"The embedding model can't be loaded. {error_text(exc)}")
 
     def choose(self, path: str) -> Worker:
         """Embed with the GGUF at ``path`` ("" = the bundled model): it is loaded first (a file that is no
         embedding model changes nothing), then saved; ``chosen`` follows."""
-        self._serial += 1  # a load already under way no longer counts
+        self._loads.drop()  # a load already under way no longer counts
         self.choosing = True
         self.label.setText(f"loading {Path(path).name if path else 'the bundled model'}…")
         self._update_buttons()
@@ -88,7 +82,7 @@ class EmbedderChooser(QFrame):
 
     def _on_chosen(self, choice: EmbedderChoice) -> None:
         self.choosing = False
-        self._serial += 1
+        self._loads.drop()  # a load started meanwhile would show the old model
         self._show(choice)
         self.chosen.emit(choice)
 

@@ -57,7 +57,7 @@ from macapp.ui.widgets.drops import dropped_files, is_document
 from macapp.ui.widgets.ingest_panel import IngestPanel
 from macapp.ui.widgets.notice import Notice
 from macapp.ui.widgets.page_header import PageHeader
-from macapp.ui.worker import Worker, error_text
+from macapp.ui.worker import Latest, Worker, error_text
 
 if TYPE_CHECKING:
     from macapp.core.docs.ingest import CollectionInfo, FileInfo
@@ -87,7 +87,7 @@ class DocumentsPage(QWidget):
         self.collections: list[CollectionInfo] = []
         self._listing = Listing([], {})
         self._selected: str | None = None
-        self._list_serial = 0
+        self._listings = Latest()  # a newer refresh makes an older listing stale
 
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 18, 24, 18)
@@ -201,16 +201,13 @@ class DocumentsPage(QWidget):
 
     def refresh(self) -> Worker:
         """Read the collections again (in a worker); ``refreshed`` when they are on screen."""
-        self._list_serial += 1
-        serial = self._list_serial
+        ticket = self._listings.ticket()
         worker = Worker(read_listing)
-        worker.signals.returned.connect(lambda listing: self._on_listed(listing, serial))
-        worker.signals.errored.connect(lambda exc: self._on_list_failed(exc, serial))
+        worker.signals.returned.connect(self._listings.only_if_current(ticket, self._on_listed))
+        worker.signals.errored.connect(self._listings.only_if_current(ticket, self._on_list_failed))
         return worker.start()
 
-    def _on_listed(self, listing: Listing, serial: int) -> None:
-        if serial != self._list_serial:
-            return
+    def _on_listed(self, listing: Listing) -> None:
         infos = listing.collections
         self._listing = listing
         self.collections = list(infos)
@@ -231,9 +228,8 @@ class DocumentsPage(QWidget):
         self.stack.setCurrentIndex(1 if infos else 0)
         self.refreshed.emit()
 
-    def _on_list_failed(self, exc: BaseException, serial: int) -> None:
-        if serial == self._list_serial:
-            self.notice.show_message(f"Could not read the document index. {error_text(exc)}")
+    def _on_list_failed(self, exc: BaseException) -> None:
+        self.notice.show_message(f"Could not read the document index. {error_text(exc)}")
 
     # --- the embedding model -------------------------------------------------------------------
     @property

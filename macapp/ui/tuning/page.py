@@ -65,7 +65,7 @@ from macapp.ui.tuning.texts import (
 )
 from macapp.ui.widgets.notice import Notice
 from macapp.ui.widgets.page_header import PageHeader
-from macapp.ui.worker import Worker, error_text, named_pool
+from macapp.ui.worker import Latest, Worker, error_text, named_pool
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class TuningPage(QWidget):
         self.data_format: str | None = None  # of the dataset's first line, for the prompt option
         self.last_options: TrainOptions | None = None
         self.trained_name: str | None = None
-        self._check_serial = 0
+        self._checks = Latest()  # a newer Check makes an older check's answer stale
         self._defaults_applied = False
 
         root = QVBoxLayout(self)
@@ -460,29 +460,25 @@ class TuningPage(QWidget):
             return
         self.notice.hide()
         self.plan = None
-        self._check_serial += 1
-        serial = self._check_serial
+        ticket = self._checks.ticket()
         self.plan_label.setText("Checking the dataset and the memory estimate…")
         self.problem_list.hide()
         self._set_state("checking")
         worker = self.check_worker = Worker(plan_training, options, self.budget_bytes)
-        worker.signals.returned.connect(lambda plan: self._show_plan(plan, serial))
-        worker.signals.errored.connect(lambda exc: self._check_failed(exc, serial))
-        worker.signals.finished.connect(lambda: self._check_finished(serial))
+        worker.signals.returned.connect(self._checks.only_if_current(ticket, self._show_plan))
+        worker.signals.errored.connect(self._checks.only_if_current(ticket, self._check_failed))
+        worker.signals.finished.connect(self._checks.only_if_current(ticket, self._check_finished))
         worker.start()
 
-    def _check_finished(self, serial: int) -> None:
-        if serial == self._check_serial and self.state == "checking":
+    def _check_finished(self) -> None:
+        if self.state == "checking":
             self._set_state("idle")
 
-    def _check_failed(self, exc: BaseException, serial: int) -> None:
-        if serial == self._check_serial:
-            self.plan_label.setText("The check failed.")
-            self._show_error(exc)
+    def _check_failed(self, exc: BaseException) -> None:
+        self.plan_label.setText("The check failed.")
+        self._show_error(exc)
 
-    def _show_plan(self, plan: TrainPlan, serial: int) -> None:
-        if serial != self._check_serial:
-            return
+    def _show_plan(self, plan: TrainPlan) -> None:
         self.plan = plan
         self.problem_list.clear()
         self.problem_list.addItems(problem_lines(plan.problems))
