@@ -46,7 +46,7 @@ def standard_shortcuts(key: QKeySequence.StandardKey, fallback: str) -> list[QKe
 
 def diagnostic_report() -> dict[str, Any]:
     """Worker function: what ``macapp doctor --json`` prints (version, machine, budget, paths), minus the speed test."""
-    from macapp.core.diagnostics import report
+    from macapp.core.doctor.diagnostics import report
 
     return report()
 

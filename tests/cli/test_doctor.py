@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from macapp.core.diagnostics import _app_bundle
+from macapp.core.doctor.diagnostics import _app_bundle
 from macapp.core.settings import Settings
 
 

@@ -1,5 +1,5 @@
 """What Orchard knows about where it runs: the facts ``macapp doctor`` prints and Help > Copy
-Diagnostic Report copies (everything but the speed test, which is ``macapp.core.speedtest``)."""
+Diagnostic Report copies (everything but the speed test, which is ``macapp.core.doctor.speedtest``)."""
 
 from __future__ import annotations
 
