@@ -86,9 +86,10 @@ def sampling_from(args: argparse.Namespace) -> SamplingSettings:
 def load_engine(args: argparse.Namespace, quiet: bool = False):
     """Open and load the engine, with a progress bar on stderr when it is a terminal."""
     from macapp.core.engines import open_engine
+    from macapp.core.tuning.adapters import engine_adapter
 
     options = {"n_ctx": args.ctx, "kv_type": args.kv_type, "flash_attn": not args.no_flash_attn}
-    engine = open_engine(args.model, adapter=args.adapter, **options)
+    engine = open_engine(args.model, adapter=engine_adapter(args.adapter), **options)
     if quiet or not sys.stderr.isatty():
         for _ in engine.load():
             pass

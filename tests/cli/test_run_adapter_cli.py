@@ -11,6 +11,7 @@ import pytest
 
 from macapp.core.engines import open_engine
 from macapp.core.errors import UserError
+from macapp.core.tuning.adapters import engine_adapter
 from macapp.core.tuning.tiny_mlx import write_tiny_mlx
 from tests.fixtures.tiny_adapter import ANSWER, QUESTION, train_tiny_adapter
 
@@ -52,4 +53,4 @@ def test_adapter_through_mlx_and_llama_cpp(tuned):
 
 def test_unknown_adapter_is_a_clear_error(tuned):
     with pytest.raises(UserError):
-        open_engine(str(tuned["gguf"]), adapter="no-such-adapter")
+        open_engine(str(tuned["gguf"]), adapter=engine_adapter("no-such-adapter"))

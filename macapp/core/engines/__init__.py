@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from macapp.core.engines.base import AdapterFiles
 from macapp.core.errors import UserError
 from macapp.core.models.estimate import MemoryEstimate, RuntimeSettings
 
@@ -72,14 +73,14 @@ def plan_load(
     return LoadPlan(path, runtime, est)
 
 
-def open_engine(ref: str, *, adapter: str | None = None, n_threads: int | None = None, **plan_options):
+def open_engine(ref: str, *, adapter: AdapterFiles | None = None, n_threads: int | None = None, **plan_options):
     """An unloaded engine for ``ref`` (call ``load()`` on it); options as for ``plan_load``. The one place
     an engine is chosen: the CLI, the server and the window all open theirs here.
 
     ``ref`` is a GGUF (llama.cpp), an mlx-lm model folder (``MlxEngine``) or ``remote:NAME/MODEL``.
-    ``adapter`` is a tuned adapter's registry name or folder; llama.cpp gets it as a GGUF LoRA
-    (``gguf_lora_for``), MLX uses the folder as it is. ``n_threads`` is llama.cpp's CPU threads (None: its
-    default; the window leaves a core to the GUI on the CPU backend).
+    ``adapter`` is a tuned adapter (``tuning.adapters.engine_adapter`` resolves a name or folder into
+    one); llama.cpp gets it as a GGUF LoRA, MLX uses its folder as it is. ``n_threads`` is llama.cpp's CPU
+    threads (None: its default; the window leaves a core to the GUI on the CPU backend).
     """
     if ref.startswith("remote:"):  # a model on another server: engines/remote.py
         from macapp.core.engines.remote import open_remote
@@ -91,60 +92,16 @@ def open_engine(ref: str, *, adapter: str | None = None, n_threads: int | None =
     if folder.is_dir() and (folder / "config.json").is_file():
         from macapp.core.engines.mlx_engine import MlxEngine
 
-        return MlxEngine(
-            folder, adapter_folder(adapter) if adapter else None, model_id=ref, n_ctx=plan_options.get("n_ctx")
-        )
+        return MlxEngine(folder, adapter.folder() if adapter else None, model_id=ref, n_ctx=plan_options.get("n_ctx"))
     from macapp.core.engines.llama_engine import LlamaCppEngine
 
     plan = plan_load(ref, **plan_options)
-    lora = gguf_lora_for(adapter) if adapter else None
+    lora = adapter.gguf_lora() if adapter else None
     return LlamaCppEngine(plan.path, plan.runtime, model_id=ref, n_threads=n_threads, adapter=lora)
 
 
-def adapter_folder(adapter: str) -> Path:
-    """An adapter's folder from its registry name or a path."""
-    folder = Path(adapter).expanduser()
-    if folder.is_dir():
-        return folder
-    from macapp.core.tuning.adapters import get_adapter
-
-    return get_adapter(adapter).path
-
-
-def gguf_lora_for(adapter: str) -> Path:
-    """A GGUF LoRA file for ``adapter``: the file itself, or the adapter exported once next to its weights."""
-    path = Path(adapter).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return path
-    folder = adapter_folder(adapter)
-    out = folder / "lora.gguf"
-    weights = folder / "adapters.safetensors"
-    if not out.is_file() or (weights.is_file() and weights.stat().st_mtime > out.stat().st_mtime):
-        from macapp.core.tuning.export import export_gguf_lora
-
-        export_gguf_lora(folder, adapter_base(folder), out)
-    return out
-
-
-def adapter_base(folder: Path) -> str:
-    """The base model an adapter was trained on: Orchard's manifest, else mlx-lm's ``adapter_config.json``."""
-    import json
-
-    for name, key in (("orchard.json", "base_path"), ("adapter_config.json", "model")):
-        try:
-            base = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError):
-            continue
-        if base:
-            return str(base)
-    raise UserError(
-        f"The adapter {folder.name} doesn't say which base model it was trained on",
-        hint="export it with `macapp export ADAPTER --gguf-lora OUT --base DIR`",
-    )
-
-
-def apply_adapter(engine, adapter: str | None) -> None:
-    """Run ``engine`` with ``adapter`` (a registry name or folder; None: the base alone), without reloading it.
+def apply_adapter(engine, adapter: AdapterFiles | None) -> None:
+    """Run ``engine`` with ``adapter`` (None: the base alone), without reloading it.
 
     Call it from the engine's own thread: llama.cpp gets the adapter as a GGUF LoRA, MLX uses its folder.
     """
@@ -154,6 +111,6 @@ def apply_adapter(engine, adapter: str | None) -> None:
             raise UserError(f"{engine.name} models can't take a local adapter")
         return
     if engine.name == "mlx":
-        setter(adapter_folder(adapter) if adapter else None)
+        setter(adapter.folder() if adapter else None)
     else:
-        setter(gguf_lora_for(adapter) if adapter else None)
+        setter(adapter.gguf_lora() if adapter else None)

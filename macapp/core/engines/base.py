@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from macapp.core.errors import UserError
@@ -131,6 +132,19 @@ class GenerationResult:
                 "tokens_per_s": round(self.tokens_per_s, 2),
             },
         }
+
+
+class AdapterFiles(Protocol):
+    """A tuned adapter in the forms the engines take. The tuning layer resolves a name into one
+    (``tuning.adapters.engine_adapter``); an engine only asks for the file it reads."""
+
+    def folder(self) -> Path:
+        """mlx-lm's adapter folder (``adapters.safetensors`` + ``adapter_config.json``): what MLX applies."""
+        ...
+
+    def gguf_lora(self) -> Path:
+        """The adapter as a GGUF LoRA file: what llama.cpp applies."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -190,3 +190,65 @@ def delete_adapter(name: str) -> bool:
         return False
     shutil.rmtree(folder)
     return True
+
+
+# -- adapters as the engines take them -------------------------------------------------------------
+# The engines know files, not this registry: ``engine_adapter`` turns what a user named (a registry
+# name, an adapter folder, or a GGUF LoRA file) into an ``engines.base.AdapterFiles``, and the engine
+# ``open_engine`` chose asks it for the form it reads.
+
+
+@dataclass(frozen=True)
+class EngineAdapter:
+    """A registry name, an adapter folder or a GGUF LoRA file, resolved when an engine asks for it."""
+
+    ref: str
+
+    def folder(self) -> Path:
+        return adapter_folder(self.ref)
+
+    def gguf_lora(self) -> Path:
+        return gguf_lora_for(self.ref)
+
+
+def engine_adapter(ref: str | None) -> EngineAdapter | None:
+    """What ``open_engine``/``apply_adapter`` take for the adapter the user named (None: the base alone)."""
+    return EngineAdapter(ref) if ref else None
+
+
+def adapter_folder(adapter: str) -> Path:
+    """An adapter's folder from its registry name or a path."""
+    folder = Path(adapter).expanduser()
+    if folder.is_dir():
+        return folder
+    return get_adapter(adapter).path
+
+
+def gguf_lora_for(adapter: str) -> Path:
+    """A GGUF LoRA file for ``adapter``: the file itself, or the adapter exported once next to its weights."""
+    path = Path(adapter).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    folder = adapter_folder(adapter)
+    out = folder / "lora.gguf"
+    weights = folder / "adapters.safetensors"
+    if not out.is_file() or (weights.is_file() and weights.stat().st_mtime > out.stat().st_mtime):
+        from macapp.core.tuning.export import export_gguf_lora
+
+        export_gguf_lora(folder, adapter_base(folder), out)
+    return out
+
+
+def adapter_base(folder: Path) -> str:
+    """The base model an adapter was trained on: Orchard's manifest, else mlx-lm's ``adapter_config.json``."""
+    for name, key in ((MANIFEST, "base_path"), ("adapter_config.json", "model")):
+        try:
+            base = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError):
+            continue
+        if base:
+            return str(base)
+    raise UserError(
+        f"The adapter {folder.name} doesn't say which base model it was trained on",
+        hint="export it with `macapp export ADAPTER --gguf-lora OUT --base DIR`",
+    )

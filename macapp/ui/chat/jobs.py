@@ -110,6 +110,7 @@ def coalesce(stream: TurnStream, interval: float = BATCH_INTERVAL_S) -> Generato
 def with_adapter(engine, adapter: str | None, stream: Generator):
     """``stream`` with ``adapter`` switched on first, on the engine's thread (where the generator runs)."""
     from macapp.core.engines import apply_adapter
+    from macapp.core.tuning.adapters import engine_adapter
 
-    apply_adapter(engine, adapter)
+    apply_adapter(engine, engine_adapter(adapter))
     return (yield from stream)
