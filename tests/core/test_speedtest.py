@@ -6,12 +6,12 @@ import time
 
 import pytest
 
+from macapp.core.doctor.speedtest import speed_test, speed_test_smallest
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.models.library import list_library
 from macapp.core.models.tiny_gguf import TinySpec, write_tiny_gguf
 from macapp.core.progress import CancelToken, drain
 from macapp.core.settings import Settings
-from macapp.core.doctor.speedtest import speed_test, speed_test_smallest
 
 CTX = 32768
 
