@@ -63,7 +63,7 @@ class _PathList(QWidget):
         buttons.setSpacing(6)
         column = QWidget()  # the same width in every list, so the lists line up
         column.setLayout(buttons)
-        column.setFixedWidth(self.fontMetrics().horizontalAdvance("Add Folder…") + 44)
+        column.setFixedWidth(self.fontMetrics().horizontalAdvance("Add folder…") + 44)
         buttons.setContentsMargins(0, 0, 0, 0)
         if add_text:
             self.add_button = QPushButton(add_text)
@@ -113,7 +113,7 @@ class SettingsDialog(QDialog):
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         form.setHorizontalSpacing(14)
         form.setVerticalSpacing(8)
-        self.folders = _PathList(settings.model_dirs, "Add Folder…", self._choose_folder)
+        self.folders = _PathList(settings.model_dirs, "Add folder…", self._choose_folder)
         form.addRow("Model folders", self.folders)
         form.addRow(
             "",

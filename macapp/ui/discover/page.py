@@ -264,8 +264,8 @@ class DiscoverPage(QWidget):
             row.set_job_state(self._jobs.get(row.key))
         self.recommend_note.setText(
             f"Curated instruct models, estimated for an 8k-token chat within {place}'s "
-            f"{format_bytes(self.budget)} model budget, with the speed each would answer "
-            f"at here. Each shows the largest quantization that fits well."
+            f"{format_bytes(self.budget)} model budget, each with how fast it would answer here "
+            f"and the largest quantization that fits well."
         )
         self.recommend_note.setToolTip(
             f"Speeds are rough: decode reads every weight once per token ({curated.bandwidth.basis})."
