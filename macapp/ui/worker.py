@@ -104,7 +104,7 @@ class Worker(QRunnable):
             signals.aborted.emit()
         except UserError as exc:
             signals.errored.emit(exc)
-        except Exception as exc:
+        except Exception as exc:  # a worker's boundary: any bug is logged and shown on the page that asked
             log.exception("worker %s failed", getattr(self._fn, "__qualname__", self._fn))
             signals.errored.emit(exc)
         else:
