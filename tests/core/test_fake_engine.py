@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from macapp.core.engines.base import GenerationChunk, SamplingSettings
+from macapp.core.engines.base import EngineCapabilities, GenerationChunk, SamplingSettings
 from macapp.core.engines.fake import FakeEngine
 from macapp.core.errors import Cancelled, UserError
 from macapp.core.progress import CancelToken, Progress, drain
@@ -84,3 +84,25 @@ def test_an_unloaded_engine_refuses_to_answer():
     drain(engine.load())
     engine.unload()
     assert not engine.loaded and engine.pending == 1
+
+
+class _Adapter:
+    """An adapter as the tuning layer hands one to an engine (``engines.base.AdapterFiles``)."""
+
+    def folder(self):
+        raise AssertionError("an engine without adapters must not ask for the files")
+
+    gguf_lora = folder
+
+
+def test_an_engine_refuses_what_its_capabilities_do_not_declare():
+    engine = loaded()
+    assert engine.capabilities == EngineCapabilities() and engine.template is None
+    engine.use_adapter(None)  # the base alone: nothing to refuse
+    with pytest.raises(UserError, match="fake models can't take a local adapter"):
+        engine.use_adapter(_Adapter())
+    with pytest.raises(UserError, match="can't take a grammar"):
+        drain(engine.enqueue(["hi"]).stream_chat(HI, grammar='root ::= "x"'))
+    with pytest.raises(UserError, match="can't take native tool calls"):
+        engine.count_chat_tokens(HI, tools=[{"type": "function", "function": {"name": "f"}}])
+    assert engine.label == "fake-model"

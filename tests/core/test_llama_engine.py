@@ -207,3 +207,13 @@ def test_cancelled_load_raises_cancelled_and_leaves_nothing_loaded(tiny_models):
     with pytest.raises(Cancelled):
         list(steps)
     assert not engine.loaded
+
+
+def test_open_engine_chooses_llama_cpp_for_a_gguf_with_its_label_capabilities_and_threads(tmp_path):
+    from macapp.core.engines import open_engine
+
+    path = write_tiny_gguf(tmp_path / "tiny-open.gguf")
+    engine = open_engine(str(path), n_ctx=512, n_threads=7)  # the window's choice of threads reaches llama.cpp
+    assert isinstance(engine, LlamaCppEngine) and engine.n_threads == 7 and engine.label == "tiny-open.gguf"
+    assert engine.capabilities.grammar and engine.capabilities.adapters and engine.capabilities.tools
+    assert not engine.capabilities.vision

@@ -26,7 +26,7 @@ DEFAULT_CTX = 4096
 ENCODER_ARCHITECTURES = frozenset(
     {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"}
 )
-_GREEDY = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0, "seed": 0}
+_GREEDY: dict[str, Any] = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0, "seed": 0}
 
 
 @dataclass(frozen=True)
@@ -114,12 +114,13 @@ def speed_test(
     """
     from macapp.core.engines import open_engine
     from macapp.core.engines.base import SamplingSettings
+    from macapp.core.engines.llama_engine import LlamaCppEngine
 
     if seconds <= 0:
         raise UserError(f"the speed test needs a positive number of seconds (got {seconds})")
     cancel = cancel or CancelToken()
     engine = open_engine(ref, n_ctx=n_ctx, budget=budget)
-    if engine.name != "llama.cpp":
+    if not isinstance(engine, LlamaCppEngine):
         raise UserError(f"the speed test runs GGUF models; {ref} is an {engine.name} model")
     try:
         started = time.perf_counter()
@@ -165,6 +166,7 @@ def speed_test(
     finally:
         engine.unload()
     facts = engine.facts
+    assert facts is not None  # read by load()
     if timed_out:
         stopped_by = "time"
     elif result.finish_reason == "length":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from macapp.core.engines.base import AdapterFiles
+from macapp.core.engines.base import AdapterFiles, Engine
 from macapp.core.errors import UserError
 from macapp.core.models.estimate import MemoryEstimate, RuntimeSettings
 
@@ -73,7 +73,9 @@ def plan_load(
     return LoadPlan(path, runtime, est)
 
 
-def open_engine(ref: str, *, adapter: AdapterFiles | None = None, n_threads: int | None = None, **plan_options):
+def open_engine(
+    ref: str, *, adapter: AdapterFiles | None = None, n_threads: int | None = None, **plan_options
+) -> Engine:
     """An unloaded engine for ``ref`` (call ``load()`` on it); options as for ``plan_load``. The one place
     an engine is chosen: the CLI, the server and the window all open theirs here.
 
@@ -98,19 +100,3 @@ def open_engine(ref: str, *, adapter: AdapterFiles | None = None, n_threads: int
     plan = plan_load(ref, **plan_options)
     lora = adapter.gguf_lora() if adapter else None
     return LlamaCppEngine(plan.path, plan.runtime, model_id=ref, n_threads=n_threads, adapter=lora)
-
-
-def apply_adapter(engine, adapter: AdapterFiles | None) -> None:
-    """Run ``engine`` with ``adapter`` (None: the base alone), without reloading it.
-
-    Call it from the engine's own thread: llama.cpp gets the adapter as a GGUF LoRA, MLX uses its folder.
-    """
-    setter = getattr(engine, "set_adapter", None)
-    if setter is None:
-        if adapter:
-            raise UserError(f"{engine.name} models can't take a local adapter")
-        return
-    if engine.name == "mlx":
-        setter(adapter.folder() if adapter else None)
-    else:
-        setter(adapter.gguf_lora() if adapter else None)

@@ -152,7 +152,7 @@ class EngineCapabilities:
     """What an engine can do beyond streaming text. Callers ask here rather than probing for attributes."""
 
     grammar: bool = False  # constrained sampling (``grammar=`` GBNF): JSON and tool calls valid by construction
-    adapters: bool = False  # a tuned LoRA adapter switched at run time, without reloading the base
+    adapters: bool = False  # a tuned LoRA adapter switched at run time (``use_adapter``), without reloading the base
     tools: bool = False  # renders the model's own chat template (``template``), so ``tools=`` give native tool calls
     vision: bool = False  # images in the messages (no engine takes them yet)
 
@@ -161,7 +161,8 @@ class Engine(Protocol):
     """What the chat, the CLI and the server need from a backend.
 
     ``capabilities`` says which of the optional parts an engine has: ``tools=`` and ``grammar=`` are given
-    only to an engine that declares them, and an engine refuses one it doesn't declare (``UserError``).
+    only to an engine that declares them, and ``use_adapter`` refuses an adapter (``UserError``) on an engine
+    without ``adapters``.
     """
 
     name: str  # "llama.cpp", "mlx", "remote"
@@ -189,6 +190,10 @@ class Engine(Protocol):
 
     def load(self, cancel: CancelToken | None = None) -> Iterator[Progress]:
         """Load the model, yielding progress; raises ``UserError`` with the real reason on failure."""
+        ...
+
+    def use_adapter(self, adapter: AdapterFiles | None) -> None:
+        """Answer with ``adapter`` from the next message on (None: the base alone), from the engine's thread."""
         ...
 
     def count_chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:

@@ -25,6 +25,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from macapp.core.engines.base import (
+    AdapterFiles,
     ChatMessage,
     EngineCapabilities,
     FinishReason,
@@ -118,6 +119,9 @@ class FakeEngine:
 
     def count_tokens(self, text: str) -> int:
         return len(_TOKEN.findall(text))
+
+    def use_adapter(self, adapter: AdapterFiles | None) -> None:
+        refuse_unsupported(self, adapter=adapter)
 
     def count_chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
         refuse_unsupported(self, tools=tools)

@@ -33,6 +33,7 @@ import numpy as np
 
 from macapp.core.engines import llama_log
 from macapp.core.engines.base import (
+    AdapterFiles,
     ChatMessage,
     EngineCapabilities,
     FinishReason,
@@ -216,6 +217,10 @@ class LlamaCppEngine:
             else:
                 texts.append(marker)
         return frozenset(ids), tuple(texts)
+
+    def use_adapter(self, adapter: AdapterFiles | None) -> None:
+        """Answer with ``adapter`` (as a GGUF LoRA) from the next message on; None: the base alone."""
+        self.set_adapter(adapter.gguf_lora() if adapter else None)
 
     def set_adapter(self, path: str | Path | None, scale: float = 1.0) -> None:
         """Apply the GGUF LoRA adapter at ``path`` (None: none) at ``scale``; the base stays loaded.

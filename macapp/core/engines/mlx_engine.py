@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from macapp.core.engines.base import (
+    AdapterFiles,
     ChatMessage,
     EngineCapabilities,
     FinishReason,
@@ -186,6 +187,10 @@ class MlxEngine:
                 texts.append(marker)
         tok.eos_token_ids = stop_ids
         self._stop_strings = tuple(texts)
+
+    def use_adapter(self, adapter: AdapterFiles | None) -> None:
+        """Answer with ``adapter`` (its mlx-lm folder) from the next message on; None: the base alone."""
+        self.set_adapter(adapter.folder() if adapter else None)
 
     def set_adapter(self, adapter_dir: str | Path | None) -> None:
         """Run with ``adapter_dir`` (an mlx-lm adapter folder) or none; the base stays loaded.

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from macapp.core.engines.base import (
+    AdapterFiles,
     ChatMessage,
     EngineCapabilities,
     FinishReason,
@@ -327,6 +328,9 @@ class RemoteEngine:
             if counted is not None:
                 return counted["count"]
         return _approx_tokens(text)
+
+    def use_adapter(self, adapter: AdapterFiles | None) -> None:
+        refuse_unsupported(self, adapter=adapter)
 
     def count_chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
         refuse_unsupported(self, tools=tools)

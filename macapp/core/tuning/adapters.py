@@ -212,7 +212,7 @@ class EngineAdapter:
 
 
 def engine_adapter(ref: str | None) -> EngineAdapter | None:
-    """What ``open_engine``/``apply_adapter`` take for the adapter the user named (None: the base alone)."""
+    """What ``open_engine``/``Engine.use_adapter`` take for the adapter the user named (None: the base alone)."""
     return EngineAdapter(ref) if ref else None
 
 

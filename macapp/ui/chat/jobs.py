@@ -107,10 +107,10 @@ def coalesce(stream: TurnStream, interval: float = BATCH_INTERVAL_S) -> Generato
         stream.close()
 
 
-def with_adapter(engine, adapter: str | None, stream: Generator):
-    """``stream`` with ``adapter`` switched on first, on the engine's thread (where the generator runs)."""
-    from macapp.core.engines import apply_adapter
+def with_adapter(engine: Engine, adapter: str | None, stream: Generator):
+    """``stream`` with the tuned adapter named ``adapter`` (None: the base alone) switched on first, on the
+    engine's thread (where the generator runs); an engine that takes no adapters refuses one (``UserError``)."""
     from macapp.core.tuning.adapters import engine_adapter
 
-    apply_adapter(engine, engine_adapter(adapter))
+    engine.use_adapter(engine_adapter(adapter))
     return (yield from stream)
