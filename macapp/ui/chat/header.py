@@ -64,7 +64,7 @@ def remote_models() -> tuple[list[tuple[str, str]], list[str]]:
         return [], [exc.message]
     for endpoint in endpoints:
         try:
-            models = list_remote_models(endpoint.url, endpoint.api_key)
+            models = list_remote_models(endpoint.url, endpoint.resolve_key())  # the key from the keychain
         except UserError as exc:
             skipped.append(f"{endpoint.name}: {exc.message}")
             continue

@@ -6,7 +6,9 @@ loopback only, so no API key is needed (``macapp serve --host … --api-key …`
 shows the URL to paste into other apps, with Copy. The window stops it on close (``shutdown``).
 
 ``RemoteServersDialog`` edits ``Settings.remote_endpoints`` (name, URL, key) through
-``core.engines.remote_endpoints``, as ``macapp remotes`` does; Test lists an endpoint's models in a worker.
+``core.engines.remote_endpoints``, as ``macapp remotes`` does (a key goes into the system keychain; where there is
+none, adding a key says so and a notice tells that older keys are still in settings.json); Test lists an endpoint's
+models in a worker.
 ``endpointsChanged`` tells the Chat page to list the remote models again.
 """
 
@@ -277,13 +279,20 @@ class RemoteServersDialog(QDialog):
         self.result.setWordWrap(True)
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.result)
+        self.key_notice = QLabel("")  # API keys still in plain text in settings.json: there is no keychain
+        self.key_notice.setObjectName("serverStatus")
+        self.key_notice.setProperty("error", True)
+        self.key_notice.setWordWrap(True)
+        self.key_notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.key_notice.hide()
+        lay.addWidget(self.key_notice)
         form = QFormLayout()
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("e.g. gpu-box")
         self.url_edit = QLineEdit()
         self.url_edit.setPlaceholderText("e.g. http://192.168.1.20:8000/v1")
         self.key_edit = QLineEdit()
-        self.key_edit.setPlaceholderText("optional")
+        self.key_edit.setPlaceholderText("optional · kept in the system keychain")
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         form.addRow("Name", self.name_edit)
         form.addRow("URL", self.url_edit)
@@ -302,6 +311,8 @@ class RemoteServersDialog(QDialog):
         self.reload()
 
     def reload(self) -> None:
+        from macapp.core.settings import plain_key_warning
+
         self.list.clear()
         for endpoint in _endpoints():
             item = QListWidgetItem(
@@ -309,13 +320,18 @@ class RemoteServersDialog(QDialog):
                 + (
                     f" · key from ${endpoint['api_key_env']}"
                     if endpoint.get("api_key_env")
-                    else " · key set"
+                    else " · key in the keychain"
+                    if endpoint.get("api_key_ref")
+                    else " · key in settings (no keychain)"
                     if endpoint.get("api_key")
                     else ""
                 )
             )
             item.setData(Qt.ItemDataRole.UserRole, endpoint)
             self.list.addItem(item)
+        warning = plain_key_warning()  # set by the load _endpoints() just did
+        self.key_notice.setText(warning or "")
+        self.key_notice.setVisible(bool(warning))
         self._update_buttons()
 
     def _selected(self) -> dict | None:
