@@ -30,7 +30,7 @@ from macapp.core.hardware import machine_noun
 from macapp.core.units import format_bytes, format_count
 from macapp.ui.widgets.elided import ElidingComboBox, EllipsisLabel
 from macapp.ui.widgets.memory_bar import VERDICT_WORDS, verdict_color
-from macapp.ui.worker import Worker
+from macapp.ui.worker import Latest, Worker
 
 if TYPE_CHECKING:
     from macapp.core.engines.base import Engine
@@ -102,6 +102,9 @@ def _dot(color: QColor, size: int = 10) -> QIcon:
     return QIcon(pixmap)
 
 
+PICKER_MAX_WIDTH = 380  # px: room for "Meta-Llama-3.1-8B-Instruct-Q4_K_M" and its dot
+
+
 class ModelPicker(ElidingComboBox):
     """Usable library models; each item's dot and tooltip give its memory verdict. A long name elides in the
     middle when the header is narrow (the settings drawer open), and the tooltip holds it whole."""
@@ -136,7 +139,9 @@ class ModelPicker(ElidingComboBox):
         self.blockSignals(True)
         self.clear()
         for entry in self._entries.values():
-            self.addItem(entry.name, entry.id)
+            # Without ".gguf": when the header is narrow the middle elides and the quantization stays in sight.
+            name = entry.name
+            self.addItem(name[: -len(".gguf")] if name.lower().endswith(".gguf") else name, entry.id)
         for ref, shown in self._remote:
             self.addItem(_dot(QColor("#8a8f98")), shown, ref)
             self.setItemData(self.count() - 1, f"{ref}\nRuns on a remote server", Qt.ItemDataRole.ToolTipRole)
@@ -251,7 +256,7 @@ class ModelBar(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         self._drawer = drawer
         self._hardware: Hardware | None = None
-        self._remote_serial = 0
+        self._remote_lists = Latest()  # a newer refresh makes an older answer stale
         self.remote_worker: Worker | None = None
         rows = QVBoxLayout(self)
         rows.setContentsMargins(18, 12, 14, 8)
@@ -274,7 +279,11 @@ class ModelBar(QWidget):
         self.gear.setCheckable(True)
         self.gear.setToolTip("Answer settings, system prompt, context length")
         self.gear.toggled.connect(drawer.setVisible)
-        for w in (self.picker, self.verdict_label, self.load_button, self.eject_button):
+        # The picker takes the room the buttons leave, up to a long model name's width, so a name is only cut
+        # ("…", whole in the tooltip) when the row really is narrow.
+        self.picker.setMaximumWidth(PICKER_MAX_WIDTH)
+        head.addWidget(self.picker, 4)
+        for w in (self.verdict_label, self.load_button, self.eject_button):
             head.addWidget(w)
         head.addStretch(1)
         head.addWidget(self.gear)
@@ -313,17 +322,14 @@ class ModelBar(QWidget):
     def refresh_remote(self) -> Worker:
         """Ask the configured remote endpoints for their models (in a worker); unreachable ones are skipped
         with a muted note."""
-        self._remote_serial += 1
-        serial = self._remote_serial
+        ticket = self._remote_lists.ticket()
         worker = Worker(remote_models)
-        worker.signals.returned.connect(lambda result: self._show_remote(result, serial))
+        worker.signals.returned.connect(self._remote_lists.only_if_current(ticket, self._show_remote))
         worker.signals.errored.connect(lambda exc: log.warning("listing remote models failed: %s", exc))
         self.remote_worker = worker
         return worker.start()
 
-    def _show_remote(self, result: tuple[list[tuple[str, str]], list[str]], serial: int) -> None:
-        if serial != self._remote_serial:
-            return  # a newer refresh is on its way
+    def _show_remote(self, result: tuple[list[tuple[str, str]], list[str]]) -> None:
         models, skipped = result
         self.picker.set_remote(models)
         self.remote_note.setText(f"{len(skipped)} remote server(s) unreachable" if skipped else "")

@@ -59,7 +59,7 @@ class SettingsDrawer(QFrame):
         super().__init__(parent)
         self.setObjectName("settingsDrawer")
         self.setMinimumWidth(250)
-        self.setMaximumWidth(330)  # the widest form row (Max tokens' "until the context is full") and a scroll bar
+        self.setMaximumWidth(330)  # the widest form row and a scroll bar
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
@@ -102,7 +102,8 @@ class SettingsDrawer(QFrame):
             box.valueChanged.connect(self._on_value)
             self.numbers[name] = box
             form.addRow(label, box)
-        self.numbers["max_tokens"].setSpecialValueText("until the context is full")
+        # 0 reads "no limit" (short, so the row fits beside its label like the others); the tooltip says what it means.
+        self.numbers["max_tokens"].setSpecialValueText("no limit")
         self.seed = QLineEdit()
         self.seed.setPlaceholderText("random")
         self.seed.setValidator(QIntValidator(0, 2**31 - 1, self.seed))
