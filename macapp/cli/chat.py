@@ -10,6 +10,7 @@ from dataclasses import fields
 
 from rich.markup import escape
 
+from macapp.cli.argtypes import add_context_options
 from macapp.core.engines.base import PRESETS, SamplingSettings
 
 
@@ -34,8 +35,7 @@ def _add_model_options(p: argparse.ArgumentParser, positional: bool = True) -> N
     p.add_argument("--seed", type=int, default=None, metavar="N", help=help_of["seed"])
     p.add_argument("--max-tokens", type=int, default=None, metavar="N", help=help_of["max_tokens"])
     p.add_argument("--stop", action="append", default=None, metavar="TEXT", help="end the answer at TEXT (repeatable)")
-    p.add_argument("--ctx", type=int, default=None, metavar="N", help="context window (default: your setting, 8192)")
-    p.add_argument("--kv-type", choices=["f16", "q8_0"], default=None, help="KV cache element type")
+    add_context_options(p, None, "context window (default: your setting, 8192)", None)
     p.add_argument("--no-flash-attn", action="store_true", help="run without flash attention")
 
 

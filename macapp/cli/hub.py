@@ -6,10 +6,11 @@ import argparse
 
 from rich.markup import escape
 
+from macapp.cli.argtypes import add_budget_option, add_context_options
 from macapp.cli.output import console, print_json
 from macapp.cli.progress import BarState, ctrl_c_cancels, follow
 from macapp.core.hardware import machine_noun
-from macapp.core.units import format_bytes, format_params, parse_bytes, time_left
+from macapp.core.units import format_bytes, format_params, time_left
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,13 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "that fits and answers at a readable pace (>= 10 tokens/s).",
     )
     p.add_argument("query", metavar="QUERY", nargs="?")
-    p.add_argument(
-        "--budget",
-        type=parse_bytes,
-        default=None,
-        metavar="BYTES",
-        help="with no QUERY: memory budget (e.g. 16G); default: this machine's",
-    )
+    add_budget_option(p, "with no QUERY: ")
     p.add_argument("--limit", type=int, default=20, help="at most this many repositories (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=search_cmd)
@@ -44,15 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("repo", metavar="REPO", help="org/name on the Hub")
     p.add_argument("--revision", default="main")
-    p.add_argument("--ctx", type=int, default=8192, help="context length for the estimate (default 8192)")
-    p.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16")
-    p.add_argument(
-        "--budget",
-        type=parse_bytes,
-        default=None,
-        metavar="BYTES",
-        help="memory budget (e.g. 16G); default: this machine's",
-    )
+    add_context_options(p, 8192, "context length for the estimate (default 8192)", "f16")
+    add_budget_option(p)
     p.add_argument("--no-headers", action="store_true", help="list files only; do not read headers")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=files_cmd)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from macapp.cli.argtypes import add_budget_option, add_context_options
 from macapp.cli.output import console, key_values, print_json
 from macapp.core.hardware import machine_noun
-from macapp.core.units import format_bytes, format_params, parse_bytes
+from macapp.core.units import format_bytes, format_params
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,17 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "largest context that fits.",
     )
     p.add_argument("model", metavar="MODEL", help="a .gguf path or a library id")
-    p.add_argument("--ctx", type=int, default=None, help="context length (default: min(8192, the model's))")
-    p.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16", help="KV cache element type")
+    add_context_options(p, None, "context length (default: min(8192, the model's))", "f16")
     p.add_argument("--gpu-layers", type=int, default=-1, help="layers on the GPU (-1 = all, the default)")
     p.add_argument("--no-flash-attn", action="store_true", help="estimate without flash attention")
-    p.add_argument(
-        "--budget",
-        type=parse_bytes,
-        default=None,
-        metavar="BYTES",
-        help="memory budget (e.g. 16G); default: this machine's (see `macapp doctor`)",
-    )
+    add_budget_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=estimate_cmd)
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from macapp.cli.argtypes import context_length
 from macapp.cli.output import print_json
 
 API_KEY_ENV = "MACAPP_API_KEY"
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--ctx",
-        type=int,
+        type=context_length,
         default=None,
         metavar="N",
         help="context window models load with (default: your setting, 8192, within each model's own)",

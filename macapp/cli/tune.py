@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from macapp.cli.argtypes import positive_int
+from macapp.cli.argtypes import add_budget_option, positive_int
 from macapp.cli.output import console, print_json
 from macapp.cli.progress import ctrl_c_cancels, follow, note
 from macapp.core.errors import Cancelled
 from macapp.core.hardware import machine_noun
-from macapp.core.units import format_bytes, parse_bytes
+from macapp.core.units import format_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,13 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=positive_int, default=100, help="iterations between checkpoints")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run with this name from its checkpoint")
-    p.add_argument(
-        "--budget",
-        type=parse_bytes,
-        default=None,
-        metavar="BYTES",
-        help="memory budget (e.g. 16G); default: this machine's",
-    )
+    add_budget_option(p)
     p.add_argument("--no-memory-check", action="store_true", help="train even if the estimate exceeds the budget")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
     p.set_defaults(handler=tune_cmd)

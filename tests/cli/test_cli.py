@@ -98,7 +98,11 @@ def test_missing_model_and_usage_errors(tmp_path, tiny_models):
     run = macapp("inspect", str(tmp_path / "nope.gguf"))
     assert run.returncode == 1 and "no model" in run.stderr
     assert macapp("estimate", str(tiny_models["mha_f32"]), "--kv-type", "q4").returncode == 2
-    assert macapp("estimate", str(tiny_models["mha_f32"]), "--budget", "lots").returncode == 2
+    run = macapp("estimate", str(tiny_models["mha_f32"]), "--budget", "lots")
+    assert run.returncode == 2 and "not a size: 'lots' (e.g. 16G" in run.stderr  # not "invalid parse_bytes value"
+    for command in (["estimate", str(tiny_models["mha_f32"])], ["run", str(tiny_models["mha_f32"])], ["serve"]):
+        run = macapp(*command, "--ctx", "0")  # llama.cpp would take 0 as "the model's own": refused up front
+        assert run.returncode == 2 and "--ctx: must be at least 64, not 0" in run.stderr, command
     run = macapp("estimate", str(tiny_models["mha_f32"]), "--ctx", "999999")
     assert run.returncode == 1 and "longer than the model's context" in run.stderr
 

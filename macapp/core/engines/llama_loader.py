@@ -20,7 +20,7 @@ from typing import Any
 from macapp.core.models.estimate import RuntimeSettings
 
 _PATCH_LOCK = threading.Lock()
-KV_TYPES = {"f16": 1, "q8_0": 8, "f32": 0}  # GGML_TYPE_* ids
+GGML_KV_TYPE_IDS = {"f16": 1, "q8_0": 8, "f32": 0}  # GGML_TYPE_* ids of the KV cache types
 
 
 def use_extra_buffer_types() -> bool:
@@ -111,8 +111,8 @@ def llama_kwargs(settings: RuntimeSettings) -> dict[str, Any]:
         "n_batch": settings.n_batch,
         "n_ubatch": settings.n_ubatch,
         "flash_attn": settings.flash_attn,
-        "type_k": KV_TYPES[settings.kv_type],
-        "type_v": KV_TYPES[settings.kv_type],
+        "type_k": GGML_KV_TYPE_IDS[settings.kv_type],
+        "type_v": GGML_KV_TYPE_IDS[settings.kv_type],
         "swa_full": settings.swa_full,
         "n_gpu_layers": settings.gpu_layers if settings.backend == "metal" else 0,
     }

@@ -23,6 +23,7 @@ from macapp.core.models.facts import ModelFacts
 MiB = 1024 * 1024
 CTX_PAD = 256  # llama.cpp pads n_ctx (and SWA cache sizes) to 256 cells
 KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "f32": 4.0, "q4_0": 18 / 32}
+KV_TYPES = ("f16", "q8_0")  # the KV cache types the window and the CLI offer
 TIGHT_MARGIN = 0.10  # "tight" = within 10% of the budget
 
 # Calibrated on llama.cpp CPU runs (see bench/estimate_accuracy.py and the issue note).
