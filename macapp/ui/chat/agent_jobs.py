@@ -11,8 +11,7 @@ thread; Stop cancels the run's token, which also ends that wait.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,12 +21,12 @@ from macapp.core.agent.guard import Grants
 from macapp.core.agent.loop import AgentEvent, AgentResult, AgentText
 from macapp.core.agent.tools import Toolbox
 from macapp.core.progress import CancelToken
+from macapp.ui.chat.jobs import coalesce
 
 if TYPE_CHECKING:
     from macapp.core.chat.store import ChatStore
     from macapp.core.engines.base import Engine, SamplingSettings
 
-BATCH_INTERVAL_S = 0.01  # answer text is merged into batches this far apart (as chat_jobs.coalesce does)
 
 
 @dataclass(frozen=True)
@@ -105,35 +104,11 @@ def agent_turn(
             cancel=cancel,
             first_call_required=grants.require_tool and len(toolbox) > 0,
         )
-        return (yield from _batched(stream))
+        return (yield from coalesce(stream, kind=AgentText, merge=_merge_texts))
     finally:
         if servers is not None:  # stopping a server takes seconds: the page need not wait for it
             threading.Thread(target=servers.close, name="mcp-close", daemon=True).start()
 
 
-def _batched(
-    stream: Generator[AgentEvent, None, AgentResult], interval: float = BATCH_INTERVAL_S
-) -> Iterator[AgentEvent]:
-    """``stream`` with its answer text merged into batches at most ``interval`` apart; anything else at once."""
-    texts: list[str] = []
-    due = time.monotonic() + interval
-    try:
-        while True:
-            try:
-                event = next(stream)
-            except StopIteration as done:
-                if texts:
-                    yield AgentText("".join(texts))
-                return done.value
-            if isinstance(event, AgentText):
-                texts.append(event.text)
-                if time.monotonic() < due:
-                    continue
-            if texts:
-                yield AgentText("".join(texts))
-                texts.clear()
-                due = time.monotonic() + interval
-            if not isinstance(event, AgentText):
-                yield event
-    finally:
-        stream.close()
+def _merge_texts(texts: list[AgentText]) -> AgentText:
+    return AgentText("".join(t.text for t in texts))

@@ -12,17 +12,17 @@ batches a second and a slow one still sends every token the moment it arrives.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 from macapp.core.engines.base import GenerationChunk
 from macapp.core.progress import CancelToken, Progress
 
 if TYPE_CHECKING:
-    from macapp.core.chat.session import ContextPlan, Turn, TurnStream
+    from macapp.core.chat.session import ContextPlan
     from macapp.core.engines.base import Engine
 
-BATCH_INTERVAL_S = 0.01
+BATCH_INTERVAL_S = 0.01  # s: answer text reaches the GUI in batches this far apart (~100 signals a second at most)
 
 
 def load_engine(
@@ -72,37 +72,42 @@ def count_context(
     return plan_context(engine, history, system_prompt, max_tokens)
 
 
-def coalesce(stream: TurnStream, interval: float = BATCH_INTERVAL_S) -> Generator[object, None, Turn]:
-    """Forward ``stream`` with its chunks merged into batches at most ``interval`` apart; returns its Turn."""
-    texts: list[str] = []
-    last: GenerationChunk | None = None
+def merge_chunks(chunks: list[GenerationChunk]) -> GenerationChunk:
+    """One chunk for several: their text, the last one's counts."""
+    last = chunks[-1]
+    return GenerationChunk("".join(c.text for c in chunks), last.completion_tokens, last.elapsed_s)
+
+
+def coalesce(
+    stream: Generator,
+    interval: float = BATCH_INTERVAL_S,
+    *,
+    kind: type = GenerationChunk,
+    merge: Callable[[list], object] = merge_chunks,
+) -> Generator[object, None, Any]:
+    """Forward ``stream`` with its ``kind`` events (answer text) merged by ``merge`` into batches at most
+    ``interval`` apart; any other event goes at once, after the batch before it. Returns the stream's value.
+    The chat's reply chunks and the agent's answer text both go through here."""
+    pending: list = []
     due = time.monotonic() + interval
-
-    def batch() -> GenerationChunk:
-        assert last is not None
-        return GenerationChunk("".join(texts), last.completion_tokens, last.elapsed_s)
-
     try:
         while True:
             try:
                 event = next(stream)
             except StopIteration as done:
-                if texts:
-                    yield batch()
+                if pending:
+                    yield merge(pending)
                 return done.value
-            if not isinstance(event, GenerationChunk):
-                if texts:
-                    yield batch()
-                    texts.clear()
+            if isinstance(event, kind):
+                pending.append(event)
+                if time.monotonic() < due:
+                    continue
+            if pending:
+                yield merge(pending)
+                pending = []
+                due = time.monotonic() + interval
+            if not isinstance(event, kind):
                 yield event
-                continue
-            texts.append(event.text)
-            last = event
-            now = time.monotonic()
-            if now >= due:
-                yield batch()
-                texts.clear()
-                due = now + interval
     finally:
         stream.close()
 
