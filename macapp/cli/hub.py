@@ -321,16 +321,8 @@ def pull_cmd(args: argparse.Namespace) -> int:
     try:
         with ctrl_c_cancels(token):
             for name in _files_to_pull(args.repo, args.what, args.revision):
-                done.append(
-                    follow(
-                        download_file(args.repo, name, args.revision, cancel=token),
-                        name,
-                        line=lambda p, n=name: _download_line(n, p),
-                        bar=lambda p, n=name: BarState(p.done, p.total, f"{n} ({p.stage})"),
-                        landmark=lambda p: p.stage == "done",
-                        columns="transfer",
-                    )
-                )
+                gen = download_file(args.repo, name, args.revision, cancel=token)
+                done.append(_follow_download(gen, name, lambda p, n=name: f"{n} ({p.stage})"))
     except (KeyboardInterrupt, Cancelled):
         token.cancel()
         raise Cancelled() from None
@@ -349,14 +341,8 @@ def _pull_mlx(args: argparse.Namespace, token) -> int:
     repo = mlx_twin(args.repo) or args.repo
     try:
         with ctrl_c_cancels(token):
-            folder = follow(
-                fetch_mlx_model(repo, args.revision, cancel=token),
-                repo,
-                line=lambda p: _download_line(repo, p),
-                bar=lambda p: BarState(p.done, p.total, p.message if p.stage != "done" else repo),
-                landmark=lambda p: p.stage == "done",
-                columns="transfer",
-            )
+            gen = fetch_mlx_model(repo, args.revision, cancel=token)
+            folder = _follow_download(gen, repo, lambda p: p.message if p.stage != "done" else repo)
     except (KeyboardInterrupt, Cancelled):
         token.cancel()
         raise Cancelled() from None
@@ -366,6 +352,18 @@ def _pull_mlx(args: argparse.Namespace, token) -> int:
         console().print(f"[green]✓[/] {folder}")
         console().print(f"tune with: macapp tune --base {folder}")
     return 0
+
+
+def _follow_download(gen, name: str, describe):
+    """Run a download to its end: a bar with bytes, speed and time left on a terminal, plain lines otherwise."""
+    return follow(
+        gen,
+        name,
+        line=lambda p: _download_line(name, p),
+        bar=lambda p: BarState(p.done, p.total, describe(p)),
+        landmark=lambda p: p.stage == "done",
+        columns="transfer",
+    )
 
 
 def _download_line(name: str, p) -> str:

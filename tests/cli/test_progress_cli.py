@@ -73,3 +73,20 @@ def test_a_download_reads_as_amount_speed_and_time_left():
     step = DownloadProgress("downloading", 12 * 2**20, 4 * 2**30, speed=8 * 2**20, eta=540)
     assert _download_line("model.gguf", step) == "model.gguf: 12 MB of 4.0 GB, 8.0 MB/s, 9 min left"
     assert _download_line("model.gguf", DownloadProgress("done", 1, 1)) == "model.gguf: done"
+
+
+def test_pull_without_a_terminal_prints_plain_progress_on_stderr_and_json_on_stdout(
+    fake_hub, tiny_models, capsys, monkeypatch, tmp_path
+):
+    import json
+
+    from tests.cli.inprocess import run
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub.add_repo("org/tiny-GGUF")
+    fake_hub.add_file("org/tiny-GGUF", "tiny-Q8_0.gguf", tiny_models["tied_q8"])
+    code, out, err = run(capsys, "pull", "org/tiny-GGUF", "tiny-Q8_0.gguf", "--json")
+    assert code == 0, err
+    (path,) = json.loads(out)["files"]
+    assert path.endswith("tiny-Q8_0.gguf")
+    assert err.splitlines()[-1] == "tiny-Q8_0.gguf: done"  # the landmark line, whatever the speed
