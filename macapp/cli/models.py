@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "estimate",
         help=f"memory a model needs and whether it fits {machine_noun()}",
         description="Weights + KV cache + compute buffers + overhead at a context length, "
-        "the verdict against the budget (fits, tight within 10%%, too_big) and the "
+        "the verdict against the budget (fits, tight within 10%, too_big) and the "
         "largest context that fits.",
     )
     p.add_argument("model", metavar="MODEL", help="a .gguf path or a library id")

@@ -137,6 +137,24 @@ def test_help_lists_commands():
         assert command in out
 
 
+def test_every_help_page_reads_as_written():
+    """argparse %-formats help= strings but prints description= as it is: a '%%' meant for one shows doubled."""
+    import argparse
+
+    from macapp.cli.main import build_parser
+
+    def pages(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from pages(sub)
+
+    for parser in pages(build_parser()):
+        text = parser.format_help()
+        assert "%%" not in text and "%(" not in text, (parser.prog, text)
+
+
 @pytest.mark.parametrize(
     ("command", "said"),
     [
