@@ -12,6 +12,7 @@ seen at every size, as a person resizing the window sees it).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ ANSWER = (
     "**Summary:** `csv.DictReader` plus a running total is enough for one column; reach for pandas when the "
     "questions get bigger."
 )
+HUB_REPO = "bartowski/Llama-3.2-3B-Instruct-GGUF"
 CITED_QUESTION = "Why do beekeepers use smoke?"
 CITED_ANSWER = (
     "Smoke masks the alarm scent the guard bees release, so the colony stays calm while the frames are lifted "
@@ -208,15 +210,26 @@ class Scenes:
 
     ORDER = (
         "models",
+        "models_too_big",
         "discover",
+        "discover_search",
+        "discover_repo",
         "chat",
         "chat_settings",
         "approval",
+        "agent_steps",
+        "chat_error",
         "documents",
+        "documents_ingest",
+        "page_viewer",
         "tuning",
+        "tuning_problems",
         "welcome",
         "settings",
+        "remote_servers",
         "about",
+        "models_empty",
+        "chat_empty",
     )
 
     def __init__(self, seed: Seed, sizes=SIZES):
@@ -233,6 +246,10 @@ class Scenes:
         self.engine = FakeEngine(MODEL_NAME, n_ctx=8192, chunk_delay_s=0.004)  # a speed a model could have
         drain(self.engine.load())
         self.engine.label = MODEL_NAME  # what the header shows for a loaded model
+        self.resized: QWidget = self.window  # the window the sizes apply to (another one for the empty states)
+        self.hub = None  # the fake Hub, started by the first scene that searches
+        self.empty_window = None  # a second window over an empty home
+        self._environ: dict[str, str | None] = {}  # variables a scene changed, restored by close()
 
     def close(self) -> None:
         from macapp.ui.worker import all_pools
@@ -242,15 +259,28 @@ class Scenes:
             if dialog is not None:
                 dialog.close()
         self.window.close()
+        if self.empty_window is not None:
+            self.empty_window.close()
         for pool in all_pools():
             pool.waitForDone(10_000)
         QApplication.processEvents()
+        if self.hub is not None:
+            self.hub.stop()
+        for name, value in self._environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def _setenv(self, name: str, value: str) -> None:
+        self._environ.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
 
     def shots(self, scenes=ORDER) -> Iterator[Shot]:
         for scene in scenes:
             widget = getattr(self, f"scene_{scene}")()
             for size in self.sizes:
-                self.window.resize(*size)
+                self.resized.resize(*size)
                 settle()
                 yield Shot(scene, size, widget, look(widget))
             getattr(self, f"leave_{scene}", lambda: None)()
@@ -386,6 +416,312 @@ class Scenes:
 
     def leave_about(self) -> None:
         self.window.app_menu.about_dialog.close()
+
+    # --- the states and dialogs a person meets besides the pages' usual look --------------------------------
+    def scene_models_too_big(self) -> QWidget:
+        """A budget too small for the largest model: its row and its details read "Too big", in red."""
+        from dataclasses import replace
+
+        page = self.window.models_page
+        self.window.show_page("Models")
+        self._hardware = page.hardware
+        totals = {
+            e.path: est.total_bytes for e in page.table_model.entries() if (est := page.table_model.estimate(e.id))
+        }
+        biggest = max(totals, key=totals.__getitem__)
+        if self._hardware is not None:
+            budget = (min(totals.values()) + totals[biggest]) // 2
+            page.apply_hardware(replace(self._hardware, budget_bytes=budget))
+        page.select_row(page.table_model.row_of_path(biggest))
+        return self.window
+
+    def leave_models_too_big(self) -> None:
+        if self._hardware is not None:
+            self.window.models_page.apply_hardware(self._hardware)
+
+    def _start_hub(self) -> None:
+        """The fake Hub with a few GGUF repositories (tiny real headers under real-world names)."""
+        if self.hub is not None:
+            return
+        from macapp.core.models.tiny_gguf import write_tiny_gguf
+        from tests.fixtures.fake_hub import FakeHub
+
+        files = self.seed.home / "hub-files"
+        hub = self.hub = FakeHub().start()
+        hub.add_repo(HUB_REPO, downloads=184_211, likes=312)
+        for quant, layers, qtype in (
+            ("Q4_K_M", 2, "q8_0"),
+            ("Q5_K_M", 3, "q8_0"),
+            ("Q8_0", 4, "q8_0"),
+            ("F16", 6, "f16"),
+        ):
+            path = write_tiny_gguf(files / f"{quant}.gguf", n_layer=layers, qtype=qtype, ctx=32768)
+            hub.add_file(HUB_REPO, f"Llama-3.2-3B-Instruct-{quant}.gguf", path)
+        hub.add_file(HUB_REPO, "Llama-3.2-3B-Instruct-IQ2_XXS.gguf", b"not a model " * 100)
+        hub.add_file(HUB_REPO, "README.md", b"# Llama 3.2 3B Instruct\n", lfs=False)
+        for repo, downloads in (
+            ("lmstudio-community/Llama-3.2-1B-Instruct-GGUF", 95_120),
+            ("unsloth/Meta-Llama-3.1-8B-Instruct-GGUF", 61_004),
+            ("someone-with-a-long-name/llama-3.2-3b-instruct-abliterated-uncensored-imatrix-GGUF", 12),
+        ):
+            hub.add_repo(repo, downloads=downloads, likes=downloads // 400)
+            hub.add_file(repo, "model-Q4_K_M.gguf", files / "Q4_K_M.gguf")
+        self._setenv("HF_ENDPOINT", hub.url)
+
+    def scene_discover_search(self) -> QWidget:
+        """Hub search results, and the downloads panel with a running, a paused and a failed download."""
+        from macapp.core.models.download_queue import DownloadJob
+
+        page = self.window.discover_page
+        self.window.show_page("Discover")
+        self._start_hub()
+        done: list = []
+        page.searchFinished.connect(lambda: done.append(True))
+        page.search_box.setText("llama")
+        page.search("llama")
+        wait_until(lambda: done, what="the Hub search")
+        self.jobs = [
+            DownloadJob(
+                9001,
+                HUB_REPO,
+                ["Llama-3.2-3B-Instruct-Q4_K_M.gguf"],
+                state="running",
+                done=812_000_000,
+                total=2_019_000_000,
+                speed=14_200_000.0,
+                eta=85.0,
+            ),
+            DownloadJob(
+                9002,
+                "lmstudio-community/Llama-3.2-1B-Instruct-GGUF",
+                ["Llama-3.2-1B-Instruct-Q8_0.gguf"],
+                state="paused",
+                done=310_000_000,
+                total=1_321_000_000,
+            ),
+            DownloadJob(
+                9003,
+                "unsloth/Meta-Llama-3.1-8B-Instruct-GGUF",
+                ["Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"],
+                state="failed",
+                done=1_200_000_000,
+                total=4_920_000_000,
+                error="Could not reach huggingface.co (the connection was reset). Retry continues where it stopped.",
+            ),
+        ]
+        for job in self.jobs:  # as the queue reports them (no transfer behind them here)
+            page.downloads._on_job(job)
+        return self.window
+
+    def scene_discover_repo(self) -> QWidget:
+        """A repository's files: several quantizations, one that fits, one tight, one too big, one unreadable."""
+        page = self.window.discover_page
+        if self.hub is None:
+            self.scene_discover_search()
+        done: list = []
+        page.repo_files.estimatesFinished.connect(lambda: done.append(True))
+        page.select_repo(next(i for i, r in enumerate(page.repo_model.repos()) if r.id == HUB_REPO))
+        wait_until(lambda: done, what="the repository's headers")
+        totals = sorted(r.estimate.total_bytes for r in page.files.rows if r.estimate is not None)
+        page.repo_files.reestimate(int(totals[-2] / 0.95), page.backend)  # the largest too big, the next tight
+        return self.window
+
+    def leave_discover_repo(self) -> None:
+        page = self.window.discover_page
+        for job in getattr(self, "jobs", []):
+            page.downloads._drop_row(job)
+        page.search_box.clear()
+
+    def scene_agent_steps(self) -> QWidget:
+        """A finished agent run: its steps (a listing and a file read) opened, with their results."""
+        from macapp.ui.chat.agent_steps import StepsPanel
+
+        self._chat_ready()
+        page = self.window.chat_page
+        notes = self.seed.work / "notes"
+        notes.mkdir(exist_ok=True)
+        (notes / "hives.txt").write_text("Hive 1: strong, two supers.\nHive 2: queenless — requeen in May.\n")
+        (notes / "swarms.txt").write_text("Swarm caught 14 May on the apple tree.\n")
+        page.new_chat()
+        page.composer_box.tools_button.click()
+        tools = page.drawer.tools
+        tools.add_folder(str(self.seed.work))
+        for name, box in tools.tool_boxes.items():
+            box.setChecked(name in ("read_file", "list_folder"))
+        self.engine.enqueue_call("list_folder", {"path": "notes"}, ("read_file", {"path": "notes/hives.txt"}))
+        self.engine.enqueue(_chunks("Hive 2 has no queen: your notes say to requeen it in May. Hive 1 is strong."))
+        done: list = []
+        page.agentFinished.connect(done.append)
+        page.send_message("Which of my hives needs attention? The notes are in the notes folder.")
+        wait_until(lambda: done and not page.busy, what="the agent run")
+        page.agentFinished.disconnect(done.append)
+        for panel in self.window.findChildren(StepsPanel):
+            for row in panel.rows.values():
+                row.set_expanded(True)
+        return self.window
+
+    def leave_agent_steps(self) -> None:
+        self.window.chat_page.composer_box.tools_button.click()
+
+    def scene_chat_error(self) -> QWidget:
+        """The notice a failed model load leaves above the conversation."""
+        from macapp.core.errors import UserError
+
+        self._chat_ready()
+        page = self.window.chat_page
+        page.open_conversation(self.seed.conversation)
+        page.host.loadFailed.emit(
+            UserError(
+                f"{MODEL_NAME} could not be loaded: failed to allocate a 4.2 GB buffer for the model's weights",
+                hint="close other apps or pick a smaller quantization",
+            )
+        )
+        return self.window
+
+    def leave_chat_error(self) -> None:
+        self.window.chat_page.notice.hide()
+
+    def scene_documents_ingest(self) -> QWidget:
+        """PDFs being added: one done, one read by OCR, one that failed, one waiting."""
+        from macapp.core.docs.ingest import FileOutcome, IngestProgress
+        from macapp.ui.widgets.ingest_panel import _Batch, ocr_detail
+        from macapp.ui.worker import Worker
+
+        self.scene_documents()
+        panel = self.window.documents_page.panel
+        home = self.seed.home / "pdfs"
+        done = panel._add_row("bees.pdf", str(self.seed.pdf))
+        done.finish(FileOutcome(self.seed.pdf, "bees.pdf", "added", pages=2, chunks=2))
+        scanned = panel._add_row("Apiary inspection records 2023 (scanned, all colonies).pdf")
+        step = IngestProgress("ocr", 1.4, 4, page=19, pages=48, eta_seconds=75)
+        scanned.show_step("ocr", 0.4, ocr_detail(step))
+        bad = panel._add_row("invoice.docx.pdf")
+        bad.finish(
+            FileOutcome(
+                home / "invoice.docx.pdf",
+                "invoice.docx.pdf",
+                "failed",
+                kind="corrupt",
+                message="invoice.docx.pdf is not a PDF.",
+                hint="Only PDF files can be added.",
+            )
+        )
+        panel._add_row("Swarm control.pdf")
+        panel._batches.append(_Batch("add", "Beekeeping notes", list(panel.rows), Worker(lambda: None)))
+        panel._update()
+        return self.window
+
+    def leave_documents_ingest(self) -> None:
+        panel = self.window.documents_page.panel
+        panel._batches.clear()
+        panel._update()
+        panel.clear()
+
+    def scene_page_viewer(self) -> QWidget:
+        """A cited page, its quote highlighted (the viewer is its own window: it takes the sizes)."""
+        citation = _citation(1, 1, BEES[0].split("\n", 1)[1], self.seed.pdf)
+        viewer = self.window.chat_page.documents.open_citation(citation)
+        wait_until(lambda: viewer.pages and "rendering" not in viewer.page_label.text(), what="the cited page")
+        self.resized = viewer
+        return viewer
+
+    def leave_page_viewer(self) -> None:
+        self.resized.close()
+        self.resized = self.window
+
+    def scene_tuning_problems(self) -> QWidget:
+        """A dataset with problems (their list under the plan) and the adapters list filled."""
+        from macapp.core.tuning.adapters import AdapterInfo
+
+        page = self.window.tuning_page
+        self.window.show_page("Tuning")
+        data = self.seed.home / "data" / "beekeeping-questions.jsonl"
+        data.parent.mkdir(exist_ok=True)
+        good = (
+            '{"messages": [{"role": "user", "content": "Why smoke?"}, {"role": "assistant", "content": "It calms."}]}'
+        )
+        data.write_text(
+            "\n".join(
+                [good, '{"messages": [{"role": "user", "content": "unfinished"}', good, '{"text": 12}', "[]", good]
+            )
+            + "\n"
+        )
+        page.data_edit.setText(str(data))
+        page.check()
+        wait_until(lambda: page.state == "idle" and page.plan is not None, what="the dataset check")
+        base = str(self.seed.home / "mlx" / "Qwen2.5-0.5B-Instruct-bf16")
+        page.adapter_list._show(
+            [
+                AdapterInfo(
+                    "beekeeping-answers-v2",
+                    self.seed.home / "a1",
+                    "complete",
+                    base,
+                    iterations=600,
+                    settings={"mask_prompt": True},
+                    val_loss=1.284,
+                    size_bytes=23_400_000,
+                ),
+                AdapterInfo("csv-helper", self.seed.home / "a2", "incomplete", base, iterations=140),
+                AdapterInfo(
+                    "support-tone-with-a-name-long-enough-to-need-the-whole-row-and-more",
+                    self.seed.home / "a3",
+                    "complete",
+                    base,
+                    iterations=200,
+                    settings={"mask_prompt": False},
+                    size_bytes=11_700_000,
+                ),
+            ]
+        )
+        return self.window
+
+    def leave_tuning_problems(self) -> None:
+        page = self.window.tuning_page
+        page.data_edit.clear()
+        page.problem_list.hide()
+
+    def scene_remote_servers(self) -> QWidget:
+        """The Remote servers dialog with one server listed and selected."""
+        dialog = self.remote_dialog = self.window.server_panel.open_remote_dialog()
+        dialog.add_endpoint("gpu-box", "http://192.168.1.20:8000/v1")
+        dialog.list.setCurrentRow(0)
+        settle()
+        return dialog
+
+    def leave_remote_servers(self) -> None:
+        self.remote_dialog.close()
+
+    def _empty(self) -> QWidget:
+        """A second window over an empty home: no models, no chats (the first run after the welcome)."""
+        if self.empty_window is None:
+            from macapp.core.settings import Settings
+            from macapp.ui.main_window import MainWindow
+
+            home = self.seed.home / "empty"
+            for name, value in private_environment(home).items():
+                self._setenv(name, value)
+            (home / "user").mkdir(parents=True, exist_ok=True)
+            Settings(welcome_done=True).save()
+            window = self.empty_window = MainWindow()
+            window.resize(*self.sizes[0])
+            window.show()
+            wait_until(lambda: not window.models_page.scanning, what="the empty library scan")
+            self.window.hide()
+        self.resized = self.empty_window
+        return self.empty_window
+
+    def scene_models_empty(self) -> QWidget:
+        window = self._empty()
+        window.show_page("Models")
+        settle()
+        return window
+
+    def scene_chat_empty(self) -> QWidget:
+        window = self._empty()
+        window.show_page("Chat")
+        settle()
+        return window
 
 
 def _chunks(text: str, size: int = 12) -> list[str]:

@@ -294,3 +294,18 @@ def test_closing_the_window_stops_the_answer_and_unloads(qtbot, model_path, wind
     with ChatStore() as store:
         answer = store.thread(store.list_conversations()[0].id)[-1]
     assert answer.role == "assistant" and answer.status == "cancelled" and answer.content
+
+
+def test_with_no_models_the_empty_chat_says_where_to_get_one(qtbot, model_path):
+    """The first run with an empty library: the chat says where models come from, not only "Load a model"."""
+    store = ChatStore()
+    page = ChatPage(Settings(default_ctx=2048), store)
+    qtbot.addWidget(page)
+    page.open_history()
+    page.set_library([], detect())
+    assert "Discover page" in page.transcript.placeholder.text()
+    assert "Models page" in page.transcript.placeholder.text()
+    page.set_library([add_model_file(model_path)], detect())
+    assert page.transcript.placeholder.text().startswith("Load a model to start chatting.")
+    page.shutdown()
+    store.close()

@@ -314,3 +314,89 @@ def test_a_question_box_uses_orchards_icon_and_the_theme(qtbot, themed):
     icon = box.iconPixmap().toImage()
     ours = QColor("#2f7d4f")  # question.svg's circle, not the platform's stock blue "?"
     assert _near(icon.pixelColor(icon.width() // 2, icon.height() // 5), ours, 30)
+
+
+def test_downloads_added_to_a_shown_panel_get_their_height_and_keep_their_names(qtbot):
+    """Jobs reported one after another while the page is on screen: the list grows to hold them (it used to
+    measure only the first, still-hidden row, and scrolled three downloads in one row's height), and on a
+    narrow row the repository elides first (its tooltip holds it) while the file name stays whole."""
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    from macapp.core.models.download_queue import DownloadJob
+    from macapp.ui.discover.downloads import DownloadsPanel
+
+    host = QWidget()
+    QVBoxLayout(host).addWidget(panel := DownloadsPanel())
+    qtbot.addWidget(host)
+    host.resize(590, 500)
+    host.show()
+    repo = "lmstudio-community/Meta-Llama-3.1-8B-Instruct-GGUF"
+    jobs = [
+        DownloadJob(1, repo, ["Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"], state="running", done=5, total=10),
+        DownloadJob(2, repo, ["Meta-Llama-3.1-8B-Instruct-Q8_0.gguf"], state="paused", done=1, total=10),
+        DownloadJob(3, repo, ["Meta-Llama-3.1-8B-Instruct-F16.gguf"], state="failed", error="Connection reset."),
+    ]
+    for job in jobs:
+        panel._on_job(job)
+    rows = list(panel.rows.values())
+    qtbot.waitUntil(lambda: all(r.isVisible() and r.width() < host.width() for r in rows), timeout=2000)
+    qtbot.wait(20)
+    assert panel.body.verticalScrollBar().maximum() == 0
+    assert panel.body.height() >= sum(r.height() for r in rows)
+    for row in rows:
+        assert row.name_label.text() == row.name_label.full_text()
+        assert row.repo_label.toolTip() == repo
+        assert row.repo_label.text() != repo  # no room for it at this width: elided, not the name
+
+
+def test_the_empty_loss_plot_wraps_its_line_instead_of_cutting_it(qtbot):
+    """At 900×600 the plot is narrower than "The loss curve appears here while training." (it read
+    "ss curve appears here while tr"): the line wraps inside the plot."""
+    from PySide6.QtGui import QFontMetricsF
+
+    from macapp.ui.tuning.loss_plot import PLACEHOLDER, PLACEHOLDER_FLAGS, LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(plot.minimumSizeHint())
+    plot.show()
+    room = plot.placeholder_rect()
+    need = QFontMetricsF(plot.font()).boundingRect(room, PLACEHOLDER_FLAGS, PLACEHOLDER)
+    assert QFontMetricsF(plot.font()).horizontalAdvance(PLACEHOLDER) > room.width()  # it must wrap here
+    assert room.contains(need)
+    assert not plot.grab().isNull()
+
+
+def test_a_long_adapter_line_elides_with_its_tooltip_instead_of_scrolling_sideways(qtbot):
+    from pathlib import Path
+
+    from macapp.core.tuning.adapters import AdapterInfo
+    from macapp.ui.tuning.adapter_list import AdapterList
+
+    adapters = AdapterList()
+    qtbot.addWidget(adapters)
+    adapters.resize(300, 120)
+    adapters.show()
+    name = "support-tone-with-a-name-long-enough-to-need-the-whole-row-and-more"
+    adapters._show([AdapterInfo(name, Path("/a"), "complete", "/m/Qwen2.5-0.5B-Instruct-bf16", iterations=200)])
+    qtbot.wait(20)
+    item = adapters.item(0)
+    assert adapters.horizontalScrollBar().maximum() == 0
+    assert adapters.visualItemRect(item).width() <= adapters.viewport().width()
+    assert item.toolTip() == item.text() and item.text().startswith(name)
+
+
+def test_a_failed_pdf_reads_as_two_sentences_not_a_full_stop_then_a_dash():
+    from pathlib import Path
+
+    from macapp.core.docs.ingest import FileOutcome
+    from macapp.ui.widgets.ingest_panel import outcome_text
+
+    def failed(message: str, hint: str | None) -> str:
+        return outcome_text(FileOutcome(Path("/x.pdf"), "x.pdf", "failed", message=message, hint=hint))
+
+    assert failed("x.pdf is not a PDF.", "Only PDF files can be added.") == (
+        "x.pdf is not a PDF. Only PDF files can be added."
+    )
+    assert failed("x.pdf could not be indexed", "check the disk") == "x.pdf could not be indexed — check the disk"
+    assert failed("x.pdf has no pages.", None) == "x.pdf has no pages."

@@ -151,6 +151,10 @@ class ModelPicker(ElidingComboBox):
         if self._estimates:
             self.set_estimates(self._estimates)
 
+    def local_ids(self) -> list[str]:
+        """The library's models on offer (their ids), remote ones not counted."""
+        return list(self._entries)
+
     def remote_refs(self) -> list[str]:
         return [ref for ref, _ in self._remote]
 

@@ -314,7 +314,12 @@ class ChatPage(QWidget):
         self._update_actions()
 
     def _update_placeholder(self) -> None:
-        if self.engine is None:
+        if self.engine is None and not self.header.picker.local_ids():
+            self.transcript.set_placeholder(
+                "No models yet: download one on the Discover page, or add yours on the Models page.\n"
+                f"Conversations stay on {machine_noun()}."
+            )
+        elif self.engine is None:
             self.transcript.set_placeholder(f"Load a model to start chatting.\nConversations stay on {machine_noun()}.")
         else:
             self.transcript.set_placeholder(f"Say hello to {engine_label(self.engine)}. {SEND_HINT}.")

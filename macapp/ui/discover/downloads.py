@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QStackedLayout,
     QVBoxLayout,
     QWidget,
@@ -98,9 +99,11 @@ class JobRow(QFrame):
         self.repo_label = ElidedLabel(job.repo_id, Qt.TextElideMode.ElideMiddle, name="muted")
         self.state_label = QLabel()
         self.state_label.setObjectName("jobState")
+        # the name keeps its width; the repo takes what is left (and elides first when the row is narrow)
+        self.repo_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.repo_label.setToolTip(job.repo_id)
         top.addWidget(self.name_label)
-        top.addWidget(self.repo_label)
-        top.addStretch(1)
+        top.addWidget(self.repo_label, 1)
         top.addWidget(self.state_label)
         info.addLayout(top)
 
@@ -253,6 +256,7 @@ class DownloadsPanel(QFrame):
             row.remove_button.clicked.connect(lambda _=False, r=row: self._remove(r))
             self._rows_lay.insertWidget(self._rows_lay.count() - 1, row)
             self.set_expanded(True)
+            QTimer.singleShot(0, self._fit_height)  # again once the new row is shown (a hidden one has no height)
         else:
             row.update_job(job)
         self._refresh()

@@ -211,7 +211,7 @@ class RepoFilesView(QWidget):
             row.set_estimate(result.estimate)
             return
         error = result.error or "no estimate"
-        row.show_message(short_reason(error, self.listing.repo_id, result.name), error=True, details=error)
+        row.show_message(short_reason(error, self.listing.repo_id, result.name), error=True)
         if result.unusable:
             row.set_unusable(error)
 

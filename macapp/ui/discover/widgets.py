@@ -160,10 +160,11 @@ class ModelRow(QFrame):
             w.setToolTip(tip)
         self._memory_stack.setCurrentIndex(0)
 
-    def show_message(self, text: str, error: bool = False, details: str = "") -> None:
-        """Put a one-line note where the estimate goes ("Reading header…", or why there is none)."""
+    def show_message(self, text: str, error: bool = False) -> None:
+        """Put a one-line note where the estimate goes ("Reading header…", or why there is none); its tooltip
+        holds the whole of it, for when the row is too narrow and it elides."""
         self.message.set_full_text(f"⚠ {text}" if error else text)
-        self.message.setToolTip(details or (text if error else ""))
+        self.message.setToolTip(self.message.full_text())
         repolish(self.message, "errorText" if error else "muted")
         self._memory_stack.setCurrentIndex(1)
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QStyledItemDelegate, QWidget
 
 from macapp.core.tuning import adapters
 from macapp.ui.tuning.texts import adapter_text
 from macapp.ui.worker import Worker, error_text
 
 log = logging.getLogger(__name__)
+
+
+class _NarrowItems(QStyledItemDelegate):
+    """Items asking for no width: each gets the list's width, and a longer line elides in it."""
+
+    def sizeHint(self, option, index) -> QSize:
+        return QSize(1, super().sizeHint(option, index).height())
 
 
 class AdapterList(QListWidget):
@@ -23,6 +30,10 @@ class AdapterList(QListWidget):
         super().__init__(parent)
         self.setObjectName("adapterList")
         self.setMaximumHeight(130)
+        # a long line elides ("…") to the list's width, its tooltip holding it whole: no sideways scrolling
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.setItemDelegate(_NarrowItems(self))
 
     def refresh(self) -> None:
         worker = Worker(adapters.list_adapters, include_incomplete=True)
@@ -33,7 +44,9 @@ class AdapterList(QListWidget):
     def _show(self, infos: list[adapters.AdapterInfo]) -> None:
         self.clear()
         for info in infos:
-            self.addItem(adapter_text(info))
+            item = QListWidgetItem(adapter_text(info))
+            item.setToolTip(item.text())
+            self.addItem(item)
         if not infos:
             item = QListWidgetItem("No adapters yet.")
             item.setFlags(Qt.ItemFlag.NoItemFlags)

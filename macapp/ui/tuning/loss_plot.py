@@ -8,6 +8,8 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 TRAIN_COLOR = QColor("#2f7d4f")
 VAL_COLOR = QColor("#d9911a")
+PLACEHOLDER = "The loss curve appears here while training."
+PLACEHOLDER_FLAGS = Qt.AlignmentFlag.AlignCenter.value | Qt.TextFlag.TextWordWrap.value  # wraps when narrow, not cut
 
 
 class LossPlot(QWidget):
@@ -47,6 +49,10 @@ class LossPlot(QWidget):
             points.append((iteration, loss))
         self.update()
 
+    def placeholder_rect(self) -> QRectF:
+        """Where the line shown before any loss goes: the whole plot less its title row (no axes yet)."""
+        return QRectF(self.rect()).adjusted(14, 26, -14, -14)
+
     def paintEvent(self, event) -> None:
         super().paintEvent(event)
         p = QPainter(self)
@@ -64,7 +70,7 @@ class LossPlot(QWidget):
         losses = [v for _, v in self.train_points + self.val_points]
         if not losses:
             p.setPen(QPen(muted))
-            p.drawText(area, Qt.AlignmentFlag.AlignCenter, "The loss curve appears here while training.")
+            p.drawText(self.placeholder_rect(), PLACEHOLDER_FLAGS, PLACEHOLDER)
             p.end()
             return
         lo, hi = min(losses), max(losses)

@@ -60,7 +60,10 @@ def outcome_text(outcome: FileOutcome) -> str:
             pages += f" ({outcome.ocr_pages} read by OCR)"
         text = f"{pages} · {outcome.chunks} passage{'s' if outcome.chunks != 1 else ''}"
         return text + (" · replaced the older version" if outcome.status == "updated" else "")
-    return outcome.message + (f" — {outcome.hint}" if outcome.hint else "")
+    if not outcome.hint:
+        return outcome.message
+    # "x.pdf is not a PDF. Only PDF files can be added." (the PDF errors are sentences), not "PDF. — Only"
+    return outcome.message + (" " if outcome.message.endswith((".", "!", "?")) else " — ") + outcome.hint
 
 
 def ocr_detail(step: IngestProgress) -> str:
