@@ -110,9 +110,9 @@ def load_engine(args: argparse.Namespace, quiet: bool = False):
 
 
 def _stderr_console():
-    from rich.console import Console
+    from macapp.cli.output import err_console
 
-    return Console(stderr=True, highlight=False)
+    return err_console()
 
 
 def _stats_line(result) -> str:
@@ -180,7 +180,7 @@ def chat_cmd(args: argparse.Namespace) -> int:
     try:
         while True:
             try:
-                line = input(">>> ")
+                line = input(">>> " if sys.stdin.isatty() else "")  # piped lines get answers only, no prompts
             except EOFError:
                 break
             command = line.strip()

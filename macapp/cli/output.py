@@ -19,6 +19,14 @@ def console():
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
+def err_console():
+    """stderr for progress bars, stats and notes: wrapped to a terminal's width, or one line per message when
+    redirected (rich would cut a long stats line at 80 columns in a log file)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
+
+
 def say(text: str) -> None:
     """One plain line on stdout: names, paths and URLs are the user's text, never rich markup."""
     console().print(text, markup=False)

@@ -92,7 +92,6 @@ def follow(
 
 
 def _with_bar(stream, label, bar, columns, cancel) -> Any:
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -103,14 +102,14 @@ def _with_bar(stream, label, bar, columns, cancel) -> Any:
         TransferSpeedColumn,
     )
 
+    from macapp.cli.output import err_console
+
     shown: tuple = (BarColumn(), TaskProgressColumn())
     if columns == "transfer":
         shown = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     elif columns == "detail":
         shown = (BarColumn(), TextColumn("{task.fields[detail]}"))
-    with Progress(
-        TextColumn("{task.description}"), *shown, console=Console(stderr=True, highlight=False), transient=True
-    ) as progress:
+    with Progress(TextColumn("{task.description}"), *shown, console=err_console(), transient=True) as progress:
         task = progress.add_task(label, total=None, detail="")
 
         def show(step) -> None:

@@ -94,6 +94,17 @@ def test_chat_session_is_saved_and_regenerate_makes_a_version(tiny_models, isola
         assert conv.title.startswith("hello world")
 
 
+def test_piped_chat_prints_answers_only_and_whole_stats_lines(tiny_models, isolated_home):
+    run = macapp("chat", str(tiny_models["mha_f32"]), "--max-tokens", "6", "--seed", "2", stdin="hello\nagain\n")
+    assert run.returncode == 0, run.stderr
+    assert ">>>" not in run.stdout and len(run.stdout.strip().splitlines()) >= 2  # no prompts between the answers
+    stats = [line for line in run.stderr.splitlines() if "prompt tokens" in line]
+    assert len(stats) == 2, run.stderr
+    for line in stats:  # one line each in a log file, not cut at rich's 80 columns
+        assert "tokens/s" in line and line.endswith(" tokens"), run.stderr
+    assert "/regen /new /system TEXT /exit" in run.stderr
+
+
 def test_kill_9_mid_answer_keeps_everything_written(tiny_models, isolated_home, tmp_path):
     errors = (tmp_path / "stderr.txt").open("wb")
     proc = subprocess.Popen(
