@@ -150,8 +150,10 @@ def test_api_base_and_approximate_counts():
     assert api_base("localhost:11434") == "http://localhost:11434/v1"
     assert api_base("http://gpu-box:8000/v1/") == "http://gpu-box:8000/v1"
     assert api_base("https://example.org/api/v1") == "https://example.org/api/v1"
-    with pytest.raises(UserError):
-        api_base("ftp://x")
+    assert api_base("http://gpu-box/") == "http://gpu-box/v1"
+    for typed in ("ftp://x", "http://", "https://", "", "http://:8000", "gpu-box:port"):  # no server named
+        with pytest.raises(UserError, match="not an http"):
+            api_base(typed)
     engine = RemoteEngine("http://127.0.0.1:9/v1", "m")
     assert engine.count_tokens("") == 0 and engine.count_tokens("a" * 40) == 10
     assert engine.count_chat_tokens([{"role": "user", "content": "a" * 40}]) == 10 + 4 + 3

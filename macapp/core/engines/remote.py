@@ -112,13 +112,18 @@ class RemoteEndpoint:
 
 def api_base(url: str) -> str:
     """The API root for what a user typed: ``host:11434`` -> ``http://host:11434/v1``; a URL with a path is kept."""
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
+    typed = url.strip()
+    url = typed if "://" in typed else "http://" + typed
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UserError(f"{url!r} is not an http(s) URL", hint="e.g. http://192.168.1.20:8000/v1")
-    return url if parts.path not in ("", "/") else url + "/v1"
+    try:
+        _ = parts.port  # raises on "host:abc"
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if parts.scheme not in ("http", "https") or not host:  # "http://" alone names no server
+        raise UserError(f"{typed!r} is not an http(s) URL", hint="e.g. http://192.168.1.20:8000/v1")
+    url = url.rstrip("/")
+    return url if parts.path.strip("/") else url + "/v1"
 
 
 def _client(api_key: str | None):
