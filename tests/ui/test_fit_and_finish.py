@@ -347,6 +347,22 @@ def test_downloads_added_to_a_shown_panel_get_their_height_and_keep_their_names(
         assert row.name_label.text() == row.name_label.full_text()
         assert row.repo_label.toolTip() == repo
         assert row.repo_label.text() != repo  # no room for it at this width: elided, not the name
+        shown = row.repo_label.text()
+        assert shown == "" or len(shown) > 8  # a stub such as "u…F" is not shown
+    host.resize(480, 500)
+    qtbot.waitUntil(lambda: all(r.repo_label.text() == "" for r in rows), timeout=2000)
+
+
+def test_the_files_pane_shows_no_empty_heading_before_a_repo_is_picked(qtbot):
+    from macapp.ui.discover.repo_files import RepoFilesView
+
+    view = RepoFilesView()
+    qtbot.addWidget(view)
+    view.show()
+    assert not view.repo_title.isVisible() and not view.note.isVisible()  # they left a gap above the placeholder
+    view.repo_title.set_full_text("org/repo")
+    view._sync_heading()
+    assert view.repo_title.isVisible()
 
 
 def test_the_empty_loss_plot_wraps_its_line_instead_of_cutting_it(qtbot):

@@ -96,7 +96,7 @@ class JobRow(QFrame):
         top = QHBoxLayout()
         top.setSpacing(8)
         self.name_label = ElidedLabel(job.name, name="rowTitle")
-        self.repo_label = ElidedLabel(job.repo_id, Qt.TextElideMode.ElideMiddle, name="muted")
+        self.repo_label = ElidedLabel(job.repo_id, Qt.TextElideMode.ElideMiddle, name="muted", min_shown=8)
         self.state_label = QLabel()
         self.state_label.setObjectName("jobState")
         # the name keeps its width; the repo takes what is left (and elides first when the row is narrow)

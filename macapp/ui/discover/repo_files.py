@@ -89,6 +89,12 @@ class RepoFilesView(QWidget):
         lay.addWidget(self.refused_label)
         lay.addSpacing(4)
         lay.addWidget(self.files, 1)
+        self._sync_heading()
+
+    def _sync_heading(self) -> None:
+        """No repo yet: no empty title and note rows above the placeholder (a gap on a short window)."""
+        self.repo_title.setVisible(bool(self.repo_title.full_text()))
+        self.note.setVisible(bool(self.note.full_text()))
 
     def _is_latest(self, kind: str) -> bool:
         return self.sender() is self._latest.get(kind)
@@ -102,12 +108,14 @@ class RepoFilesView(QWidget):
         self.note.set_full_text("")
         self.refused_label.hide()
         self.files.clear(placeholder)
+        self._sync_heading()
 
     def show_repo(self, repo_id: str, budget: int | None, backend: str) -> Worker:
         """List ``repo_id``'s GGUF files in a worker, then read their headers and estimate each."""
         self.clear("Listing files…")
         self.repo_title.set_full_text(repo_id)
         self.repo_title.setToolTip(repo_id)
+        self._sync_heading()
         self._budget, self._backend = budget, backend
         worker = Worker(list_repo_files, repo_id)
         self._latest["files"] = worker.signals
@@ -152,6 +160,7 @@ class RepoFilesView(QWidget):
             else revision
         )
         self.note.setToolTip(f"{listing.repo_id} at commit {listing.revision}")
+        self._sync_heading()
         if refused:
             self.refused_label.setText(
                 f"{refused} file{'s' if refused != 1 else ''} with unsafe names "

@@ -10,12 +10,20 @@ from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QStyle, QStyleOpti
 class ElidedLabel(QLabel):
     """A one-line label as wide as its text when there is room, eliding its text (not clipping it) when not."""
 
-    def __init__(self, text: str = "", mode: Qt.TextElideMode = Qt.TextElideMode.ElideMiddle, name: str | None = None):
+    def __init__(
+        self,
+        text: str = "",
+        mode: Qt.TextElideMode = Qt.TextElideMode.ElideMiddle,
+        name: str | None = None,
+        min_shown: int = 0,
+    ):
+        """``min_shown``: fewer characters than this left beside the "…" show nothing ("u…F" says nothing)."""
         super().__init__()
         if name:
             self.setObjectName(name)
         self._full = ""
         self._mode = mode
+        self._min_shown = min_shown
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.set_full_text(text)
 
@@ -36,7 +44,10 @@ class ElidedLabel(QLabel):
         return QSize(min(40, self.sizeHint().width()), super().minimumSizeHint().height())
 
     def _elide(self) -> None:
-        self.setText(self.fontMetrics().elidedText(self._full, self._mode, max(0, self.contentsRect().width())))
+        text = self.fontMetrics().elidedText(self._full, self._mode, max(0, self.contentsRect().width()))
+        if text != self._full and len(text) - 1 < self._min_shown:
+            text = ""
+        self.setText(text)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
