@@ -169,6 +169,27 @@ def test_always_means_the_next_write_in_this_chat_does_not_ask(qtbot, page, engi
     assert [(s.status, s.approval) for s in result.steps] == [("ok", "always")]
 
 
+def test_an_always_answer_is_shown_in_the_drawer_and_ask_again_takes_it_back(qtbot, page, engine, work):
+    engine.enqueue_call("write_file", {"path": "a.txt", "content": "one"}).enqueue(["Done."])
+    _send(qtbot, page, "write a")
+    with qtbot.waitSignal(page.agentFinished, timeout=10_000):
+        qtbot.mouseClick(_card(qtbot, page).always_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.busy, timeout=5_000)
+    tools = page.drawer.tools
+    assert tools.always_row.isVisibleTo(tools) and "write_file" in tools.always_label.text()
+
+    qtbot.mouseClick(tools.ask_again_button, Qt.MouseButton.LeftButton)
+    assert not tools.always_row.isVisibleTo(tools)
+    qtbot.waitUntil(lambda: grants_of(page.store.get_conversation(page.cid)).always == set(), timeout=5_000)
+
+    engine.enqueue_call("write_file", {"path": "b.txt", "content": "two"}).enqueue(["Done again."])
+    _send(qtbot, page, "write b")
+    card = _card(qtbot, page)  # it asks again
+    with qtbot.waitSignal(page.agentFinished, timeout=10_000):
+        card.decide("deny")
+    assert not (work / "b.txt").exists()
+
+
 def _recording(stream_steps, cards):
     def wrapped():
         panel = stream_steps()

@@ -9,6 +9,7 @@ shown with its problem and can't be picked). The page saves the grants with the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -152,6 +153,18 @@ class ToolsPanel(QWidget):
         self.require_box.toggled.connect(self._edited)
         lay.addWidget(self.require_box)
 
+        # "Always for this tool in this chat" answers, shown so they can be taken back.
+        self.always_row = QWidget()
+        always = QHBoxLayout(self.always_row)
+        always.setContentsMargins(0, 0, 0, 0)
+        self.always_label = _muted("")
+        always.addWidget(self.always_label, 1)
+        self.ask_again_button = QPushButton("Ask again")
+        self.ask_again_button.setToolTip("Forget the 'Always' answers given in this chat: these tools ask first again")
+        self.ask_again_button.clicked.connect(self.forget_always)
+        always.addWidget(self.ask_again_button, 0, Qt.AlignmentFlag.AlignTop)
+        lay.addWidget(self.always_row)
+
         lay.addWidget(_muted("MCP servers", "drawerSubtitle"))
         self._servers_box = QVBoxLayout()
         self._servers_box.setSpacing(4)
@@ -290,6 +303,14 @@ class ToolsPanel(QWidget):
         for box in self.tool_boxes.values():
             box.setEnabled(not (len(checked) == 1 and box is checked[0]))
         self.shell_warning.setVisible(self.shell_box.isChecked())
+        allowed = sorted(self._grants.always)
+        self.always_label.setText("Allowed without asking in this chat: " + ", ".join(allowed))
+        self.always_row.setVisible(bool(allowed))
+
+    def forget_always(self) -> None:
+        """Take back every "Always" answer of this chat: those tools ask before each use again."""
+        self._grants = replace(self._grants, always=set())
+        self._edited()
 
     def _edited(self, *_args) -> None:
         self._update()
