@@ -140,6 +140,14 @@ def test_dropping_pdfs_on_the_chat_attaches_them_with_progress(qtbot, chat, docs
     assert not panel.isVisible() and panel.rows == []
 
 
+def test_the_line_under_a_chat_counts_its_pdfs_in_words():
+    from macapp.ui.chat.documents import attached_line
+
+    assert attached_line(1).startswith("1 PDF in this chat: answers use it and cite its pages.")
+    assert attached_line(2).startswith("2 PDFs in this chat: answers use them and cite their pages.")
+    assert attached_line(None).startswith("PDFs in this chat: answers use them")
+
+
 def test_cancel_rolls_back_the_file_in_progress(qtbot, chat, docs):
     panel = chat.documents.panel
     with qtbot.waitSignal(panel.busyChanged, timeout=30_000, check_params_cb=lambda busy: not busy):

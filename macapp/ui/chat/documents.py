@@ -51,6 +51,15 @@ def passages_note(passages: list[Passage], collection: str | None) -> str:
     return f"Using {len(passages)} {noun} from {source}"
 
 
+def attached_line(files: int | None) -> str:
+    """The line under a chat with documents: ``1 PDF in this chat: answers use it and cite its pages. …``
+    (``None``: the index could not be read, so the count is unknown)."""
+    if files == 1:
+        return f"{chat_documents(1)}: answers use it and cite its pages. Drop more PDFs to add them."
+    held = chat_documents(files) if files is not None else "PDFs in this chat"
+    return f"{held}: answers use them and cite their pages. Drop more PDFs to add them."
+
+
 class ChatDocuments(QObject):
     """The Chat page's documents: the drop target, the attachments strip, the page viewer."""
 
@@ -96,8 +105,7 @@ class ChatDocuments(QObject):
             except (UserError, OSError) as exc:  # an unreadable index: the chat itself still works
                 log.warning("could not count the files of %s: %s", name, exc)
                 files = None
-            held = chat_documents(files) if files is not None else "PDFs in this chat"
-            self.label.setText(f"{held}: answers use them and cite their pages. Drop more PDFs to add them.")
+            self.label.setText(attached_line(files))
             self.label.setToolTip(f"Kept in the collection “{name}” on the Documents page")
         self.label.setVisible(bool(name))
 
