@@ -143,6 +143,8 @@ def test_broken_file_gives_its_kind_and_a_clear_message(folder, name):
     assert words in info.value.message and path.name in info.value.message
     if kind == "no_text":
         assert "OCR" in (info.value.hint or "")  # what the text layer lacks, OCR reads (scan.read_document)
+    if words == "not a PDF":  # a collection takes images too: the hint must not say PDFs only
+        assert "images (PNG, JPEG, HEIC)" in (info.value.hint or "")
 
 
 def test_big_pdf_reports_progress_and_reads_fast(big):

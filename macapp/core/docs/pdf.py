@@ -77,7 +77,7 @@ def _check_file(path: Path) -> int:
     if size == 0:
         raise PdfError("empty", f"{path.name} is empty (0 bytes).")
     if b"%PDF-" not in head:
-        raise PdfError("corrupt", f"{path.name} is not a PDF.", "Only PDF files can be added.")
+        raise PdfError("corrupt", f"{path.name} is not a PDF.", "Only PDFs and images (PNG, JPEG, HEIC) can be added.")
     return size
 
 
