@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:  # the client's retry notices are not the one line a user should read
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        # nor the MCP client's tracebacks for a server's stray output: its row or step already says what failed
+        logging.getLogger("mcp").setLevel(logging.CRITICAL)
     handler: Handler = getattr(args, "handler", _gui)
     try:
         return handler(args)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 from macapp.core import paths
@@ -49,6 +51,19 @@ def test_add_list_and_remove(capsys):
     removed = run_json(capsys, "mcp", "remove", "web")
     assert removed["removed"] and removed["server"]["url"] == "http://127.0.0.1:9/mcp"
     assert [r["name"] for r in run_json(capsys, "mcp", "list", "--no-connect")["servers"]] == ["time"]
+
+
+def test_a_server_that_prints_no_protocol_is_one_line_not_a_traceback(capsys):
+    assert run(capsys, "mcp", "add", "chatty", "--", sys.executable, "-c", "print('hello there')")[0] == 0
+    listed = subprocess.run(
+        [sys.executable, "-m", "macapp.cli.main", "mcp", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
+    assert listed.returncode == 0 and "error: MCP server 'chatty'" in listed.stdout, listed
+    assert "Traceback" not in listed.stderr and "JSONRPC" not in listed.stderr, listed.stderr
 
 
 def test_a_bad_entry_is_listed_with_its_problem(capsys):
