@@ -30,7 +30,7 @@ DATA_FILES = [
     # the style sheet's icons (a tick, chevrons, a question mark), read from theme.ICONS
     *(
         (f"macapp/ui/icons/{name}", "macapp/ui/icons")
-        for name in ("check.svg", "chevron-down.svg", "chevron-up.svg", "question.svg")
+        for name in ("check.svg", "chevron-down.svg", "chevron-right.svg", "chevron-up.svg", "question.svg")
     ),
 ]
 

@@ -240,7 +240,7 @@ def test_icons_the_style_sheet_names_exist_and_are_packaged():
     finally:
         sys.path.remove(str(root / "packaging"))
     names = set(re.findall(r'url\("@icons/([\w.-]+)"\)', (root / "macapp/ui/style.qss").read_text(encoding="utf-8")))
-    assert {"check.svg", "chevron-down.svg", "chevron-up.svg"} <= names
+    assert {"check.svg", "chevron-down.svg", "chevron-right.svg", "chevron-up.svg"} <= names
     bundled = {(src, dest) for src, dest in manifest.DATA_FILES}
     package_data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
         "package-data"

@@ -20,11 +20,12 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
+
+from macapp.ui.widgets.elided import EllipsisLabel
 
 SHOWN_RESULT_CHARS = 4000  # an expanded row shows this much of a result (the model read up to 8,000)
 SHOWN_VALUE_CHARS = 1200  # an argument longer than this (a file's content) is cut on a card
@@ -113,14 +114,14 @@ class StepRow(QFrame):
         self.toggle.setAutoRaise(True)
         self.toggle.setCheckable(True)
         self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.toggle.setText("▸")
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)  # style.qss draws the chevron
         self.toggle.setToolTip("Show the arguments and the result")
         self.toggle.toggled.connect(self.set_expanded)
         self.title = _label(tool, "stepTool")
-        self.summary = _label(arguments_summary(arguments), "stepArgs")
+        self.summary = EllipsisLabel(arguments_summary(arguments))  # "…" and a tooltip when narrow, never widens
+        self.summary.setObjectName("stepArgs")
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.summary.setMinimumWidth(40)
-        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # cut, never widen
         self.state = _label("", "stepStatus")
         self.duration = _label("", "bubbleStats")
         head.addWidget(self.toggle)
@@ -164,7 +165,6 @@ class StepRow(QFrame):
         if self.toggle.isChecked() != on:
             self.toggle.setChecked(on)
             return
-        self.toggle.setText("▾" if on else "▸")
         self.details.setVisible(on)
 
     def mouseReleaseEvent(self, event) -> None:  # the whole line opens and closes it
