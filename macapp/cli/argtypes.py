@@ -50,6 +50,17 @@ def add_budget_option(p: argparse.ArgumentParser, help_prefix: str = "") -> None
     )
 
 
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: llama.cpp's CPU threads (default: Settings' CPU threads, else automatic)."""
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for llama.cpp (default: your setting, else one per physical core)",
+    )
+
+
 def add_context_options(p: argparse.ArgumentParser, ctx_default: int | None, ctx_help: str, kv_default: str | None):
     """``--ctx N`` (at least ``MIN_CONTEXT`` tokens) and ``--kv-type`` (the KV cache's element type)."""
     from macapp.core.models.estimate import KV_TYPES

@@ -10,7 +10,7 @@ from dataclasses import fields
 
 from rich.markup import escape
 
-from macapp.cli.argtypes import add_context_options
+from macapp.cli.argtypes import add_context_options, add_threads_option
 from macapp.core.engines.base import PRESETS, SamplingSettings
 
 
@@ -37,6 +37,7 @@ def _add_model_options(p: argparse.ArgumentParser, positional: bool = True) -> N
     p.add_argument("--stop", action="append", default=None, metavar="TEXT", help="end the answer at TEXT (repeatable)")
     add_context_options(p, None, "context window (default: your setting, 8192)", None)
     p.add_argument("--no-flash-attn", action="store_true", help="run without flash attention")
+    add_threads_option(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,11 +86,12 @@ def sampling_from(args: argparse.Namespace) -> SamplingSettings:
 
 def load_engine(args: argparse.Namespace, quiet: bool = False):
     """Open and load the engine, with a progress bar on stderr when it is a terminal."""
-    from macapp.core.engines import open_engine
+    from macapp.core.engines import cpu_threads, open_engine
     from macapp.core.tuning.adapters import engine_adapter
 
     options = {"n_ctx": args.ctx, "kv_type": args.kv_type, "flash_attn": not args.no_flash_attn}
-    engine = open_engine(args.model, adapter=engine_adapter(args.adapter), **options)
+    threads = cpu_threads(args.threads)
+    engine = open_engine(args.model, adapter=engine_adapter(args.adapter), n_threads=threads, **options)
     if quiet or not sys.stderr.isatty():
         for _ in engine.load():
             pass

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from macapp.cli.argtypes import context_length
+from macapp.cli.argtypes import add_threads_option, context_length
 from macapp.cli.output import print_json
 
 API_KEY_ENV = "MACAPP_API_KEY"
@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="context window models load with (default: your setting, 8192, within each model's own)",
     )
+    add_threads_option(p)
     p.add_argument("--json", action="store_true", help="print {url, host, port, api_key_required} once listening")
     p.set_defaults(handler=run)
 
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         idle_unload_s=args.idle_unload,
         n_ctx=args.ctx,
+        n_threads=args.threads,
         access_log=args.verbose,
     )
 

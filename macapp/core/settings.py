@@ -43,6 +43,7 @@ class Settings:
     welcome_done: bool = False  # the first-run welcome screen was answered (download, browse or skip)
     serve_on_launch: bool = False  # the sidebar's server switch was on at the last quit: serve again at launch
     server_port: int = DEFAULT_PORT  # the port that switch serves on
+    cpu_threads: int = 0  # llama.cpp's threads on the CPU; 0 = automatic (the window leaves a core to itself)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

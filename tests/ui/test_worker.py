@@ -148,3 +148,19 @@ def test_the_latest_request_wins_and_drop_makes_every_answer_stale():
     latest.drop()  # the page closes: nothing outstanding is shown
     show_second("late answer")
     assert shown == ["new answer"]
+
+
+def test_settings_cpu_threads_reach_the_window_engine(qtbot, monkeypatch, tmp_path):
+    from macapp.core.settings import Settings
+    from macapp.ui.chat.jobs import window_threads
+    from macapp.ui.dialogs.settings import SettingsDialog
+
+    monkeypatch.setenv("MACAPP_HOME", str(tmp_path))
+    assert window_threads("metal") is None  # automatic: Metal keeps llama.cpp's own choice
+    dialog = SettingsDialog(Settings.load())
+    qtbot.addWidget(dialog)
+    assert dialog.threads_box.value() == 0 and dialog.threads_box.text() == "automatic"
+    dialog.threads_box.setValue(3)
+    dialog.save()
+    assert Settings.load().cpu_threads == 3
+    assert window_threads("cpu") == 3 and window_threads("metal") == 3  # the user's number wins everywhere

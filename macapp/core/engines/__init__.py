@@ -73,6 +73,15 @@ def plan_load(
     return LoadPlan(path, runtime, est)
 
 
+def cpu_threads(asked: int | None = None) -> int | None:
+    """llama.cpp's CPU threads: ``asked`` (``--threads``), else the user's setting, else None (automatic)."""
+    if asked:
+        return asked
+    from macapp.core.settings import Settings
+
+    return Settings.load().cpu_threads or None
+
+
 def open_engine(
     ref: str, *, adapter: AdapterFiles | None = None, n_threads: int | None = None, **plan_options
 ) -> Engine:

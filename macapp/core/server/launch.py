@@ -25,6 +25,7 @@ class ServerOptions:
     api_key: str | None = None
     idle_unload_s: float = DEFAULT_IDLE_UNLOAD_S
     n_ctx: int | None = None
+    n_threads: int | None = None  # llama.cpp's CPU threads (None: the user's setting, else automatic)
     access_log: bool = False
 
 
@@ -77,7 +78,7 @@ def _uvicorn_server(options: ServerOptions):
     from macapp.core.server.app import create_app
     from macapp.core.server.owners import ModelRegistry
 
-    registry = ModelRegistry(n_ctx=options.n_ctx, idle_unload_s=options.idle_unload_s)
+    registry = ModelRegistry(n_ctx=options.n_ctx, idle_unload_s=options.idle_unload_s, n_threads=options.n_threads)
     app = create_app(registry, api_key=options.api_key)
     # log_config None: uvicorn's loggers go through the app's own logging instead of replacing its setup.
     config = uvicorn.Config(

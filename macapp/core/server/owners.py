@@ -126,8 +126,11 @@ class ModelRegistry:
         idle_unload_s: unload a model after this long without requests (0: never).
     """
 
-    def __init__(self, *, n_ctx: int | None = None, idle_unload_s: float = DEFAULT_IDLE_UNLOAD_S) -> None:
+    def __init__(
+        self, *, n_ctx: int | None = None, idle_unload_s: float = DEFAULT_IDLE_UNLOAD_S, n_threads: int | None = None
+    ) -> None:
         self.n_ctx = n_ctx
+        self.n_threads = n_threads  # llama.cpp's CPU threads (None: the user's setting, else automatic)
         self.idle_unload_s = idle_unload_s
         self._owners: dict[str, ModelOwner] = {}
         self._aliases: dict[str, str] = {}
@@ -189,9 +192,9 @@ class ModelRegistry:
 
     def _opener(self, ident: str, path: Path) -> Callable[[], Engine]:
         def open_model() -> Engine:
-            from macapp.core.engines import open_engine
+            from macapp.core.engines import cpu_threads, open_engine
 
-            engine = open_engine(str(path), n_ctx=self.n_ctx)
+            engine = open_engine(str(path), n_ctx=self.n_ctx, n_threads=cpu_threads(self.n_threads))
             engine.model_id = ident
             return engine
 

@@ -51,6 +51,10 @@ def window_threads(backend: str) -> int | None:
     scheduler (measured on 2 CPUs: 10-25 ms stalls with 2 threads, and far worse when anything
     else runs). With Metal the GPU does the work, so the engine's default stands (None).
     """
+    from macapp.core.engines import cpu_threads
+
+    if (chosen := cpu_threads()) is not None:  # the user's Settings > CPU threads
+        return chosen
     if backend != "cpu":
         return None
     from macapp.core.engines.llama_engine import default_threads

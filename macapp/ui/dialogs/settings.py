@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +34,7 @@ from macapp.core.hardware import machine_noun
 from macapp.core.settings import Settings, update_settings
 from macapp.ui.widgets.choices import KV_TYPE_LABELS, KV_TYPES
 
-EDITED_FIELDS = ("model_dirs", "model_files", "include_lm_studio", "default_ctx", "kv_type")
+EDITED_FIELDS = ("model_dirs", "model_files", "include_lm_studio", "default_ctx", "kv_type", "cpu_threads")
 CONTEXT_CHOICES = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
 
@@ -155,6 +156,15 @@ class SettingsDialog(QDialog):
         kv_index = self.kv_box.findData(settings.kv_type)
         self.kv_box.setCurrentIndex(max(0, kv_index))
         form2.addRow("KV cache", self.kv_box)
+        self.threads_box = QSpinBox()
+        self.threads_box.setRange(0, 256)
+        self.threads_box.setSpecialValueText("automatic")
+        self.threads_box.setValue(max(0, settings.cpu_threads))
+        self.threads_box.setToolTip(
+            "llama.cpp's threads when a model runs on the CPU; automatic is one per physical core "
+            "(the window leaves one to itself). The server and the command line use it too."
+        )
+        form2.addRow("CPU threads", self.threads_box)
         form2.addRow(
             "",
             _note(
@@ -191,6 +201,7 @@ class SettingsDialog(QDialog):
             "include_lm_studio": self.lm_studio_box.isChecked(),
             "default_ctx": int(self.ctx_box.currentData()),
             "kv_type": str(self.kv_box.currentData()),
+            "cpu_threads": self.threads_box.value(),
         }
 
     def save(self) -> Settings:
