@@ -49,7 +49,9 @@ if TYPE_CHECKING:
     from macapp.core.settings import Settings
 
 log = logging.getLogger(__name__)
-EMPTY_TEXT = "No models yet.\nDrop .gguf files here, or use Add model… or Add folder…"
+EMPTY_TEXT = (  # as the empty chat says: where models come from, the Discover page included
+    "No models yet.\nDrop .gguf files here, use Add model… or Add folder…, or download one on the Discover page."
+)
 
 
 class ModelsPage(QWidget):
@@ -85,6 +87,7 @@ class ModelsPage(QWidget):
         self.empty_label = QLabel("Scanning your models…")
         self.empty_label.setObjectName("emptyState")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)  # a narrow window wraps the hint rather than cutting it
         self.list_stack = QStackedWidget()
         self.list_stack.addWidget(self.empty_label)
         self.list_stack.addWidget(self.table)
