@@ -11,7 +11,9 @@ from dataclasses import fields
 from rich.markup import escape
 
 from macapp.cli.argtypes import add_context_options, add_threads_option
+from macapp.cli.progress import BarState, follow
 from macapp.core.engines.base import PRESETS, SamplingSettings
+from macapp.core.progress import run_to_end
 
 
 def _add_model_options(p: argparse.ArgumentParser, positional: bool = True) -> None:
@@ -92,22 +94,14 @@ def load_engine(args: argparse.Namespace, quiet: bool = False):
     options = {"n_ctx": args.ctx, "kv_type": args.kv_type, "flash_attn": not args.no_flash_attn}
     threads = cpu_threads(args.threads)
     engine = open_engine(args.model, adapter=engine_adapter(args.adapter), n_threads=threads, **options)
-    if quiet or not sys.stderr.isatty():
-        for _ in engine.load():
-            pass
+    if quiet:
+        run_to_end(engine.load())
         return engine
-    from rich.progress import BarColumn, Progress, TextColumn
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        transient=True,
-        console=_stderr_console(),
-    ) as bar:
-        task = bar.add_task(f"Loading {engine.label}", total=1.0)
-        for step in engine.load():
-            bar.update(task, completed=step.fraction or 0.0)
+    def bar(step) -> BarState:
+        return BarState(step.fraction or 0.0, 1.0, f"Loading {engine.label}", f"{(step.fraction or 0.0):.0%}")
+
+    follow(engine.load(), f"Loading {engine.label}", line=lambda step: None, bar=bar, columns="detail")
     return engine
 
 
