@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from macapp.core.engines.base import Engine, SamplingSettings
 
 
-
 @dataclass(frozen=True)
 class ToolsReady:
     """The run's tools are ready: their names, and one line per granted tool or server that can't be used."""
