@@ -416,3 +416,18 @@ def test_a_failed_pdf_reads_as_two_sentences_not_a_full_stop_then_a_dash():
     )
     assert failed("x.pdf could not be indexed", "check the disk") == "x.pdf could not be indexed — check the disk"
     assert failed("x.pdf has no pages.", None) == "x.pdf has no pages."
+
+
+def test_the_dataset_verdict_points_at_the_problem_list_below_the_summary():
+    """The summary's lines sit between the verdict and the list: a colon read as if the dataset's line were the
+    first problem."""
+    from pathlib import Path
+
+    from macapp.core.tuning.datasets import DatasetProblem, DatasetReport
+    from macapp.core.tuning.train import TrainOptions, TrainPlan
+    from macapp.ui.tuning.texts import plan_text
+
+    report = DatasetReport(Path("train.jsonl"), "chat", 6)
+    report.problems.append(DatasetProblem(2, "not valid JSON"))
+    first = plan_text(TrainPlan(TrainOptions(None, Path("train.jsonl"), "a"), [report], None, None)).split("\n")[0]
+    assert first == "1 problem to fix before training, listed below."

@@ -92,7 +92,11 @@ def plan_text(plan: TrainPlan) -> str:
     problems = plan.problems
     summary = plan_summary(plan)
     if problems:
-        return f"{len(problems)} problem{'s' if len(problems) != 1 else ''} to fix before training:\n" + summary
+        # the list is under the whole summary, so no colon pointing at the summary's first line
+        return (
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} to fix before training, listed below.\n"
+            + summary
+        )
     if plan.estimate is None:
         return "The dataset is fine.\n" + summary
     if plan_blocks_start(plan):
