@@ -159,7 +159,7 @@ class RepoFilesView(QWidget):
             if n
             else revision
         )
-        self.note.setToolTip(f"{listing.repo_id} at commit {listing.revision}")
+        self.note.setToolTip(f"{self.note.full_text()}\n{listing.repo_id} at commit {listing.revision}")
         self._sync_heading()
         if refused:
             self.refused_label.setText(
