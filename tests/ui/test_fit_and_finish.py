@@ -431,3 +431,12 @@ def test_the_dataset_verdict_points_at_the_problem_list_below_the_summary():
     report.problems.append(DatasetProblem(2, "not valid JSON"))
     first = plan_text(TrainPlan(TrainOptions(None, Path("train.jsonl"), "a"), [report], None, None)).split("\n")[0]
     assert first == "1 problem to fix before training, listed below."
+
+
+def test_an_opened_step_ends_with_its_last_line_not_a_blank_one(qtbot):
+    from macapp.ui.chat.agent_steps import StepRow
+
+    row = StepRow(1, "read_file", {"path": "notes/hives.txt"})
+    qtbot.addWidget(row)
+    row.set_state("ok", result="Hive 1: strong.\nHive 2: queenless.\n")
+    assert row.details.text().endswith("Result:\nHive 1: strong.\nHive 2: queenless.")

@@ -147,10 +147,11 @@ class StepRow(QFrame):
         self._fill_details()
 
     def _fill_details(self) -> None:
+        result = self.result.rstrip("\n")  # a file's last newline is not a blank line at the row's foot
         shown = (
-            self.result
-            if len(self.result) <= SHOWN_RESULT_CHARS
-            else (self.result[:SHOWN_RESULT_CHARS] + f"\n… [{len(self.result) - SHOWN_RESULT_CHARS:,} more characters]")
+            result
+            if len(result) <= SHOWN_RESULT_CHARS
+            else (result[:SHOWN_RESULT_CHARS] + f"\n… [{len(result) - SHOWN_RESULT_CHARS:,} more characters]")
         )
         parts = [arguments_text(self.arguments)]
         if shown:
