@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QSizePolicy,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -64,7 +65,10 @@ class MainWindow(QMainWindow):
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
-        self.sidebar.setFixedWidth(184)
+        self.sidebar.setMinimumWidth(184)
+        # as wide as the panel that holds it (the server switch below sets that width), not wider: a selected
+        # page's highlight reaches the panel's edge
+        self.sidebar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         self.sidebar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.pages = QStackedWidget()
         self.models_page = ModelsPage(self._settings)

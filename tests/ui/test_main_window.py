@@ -27,6 +27,19 @@ def test_sidebar_switches_pages(qtbot, window_factory):
     assert "budget" in window.machine_label.text().lower()
 
 
+def test_the_sidebar_spans_its_panel(qtbot, window_factory):
+    """The page list is as wide as the panel under it (server switch, machine): a selected page's highlight
+    reaches the panel's edge instead of stopping short of it."""
+    window = window_factory()
+    window.resize(1180, 760)
+    window.show()
+    qtbot.waitExposed(window)
+    panel = window.sidebar.parentWidget()
+    assert panel.width() <= 280  # the pages keep the room
+    assert window.sidebar.width() == panel.width()
+    assert window.server_panel.width() <= panel.width()
+
+
 def test_geometry_is_saved_and_restored(qtbot, window_factory):
     window = window_factory()
     window.resize(780, 540)  # within the offscreen screen (800 x 600): restoring clamps to the screen
