@@ -119,7 +119,7 @@ def size_of(value: Any, limit: int) -> int:
 
 def _container_size(value: Any, limit: int, seen: dict[int, int]) -> int:
     if isinstance(value, Namespace):
-        value = value._Namespace__attrs  # type: ignore[attr-defined]  # its repr shows them all
+        value = value._Namespace__attrs  # its repr shows them all
     if isinstance(value, dict):
         items: Iterable[Any] = [*value.keys(), *value.values()]
     elif isinstance(value, (list, tuple, set, frozenset)):
@@ -325,7 +325,7 @@ def _built(value: Any) -> Any:
     return value
 
 
-def _filter(node: nodes.Expr, name: str) -> nodes.Filter:
+def _filter(node: nodes.Node, name: str) -> nodes.Filter:
     return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
 
 

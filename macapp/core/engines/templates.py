@@ -100,7 +100,7 @@ class RenderedPrompt:
     notice: str | None = None
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 1] + "…"
 
@@ -139,7 +139,8 @@ def _compile(source: str) -> tuple[Template | None, str | None]:
         return None, _too_costly(e)
     except TemplateSyntaxError as e:
         return None, _broken(f"{e.message} at line {e.lineno}")
-    except Exception as e:  # deep nesting (RecursionError), sandbox refusals while compiling, ...
+    # A model's template is untrusted input: deep nesting (RecursionError), sandbox refusals while compiling, ...
+    except Exception as e:  # noqa: BLE001
         return None, _broken(_describe(e))
 
 
@@ -197,6 +198,8 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.name = name
+        self._template: Template | None
+        self.notice: str | None
         if not self.source.strip():
             self._template, self.notice = None, f"This model has no chat template; using {FALLBACK_NAME}."
         else:
@@ -226,7 +229,7 @@ class ChatTemplate:
             return self._fallback(messages, add_generation_prompt, self._unsafe(e))
         except TemplateTooCostly as e:
             return self._fallback(messages, add_generation_prompt, self._costly(e))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a model's template is untrusted code: any failure means the fallback
             return self._fallback(messages, add_generation_prompt, self._failed(e))
         # Gemma, Mistral v1 and others refuse a system turn: merge it into the first user turn (as LM Studio does).
         if messages and messages[0]["role"] == "system":
@@ -236,7 +239,7 @@ class ChatTemplate:
                 return self._fallback(messages, add_generation_prompt, self._unsafe(e))
             except TemplateTooCostly as e:
                 return self._fallback(messages, add_generation_prompt, self._costly(e))
-            except Exception:
+            except Exception:  # noqa: BLE001 - the merged try failed too: the first error is the one reported
                 pass
         notice = f"This model's chat template refused the conversation ({_one_line(first)}); using {FALLBACK_NAME}."
         return self._fallback(messages, add_generation_prompt, notice)
