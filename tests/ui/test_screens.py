@@ -10,6 +10,8 @@ naming it: the case flips to a failure (to be unmarked) as soon as it is fixed.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from tests.ui.screens import DEFAULT_SIZE, SIZES, Scenes, private_environment, seed_home, set_theme
@@ -32,9 +34,18 @@ def _cases(check: str, sizes=SIZES) -> list:
     return cases
 
 
+@pytest.fixture(autouse=True)
+def collect_on_the_gui_thread():
+    """The cases here only read what the module's fixture found (no widgets, no workers of their own), so the
+    collection tests/ui/conftest.py runs before every test (a fifth of a second, over 200 cases) runs once, in
+    ``problems``."""
+    yield
+
+
 @pytest.fixture(scope="module")
 def problems(qapp, tmp_path_factory) -> dict[tuple[str, tuple[int, int]], dict[str, list[str]]]:
     """Each scene at each size: its problems by check (built once for the module, in a private home)."""
+    gc.collect()  # earlier tests' garbage, on the GUI thread (see tests/ui/conftest.py)
     home = tmp_path_factory.mktemp("screens")
     palette, sheet = qapp.palette(), qapp.styleSheet()
     with pytest.MonkeyPatch.context() as patch:
