@@ -592,6 +592,7 @@ class Scenes:
     def scene_documents_ingest(self) -> QWidget:
         """PDFs being added: one done, one read by OCR, one that failed, one waiting."""
         from macapp.core.docs.ingest import FileOutcome, IngestProgress
+        from macapp.core.docs.pdf import PdfError, _check_file
         from macapp.ui.widgets.ingest_panel import _Batch, ocr_detail
         from macapp.ui.worker import Worker
 
@@ -603,17 +604,13 @@ class Scenes:
         scanned = panel._add_row("Apiary inspection records 2023 (scanned, all colonies).pdf")
         step = IngestProgress("ocr", 1.4, 4, page=19, pages=48, eta_seconds=75)
         scanned.show_step("ocr", 0.4, ocr_detail(step))
-        bad = panel._add_row("invoice.docx.pdf")
-        bad.finish(
-            FileOutcome(
-                home / "invoice.docx.pdf",
-                "invoice.docx.pdf",
-                "failed",
-                kind="corrupt",
-                message="invoice.docx.pdf is not a PDF.",
-                hint="Only PDF files can be added.",
-            )
-        )
+        not_pdf = home / "invoice.docx.pdf"
+        not_pdf.write_bytes(b"PK\x03\x04 a renamed Word file")
+        try:
+            _check_file(not_pdf)  # the product's own words for it
+        except PdfError as exc:
+            bad = panel._add_row(not_pdf.name)
+            bad.finish(FileOutcome(not_pdf, not_pdf.name, "failed", kind=exc.kind, message=exc.message, hint=exc.hint))
         panel._add_row("Swarm control.pdf")
         panel._batches.append(_Batch("add", "Beekeeping notes", list(panel.rows), Worker(lambda: None)))
         panel._update()
