@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
         "add",
         help="add PDFs and images to a collection (created if new)",
-        description="Extract, chunk, embed and index PDFs and images (PNG, JPEG; HEIC on a Mac). "
+        description="Extract, split into passages, embed and index PDFs and images (PNG, JPEG; HEIC on a Mac). "
         "Pages without a text layer (scans) and images are read by OCR, on the "
         "device. A file already in the collection is skipped; one that can't be "
         "read is reported and the rest are added (exit code 1 if any failed). "
@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=non_negative_int,
         default=0,
         metavar="N",
-        help="chunks of context on each side of a hit (default 0)",
+        help="passages of context on each side of a hit (default 0)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=query_cmd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -137,22 +138,30 @@ def test_help_lists_commands():
         assert command in out
 
 
+def _help_pages(parser: argparse.ArgumentParser):
+    """The parser and every sub-command's parser, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _help_pages(sub)
+
+
 def test_every_help_page_reads_as_written():
     """argparse %-formats help= strings but prints description= as it is: a '%%' meant for one shows doubled."""
-    import argparse
-
     from macapp.cli.main import build_parser
 
-    def pages(parser: argparse.ArgumentParser):
-        yield parser
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    yield from pages(sub)
-
-    for parser in pages(build_parser()):
+    for parser in _help_pages(build_parser()):
         text = parser.format_help()
         assert "%%" not in text and "%(" not in text, (parser.prog, text)
+
+
+def test_no_help_page_says_chunk_the_word_is_passage():
+    """The window, the progress rows and the CLI all say "passages"; the ``chunks`` keys of --json stay as they are."""
+    from macapp.cli.main import build_parser
+
+    for parser in _help_pages(build_parser()):
+        assert "chunk" not in parser.format_help().lower(), parser.prog
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,20 @@ def test_the_line_under_a_chat_counts_its_pdfs_in_words():
     assert attached_line(None).startswith("PDFs in this chat: answers use them")
 
 
+def test_the_documents_page_calls_them_passages_as_the_cli_and_progress_rows_do(qtbot):
+    from macapp.core.docs.ingest import CollectionInfo, FileInfo
+    from macapp.ui.documents.files_table import FilesTable, collection_summary
+
+    one = FileInfo("a.pdf", "/x/a.pdf", "a" * 64, 3, 19, "2025-03-02T10:04:00+00:00")
+    info = CollectionInfo("Papers", "bge", 384, "2025-03-02T10:04:00+00:00", (one,))
+    assert collection_summary(info) == "1 file · 3 pages · 19 passages"
+    table = FilesTable()
+    qtbot.addWidget(table)
+    heads = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert heads == ["File", "Pages", "Passages", "Added"]
+    assert not any("chunk" in text.lower() for text in [*heads, collection_summary(info)])
+
+
 def test_cancel_rolls_back_the_file_in_progress(qtbot, chat, docs):
     panel = chat.documents.panel
     with qtbot.waitSignal(panel.busyChanged, timeout=30_000, check_params_cb=lambda busy: not busy):
@@ -249,7 +263,7 @@ def test_documents_page_lists_removes_reindexes_and_deletes(qtbot, docs, monkeyp
         page.show()
     info = list_collections()[0]
     assert page.collection_list.count() == 1
-    assert page.collection_list.item(0).text() == f"Papers\n2 files · 5 pages · {info.chunks} chunks"
+    assert page.collection_list.item(0).text() == f"Papers\n2 files · 5 pages · {info.chunks} passages"
     table = page.files_table
     rows = {table.item(r, 0).text(): [table.item(r, c).text() for c in (1, 2)] for r in range(table.rowCount())}
     assert rows == {f.file: [str(f.pages), str(f.chunks)] for f in info.files}

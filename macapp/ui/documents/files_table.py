@@ -1,4 +1,4 @@
-"""The Documents page's table of one collection's files (pages, chunks, when added), and the words for them."""
+"""The Documents page's table of one collection's files (pages, passages, when added), and the words for them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from macapp.core.units import plural
 if TYPE_CHECKING:
     from macapp.core.docs.ingest import CollectionInfo, FileInfo
 
-HEADERS = ("File", "Pages", "Chunks", "Added")
+HEADERS = ("File", "Pages", "Passages", "Added")
 HASH_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -36,7 +36,7 @@ def collection_summary(info: CollectionInfo) -> str:
         plural(len(info.files), "file"),
         plural(info.pages, "page"),
         ocr_text(info.ocr_pages),
-        plural(info.chunks, "chunk"),
+        plural(info.chunks, "passage"),
     ]
     return " · ".join(part for part in parts if part)
 
