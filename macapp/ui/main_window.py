@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         self.discover_page = DiscoverPage()
         self.models_page.hardwareDetected.connect(self.discover_page.apply_hardware)
         self.models_page.scanFinished.connect(self._after_scan)
+        self.models_page.chatRequested.connect(self._chat_with)
         self.discover_page.downloadFinished.connect(lambda _job: self.models_page.start_scan())
         self.chat_page = ChatPage(self._settings)
         self.models_page.hardwareDetected.connect(self.chat_page.apply_hardware)
@@ -151,6 +152,12 @@ class MainWindow(QMainWindow):
                 self.sidebar.setCurrentRow(row)
                 return
         raise KeyError(name)
+
+    def _chat_with(self, path: str) -> None:
+        """Models page → Chat with this model: the Chat page, that model picked and loading."""
+        self._offer_models()  # the picker lists the library as the Models page shows it
+        self.show_page("Chat")
+        self.chat_page.use_model(path)
 
     def _chat_documents_changed(self, *_args) -> None:
         if self.documents_page.isVisible():  # else it reads the index when it is next shown

@@ -186,3 +186,30 @@ def test_a_folder_gone_before_it_is_added_says_so(qtbot, tmp_path):
     assert page.add_folder(str(tmp_path / "gone")) is None
     assert page.notice.isVisibleTo(page) and "does not exist" in page.notice.label.text()
     assert Settings.load().model_dirs == []
+
+
+def test_a_rows_actions_chat_with_it_and_remove_an_added_file(qtbot, tiny_models, model_dir, window_factory):
+    model = str(tiny_models["mha_f32"])
+    Settings(model_dirs=[str(model_dir)], model_files=[model]).save()
+    window = window_factory()
+    page = window.models_page
+    rows = {Path(e.path).name: row for row, e in enumerate(page.table_model.entries())}
+    entry = page.table_model.entry(rows[Path(model).name])
+    chat, show, remove = page.row_actions(entry, page)
+    assert [a.text() for a in (chat, show, remove)] == ["Chat with this model", "Show in folder", "Remove from library"]
+
+    chat.trigger()  # the Chat page, that model picked and loading
+    assert window.pages.currentWidget() is window.chat_page
+    qtbot.waitUntil(lambda: window.chat_page.engine is not None, timeout=30_000)
+    assert Path(window.chat_page.engine.path) == Path(model)
+    assert window.chat_page.header.picker.current_ref() == entry.path
+
+    in_folder = page.table_model.entry(rows[next(n for n in rows if n != Path(model).name)])
+    window.show_page("Models")
+    page.row_actions(in_folder, page)[2].trigger()  # found in a watched folder: can't be forgotten alone
+    assert page.notice.isVisible() and "folder" in page.notice.label.text()
+    with qtbot.waitSignal(page.scanFinished, timeout=15_000):
+        remove.trigger()
+    assert "stays on disk" in page.notice.label.text() and Path(model).exists()
+    assert model not in Settings.load().model_files
+    assert all(e.path != entry.path for e in page.table_model.entries())

@@ -291,6 +291,15 @@ class ChatPage(QWidget):
         self._update_model_state()
         return worker
 
+    def use_model(self, path: str) -> Worker | None:
+        """Pick the library model at ``path`` and load it (the Models page's "Chat with this model"); while an
+        answer streams or a model loads, it is only picked."""
+        if not self.header.picker.select_path(path):
+            self.notice.show_message("That model is not in the library any more.")
+            return None
+        current = self.engine is not None and Path(getattr(self.engine, "path", "")) == Path(path)
+        return None if current else self.load_model(path)
+
     def _on_load_button(self) -> None:
         if self.loading:
             self.host.cancel_load()

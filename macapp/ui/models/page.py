@@ -12,12 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QItemSelectionModel, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtCore import QItemSelectionModel, QSortFilterProxyModel, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QLabel,
+    QMenu,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from macapp.core.errors import UserError
 from macapp.core.units import format_bytes
 from macapp.ui.models.details import ModelDetails
 from macapp.ui.models.jobs import LibraryScan, Rejected, add_model_files, scan_library
@@ -59,6 +61,7 @@ class ModelsPage(QWidget):
 
     hardwareDetected = Signal(object)  # Hardware
     scanFinished = Signal()
+    chatRequested = Signal(str)  # a model's path: the window opens Chat with it loaded
 
     def __init__(self, settings: Settings, parent: QWidget | None = None):
         super().__init__(parent)
@@ -152,6 +155,9 @@ class ModelsPage(QWidget):
         table.setItemDelegateForColumn(Column.NAME, ElideDelegate(Qt.TextElideMode.ElideMiddle, table))
         table.setItemDelegateForColumn(Column.STATUS, ElideDelegate(Qt.TextElideMode.ElideRight, table))
         table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        table.customContextMenuRequested.connect(self._row_menu)
+        table.doubleClicked.connect(lambda index: self.chat_with(self._entry_at(index)))
         return table
 
     # --- scanning ------------------------------------------------------------------------------
@@ -278,6 +284,47 @@ class ModelsPage(QWidget):
             return
         entry = self.table_model.entry(self.proxy.mapToSource(current).row())
         self.details.show_entry(entry, self.runtime_for(entry), self.budget)
+
+    # --- a row's actions: chat, show in the file manager, remove ---------------------------------------
+    def _entry_at(self, index) -> LibraryEntry | None:
+        return self.table_model.entry(self.proxy.mapToSource(index).row()) if index.isValid() else None
+
+    def row_actions(self, entry: LibraryEntry, parent: QWidget) -> list[QAction]:
+        """What a right-click on ``entry``'s row offers (double-click chats)."""
+        chat = QAction("Chat with this model", parent)
+        chat.setEnabled(entry.facts is not None)  # a file that is not a usable GGUF can't be loaded
+        chat.triggered.connect(lambda: self.chat_with(entry))
+        show = QAction("Show in folder", parent)
+        show.triggered.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(entry.path).parent))))
+        remove = QAction("Remove from library", parent)
+        remove.setToolTip("Forget a file you added (it stays on disk)")
+        remove.triggered.connect(lambda: self.remove_from_library(entry))
+        return [chat, show, remove]
+
+    def _row_menu(self, pos) -> None:
+        entry = self._entry_at(self.table.indexAt(pos))
+        if entry is None:
+            return
+        menu = QMenu(self.table)
+        menu.addActions(self.row_actions(entry, menu))
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def chat_with(self, entry: LibraryEntry | None) -> None:
+        if entry is not None and entry.facts is not None:
+            self.chatRequested.emit(entry.path)
+
+    def remove_from_library(self, entry: LibraryEntry) -> None:
+        """Forget a file added by hand (nothing is deleted); a model found in a watched folder, the Hugging Face
+        cache or LM Studio's folder can't be forgotten alone, and the notice says what to do instead."""
+        from macapp.core.models.library_sources import forget
+
+        try:
+            gone = forget(entry.path)
+        except UserError as exc:
+            self.notice.show_message(error_text(exc))
+            return
+        self.notice.show_message(f"Removed {Path(gone.path).name} from the library; the file stays on disk.")
+        self.start_scan()
 
     def select_row(self, source_row: int) -> None:
         index = self.proxy.mapFromSource(self.table_model.index(source_row, 0))
