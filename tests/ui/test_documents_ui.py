@@ -162,6 +162,30 @@ def test_the_documents_page_calls_them_passages_as_the_cli_and_progress_rows_do(
     assert not any("chunk" in text.lower() for text in [*heads, collection_summary(info)])
 
 
+def test_two_passages_of_one_page_make_one_chip_that_quotes_both(qtbot):
+    from macapp.core.docs.answer import Citation
+    from macapp.ui.chat.citation_chips import CitationChips
+
+    cited = [
+        Citation(1, "refcard-en-a4.pdf", 2, 2, "Press Ctrl-K to cut a line."),
+        Citation(2, "refcard-en-a4.pdf", 3, 3, "Press Ctrl-Y to paste it back."),
+        Citation(3, "refcard-en-a4.pdf", 2, 2, "Press Ctrl-W to cut a region."),
+        Citation(4, "other.pdf", 2, 2, "Another file's page 2."),
+    ]
+    chips = CitationChips([c.to_json() for c in cited])
+    qtbot.addWidget(chips)
+    assert [c.text() for c in chips.chips] == [
+        "[refcard-en-a4.pdf, p. 2]",
+        "[refcard-en-a4.pdf, p. 3]",
+        "[other.pdf, p. 2]",
+    ]
+    tip = chips.chips[0].toolTip()
+    assert "Ctrl-K to cut a line" in tip and "Ctrl-W to cut a region" in tip and "Ctrl-Y" not in tip
+    with qtbot.waitSignal(chips.clicked) as opened:
+        chips.chips[0].click()
+    assert opened.args[0]["number"] == 1  # the page's first passage
+
+
 def test_cancel_rolls_back_the_file_in_progress(qtbot, chat, docs):
     panel = chat.documents.panel
     with qtbot.waitSignal(panel.busyChanged, timeout=30_000, check_params_cb=lambda busy: not busy):

@@ -1,5 +1,6 @@
-"""The sources under a cited answer: one chip per citation, ``[file, p. N]``, wrapping onto more lines
-when the bubble is narrow. A click asks for the page viewer at that page (``clicked(citation dict)``)."""
+"""The sources under a cited answer: one chip per cited page, ``[file, p. N]`` (two passages of one page
+make one chip: its tooltip quotes both), wrapping onto more lines when the bubble is narrow. A click asks
+for the page viewer at that page (``clicked(citation dict)``, the page's first citation)."""
 
 from __future__ import annotations
 
@@ -70,11 +71,27 @@ class FlowLayout(QLayout):
         return y + line - rect.y() + m.bottom()
 
 
-def chip_tip(citation: dict) -> str:
+def excerpt(citation: dict) -> str:
     text = " ".join(str(citation.get("text", "")).split())
     if len(text) > EXCERPT_CHARS:
         text = text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
-    return f"{citation.get('label', '')}\n\n“{text}”\n\nClick to open the page." if text else "Click to open the page."
+    return text
+
+
+def chip_tip(citation: dict, *more: dict) -> str:
+    """The label, then the excerpt of each passage cited on that page (``more``: the page's other ones)."""
+    texts = [f"“{text}”" for text in (excerpt(c) for c in (citation, *more)) if text]
+    if not texts:
+        return "Click to open the page."
+    return f"{citation.get('label', '')}\n\n" + "\n\n".join(texts) + "\n\nClick to open the page."
+
+
+def by_page(citations: Sequence[dict]) -> dict[tuple, list[dict]]:
+    """The citations grouped by (file, page), in the order their pages are first cited."""
+    pages: dict[tuple, list[dict]] = {}
+    for citation in citations:
+        pages.setdefault((citation.get("file"), citation.get("page")), []).append(citation)
+    return pages
 
 
 class CitationChips(QWidget):
@@ -88,11 +105,11 @@ class CitationChips(QWidget):
         self.citations = list(citations)
         self.chips: list[QToolButton] = []
         flow = FlowLayout(self)
-        for citation in self.citations:
+        for citation, *more in by_page(self.citations).values():
             chip = QToolButton()
             chip.setObjectName("citationChip")
             chip.setText(str(citation.get("label") or f"[{citation.get('file')}, p. {citation.get('page')}]"))
-            chip.setToolTip(chip_tip(citation))
+            chip.setToolTip(chip_tip(citation, *more))
             chip.setCursor(Qt.CursorShape.PointingHandCursor)
             chip.clicked.connect(lambda _=False, c=citation: self.clicked.emit(c))
             flow.addWidget(chip)
