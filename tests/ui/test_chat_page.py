@@ -16,6 +16,7 @@ from macapp.core.models.tiny_gguf import write_tiny_gguf
 from macapp.core.settings import Settings
 from macapp.ui.chat.page import ChatPage
 from macapp.ui.chat.sidebar import SEARCH_DELAY_MS
+from macapp.ui.theme import style_sheet
 
 LONG = 3000  # max tokens for answers that must still be running when Stop is pressed
 
@@ -254,6 +255,26 @@ def test_loading_shows_progress_and_eject_unloads(qtbot, page):
     assert page.header.model_status.text() == "No model loaded" and page.header.load_button.text() == "Load"
     assert page.send_message("anyone there?") is None
     assert "Load a model first" in page.notice.label.text()
+
+
+def test_only_load_is_green_reload_and_cancel_are_plain_buttons(qtbot, page):
+    button = page.header.load_button
+    assert button.text() == "Reload" and button.objectName() != "primary"
+    page.load_model()
+    assert button.text() == "Cancel" and button.objectName() != "primary"
+    qtbot.waitUntil(lambda: page.engine is not None and not page.loading, timeout=15_000)
+    assert button.text() == "Reload" and button.objectName() != "primary"
+    qtbot.mouseClick(page.header.eject_button, Qt.MouseButton.LeftButton)
+    assert button.text() == "Load" and button.objectName() == "primary"
+    page.setStyleSheet(style_sheet(dark=False))
+
+    def fill():  # the button's colour just inside its left edge, as drawn
+        return button.grab().toImage().pixelColor(6, button.height() // 2)
+
+    green = fill()
+    _load(qtbot, page)
+    plain = fill()
+    assert green.green() > green.red() + 40 and abs(plain.green() - plain.red()) < 20, (green.name(), plain.name())
 
 
 def test_switching_conversation_stops_the_answer_there(qtbot, page):

@@ -392,6 +392,14 @@ class ModelBar(QWidget):
         if fraction is not None:
             self.load_progress.setValue(int(fraction * 1000))
 
+    def _style_load_button(self, primary: bool) -> None:
+        """The primary (green) style is Load's alone: Reload and Cancel are ordinary buttons."""
+        name = "primary" if primary else ""
+        if self.load_button.objectName() != name:
+            self.load_button.setObjectName(name)
+            self.load_button.style().unpolish(self.load_button)
+            self.load_button.style().polish(self.load_button)
+
     def show_state(self, engine: Engine | None, loading: bool, busy: bool) -> None:
         """Buttons and status for: a load running, a model loaded (or not), an answer being written."""
         if loading:
@@ -409,6 +417,7 @@ class ModelBar(QWidget):
             self.engine_badge.setText(engine.name if engine is not None else "")
             self.engine_badge.setVisible(engine is not None)
             self.model_status.setToolTip(engine_label(engine) if engine is not None else "")
+        self._style_load_button(primary=not loading and engine is None)
         self.load_button.setEnabled(not busy and (loading or self.picker.count() > 0))
         self.eject_button.setEnabled(engine is not None and not busy and not loading)
         self.picker.setEnabled(not busy and not loading)
