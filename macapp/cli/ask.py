@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "When nothing relevant is found, it says so instead of guessing.",
     )
     p.add_argument("collection", metavar="COLLECTION", help="a collection made with `macapp docs add`")
-    p.add_argument("question", metavar="QUESTION")
+    p.add_argument("question", metavar="QUESTION", help="the question, in your own words")
     _add_model_options(p, positional=False)
     p.add_argument("-k", type=int, default=5, metavar="K", help="passages to retrieve (default 5)")
     p.add_argument(

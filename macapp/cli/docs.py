@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Ctrl-C stops within a second and rolls back the file in progress (exit "
         "code 130).",
     )
-    p.add_argument("collection", metavar="COLLECTION")
-    p.add_argument("files", metavar="FILE", nargs="+", type=Path)
+    p.add_argument("collection", metavar="COLLECTION", help="the collection's name (created if new)")
+    p.add_argument("files", metavar="FILE", nargs="+", type=Path, help="PDFs and images to add")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=add_cmd)
 
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=list_cmd)
 
     p = actions.add_parser("remove", help="remove a file and its passages from a collection")
-    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("collection", metavar="COLLECTION", help="the collection's name (see `macapp docs list`)")
     p.add_argument("file", metavar="FILE", help="the file's name, path or sha256 (12+ characters)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=remove_cmd)
@@ -57,8 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "holds the sentences that matched (quote); a passage may run over "
         "page_start..page_end. Scores compare within one mode only.",
     )
-    p.add_argument("collection", metavar="COLLECTION")
-    p.add_argument("question", metavar="QUESTION")
+    p.add_argument("collection", metavar="COLLECTION", help="the collection's name (see `macapp docs list`)")
+    p.add_argument("question", metavar="QUESTION", help="what to look for, in your own words")
     p.add_argument("-k", type=positive_int, default=5, help="how many passages (default 5)")
     p.add_argument(
         "--mode",
@@ -81,12 +81,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="re-embed a collection with the current embedder",
         description="Needed after changing the embedding model; the PDFs are not re-read.",
     )
-    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("collection", metavar="COLLECTION", help="the collection's name (see `macapp docs list`)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=reindex_cmd)
 
     p = actions.add_parser("delete", help="delete a collection and everything indexed in it")
-    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("collection", metavar="COLLECTION", help="the collection's name (see `macapp docs list`)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=delete_cmd)
 

@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its expected speed (offline), the recommendation first: the largest model "
         "that fits and answers at a readable pace (>= 10 tokens/s).",
     )
-    p.add_argument("query", metavar="QUERY", nargs="?")
+    p.add_argument(
+        "query",
+        metavar="QUERY",
+        nargs="?",
+        help="words to find in repository names, e.g. 'qwen 7b' (none: the curated picks)",
+    )
     add_budget_option(p, "with no QUERY: ")
     p.add_argument("--limit", type=int, default=20, help="at most this many repositories (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -38,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"memory at the chosen context against {machine_noun()}'s budget.",
     )
     p.add_argument("repo", metavar="REPO", help="org/name on the Hub")
-    p.add_argument("--revision", default="main")
+    p.add_argument("--revision", default="main", help="a branch, tag or commit of the repo (default main)")
     add_context_options(p, 8192, "context length for the estimate (default 8192)", "f16")
     add_budget_option(p)
     p.add_argument("--no-headers", action="store_true", help="list files only; do not read headers")
@@ -274,9 +279,9 @@ def register_pull(sub: argparse._SubParsersAction) -> None:
         "after a restart; the file is verified against the Hub's sha256 before it "
         "enters the library.",
     )
-    p.add_argument("repo", metavar="REPO")
+    p.add_argument("repo", metavar="REPO", help="org/name on the Hub")
     p.add_argument("what", metavar="FILE|QUANT", nargs="?", help="a file name in the repo, or a quant such as Q4_K_M")
-    p.add_argument("--revision", default="main")
+    p.add_argument("--revision", default="main", help="a branch, tag or commit of the repo (default main)")
     p.add_argument(
         "--mlx",
         action="store_true",

@@ -48,7 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    gui = sub.add_parser("gui", help="open the window (the default)")
+    gui = sub.add_parser(
+        "gui",
+        help="open the window (the default)",
+        description="Open Orchard's window: chat with local models, find and download them, index PDFs, "
+        "LoRA-tune and serve them. `macapp` with no command does the same; options Qt understands "
+        "(such as -platform) are passed on to it.",
+    )
     gui.add_argument("qt_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # Qt's own options
     gui.set_defaults(handler=_gui, qt_args=[])
     doctor.register(sub)

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(handler=add_cmd)
 
     r = actions.add_parser("remove", help="forget a server")
-    r.add_argument("name", metavar="NAME")
+    r.add_argument("name", metavar="NAME", help="the server's name (see `macapp mcp`)")
     _json_flag(r)
     r.set_defaults(handler=remove_cmd)
 

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(handler=list_cmd)
 
     r = actions.add_parser("remove", help="forget a server")
-    r.add_argument("name", metavar="NAME")
+    r.add_argument("name", metavar="NAME", help="the server's name (see `macapp remotes`)")
     _json_flag(r)
     r.set_defaults(handler=remove_cmd)
 
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="connect to a server and list its models",
         description="Asks the server for its models (GET /models) with the saved key.",
     )
-    t.add_argument("name", metavar="NAME")
+    t.add_argument("name", metavar="NAME", help="the server's name (see `macapp remotes`)")
     _json_flag(t)
     t.set_defaults(handler=test_cmd)
 

@@ -156,6 +156,26 @@ def test_every_help_page_reads_as_written():
         assert "%%" not in text and "%(" not in text, (parser.prog, text)
 
 
+def test_every_command_argument_and_option_says_what_it_is_for():
+    """Each page has a description, each positional and option a help string (-h aside); a group of
+    sub-commands lists each one with its help instead."""
+    from macapp.cli.main import build_parser
+
+    missing = []
+    for parser in _help_pages(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [f"{parser.prog} {a.dest}" for a in action._choices_actions if not a.help]
+                assert len(action._choices_actions) == len(action.choices), parser.prog  # none added without help=
+            elif action.help is None:
+                missing.append(f"{parser.prog} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+    gui = next(p for p in _help_pages(build_parser()) if p.prog.endswith(" gui"))
+    assert gui.description and gui.description in " ".join(gui.format_help().split())
+
+
 def test_no_help_page_says_chunk_the_word_is_passage():
     """The window, the progress rows and the CLI all say "passages"; the ``chunks`` keys of --json stay as they are."""
     from macapp.cli.main import build_parser
