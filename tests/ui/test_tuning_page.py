@@ -177,3 +177,22 @@ def test_a_gguf_base_offers_its_mlx_twin_and_downloads_it(qtbot, page, blue_data
     assert fetched == [entry.mlx_repo] and page.state == "idle" and "Downloaded" in page.progress_label.text()
     plan = check(qtbot, page)
     assert plan.estimate is not None and page.start_button.isEnabled()
+
+
+def test_the_from_chats_dialog_has_the_margins_of_the_apps_other_dialogs(qtbot):
+    from macapp.core.settings import Settings
+    from macapp.ui.dialogs.settings import SettingsDialog
+    from macapp.ui.tuning.chat_picker import ChatPicker
+
+    picker, settings = ChatPicker([(1, "Beekeeping questions"), (2, "Trip to Lisbon")]), SettingsDialog(Settings())
+    qtbot.addWidget(picker)
+    qtbot.addWidget(settings)
+    picker.show()
+    qtbot.waitExposed(picker)
+
+    def spacing(dialog):
+        m = dialog.layout().contentsMargins()
+        return (m.left(), m.top(), m.right(), m.bottom()), dialog.layout().spacing()
+
+    assert spacing(picker) == spacing(settings) == ((22, 18, 22, 14), 10)
+    assert picker.width() == 460 and picker.intro.height() > picker.intro.fontMetrics().height()  # wraps, not widens

@@ -24,7 +24,11 @@ class ChatPicker(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Dataset from chats")
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Each chosen conversation becomes one example (the answers as shown, edits included)."))
+        lay.setContentsMargins(22, 18, 22, 14)  # as the Settings dialog's
+        lay.setSpacing(10)
+        self.intro = QLabel("Each chosen conversation becomes one example (the answers as shown, edits included).")
+        self.intro.setWordWrap(True)  # the dialog keeps its width instead of stretching to the sentence
+        lay.addWidget(self.intro)
         self.list = QListWidget()
         for cid, title in conversations:
             item = QListWidgetItem(title)
