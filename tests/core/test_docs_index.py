@@ -18,7 +18,7 @@ from macapp.core.docs.index import DocumentIndex, EmbedderMismatch, vector_key
 from macapp.core.docs.keyword import match_expression
 from macapp.core.docs.types import Chunk
 from macapp.core.errors import Cancelled, UserError
-from macapp.core.progress import CancelToken
+from macapp.core.progress import CancelToken, drain
 from tests.fixtures import pdfs
 from tests.fixtures.ocr import ScriptedOcr
 
@@ -354,6 +354,7 @@ def test_cancel_mid_ingest_leaves_no_partial_file_and_a_rerun_completes(index, f
 
 
 def test_abandoned_generator_rolls_back(index, folder, embedder):
+    index.ensure_collection("Gone", embedder)  # it exists already (a chat's, or made with New collection…)
     gen = ingest.add_files("Gone", [folder / "first.pdf"], embedder, index=index)
     for step in gen:
         if step.stage == "embed":
@@ -361,6 +362,23 @@ def test_abandoned_generator_rolls_back(index, folder, embedder):
     gen.close()  # the GUI dropped the job, or Ctrl-C unwound the CLI
     assert ingest.list_collections(index=index)[0].files == ()
     assert stored_counts(index, "Gone") == (0, 0, 0)
+
+
+def test_an_add_that_created_its_collection_and_added_nothing_leaves_no_collection(index, folder, embedder, tmp_path):
+    gen = ingest.add_files("Fresh", [folder / "first.pdf"], embedder, index=index)
+    for step in gen:
+        if step.stage == "embed":
+            break
+    gen.close()  # cancelled during the first file
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a PDF")
+    _, outcomes = drain(ingest.add_files("Failed", [bad], embedder, index=index))
+    assert [o.status for o in outcomes] == ["failed"]  # the one file failed, with its reason
+    assert [c.name for c in ingest.list_collections(index=index)] == []  # neither left an empty collection
+    assert index.vectors.names() == []
+    index.ensure_collection("Kept", embedder)
+    drain(ingest.add_files("Kept", [bad], embedder, index=index))
+    assert [c.name for c in ingest.list_collections(index=index)] == ["Kept"]  # one the user made stays
 
 
 def test_a_crashed_writer_is_rolled_back_by_the_next_process(tmp_path, folder, embedder):

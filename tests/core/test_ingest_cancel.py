@@ -68,6 +68,7 @@ def test_cancel_lands_within_a_second_at_every_stage(stage, thousand_page_pdf, e
             steps.put(None)
 
     with DocumentIndex(tmp_path / "index") as index:
+        index.ensure_collection("Big", embedder)  # a collection that exists (a chat's): the cancel leaves it empty
         worker = threading.Thread(target=work)
         worker.start()
         seen = []

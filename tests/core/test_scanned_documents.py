@@ -129,6 +129,7 @@ def test_cancel_while_a_page_is_being_read_lands_within_a_second_and_rolls_back(
     token = CancelToken()
     engine = ScriptedOcr(delay_s=10.0)
     with DocumentIndex(tmp_path / "index") as index:
+        index.ensure_collection("Slow", HashEmbedder())  # exists already: the cancelled file leaves it empty
         stream = ingest.add_files("Slow", [path], HashEmbedder(), token, index=index, ocr=engine)
         for step in stream:
             if step.stage == "ocr":

@@ -17,13 +17,14 @@ refused (``index.EmbedderMismatch``) rather than mixing vectors of two models.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from macapp.core.digest import file_sha256
 from macapp.core.docs.chunking import chunk_pages, embedding_text
-from macapp.core.docs.index import DocumentIndex, chunk_metadata, vector_key
+from macapp.core.docs.index import DocumentIndex, check_collection_name, chunk_metadata, vector_key
 from macapp.core.docs.keyword import ChunkRow, CollectionRow, writer_alive
 from macapp.core.docs.ocr import OcrEngine
 from macapp.core.docs.pdf import PdfError, bug_report
@@ -148,7 +149,9 @@ def add_files(
     files = [Path(p) for p in paths]
     own = index is None
     index = index or DocumentIndex()
+    created = False  # a collection this call made is taken away again if it ends up holding nothing
     try:
+        created = index.chunks.collection(check_collection_name(collection)) is None
         row = index.ensure_collection(collection, embedder)
         if row.embedder != embedder.name:
             log.info(
@@ -173,8 +176,21 @@ def add_files(
             )
         return outcomes
     finally:
-        if own:
-            index.close()
+        try:
+            if created:  # every file failed, or the first was cancelled: no empty collection is left behind
+                _drop_if_empty(index, collection)
+        finally:
+            if own:
+                index.close()
+
+
+def _drop_if_empty(index: DocumentIndex, collection: str) -> None:
+    try:
+        row = index.collection(collection)
+        if not index.chunks.files(row.id, status=None):
+            index.drop_collection(row)
+    except (UserError, sqlite3.Error) as e:  # the batch's own outcome or error matters more than this tidy-up
+        log.warning("could not remove the empty collection %s: %s", collection, e)
 
 
 def _add_one(
