@@ -3,9 +3,13 @@ the server with it, and says clearly where there is no keychain."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import keyring
 import pytest
 from keyring.backends import fail
+from PySide6.QtWidgets import QLineEdit
 
 from macapp.core import paths
 from macapp.core.models.library import add_model_file
@@ -71,3 +75,26 @@ def test_without_a_keychain_the_dialog_says_so_and_keeps_old_keys_working(qtbot,
     assert dialog.test_selected() is not None
     qtbot.waitUntil(lambda: dialog.worker is None, timeout=15_000)
     assert "tiny-remote" in dialog.result.text()  # the plain key still works
+
+
+def test_without_a_keychain_the_key_can_come_from_an_environment_variable(qtbot, keyed_server, monkeypatch):
+    keyring.set_keyring(fail.Keyring())
+    monkeypatch.setenv("BOX_API_KEY", KEY)
+    dialog = RemoteServersDialog()
+    qtbot.addWidget(dialog)
+    assert not dialog.add_endpoint("box", keyed_server.url, "sk-new")
+    assert "Read the key from an environment variable" in dialog.result.text()  # the hint names the way out
+
+    dialog.key_from_env.setChecked(True)
+    assert dialog.key_edit.echoMode() == QLineEdit.EchoMode.Normal and "variable" in dialog.key_edit.placeholderText()
+    dialog.name_edit.setText("box")
+    dialog.url_edit.setText(keyed_server.url)
+    dialog.key_edit.setText("$BOX_API_KEY")
+    dialog.add_from_fields()
+    assert _texts(dialog) == [f"box — {keyed_server.url} · key from $BOX_API_KEY"]
+    assert KEY not in Path(os.environ["MACAPP_HOME"], "settings.json").read_text()
+
+    dialog.list.setCurrentRow(0)
+    assert dialog.test_selected() is not None
+    qtbot.waitUntil(lambda: dialog.worker is None, timeout=15_000)
+    assert "tiny-remote" in dialog.result.text()  # the keyed server accepts the key read from the variable

@@ -55,7 +55,8 @@ def add_endpoint(
             except KeychainUnavailable as exc:
                 raise UserError(
                     f"{exc.message}; the API key was not saved",
-                    hint=f"{exc.hint}; or keep the key in an environment variable (macapp remotes add --api-key-env)",
+                    hint=f"{exc.hint}; or keep the key in an environment variable (Read the key from an "
+                    "environment variable in Remote servers…, or macapp remotes add --api-key-env)",
                 ) from exc
         settings.remote_endpoints.append(saved)
 

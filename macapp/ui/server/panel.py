@@ -294,9 +294,13 @@ class RemoteServersDialog(QDialog):
         self.key_edit = QLineEdit()
         self.key_edit.setPlaceholderText("optional · kept in the system keychain")
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        # Where there is no keychain (or by choice) the key can stay in an environment variable, read each time.
+        self.key_from_env = QCheckBox("Read the key from an environment variable")
+        self.key_from_env.toggled.connect(self._key_kind_changed)
         form.addRow("Name", self.name_edit)
         form.addRow("URL", self.url_edit)
         form.addRow("API key", self.key_edit)
+        form.addRow("", self.key_from_env)
         lay.addLayout(form)
         add_row = QHBoxLayout()
         self.add_button = QPushButton("Add")
@@ -343,13 +347,21 @@ class RemoteServersDialog(QDialog):
         self.test_button.setEnabled(selected and self.worker is None)
         self.remove_button.setEnabled(selected)
 
-    def add_endpoint(self, name: str, url: str, api_key: str = "") -> bool:
-        """Save a new endpoint; False (with the reason shown) when the fields are not usable."""
+    def _key_kind_changed(self, from_env: bool) -> None:
+        self.key_edit.clear()
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Normal if from_env else QLineEdit.EchoMode.Password)
+        self.key_edit.setPlaceholderText(
+            "the variable's name, e.g. OPENAI_API_KEY" if from_env else "optional · kept in the system keychain"
+        )
+
+    def add_endpoint(self, name: str, url: str, api_key: str = "", api_key_env: str = "") -> bool:
+        """Save a new endpoint (a key, kept in the keychain, or the environment variable that holds it); False
+        (with the reason shown) when the fields are not usable."""
         from macapp.core.engines.remote_endpoints import add_endpoint
         from macapp.core.errors import UserError
 
         try:
-            endpoint = add_endpoint(name, url, api_key)
+            endpoint = add_endpoint(name, url, api_key, api_key_env)
         except UserError as exc:
             self.result.setText(error_text(exc))
             return False
@@ -363,7 +375,11 @@ class RemoteServersDialog(QDialog):
         return True
 
     def add_from_fields(self) -> None:
-        self.add_endpoint(self.name_edit.text(), self.url_edit.text(), self.key_edit.text())
+        key = self.key_edit.text()
+        if self.key_from_env.isChecked():
+            self.add_endpoint(self.name_edit.text(), self.url_edit.text(), api_key_env=key.strip().lstrip("$"))
+        else:
+            self.add_endpoint(self.name_edit.text(), self.url_edit.text(), key)
 
     def remove_selected(self) -> None:
         from macapp.core.engines.remote_endpoints import remove_endpoint
