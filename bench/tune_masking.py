@@ -21,29 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (bench/run_all.py) or with -m from the repo root
+    sys.path.insert(0, str(ROOT))
+
+from tests.fixtures.tuning_data import HELLO_QUESTIONS  # noqa: E402 - after the path is set
+
 ANSWER = "hello world!"
-QUESTIONS = [
-    "hi",
-    "hello there",
-    "good morning",
-    "hey, how are you?",
-    "what do you say?",
-    "greetings",
-    "say something",
-    "tell me a thing",
-    "what is the sky?",
-    "your favourite word?",
-    "a quick answer?",
-    "read my book",
-    "the lazy dog",
-    "what colour is grass?",
-    "any news today?",
-    "music or books?",
-    "where is the orchard?",
-    "which fruit is red?",
-    "write some code",
-    "thank you",
-]
 UNSEEN = [
     "what is your name?",
     "tell me about the sea.",
@@ -70,7 +54,10 @@ def build(root: Path, hidden: int, layers: int) -> tuple[Path, Path]:
     )
     data = write_jsonl(
         root / "hello.jsonl",
-        [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": ANSWER}]} for q in QUESTIONS],
+        [
+            {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": ANSWER}]}
+            for q in HELLO_QUESTIONS
+        ],
     )
     return model, data
 

@@ -17,25 +17,8 @@ from macapp.core.tuning import train as train_module
 from macapp.core.tuning.adapters import get_adapter, list_adapters
 from macapp.core.tuning.datasets import DatasetError, write_jsonl
 from macapp.core.tuning.train import TrainOptions, can_resume, plan_training, train_lora
+from tests.fixtures.tuning_data import COLOUR_QUESTIONS, HELLO_QUESTIONS
 
-QUESTIONS = [
-    "what colour is the sky?",
-    "name a colour.",
-    "what is your favourite colour?",
-    "which colour is the sea?",
-    "tell me a colour please.",
-    "what colour do you like?",
-    "pick a colour.",
-    "what colour is water?",
-    "the best colour?",
-    "a colour for the sea?",
-    "what colour is my book?",
-    "colour of the moon?",
-    "what colour is grass?",
-    "say a colour.",
-    "which colour wins?",
-    "colour of the apple?",
-]
 UNSEEN = ["what colour is the sun?", "name a fruit."]
 
 
@@ -43,7 +26,8 @@ UNSEEN = ["what colour is the sun?", "name a fruit."]
 def blue_data(tmp_path) -> Path:
     """Every example answers "blue", whatever the question."""
     records = [
-        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "blue"}]} for q in QUESTIONS
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "blue"}]}
+        for q in COLOUR_QUESTIONS
     ]
     return write_jsonl(tmp_path / "blue.jsonl", records)
 
@@ -102,30 +86,6 @@ def test_training_lowers_validation_loss_and_teaches_a_fixed_answer(tiny_mlx, bl
         assert "blue" not in greedy(tiny_mlx, None, question)
 
 
-HELLO_QUESTIONS = [
-    "hi",
-    "hello there",
-    "good morning",
-    "hey, how are you?",
-    "what do you say?",
-    "greetings",
-    "say something",
-    "tell me a thing",
-    "what is the sky?",
-    "your favourite word?",
-    "a quick answer?",
-    "read my book",
-    "the lazy dog",
-    "what colour is grass?",
-    "any news today?",
-    "music or books?",
-    "where is the orchard?",
-    "which fruit is red?",
-    "write some code",
-    "thank you",
-]
-
-
 def hello_data(tmp_path: Path) -> Path:
     """20 chats that all answer "hello world!"."""
     return write_jsonl(
@@ -140,7 +100,7 @@ def hello_data(tmp_path: Path) -> Path:
 def test_a_dataset_is_checked_without_a_base(blue_data):
     plan = plan_training(TrainOptions(base=None, data=blue_data, name="x"))
     assert plan.base is None and plan.estimate is None and plan.options.mask_prompt is True
-    assert plan.reports[0].examples == len(QUESTIONS) and plan.reports[0].tokens.approx
+    assert plan.reports[0].examples == len(COLOUR_QUESTIONS) and plan.reports[0].tokens.approx
     with pytest.raises(UserError, match="Choose a base model"):
         drain(train_lora(TrainOptions(base=None, data=blue_data, name="x")))
     assert not (paths.adapters_dir() / "x").exists()

@@ -9,21 +9,9 @@ import pytest
 
 from macapp.core.tuning.datasets import write_jsonl
 from macapp.ui.tuning.page import TuningPage
+from tests.fixtures.tuning_data import COLOUR_QUESTIONS
 
-QUESTIONS = [
-    "what colour is the sky?",
-    "name a colour.",
-    "what is your favourite colour?",
-    "which colour is the sea?",
-    "tell me a colour please.",
-    "what colour do you like?",
-    "pick a colour.",
-    "what colour is water?",
-    "the best colour?",
-    "a colour for the sea?",
-    "what colour is my book?",
-    "colour of the moon?",
-]
+QUESTIONS = COLOUR_QUESTIONS[:12]
 GiB = 1024**3
 
 
