@@ -203,6 +203,9 @@ def test_a_rows_actions_chat_with_it_and_remove_an_added_file(qtbot, tiny_models
     qtbot.waitUntil(lambda: window.chat_page.engine is not None, timeout=30_000)
     assert Path(window.chat_page.engine.path) == Path(model)
     assert window.chat_page.header.picker.current_ref() == entry.path
+    engine = window.chat_page.engine
+    chat.trigger()  # the model on screen already: picked, not loaded again
+    assert not window.chat_page.loading and window.chat_page.engine is engine
 
     in_folder = page.table_model.entry(rows[next(n for n in rows if n != Path(model).name)])
     window.show_page("Models")

@@ -38,6 +38,7 @@ class EngineHost(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
         self.engine: Engine | None = None
+        self.ref: str | None = None  # what ``engine`` was loaded from (a path or ``remote:NAME/MODEL``)
         self.loading = False
         self._cancel: CancelToken | None = None
         self._closed = False
@@ -48,12 +49,12 @@ class EngineHost(QObject):
 
     def load(self, ref: str, n_ctx: int, kv_type: str, budget: int | None) -> Worker:
         """Unload the current model and load ``ref``; ``progress``, then ``loaded`` or ``loadFailed``."""
-        previous, self.engine = self.engine, None
+        previous, self.engine, self.ref = self.engine, None, None
         self._cancel = CancelToken()
         self.loading = True
         worker = Worker(load_engine, ref, n_ctx, kv_type, budget, self._cancel, previous, pool=self.pool)
         worker.signals.yielded.connect(lambda step: self.progress.emit(step.fraction))
-        worker.signals.returned.connect(self._on_loaded)
+        worker.signals.returned.connect(lambda engine: self._on_loaded(engine, ref))
         worker.signals.errored.connect(self.loadFailed)
         worker.signals.finished.connect(self._after_load)
         log.info("loading %s at %d tokens of context", ref if ref.startswith("remote:") else Path(ref).name, n_ctx)
@@ -63,11 +64,11 @@ class EngineHost(QObject):
         if self._cancel is not None:
             self._cancel.cancel()
 
-    def _on_loaded(self, engine: Engine) -> None:
+    def _on_loaded(self, engine: Engine, ref: str) -> None:
         if self._closed:
             engine.unload()  # closed while it loaded: the engine thread is idle now
             return
-        self.engine = engine
+        self.engine, self.ref = engine, ref
         self.loaded.emit(engine)
 
     def _after_load(self) -> None:
@@ -77,7 +78,7 @@ class EngineHost(QObject):
 
     def eject(self) -> None:
         """Unload the model on the engine thread (after whatever it is doing)."""
-        engine, self.engine = self.engine, None
+        engine, self.engine, self.ref = self.engine, None, None
         if engine is not None:
             Worker(unload_engine, engine, pool=self.pool).start()
 

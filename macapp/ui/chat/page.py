@@ -297,8 +297,8 @@ class ChatPage(QWidget):
         if not self.header.picker.select_path(path):
             self.notice.show_message("That model is not in the library any more.")
             return None
-        current = self.engine is not None and Path(getattr(self.engine, "path", "")) == Path(path)
-        return None if current else self.load_model(path)
+        loaded = self.host.ref
+        return None if loaded is not None and Path(loaded) == Path(path) else self.load_model(path)
 
     def _on_load_button(self) -> None:
         if self.loading:
